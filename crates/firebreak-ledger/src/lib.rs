@@ -1,1 +1,25 @@
-//! stub
+//! The ledger of firebreak, first form: entries, their canonical bytes, the hash
+//! chain, and the audit that replays the ledger against the state tables.
+//!
+//! Principal types: [`Event`] (what happened, the `kind` and `data` of an entry),
+//! [`Entry`] (a sealed entry: sequence number, canonical payload, hash),
+//! [`verify_chain`] and [`audit`] (checks), [`Violation`].
+//!
+//! Format (see `docs/ledger-format.md`): the payload is the RFC 8785 (JCS) canonical
+//! JSON of `{"v", "seq", "prev", "campaign", "kind", "at", "data"}`; the entry hash is
+//! the RFC 6962 leaf hash `SHA-256(0x00 ‖ payload)`; `prev` is the previous entry's
+//! hash (64 zero hex digits for the first). The Merkle tree, checkpoints and
+//! signatures of the governance layer are built over these same leaf hashes.
+//!
+//! This crate does no IO: the store appends what [`Entry::seal`] builds, inside the
+//! transaction of the state change it records, and hands rows and state back here
+//! to be checked.
+#![warn(missing_docs)]
+
+mod audit;
+mod entry;
+mod error;
+
+pub use audit::{StateSnapshot, Violation, audit, verify_chain};
+pub use entry::{Entry, Event, FORMAT_VERSION, GENESIS, Hash, canonical_json, hex, leaf_hash};
+pub use error::LedgerError;

@@ -1,1 +1,33 @@
-//! stub
+//! Storage of firebreak: the [`Store`] trait (campaigns, runs, trials, reports and
+//! the ledger) and its SQLite implementation, [`SqliteStore`].
+//!
+//! Principal types: [`Store`], [`SqliteStore`], [`NewTrial`], [`Outcome`],
+//! [`CampaignRecord`], [`CampaignLock`], [`StoreError`].
+//!
+//! Every state change is one transaction that also appends its ledger entries
+//! ([`firebreak_ledger::Entry`]), so state and ledger never disagree; no code path
+//! updates or deletes a ledger row (SQLite triggers refuse it too). Claiming a
+//! queued trial and finishing a running one are compare-and-set operations that say
+//! whether they won, so concurrent workers never run a trial twice.
+//!
+//! Why `sqlx`: one async driver for SQLite now and PostgreSQL next, behind the same
+//! trait; SQLite is bundled, so the embedded default needs nothing installed.
+//! Durability: WAL journal with `synchronous = NORMAL`. A committed transaction
+//! survives the process being killed (`kill -9`); a power loss may lose the last
+//! commits but never corrupts the database or splits state from ledger.
+#![warn(missing_docs)]
+
+mod error;
+mod lock;
+mod schema;
+mod sqlite;
+mod types;
+
+pub use error::StoreError;
+pub use lock::CampaignLock;
+pub use schema::SCHEMA_VERSION;
+pub use sqlite::SqliteStore;
+pub use types::{
+    CampaignRecord, CampaignSummary, Counts, NewTrial, Outcome, ProcessInfo, Requeued, RunInfo,
+    RunRecord, Store,
+};

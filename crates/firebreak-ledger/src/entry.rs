@@ -1,0 +1,224 @@
+//! Ledger entries: the events recorded, their canonical payload and hash.
+
+use firebreak_core::{Metrics, Params, Timestamp, TrialState, format_rfc3339};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::LedgerError;
+
+/// The payload format version, `v` in every payload.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A SHA-256 digest.
+pub type Hash = [u8; 32];
+
+/// The `prev` of the first entry.
+pub const GENESIS: Hash = [0; 32];
+
+/// What an entry records. Serialized as `"kind"` and `"data"` of the payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// A campaign was created from this canonical spec.
+    CampaignCreated {
+        /// The full canonical spec.
+        spec: serde_json::Value,
+        /// Hex SHA-256 of the spec's canonical JSON.
+        spec_hash: String,
+    },
+    /// A `run` of the campaign started.
+    RunStarted {
+        /// The run's id in the store.
+        run: u64,
+        /// The engine's version.
+        version: String,
+        /// Who ran it (operating-system user).
+        os_user: String,
+        /// Where.
+        host: String,
+        /// Process id.
+        pid: u32,
+    },
+    /// A run ended without dying.
+    RunEnded {
+        /// The run's id.
+        run: u64,
+        /// Why it ended (`done`, `interrupted`, `limit: …`).
+        reason: String,
+    },
+    /// A trial was proposed and queued (or started at once).
+    TrialProposed {
+        /// Its number.
+        number: u64,
+        /// Its parameters.
+        params: Params,
+        /// Who proposed it.
+        proposer: String,
+        /// Why.
+        rationale: String,
+        /// The trial it re-runs, for retries.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_of: Option<u64>,
+    },
+    /// A worker claimed the trial and started it.
+    TrialStarted {
+        /// Its number.
+        number: u64,
+        /// The run that started it.
+        run: u64,
+        /// The worker slot within that run.
+        worker: u32,
+    },
+    /// An intermediate report.
+    TrialReported {
+        /// Its number.
+        number: u64,
+        /// The step reported.
+        step: u64,
+        /// The finite metrics of the report.
+        metrics: Metrics,
+    },
+    /// The trial finished.
+    TrialFinished {
+        /// Its number.
+        number: u64,
+        /// `complete`, `pruned` or `failed`.
+        state: TrialState,
+        /// Final metrics.
+        metrics: Metrics,
+        /// Why it failed or was pruned.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// CPU seconds of its process tree.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpu_seconds: Option<f64>,
+        /// Wall seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wall_seconds: Option<f64>,
+    },
+    /// A running trial went back to the queue, keeping number and parameters.
+    TrialRequeued {
+        /// Its number.
+        number: u64,
+        /// Why (the run that held it died, or was interrupted).
+        reason: String,
+    },
+}
+
+impl Event {
+    /// The `kind` string of the payload.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::CampaignCreated { .. } => "campaign_created",
+            Event::RunStarted { .. } => "run_started",
+            Event::RunEnded { .. } => "run_ended",
+            Event::TrialProposed { .. } => "trial_proposed",
+            Event::TrialStarted { .. } => "trial_started",
+            Event::TrialReported { .. } => "trial_reported",
+            Event::TrialFinished { .. } => "trial_finished",
+            Event::TrialRequeued { .. } => "trial_requeued",
+        }
+    }
+}
+
+/// A sealed entry, ready to append: its row in the `ledger` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Global sequence number from 0.
+    pub seq: u64,
+    /// The campaign named by the entry.
+    pub campaign: String,
+    /// The event kind.
+    pub kind: String,
+    /// The canonical JSON payload.
+    pub payload: String,
+    /// `SHA-256(0x00 ‖ payload)`.
+    pub hash: Hash,
+}
+
+#[derive(Serialize)]
+struct Payload<'a> {
+    v: u32,
+    seq: u64,
+    prev: String,
+    campaign: &'a str,
+    at: String,
+    #[serde(flatten)]
+    event: &'a Event,
+}
+
+impl Entry {
+    /// Seals `event` as entry `seq` after the entry whose hash is `prev`.
+    pub fn seal(
+        seq: u64,
+        prev: &Hash,
+        campaign: &str,
+        at: Timestamp,
+        event: &Event,
+    ) -> Result<Entry, LedgerError> {
+        let payload = canonical_json(&Payload {
+            v: FORMAT_VERSION,
+            seq,
+            prev: hex(prev),
+            campaign,
+            at: format_rfc3339(at),
+            event,
+        })?;
+        Ok(Entry {
+            seq,
+            campaign: campaign.to_string(),
+            kind: event.kind().to_string(),
+            hash: leaf_hash(payload.as_bytes()),
+            payload,
+        })
+    }
+}
+
+/// RFC 8785 canonical JSON of any serializable value.
+pub fn canonical_json<T: Serialize>(value: &T) -> Result<String, LedgerError> {
+    serde_json_canonicalizer::to_string(value).map_err(|e| LedgerError::Encode(e.to_string()))
+}
+
+/// RFC 6962 leaf hash: `SHA-256(0x00 ‖ data)`.
+pub fn leaf_hash(data: &[u8]) -> Hash {
+    let mut hasher = Sha256::new();
+    hasher.update([0u8]);
+    hasher.update(data);
+    hasher.finalize().into()
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_is_canonical_and_hash_is_a_leaf_hash() {
+        let event = Event::TrialReported {
+            number: 3,
+            step: 1,
+            metrics: [("val_accuracy".to_string(), 0.5)].into_iter().collect(),
+        };
+        let entry = Entry::seal(0, &GENESIS, "c", 0, &event).expect("sealed");
+        assert_eq!(
+            entry.payload,
+            r#"{"at":"1970-01-01T00:00:00.000Z","campaign":"c","data":{"metrics":{"val_accuracy":0.5},"number":3,"step":1},"kind":"trial_reported","prev":"0000000000000000000000000000000000000000000000000000000000000000","seq":0,"v":1}"#
+        );
+        // RFC 6962: the leaf hash of the empty string.
+        assert_eq!(
+            hex(&leaf_hash(b"")),
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
+        );
+    }
+}

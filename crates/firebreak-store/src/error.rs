@@ -1,0 +1,63 @@
+//! The store's error enum.
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database driver failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The storage URL is not understood.
+    #[error("unsupported storage URL {url:?}\nhint: use sqlite://PATH, e.g. sqlite://.firebreak/firebreak.db")]
+    Url {
+        /// The URL given.
+        url: String,
+    },
+    /// The database's schema and this binary disagree.
+    #[error("{message}\nhint: {hint}")]
+    Schema {
+        /// What disagrees.
+        message: String,
+        /// The command that fixes it.
+        hint: String,
+    },
+    /// A campaign of this name exists already.
+    #[error("campaign {0:?} already exists")]
+    CampaignExists(String),
+    /// No campaign of this name.
+    #[error("no campaign named {0:?}\nhint: `firebreak campaigns` lists the campaigns in this database")]
+    NoCampaign(String),
+    /// No trial of this number.
+    #[error("campaign {campaign:?} has no trial {number}")]
+    NoTrial {
+        /// The campaign.
+        campaign: String,
+        /// The number asked for.
+        number: u64,
+    },
+    /// Another live process holds the campaign.
+    #[error("campaign {campaign:?} is being run by another process ({holder})\nhint: wait for it to finish or stop it; a dead run releases the campaign at once")]
+    Locked {
+        /// The campaign.
+        campaign: String,
+        /// Who holds it, as recorded by the holder.
+        holder: String,
+    },
+    /// A stored value could not be decoded.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Building a ledger entry failed.
+    #[error(transparent)]
+    Ledger(#[from] firebreak_ledger::LedgerError),
+    /// File-system error (lock files, database folder).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A fault injected by a test.
+    #[error("injected fault")]
+    Injected,
+}

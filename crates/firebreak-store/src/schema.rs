@@ -1,0 +1,71 @@
+//! The SQLite schema as numbered migrations. Migrations only ever add; none
+//! rewrites a ledger row. The database records its version in `meta`.
+
+/// The schema version this binary reads and writes.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Migration `i` (1-based) brings a database from version `i - 1` to `i`.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: campaigns, runs, trials and the ledger.
+    r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE campaigns (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    spec_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    campaign TEXT NOT NULL,
+    info TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    ended_at INTEGER,
+    end_reason TEXT
+);
+CREATE TABLE trials (
+    campaign TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    params TEXT NOT NULL,
+    metrics TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    proposer TEXT NOT NULL,
+    rationale TEXT NOT NULL,
+    retry_of INTEGER,
+    priority INTEGER NOT NULL DEFAULT 0,
+    run INTEGER,
+    worker INTEGER,
+    process TEXT,
+    started_at INTEGER,
+    finished_at INTEGER,
+    cpu_seconds REAL,
+    wall_seconds REAL,
+    log TEXT,
+    PRIMARY KEY (campaign, number)
+);
+CREATE TABLE ledger (
+    seq INTEGER PRIMARY KEY,
+    campaign TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    hash BLOB NOT NULL
+);
+CREATE TRIGGER ledger_append_only_update BEFORE UPDATE ON ledger
+BEGIN SELECT RAISE(ABORT, 'ledger rows are append-only'); END;
+CREATE TRIGGER ledger_append_only_delete BEFORE DELETE ON ledger
+BEGIN SELECT RAISE(ABORT, 'ledger rows are append-only'); END;
+"#,
+    // 2: intermediate reports and the queue index.
+    r#"
+CREATE TABLE reports (
+    campaign TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    metrics TEXT NOT NULL,
+    PRIMARY KEY (campaign, number, step)
+);
+CREATE INDEX trials_queue ON trials (campaign, state, priority DESC, number);
+"#,
+];

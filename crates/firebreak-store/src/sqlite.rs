@@ -1,0 +1,1072 @@
+//! The SQLite store: one writer connection (transactions begin `IMMEDIATE`, so
+//! concurrent processes queue on SQLite's lock instead of failing on upgrade), a
+//! small pool of readers, WAL journal, `synchronous = NORMAL`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use firebreak_core::{Clock, Metrics, Params, Report, SystemClock, Timestamp, Trial, TrialState};
+use firebreak_ledger::{Entry, Event, GENESIS, Hash, StateSnapshot, canonical_json, hex};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, Row, SqliteConnection};
+
+use crate::schema::{MIGRATIONS, SCHEMA_VERSION};
+use crate::types::{
+    CampaignRecord, CampaignSummary, Counts, NewTrial, Outcome, ProcessInfo, Requeued, RunInfo,
+    RunRecord, Store,
+};
+use crate::{CampaignLock, StoreError, lock};
+
+/// The embedded store. Cheap to clone; clones share connections.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    writer: SqlitePool,
+    readers: SqlitePool,
+    clock: Arc<dyn Clock>,
+    #[cfg(test)]
+    fault_after_state_write: std::sync::atomic::AtomicBool,
+}
+
+/// Where the next ledger entry goes, read once per transaction.
+struct Cursor {
+    next_seq: u64,
+    prev: Hash,
+}
+
+/// A write transaction with its ledger cursor.
+struct Tx {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    cursor: Cursor,
+}
+
+impl Tx {
+    async fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit().await?)
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://PATH` or a
+    /// plain path). A new database gets the current schema; an older one is refused
+    /// with a hint to run `firebreak storage upgrade`.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, Arc::new(SystemClock), false).await
+    }
+
+    /// Opens the database and brings its schema up to date (`storage upgrade`).
+    /// Returns the store and the version the database had.
+    pub async fn upgrade(url: &str) -> Result<(Self, u32), StoreError> {
+        let path = path_of(url)?;
+        let before = {
+            let mut conn = connect(&path).await?;
+            version_of(&mut conn).await?
+        };
+        let store = Self::open_with(url, Arc::new(SystemClock), true).await?;
+        Ok((store, before.unwrap_or(0)))
+    }
+
+    /// Opens with an injected clock; `upgrade` allows migrating an older schema.
+    pub async fn open_with(
+        url: &str,
+        clock: Arc<dyn Clock>,
+        upgrade: bool,
+    ) -> Result<Self, StoreError> {
+        let path = path_of(url)?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                context: format!("creating database folder {}", parent.display()),
+                source,
+            })?;
+        }
+        {
+            let mut conn = connect(&path).await?;
+            migrate(&mut conn, upgrade, SCHEMA_VERSION).await?;
+            conn.close().await?;
+        }
+        // One writer connection: writes in this process queue here, writes of other
+        // processes queue on SQLite's lock (busy timeout).
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options(&path))
+            .await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options(&path))
+            .await?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path,
+                writer,
+                readers,
+                clock,
+                #[cfg(test)]
+                fault_after_state_write: std::sync::atomic::AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The schema version stored in the database.
+    pub async fn schema_version(&self) -> Result<u32, StoreError> {
+        let mut conn = self.inner.writer.acquire().await?;
+        Ok(version_of(&mut conn).await?.unwrap_or(0))
+    }
+
+    /// The pragmas in force on the writer connection (for benchmarks and docs).
+    pub async fn pragmas(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut conn = self.inner.writer.acquire().await?;
+        let mut out = Vec::new();
+        for name in ["journal_mode", "synchronous", "busy_timeout", "locking_mode"] {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
+                .fetch_one(&mut *conn)
+                .await?;
+            let value: String = row
+                .try_get::<String, _>(0)
+                .or_else(|_| row.try_get::<i64, _>(0).map(|v| v.to_string()))?;
+            out.push((name.to_string(), value));
+        }
+        Ok(out)
+    }
+
+    fn lock_dir(&self) -> PathBuf {
+        let mut name = self.inner.path.as_os_str().to_owned();
+        name.push(".locks");
+        PathBuf::from(name)
+    }
+
+    fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// Begins an `IMMEDIATE` transaction on the writer connection and reads the
+    /// ledger head. Dropping the returned transaction without `commit` rolls back.
+    async fn begin(&self) -> Result<Tx, StoreError> {
+        let mut tx = self.inner.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let head = sqlx::query("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let cursor = match head {
+            Some(row) => Cursor {
+                next_seq: row.try_get::<i64, _>(0)? as u64 + 1,
+                prev: to_hash(&row.try_get::<Vec<u8>, _>(1)?),
+            },
+            None => Cursor {
+                next_seq: 0,
+                prev: GENESIS,
+            },
+        };
+        Ok(Tx { tx, cursor })
+    }
+
+    async fn append(
+        &self,
+        w: &mut Tx,
+        campaign: &str,
+        event: &Event,
+    ) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if self
+            .inner
+            .fault_after_state_write
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(StoreError::Injected);
+        }
+        let entry = Entry::seal(w.cursor.next_seq, &w.cursor.prev, campaign, self.now(), event)?;
+        sqlx::query("INSERT INTO ledger (seq, campaign, kind, payload, hash) VALUES (?, ?, ?, ?, ?)")
+            .bind(entry.seq as i64)
+            .bind(&entry.campaign)
+            .bind(&entry.kind)
+            .bind(&entry.payload)
+            .bind(&entry.hash[..])
+            .execute(&mut *w.tx)
+            .await?;
+        w.cursor.next_seq += 1;
+        w.cursor.prev = entry.hash;
+        Ok(())
+    }
+
+    async fn insert_trial(
+        &self,
+        w: &mut Tx,
+        campaign: &str,
+        trial: &NewTrial,
+        start: Option<(u64, u32)>,
+    ) -> Result<u64, StoreError> {
+        let number: i64 = sqlx::query(
+            "SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE campaign = ?",
+        )
+        .bind(campaign)
+        .fetch_one(&mut *w.tx)
+        .await?
+        .try_get(0)?;
+        let now = self.now();
+        let state = if start.is_some() { "running" } else { "queued" };
+        sqlx::query(
+            "INSERT INTO trials (campaign, number, state, params, proposer, rationale, retry_of, priority, run, worker, started_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(campaign)
+        .bind(number)
+        .bind(state)
+        .bind(json(&trial.params))
+        .bind(&trial.proposer)
+        .bind(&trial.rationale)
+        .bind(trial.retry_of.map(|n| n as i64))
+        .bind(trial.priority)
+        .bind(start.map(|(run, _)| run as i64))
+        .bind(start.map(|(_, worker)| i64::from(worker)))
+        .bind(start.map(|_| now))
+        .execute(&mut *w.tx)
+        .await?;
+        let number = number as u64;
+        self.append(
+            w,
+            campaign,
+            &Event::TrialProposed {
+                number,
+                params: trial.params.clone(),
+                proposer: trial.proposer.clone(),
+                rationale: trial.rationale.clone(),
+                retry_of: trial.retry_of,
+            },
+        )
+        .await?;
+        if let Some((run, worker)) = start {
+            self.append(w, campaign, &Event::TrialStarted { number, run, worker })
+                .await?;
+        }
+        Ok(number)
+    }
+
+    async fn require_campaign(&self, name: &str) -> Result<(), StoreError> {
+        match self.campaign(name).await? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NoCampaign(name.to_string())),
+        }
+    }
+
+    async fn load_trials(&self, campaign: Option<&str>) -> Result<Vec<(String, Trial)>, StoreError> {
+        let select = "SELECT campaign, number, state, params, metrics, error, proposer, rationale, retry_of, \
+                      started_at, finished_at, cpu_seconds, wall_seconds FROM trials";
+        let rows = match campaign {
+            Some(c) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("{select} WHERE campaign = ? ORDER BY number")))
+                    .bind(c)
+                    .fetch_all(&self.inner.readers)
+                    .await?
+            }
+            None => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("{select} ORDER BY campaign, number")))
+                    .fetch_all(&self.inner.readers)
+                    .await?
+            }
+        };
+        let reports_sql = "SELECT campaign, number, step, metrics FROM reports";
+        let report_rows = match campaign {
+            Some(c) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("{reports_sql} WHERE campaign = ? ORDER BY number, step")))
+                    .bind(c)
+                    .fetch_all(&self.inner.readers)
+                    .await?
+            }
+            None => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("{reports_sql} ORDER BY campaign, number, step")))
+                    .fetch_all(&self.inner.readers)
+                    .await?
+            }
+        };
+        let mut reports: BTreeMap<(String, u64), Vec<Report>> = BTreeMap::new();
+        for row in report_rows {
+            let key = (row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)? as u64);
+            reports.entry(key).or_default().push(Report {
+                step: row.try_get::<i64, _>(2)? as u64,
+                metrics: parse(&row.try_get::<String, _>(3)?)?,
+            });
+        }
+        rows.iter()
+            .map(|row| {
+                let campaign: String = row.try_get(0)?;
+                let mut trial = trial_from_row(row)?;
+                trial.intermediate = reports
+                    .remove(&(campaign.clone(), trial.number))
+                    .unwrap_or_default();
+                Ok((campaign, trial))
+            })
+            .collect()
+    }
+
+    async fn runs_of(&self, campaign: &str) -> Result<Option<RunRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, info, started_at, heartbeat_at, ended_at, end_reason FROM runs \
+             WHERE campaign = ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(campaign)
+        .fetch_optional(&self.inner.readers)
+        .await?;
+        row.map(|row| {
+            Ok(RunRecord {
+                id: row.try_get::<i64, _>(0)? as u64,
+                info: parse(&row.try_get::<String, _>(1)?)?,
+                started_at: row.try_get(2)?,
+                heartbeat_at: row.try_get(3)?,
+                ended_at: row.try_get(4)?,
+                end_reason: row.try_get(5)?,
+            })
+        })
+        .transpose()
+    }
+}
+
+fn path_of(url: &str) -> Result<PathBuf, StoreError> {
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    if path.is_empty() || path.contains("://") || path.starts_with(':') {
+        return Err(StoreError::Url {
+            url: url.to_string(),
+        });
+    }
+    Ok(PathBuf::from(path))
+}
+
+fn options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(60))
+        .foreign_keys(false)
+}
+
+async fn connect(path: &Path) -> Result<SqliteConnection, StoreError> {
+    Ok(SqliteConnection::connect_with(&options(path)).await?)
+}
+
+async fn version_of(conn: &mut SqliteConnection) -> Result<Option<u32>, StoreError> {
+    let has_meta = sqlx::query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some();
+    if !has_meta {
+        let any = sqlx::query("SELECT 1 FROM sqlite_master WHERE type = 'table'")
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_some();
+        return if any {
+            Err(StoreError::Schema {
+                message: "this SQLite file is not a firebreak database".into(),
+                hint: "point --storage at a firebreak database or at a new file".into(),
+            })
+        } else {
+            Ok(None)
+        };
+    }
+    let value: Option<String> =
+        sqlx::query("SELECT value FROM meta WHERE key = 'schema_version'")
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?;
+    value
+        .map(|v| {
+            v.parse()
+                .map_err(|_| StoreError::Corrupt(format!("schema_version {v:?}")))
+        })
+        .transpose()
+}
+
+/// Brings the schema to `target`: a new database silently, an older one only when
+/// `upgrade` is set; a newer one never.
+pub(crate) async fn migrate(
+    conn: &mut SqliteConnection,
+    upgrade: bool,
+    target: u32,
+) -> Result<(), StoreError> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let current = version_of(&mut tx).await?;
+    match current {
+        Some(v) if v == target => return Ok(()),
+        Some(v) if v > target => {
+            return Err(StoreError::Schema {
+                message: format!(
+                    "the database schema is version {v}, newer than this binary's version {target}"
+                ),
+                hint: "use a newer firebreak with this database".into(),
+            });
+        }
+        Some(v) if !upgrade => {
+            return Err(StoreError::Schema {
+                message: format!(
+                    "the database schema is version {v}; this binary needs version {target}"
+                ),
+                hint: "run `firebreak storage upgrade` (it never rewrites ledger rows)".into(),
+            });
+        }
+        _ => {}
+    }
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(current.unwrap_or(0) as usize)
+        .take((target as usize).saturating_sub(current.unwrap_or(0) as usize))
+    {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *tx).await?;
+        sqlx::query("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)")
+            .bind((index + 1).to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn to_hash(bytes: &[u8]) -> Hash {
+    let mut hash = [0u8; 32];
+    if bytes.len() == 32 {
+        hash.copy_from_slice(bytes);
+    }
+    hash
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_string())
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{e}: {text:.80}")))
+}
+
+fn trial_from_row(row: &SqliteRow) -> Result<Trial, StoreError> {
+    let state: String = row.try_get(2)?;
+    Ok(Trial {
+        number: row.try_get::<i64, _>(1)? as u64,
+        state: TrialState::from_str(&state).map_err(StoreError::Corrupt)?,
+        params: parse::<Params>(&row.try_get::<String, _>(3)?)?,
+        metrics: parse::<Metrics>(&row.try_get::<String, _>(4)?)?,
+        intermediate: Vec::new(),
+        error: row.try_get(5)?,
+        proposer: row.try_get(6)?,
+        rationale: row.try_get(7)?,
+        retry_of: row.try_get::<Option<i64>, _>(8)?.map(|n| n as u64),
+        started_at: row.try_get(9)?,
+        finished_at: row.try_get(10)?,
+        cpu_seconds: row.try_get(11)?,
+        wall_seconds: row.try_get(12)?,
+    })
+}
+
+impl Store for SqliteStore {
+    async fn create_campaign(
+        &self,
+        name: &str,
+        spec: &serde_json::Value,
+    ) -> Result<CampaignRecord, StoreError> {
+        let canonical = canonical_json(spec)?;
+        let spec_hash = hex(&sha256(canonical.as_bytes()));
+        let created_at = self.now();
+        {
+        let mut w = self.begin().await?;
+        let value: Result<_, StoreError> = async {
+            let exists = sqlx::query("SELECT 1 FROM campaigns WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&mut *w.tx)
+                .await?
+                .is_some();
+            if exists {
+                return Err(StoreError::CampaignExists(name.to_string()));
+            }
+            sqlx::query("INSERT INTO campaigns (name, spec, spec_hash, created_at) VALUES (?, ?, ?, ?)")
+                .bind(name)
+                .bind(&canonical)
+                .bind(&spec_hash)
+                .bind(created_at)
+                .execute(&mut *w.tx)
+                .await?;
+            self.append(
+                &mut w,
+                name,
+                &Event::CampaignCreated {
+                    spec: spec.clone(),
+                    spec_hash: spec_hash.clone(),
+                },
+            )
+            .await
+        }
+        .await;
+        let value = value?;
+        w.commit().await?;
+        Ok::<_, StoreError>(value)
+    }?;
+        Ok(CampaignRecord {
+            name: name.to_string(),
+            spec: spec.clone(),
+            spec_hash,
+            created_at,
+        })
+    }
+
+    async fn campaign(&self, name: &str) -> Result<Option<CampaignRecord>, StoreError> {
+        let row = sqlx::query("SELECT name, spec, spec_hash, created_at FROM campaigns WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.inner.readers)
+            .await?;
+        row.map(|row| campaign_from_row(&row)).transpose()
+    }
+
+    async fn campaigns(&self) -> Result<Vec<CampaignSummary>, StoreError> {
+        let rows = sqlx::query("SELECT name, spec, spec_hash, created_at FROM campaigns ORDER BY name")
+            .fetch_all(&self.inner.readers)
+            .await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let campaign = campaign_from_row(&row)?;
+            let counts = self.counts(&campaign.name).await?;
+            let last_run = self.runs_of(&campaign.name).await?;
+            out.push(CampaignSummary {
+                campaign,
+                counts,
+                last_run,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn lock_campaign(&self, name: &str, holder: &str) -> Result<CampaignLock, StoreError> {
+        lock::acquire(&self.lock_dir(), name, holder)
+    }
+
+    async fn lock_holder(&self, name: &str) -> Result<Option<String>, StoreError> {
+        lock::holder(&self.lock_dir(), name)
+    }
+
+    async fn start_run(&self, campaign: &str, info: &RunInfo) -> Result<u64, StoreError> {
+        let now = self.now();
+        {
+        let mut w = self.begin().await?;
+        let value: Result<_, StoreError> = async {
+            let id: i64 = sqlx::query(
+                "INSERT INTO runs (campaign, info, started_at, heartbeat_at) VALUES (?, ?, ?, ?) RETURNING id",
+            )
+            .bind(campaign)
+            .bind(json(info))
+            .bind(now)
+            .bind(now)
+            .fetch_one(&mut *w.tx)
+            .await?
+            .try_get(0)?;
+            let run = id as u64;
+            self.append(
+                &mut w,
+                campaign,
+                &Event::RunStarted {
+                    run,
+                    version: info.version.clone(),
+                    os_user: info.os_user.clone(),
+                    host: info.host.clone(),
+                    pid: info.pid,
+                },
+            )
+            .await?;
+            Ok(run)
+        }
+        .await;
+        let value = value?;
+        w.commit().await?;
+        Ok::<_, StoreError>(value)
+    }
+    }
+
+    async fn heartbeat(&self, run: u64) -> Result<(), StoreError> {
+        let now = self.now();
+        let mut conn = self.inner.writer.acquire().await?;
+        sqlx::query("UPDATE runs SET heartbeat_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(run as i64)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn end_run(&self, campaign: &str, run: u64, reason: &str) -> Result<(), StoreError> {
+        let now = self.now();
+        {
+        let mut w = self.begin().await?;
+        let value: Result<_, StoreError> = async {
+            sqlx::query("UPDATE runs SET ended_at = ?, end_reason = ? WHERE id = ?")
+                .bind(now)
+                .bind(reason)
+                .bind(run as i64)
+                .execute(&mut *w.tx)
+                .await?;
+            self.append(
+                &mut w,
+                campaign,
+                &Event::RunEnded {
+                    run,
+                    reason: reason.to_string(),
+                },
+            )
+            .await
+        }
+        .await;
+        let value = value?;
+        w.commit().await?;
+        Ok::<_, StoreError>(value)
+    }
+    }
+
+    async fn requeue_running(&self, campaign: &str, reason: &str) -> Result<Vec<Requeued>, StoreError> {
+        {
+        let mut w = self.begin().await?;
+        let value: Result<_, StoreError> = async {
+            let rows = sqlx::query(
+                "UPDATE trials SET state = 'queued', run = NULL, worker = NULL, process = NULL \
+                 WHERE campaign = ? AND state = 'running' RETURNING number, process",
+            )
+            .bind(campaign)
+            .fetch_all(&mut *w.tx)
+            .await?;
+            let mut requeued = Vec::new();
+            for row in rows {
+                let process: Option<String> = row.try_get(1)?;
+                requeued.push(Requeued {
+                    number: row.try_get::<i64, _>(0)? as u64,
+                    process: process.as_deref().map(parse).transpose()?,
+                });
+            }
+            requeued.sort_by_key(|r| r.number);
+            // Reports of an abandoned attempt are kept: they were observed and ledgered.
+            for r in &requeued {
+                self.append(
+                    &mut w,
+                    campaign,
+                    &Event::TrialRequeued {
+                        number: r.number,
+                        reason: reason.to_string(),
+                    },
+                )
+                .await?;
+            }
+            Ok(requeued)
+        }
+        .await;
+        let value = value?;
+        w.commit().await?;
+        Ok::<_, StoreError>(value)
+    }
+    }
+
+    async fn enqueue(&self, campaign: &str, trial: &NewTrial) -> Result<u64, StoreError> {
+        self.require_campaign(campaign).await?;
+        {
+        let mut w = self.begin().await?;
+        let value: Result<_, StoreError> = async {
+            self.insert_trial(&mut w, campaign, trial, None).await
+        }
+        .await;
+        let value = value?;
+        w.commit().await?;
+        Ok::<_, StoreError>(value)
+    }
+    }
+
+    async fn claim_queued(
+        &self,
+        campaign: &str,
+        run: u64,
+        worker: u32,
+    ) -> Result<Option<Trial>, StoreError> {
+        let now = self.now();
+        let number = {
+        let mut w = self.begin().await?;
+        let value: Result<_, StoreError> = async {
+                // The state condition in the UPDATE is the compare-and-set.
+                let claimed = sqlx::query(
+                    "UPDATE trials SET state = 'running', run = ?, worker = ?, started_at = ? \
+                     WHERE campaign = ? AND state = 'queued' AND number = ( \
+                       SELECT number FROM trials WHERE campaign = ? AND state = 'queued' \
+                       ORDER BY priority DESC, number LIMIT 1) \
+                     RETURNING number",
+                )
+                .bind(run as i64)
+                .bind(i64::from(worker))
+                .bind(now)
+                .bind(campaign)
+                .bind(campaign)
+                .fetch_optional(&mut *w.tx)
+                .await?;
+                let Some(row) = claimed else {
+                    return Ok(None);
+                };
+                let number = row.try_get::<i64, _>(0)? as u64;
+                self.append(&mut w, campaign, &Event::TrialStarted { number, run, worker })
+                    .await?;
+                Ok(Some(number))
+            }
+        .await;
+        let value = value?;
+        w.commit().await?;
+        Ok::<_, StoreError>(value)
+    }?;
+        match number {
+            Some(number) => Ok(Some(self.trial(campaign, number).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn propose_and_start(
+        &self,
+        campaign: &str,
+        trial: &NewTrial,
+        run: u64,
+        worker: u32,
+    ) -> Result<Trial, StoreError> {
+        let started_at = self.now();
+        let number = {
+        let mut w = self.begin().await?;
+        let value: Result<_, StoreError> = async {
+                self.insert_trial(&mut w, campaign, trial, Some((run, worker)))
+                    .await
+            }
+        .await;
+        let value = value?;
+        w.commit().await?;
+        Ok::<_, StoreError>(value)
+    }?;
+        let mut out = Trial::queued(number, trial.params.clone(), &trial.proposer, &trial.rationale);
+        out.state = TrialState::Running;
+        out.retry_of = trial.retry_of;
+        out.started_at = Some(started_at);
+        Ok(out)
+    }
+
+    async fn set_process(
+        &self,
+        campaign: &str,
+        number: u64,
+        process: &ProcessInfo,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.inner.writer.acquire().await?;
+        sqlx::query("UPDATE trials SET process = ? WHERE campaign = ? AND number = ? AND state = 'running'")
+            .bind(json(process))
+            .bind(campaign)
+            .bind(number as i64)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn report(&self, campaign: &str, number: u64, report: &Report) -> Result<(), StoreError> {
+        let metrics: Metrics = report
+            .metrics
+            .iter()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        {
+        let mut w = self.begin().await?;
+        let value: Result<_, StoreError> = async {
+            let running = sqlx::query("SELECT 1 FROM trials WHERE campaign = ? AND number = ? AND state = 'running'")
+                .bind(campaign)
+                .bind(number as i64)
+                .fetch_optional(&mut *w.tx)
+                .await?
+                .is_some();
+            if !running {
+                return Ok(());
+            }
+            sqlx::query("INSERT OR REPLACE INTO reports (campaign, number, step, metrics) VALUES (?, ?, ?, ?)")
+                .bind(campaign)
+                .bind(number as i64)
+                .bind(report.step as i64)
+                .bind(json(&metrics))
+                .execute(&mut *w.tx)
+                .await?;
+            self.append(
+                &mut w,
+                campaign,
+                &Event::TrialReported {
+                    number,
+                    step: report.step,
+                    metrics: metrics.clone(),
+                },
+            )
+            .await
+        }
+        .await;
+        let value = value?;
+        w.commit().await?;
+        Ok::<_, StoreError>(value)
+    }
+    }
+
+    async fn finish(&self, campaign: &str, number: u64, outcome: &Outcome) -> Result<bool, StoreError> {
+        let now = self.now();
+        let metrics: Metrics = outcome
+            .metrics
+            .iter()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
+        {
+        let mut w = self.begin().await?;
+        let value: Result<_, StoreError> = async {
+            let updated = sqlx::query(
+                "UPDATE trials SET state = ?, metrics = ?, error = ?, finished_at = ?, cpu_seconds = ?, \
+                 wall_seconds = ?, log = COALESCE(?, log), process = NULL \
+                 WHERE campaign = ? AND number = ? AND state = 'running'",
+            )
+            .bind(outcome.state.as_str())
+            .bind(json(&metrics))
+            .bind(&outcome.error)
+            .bind(now)
+            .bind(finite(outcome.cpu_seconds))
+            .bind(finite(outcome.wall_seconds))
+            .bind(&outcome.log)
+            .bind(campaign)
+            .bind(number as i64)
+            .execute(&mut *w.tx)
+            .await?
+            .rows_affected();
+            if updated == 0 {
+                return Ok(false);
+            }
+            self.append(
+                &mut w,
+                campaign,
+                &Event::TrialFinished {
+                    number,
+                    state: outcome.state,
+                    metrics: metrics.clone(),
+                    error: outcome.error.clone(),
+                    cpu_seconds: finite(outcome.cpu_seconds),
+                    wall_seconds: finite(outcome.wall_seconds),
+                },
+            )
+            .await?;
+            Ok(true)
+        }
+        .await;
+        let value = value?;
+        w.commit().await?;
+        Ok::<_, StoreError>(value)
+    }
+    }
+
+    async fn trials(&self, campaign: &str) -> Result<Vec<Trial>, StoreError> {
+        Ok(self
+            .load_trials(Some(campaign))
+            .await?
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect())
+    }
+
+    async fn counts(&self, campaign: &str) -> Result<Counts, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM trials WHERE campaign = ? GROUP BY state")
+            .bind(campaign)
+            .fetch_all(&self.inner.readers)
+            .await?;
+        let mut counts = Counts::default();
+        for row in rows {
+            let state: String = row.try_get(0)?;
+            let n = row.try_get::<i64, _>(1)? as u64;
+            match TrialState::from_str(&state).map_err(StoreError::Corrupt)? {
+                TrialState::Queued => counts.queued = n,
+                TrialState::Running => counts.running = n,
+                TrialState::Complete => counts.complete = n,
+                TrialState::Pruned => counts.pruned = n,
+                TrialState::Failed => counts.failed = n,
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn log(&self, campaign: &str, number: u64) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT log FROM trials WHERE campaign = ? AND number = ?")
+            .bind(campaign)
+            .bind(number as i64)
+            .fetch_optional(&self.inner.readers)
+            .await?;
+        match row {
+            Some(row) => Ok(row.try_get(0)?),
+            None => Err(StoreError::NoTrial {
+                campaign: campaign.to_string(),
+                number,
+            }),
+        }
+    }
+
+    async fn ledger(&self) -> Result<Vec<Entry>, StoreError> {
+        let rows = sqlx::query("SELECT seq, campaign, kind, payload, hash FROM ledger ORDER BY seq")
+            .fetch_all(&self.inner.readers)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Entry {
+                    seq: row.try_get::<i64, _>(0)? as u64,
+                    campaign: row.try_get(1)?,
+                    kind: row.try_get(2)?,
+                    payload: row.try_get(3)?,
+                    hash: to_hash(&row.try_get::<Vec<u8>, _>(4)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn snapshot(&self) -> Result<StateSnapshot, StoreError> {
+        let rows = sqlx::query("SELECT name, spec FROM campaigns")
+            .fetch_all(&self.inner.readers)
+            .await?;
+        let mut campaigns = BTreeMap::new();
+        for row in rows {
+            campaigns.insert(row.try_get::<String, _>(0)?, parse(&row.try_get::<String, _>(1)?)?);
+        }
+        Ok(StateSnapshot {
+            campaigns,
+            trials: self.load_trials(None).await?,
+        })
+    }
+}
+
+impl SqliteStore {
+    /// One trial of a campaign.
+    pub async fn trial(&self, campaign: &str, number: u64) -> Result<Trial, StoreError> {
+        let row = sqlx::query(
+            "SELECT campaign, number, state, params, metrics, error, proposer, rationale, retry_of, \
+             started_at, finished_at, cpu_seconds, wall_seconds FROM trials WHERE campaign = ? AND number = ?",
+        )
+        .bind(campaign)
+        .bind(number as i64)
+        .fetch_optional(&self.inner.readers)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NoTrial {
+                campaign: campaign.to_string(),
+                number,
+            });
+        };
+        let mut trial = trial_from_row(&row)?;
+        let reports = sqlx::query("SELECT step, metrics FROM reports WHERE campaign = ? AND number = ? ORDER BY step")
+            .bind(campaign)
+            .bind(number as i64)
+            .fetch_all(&self.inner.readers)
+            .await?;
+        for r in reports {
+            trial.intermediate.push(Report {
+                step: r.try_get::<i64, _>(0)? as u64,
+                metrics: parse(&r.try_get::<String, _>(1)?)?,
+            });
+        }
+        Ok(trial)
+    }
+
+    /// The latest run of a campaign.
+    pub async fn last_run(&self, campaign: &str) -> Result<Option<RunRecord>, StoreError> {
+        self.runs_of(campaign).await
+    }
+}
+
+fn campaign_from_row(row: &SqliteRow) -> Result<CampaignRecord, StoreError> {
+    Ok(CampaignRecord {
+        name: row.try_get(0)?,
+        spec: parse(&row.try_get::<String, _>(1)?)?,
+        spec_hash: row.try_get(2)?,
+        created_at: row.try_get(3)?,
+    })
+}
+
+fn sha256(data: &[u8]) -> Hash {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(dir: &tempfile::TempDir) -> String {
+        format!("sqlite://{}/db.sqlite", dir.path().display())
+    }
+
+    #[tokio::test]
+    async fn an_old_schema_is_refused_until_upgraded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = path_of(&url(&dir)).expect("path");
+        let mut conn = connect(&path).await.expect("connected");
+        migrate(&mut conn, false, 1).await.expect("version 1");
+        conn.close().await.expect("closed");
+        let error = SqliteStore::open(&url(&dir)).await.expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "the database schema is version 1; this binary needs version 2\n\
+             hint: run `firebreak storage upgrade` (it never rewrites ledger rows)"
+        );
+        let (store, before) = SqliteStore::upgrade(&url(&dir)).await.expect("upgraded");
+        assert_eq!((before, store.schema_version().await.expect("v")), (1, SCHEMA_VERSION));
+    }
+
+    #[tokio::test]
+    async fn an_abort_between_state_and_ledger_write_leaves_neither() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&url(&dir)).await.expect("opened");
+        store.create_campaign("c", &serde_json::json!({})).await.expect("created");
+        let trial = NewTrial {
+            params: Params::new(),
+            proposer: "test".into(),
+            rationale: String::new(),
+            retry_of: None,
+            priority: 0,
+        };
+        let started = store.propose_and_start("c", &trial, 1, 0).await.expect("started");
+        let before = (store.ledger().await.expect("ledger").len(), store.trials("c").await.expect("trials"));
+        store
+            .inner
+            .fault_after_state_write
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let outcome = Outcome {
+            state: TrialState::Complete,
+            metrics: Metrics::new(),
+            error: None,
+            cpu_seconds: None,
+            wall_seconds: None,
+            log: None,
+        };
+        assert!(matches!(
+            store.finish("c", started.number, &outcome).await,
+            Err(StoreError::Injected)
+        ));
+        assert!(matches!(
+            store.enqueue("c", &trial).await,
+            Err(StoreError::Injected)
+        ));
+        store
+            .inner
+            .fault_after_state_write
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let after = (store.ledger().await.expect("ledger").len(), store.trials("c").await.expect("trials"));
+        assert_eq!(before, after);
+        let rows = store.ledger().await.expect("ledger");
+        firebreak_ledger::audit(&rows, &store.snapshot().await.expect("state")).expect("consistent");
+        // The writer connection is usable again: the failed transactions rolled back.
+        assert!(store.finish("c", started.number, &outcome).await.expect("finished"));
+    }
+}

@@ -1,0 +1,246 @@
+//! The storage trait and the plain types that cross it.
+
+use std::future::Future;
+
+use firebreak_core::{Metrics, Params, Report, Timestamp, Trial, TrialState};
+use firebreak_ledger::{Entry, StateSnapshot};
+use serde::{Deserialize, Serialize};
+
+use crate::{CampaignLock, StoreError};
+
+/// A stored campaign.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignRecord {
+    /// Its unique name.
+    pub name: String,
+    /// The canonical spec it was created with.
+    pub spec: serde_json::Value,
+    /// Hex SHA-256 of the canonical spec.
+    pub spec_hash: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// Trial counts by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Waiting for a worker.
+    pub queued: u64,
+    /// Being evaluated.
+    pub running: u64,
+    /// Finished with a result.
+    pub complete: u64,
+    /// Stopped by a scheduler.
+    pub pruned: u64,
+    /// Finished without a result.
+    pub failed: u64,
+}
+
+impl Counts {
+    /// Trials in a final state; what `n_trials` counts.
+    pub fn finished(&self) -> u64 {
+        self.complete + self.pruned + self.failed
+    }
+}
+
+/// A campaign with its progress, for listings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignSummary {
+    /// The campaign.
+    pub campaign: CampaignRecord,
+    /// Its trials by state.
+    pub counts: Counts,
+    /// Its latest run, if any.
+    pub last_run: Option<RunRecord>,
+}
+
+/// Facts about the process that starts a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The engine's version.
+    pub version: String,
+    /// The operating-system user.
+    pub os_user: String,
+    /// The host name.
+    pub host: String,
+    /// The process id.
+    pub pid: u32,
+}
+
+/// A stored run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    /// Its id.
+    pub id: u64,
+    /// Who and where.
+    pub info: RunInfo,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// Its last heartbeat.
+    pub heartbeat_at: Timestamp,
+    /// When it ended, if it ended cleanly.
+    pub ended_at: Option<Timestamp>,
+    /// Why it ended.
+    pub end_reason: Option<String>,
+}
+
+/// A trial to add: parameters and where they came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTrial {
+    /// The parameters.
+    pub params: Params,
+    /// Who proposed them.
+    pub proposer: String,
+    /// Why.
+    pub rationale: String,
+    /// The trial this one re-runs.
+    pub retry_of: Option<u64>,
+    /// Queue order: higher first, then by number. People's configurations get 1.
+    pub priority: i64,
+}
+
+/// How a running trial ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// `complete`, `pruned` or `failed`.
+    pub state: TrialState,
+    /// Final metrics (finite values only).
+    pub metrics: Metrics,
+    /// Why it failed or was pruned.
+    pub error: Option<String>,
+    /// CPU seconds of its process tree.
+    pub cpu_seconds: Option<f64>,
+    /// Wall seconds.
+    pub wall_seconds: Option<f64>,
+    /// The tail of its log.
+    pub log: Option<String>,
+}
+
+/// The operating-system process of a running trial, recorded so that a later run
+/// can kill what a dead run left behind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// Host the process runs on.
+    pub host: String,
+    /// Its process id (also its process-group id).
+    pub pid: i32,
+}
+
+/// A trial that went back to the queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Requeued {
+    /// Its number.
+    pub number: u64,
+    /// The process it had, if one was recorded.
+    pub process: Option<ProcessInfo>,
+}
+
+/// The storage primitives. Every method that changes state appends its ledger
+/// entries in the same transaction. Implementations: [`crate::SqliteStore`].
+pub trait Store: Send + Sync + 'static {
+    /// Creates a campaign and records its full canonical spec in the ledger.
+    fn create_campaign(
+        &self,
+        name: &str,
+        spec: &serde_json::Value,
+    ) -> impl Future<Output = Result<CampaignRecord, StoreError>> + Send;
+    /// The campaign called `name`.
+    fn campaign(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<CampaignRecord>, StoreError>> + Send;
+    /// Every campaign with its progress, by name.
+    fn campaigns(&self) -> impl Future<Output = Result<Vec<CampaignSummary>, StoreError>> + Send;
+    /// Takes the campaign's exclusive run lock: an OS lock released when the holding
+    /// process dies. Fails with [`StoreError::Locked`] naming the holder.
+    fn lock_campaign(
+        &self,
+        name: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<CampaignLock, StoreError>> + Send;
+    /// Who holds the campaign's run lock now, if anyone.
+    fn lock_holder(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Records a run start.
+    fn start_run(
+        &self,
+        campaign: &str,
+        info: &RunInfo,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Updates a run's heartbeat.
+    fn heartbeat(&self, run: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records a clean run end.
+    fn end_run(
+        &self,
+        campaign: &str,
+        run: u64,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Sets every running trial of the campaign back to queued (keeping number and
+    /// params), recording `reason`. Call only while holding the campaign lock.
+    fn requeue_running(
+        &self,
+        campaign: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<Vec<Requeued>, StoreError>> + Send;
+    /// Adds a queued trial; returns its number.
+    fn enqueue(
+        &self,
+        campaign: &str,
+        trial: &NewTrial,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Claims the first queued trial (priority, then number) for `run`/`worker`:
+    /// a compare-and-set, so two claimers never get the same trial.
+    fn claim_queued(
+        &self,
+        campaign: &str,
+        run: u64,
+        worker: u32,
+    ) -> impl Future<Output = Result<Option<Trial>, StoreError>> + Send;
+    /// Adds a trial and starts it at once (the proposer's fast path).
+    fn propose_and_start(
+        &self,
+        campaign: &str,
+        trial: &NewTrial,
+        run: u64,
+        worker: u32,
+    ) -> impl Future<Output = Result<Trial, StoreError>> + Send;
+    /// Records the process evaluating a running trial (not ledgered: a host fact).
+    fn set_process(
+        &self,
+        campaign: &str,
+        number: u64,
+        process: &ProcessInfo,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records an intermediate report of a running trial.
+    fn report(
+        &self,
+        campaign: &str,
+        number: u64,
+        report: &Report,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Finishes a running trial: a compare-and-set that returns false when the trial
+    /// was not running (finished trials are immutable).
+    fn finish(
+        &self,
+        campaign: &str,
+        number: u64,
+        outcome: &Outcome,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Every trial of the campaign, by number, with intermediate reports.
+    fn trials(&self, campaign: &str) -> impl Future<Output = Result<Vec<Trial>, StoreError>> + Send;
+    /// Trial counts by state.
+    fn counts(&self, campaign: &str) -> impl Future<Output = Result<Counts, StoreError>> + Send;
+    /// The stored log tail of a trial.
+    fn log(
+        &self,
+        campaign: &str,
+        number: u64,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Every ledger row, by seq.
+    fn ledger(&self) -> impl Future<Output = Result<Vec<Entry>, StoreError>> + Send;
+    /// The state tables, for comparison with the ledger.
+    fn snapshot(&self) -> impl Future<Output = Result<StateSnapshot, StoreError>> + Send;
+}

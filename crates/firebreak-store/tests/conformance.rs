@@ -1,0 +1,223 @@
+//! The storage conformance suite: one generic set of checks that every [`Store`]
+//! implementation must pass, run here against SQLite (and against PostgreSQL once
+//! that store exists, by adding one line to `suite_on_every_store`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use firebreak_core::{Metrics, ParamValue, Params, Report, TrialState};
+use firebreak_ledger::audit;
+use firebreak_store::{NewTrial, Outcome, RunInfo, SqliteStore, Store, StoreError};
+
+fn new_trial(x: i64, priority: i64) -> NewTrial {
+    let mut params = Params::new();
+    params.insert("x".into(), ParamValue::Int(x));
+    NewTrial {
+        params,
+        proposer: "test".into(),
+        rationale: format!("x = {x}"),
+        retry_of: None,
+        priority,
+    }
+}
+
+fn complete(value: f64) -> Outcome {
+    let mut metrics = Metrics::new();
+    metrics.insert("y".into(), value);
+    Outcome {
+        state: TrialState::Complete,
+        metrics,
+        error: None,
+        cpu_seconds: Some(0.5),
+        wall_seconds: Some(1.0),
+        log: Some("done\n".into()),
+    }
+}
+
+fn info() -> RunInfo {
+    RunInfo {
+        version: "test".into(),
+        os_user: "tester".into(),
+        host: "localhost".into(),
+        pid: std::process::id(),
+    }
+}
+
+async fn audited<S: Store>(store: &S) {
+    let rows = store.ledger().await.expect("ledger");
+    let state = store.snapshot().await.expect("snapshot");
+    audit(&rows, &state).expect("ledger and state agree");
+}
+
+async fn campaigns_are_unique<S: Store>(store: &S) {
+    let spec = serde_json::json!({"campaign": {"name": "a"}});
+    store.create_campaign("a", &spec).await.expect("created");
+    assert!(matches!(
+        store.create_campaign("a", &spec).await,
+        Err(StoreError::CampaignExists(_))
+    ));
+    let record = store.campaign("a").await.expect("read").expect("exists");
+    assert_eq!(record.spec, spec);
+    assert!(store.campaign("nope").await.expect("read").is_none());
+    audited(store).await;
+}
+
+async fn numbers_queue_order_and_claims<S: Store>(store: &S) {
+    store.create_campaign("q", &serde_json::json!({})).await.expect("created");
+    let run = store.start_run("q", &info()).await.expect("run");
+    assert_eq!(store.enqueue("q", &new_trial(0, 0)).await.expect("enqueued"), 0);
+    assert_eq!(store.enqueue("q", &new_trial(1, 0)).await.expect("enqueued"), 1);
+    // A person's configuration goes first in line.
+    assert_eq!(store.enqueue("q", &new_trial(2, 1)).await.expect("enqueued"), 2);
+    let first = store.claim_queued("q", run, 0).await.expect("claim").expect("one");
+    assert_eq!((first.number, first.state), (2, TrialState::Running));
+    let second = store.claim_queued("q", run, 0).await.expect("claim").expect("one");
+    assert_eq!(second.number, 0);
+    let started = store
+        .propose_and_start("q", &new_trial(3, 0), run, 1)
+        .await
+        .expect("started");
+    assert_eq!((started.number, started.state), (3, TrialState::Running));
+    let counts = store.counts("q").await.expect("counts");
+    assert_eq!((counts.queued, counts.running), (1, 3));
+    audited(store).await;
+}
+
+async fn finishing_is_a_compare_and_set<S: Store>(store: &S) {
+    store.create_campaign("f", &serde_json::json!({})).await.expect("created");
+    let run = store.start_run("f", &info()).await.expect("run");
+    let trial = store.propose_and_start("f", &new_trial(5, 0), run, 0).await.expect("started");
+    let report = Report {
+        step: 1,
+        metrics: [("y".to_string(), 0.25), ("nan".to_string(), f64::NAN)]
+            .into_iter()
+            .collect(),
+    };
+    store.report("f", trial.number, &report).await.expect("reported");
+    assert!(store.finish("f", trial.number, &complete(0.5)).await.expect("finished"));
+    // Finished trials are immutable: a second finish loses.
+    assert!(!store.finish("f", trial.number, &complete(0.9)).await.expect("no-op"));
+    let trials = store.trials("f").await.expect("trials");
+    assert_eq!(trials[0].metrics.get("y"), Some(&0.5));
+    assert_eq!(trials[0].intermediate.len(), 1);
+    assert!(!trials[0].intermediate[0].metrics.contains_key("nan"));
+    assert_eq!(store.log("f", 0).await.expect("log").as_deref(), Some("done\n"));
+    // Queued trials cannot be finished either.
+    store.enqueue("f", &new_trial(6, 0)).await.expect("enqueued");
+    assert!(!store.finish("f", 1, &complete(0.1)).await.expect("no-op"));
+    audited(store).await;
+}
+
+async fn requeue_keeps_number_and_params<S: Store>(store: &S) {
+    store.create_campaign("r", &serde_json::json!({})).await.expect("created");
+    let run = store.start_run("r", &info()).await.expect("run");
+    let trial = store.propose_and_start("r", &new_trial(7, 0), run, 0).await.expect("started");
+    let requeued = store.requeue_running("r", "run 1 died").await.expect("requeued");
+    assert_eq!(requeued.len(), 1);
+    assert_eq!(requeued[0].number, trial.number);
+    let again = store.claim_queued("r", run + 1, 0).await.expect("claim").expect("one");
+    assert_eq!((again.number, &again.params), (trial.number, &trial.params));
+    store.end_run("r", run, "done").await.expect("ended");
+    audited(store).await;
+}
+
+async fn racing_claimers_never_share_a_trial<S: Store + Clone>(store: &S) {
+    store.create_campaign("race", &serde_json::json!({})).await.expect("created");
+    for x in 0..200 {
+        store.enqueue("race", &new_trial(x, 0)).await.expect("enqueued");
+    }
+    let mut tasks = Vec::new();
+    for worker in 0..8u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(t) = store.claim_queued("race", 1, worker).await.expect("claim") {
+                got.push(t.number);
+                tokio::task::yield_now().await;
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("joined"));
+    }
+    let unique: BTreeSet<u64> = all.iter().copied().collect();
+    assert_eq!((all.len(), unique.len()), (200, 200));
+    audited(store).await;
+}
+
+async fn suite<S: Store + Clone>(store: S) {
+    campaigns_are_unique(&store).await;
+    numbers_queue_order_and_claims(&store).await;
+    finishing_is_a_compare_and_set(&store).await;
+    requeue_keeps_number_and_params(&store).await;
+    racing_claimers_never_share_a_trial(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn suite_on_every_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&format!("sqlite://{}/db.sqlite", dir.path().display()))
+        .await
+        .expect("opened");
+    suite(store).await;
+}
+
+/// Several real processes claim from one queue: each trial is claimed exactly once.
+/// The child processes are this test binary itself, re-run with an environment
+/// variable that makes `claim_helper` do the claiming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_processes_never_share_a_trial() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/db.sqlite", dir.path().display());
+    let store = SqliteStore::open(&url).await.expect("opened");
+    store.create_campaign("p", &serde_json::json!({})).await.expect("created");
+    for x in 0..120 {
+        store.enqueue("p", &new_trial(x, 0)).await.expect("enqueued");
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let children: Vec<_> = (0..4)
+        .map(|worker| {
+            std::process::Command::new(&exe)
+                .args(["--exact", "claim_helper", "--nocapture", "--test-threads=1"])
+                .env("FIREBREAK_TEST_CLAIM_URL", &url)
+                .env("FIREBREAK_TEST_CLAIM_WORKER", worker.to_string())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawned")
+        })
+        .collect();
+    let mut all = Vec::new();
+    for child in children {
+        let output = child.wait_with_output().expect("waited");
+        assert!(output.status.success());
+        let text = String::from_utf8_lossy(&output.stdout);
+        all.extend(
+            text.lines()
+                .filter_map(|l| l.split("claimed ").nth(1))
+                .map(|n| n.parse::<u64>().expect("number")),
+        );
+    }
+    let unique: BTreeSet<u64> = all.iter().copied().collect();
+    assert_eq!((all.len(), unique.len()), (120, 120));
+    audited(&store).await;
+}
+
+#[tokio::test]
+async fn claim_helper() {
+    let Ok(url) = std::env::var("FIREBREAK_TEST_CLAIM_URL") else {
+        return; // Only acts as a child of `racing_processes_never_share_a_trial`.
+    };
+    let worker: u32 = std::env::var("FIREBREAK_TEST_CLAIM_WORKER")
+        .expect("worker")
+        .parse()
+        .expect("number");
+    let store = Arc::new(SqliteStore::open(&url).await.expect("opened"));
+    while let Some(t) = store.claim_queued("p", 100 + u64::from(worker), worker).await.expect("claim") {
+        #[allow(clippy::print_stdout)]
+        {
+            println!("claimed {}", t.number);
+        }
+    }
+}
