@@ -1,1 +1,31 @@
-//! stub
+//! Proposers (what suggests the next trial: samplers now, LLM agents later) and
+//! schedulers (what decides, from intermediate reports, whether a running trial
+//! continues).
+//!
+//! Principal types: [`Proposer`] with [`propose`] (the driver that combines joint
+//! and per-parameter sampling), [`RandomProposer`], [`GridProposer`]; [`Scheduler`]
+//! with [`NoScheduler`] and [`MedianScheduler`]; [`History`], the read-only view of
+//! past trials both are given; [`proposer`] and [`scheduler`] build them by name.
+//!
+//! The proposer contract follows Optuna's sampler: infer a joint ("relative")
+//! search space once per trial and sample it jointly, fall back to per-parameter
+//! ("independent") sampling for the rest, hear about every finished trial, and draw
+//! every random number from the [`firebreak_core::Rng`] it is handed. Proposers and
+//! schedulers never hold a storage handle and do no IO.
+#![warn(missing_docs)]
+
+mod error;
+mod grid;
+mod median;
+mod proposer;
+mod random;
+mod registry;
+mod scheduler;
+
+pub use error::SearchError;
+pub use grid::GridProposer;
+pub use median::MedianScheduler;
+pub use proposer::{History, Proposal, Proposer, propose};
+pub use random::{RandomProposer, sample_uniform};
+pub use registry::{PROPOSERS, SCHEDULERS, Options, proposer, scheduler};
+pub use scheduler::{Decision, NoScheduler, Scheduler};

@@ -1,0 +1,98 @@
+//! Building proposers and schedulers by name from their spec options.
+
+use std::collections::BTreeMap;
+
+use firebreak_core::{Objectives, SearchSpace};
+
+use crate::{GridProposer, MedianScheduler, NoScheduler, Proposer, RandomProposer, Scheduler, SearchError};
+
+/// Component options as given in `[search.sampler_options]` or
+/// `[search.scheduler_options]`, converted to JSON values.
+pub type Options = BTreeMap<String, serde_json::Value>;
+
+/// The proposers this build implements.
+pub const PROPOSERS: &[&str] = &["random", "grid"];
+
+/// The schedulers this build implements.
+pub const SCHEDULERS: &[&str] = &["none", "median"];
+
+fn check_keys(
+    component: &'static str,
+    name: &str,
+    options: &Options,
+    allowed: &[&'static str],
+) -> Result<(), SearchError> {
+    match options.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(key) => Err(SearchError::UnknownOption {
+            component,
+            name: name.to_string(),
+            key: key.clone(),
+            allowed: allowed.to_vec(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn whole(options: &Options, key: &str, default: u64) -> Result<u64, SearchError> {
+    match options.get(key) {
+        None => Ok(default),
+        Some(value) => value.as_u64().ok_or_else(|| SearchError::BadOption {
+            key: key.to_string(),
+            message: format!("expected a whole number, got {value}"),
+        }),
+    }
+}
+
+/// Builds the proposer `name`. Options: `random` none; `grid`
+/// `points_per_axis = 5` (values per float axis, and per int axis wider than 64).
+pub fn proposer(
+    name: &str,
+    options: &Options,
+    space: &SearchSpace,
+) -> Result<Box<dyn Proposer>, SearchError> {
+    match name {
+        "random" => {
+            check_keys("sampler", name, options, &[])?;
+            Ok(Box::new(RandomProposer))
+        }
+        "grid" => {
+            check_keys("sampler", name, options, &["points_per_axis"])?;
+            let points = whole(options, "points_per_axis", 5)? as usize;
+            Ok(Box::new(GridProposer::new(space, points)?))
+        }
+        _ => Err(SearchError::Unknown {
+            component: "sampler",
+            name: name.to_string(),
+            available: PROPOSERS.to_vec(),
+        }),
+    }
+}
+
+/// Builds the scheduler `name`. Options: `none` none; `median` `min_steps = 0`
+/// (no stop before this step), `min_trials = 5` (complete trials needed at a step).
+pub fn scheduler(
+    name: &str,
+    options: &Options,
+    objectives: &Objectives,
+) -> Result<Box<dyn Scheduler>, SearchError> {
+    match name {
+        "none" => {
+            check_keys("scheduler", name, options, &[])?;
+            Ok(Box::new(NoScheduler))
+        }
+        "median" => {
+            check_keys("scheduler", name, options, &["min_steps", "min_trials"])?;
+            Ok(Box::new(MedianScheduler::new(
+                &objectives.metrics,
+                &objectives.directions,
+                whole(options, "min_steps", 0)?,
+                whole(options, "min_trials", 5)? as usize,
+            )?))
+        }
+        _ => Err(SearchError::Unknown {
+            component: "scheduler",
+            name: name.to_string(),
+            available: SCHEDULERS.to_vec(),
+        }),
+    }
+}
