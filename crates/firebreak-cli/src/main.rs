@@ -1,1 +1,177 @@
-fn main() {}
+//! The `firebreak` command-line program: parses arguments, opens the store, calls
+//! the library crates and prints. It is the only crate that writes to the terminal.
+//!
+//! Exit codes (`contract.md`): 0 done; 1 runtime error; 2 usage or spec error;
+//! 3 halted before `n_trials` (a limit in `[constraints]`); 4 audit verification
+//! failed; 130 interrupted.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)] // the one crate that prints
+
+mod commands;
+mod output;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Automated research with oversight built in: search, schedule and record every
+/// decision in a tamper-evident ledger.
+#[derive(Debug, Parser)]
+#[command(name = "firebreak", version, about)]
+pub struct Cli {
+    /// Where campaigns live: sqlite://PATH.
+    #[arg(long, global = true, env = "FIREBREAK_STORAGE", default_value = "sqlite://.firebreak/firebreak.db")]
+    storage: String,
+    /// Print only results and errors: no progress display.
+    #[arg(long, global = true)]
+    quiet: bool,
+    /// Output format of listings.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Output formats of listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// JSON for programs.
+    Json,
+    /// Comma-separated values for spreadsheets.
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a commented example spec.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "campaign.toml")]
+        path: PathBuf,
+    },
+    /// Check a spec; run nothing.
+    Validate {
+        /// The spec file.
+        spec: PathBuf,
+    },
+    /// Create or resume the campaign the spec names and run it.
+    Run {
+        /// The spec file.
+        spec: PathBuf,
+    },
+    /// List campaigns with state and progress.
+    Campaigns,
+    /// State, progress and best so far of one campaign (or all).
+    Status {
+        /// The campaign's name.
+        campaign: Option<String>,
+    },
+    /// Every trial of a campaign.
+    Trials {
+        /// The campaign's name.
+        campaign: String,
+    },
+    /// The best trial (several objectives: the Pareto set).
+    Best {
+        /// The campaign's name.
+        campaign: String,
+    },
+    /// The stored log tail of one trial.
+    Logs {
+        /// The campaign's name.
+        campaign: String,
+        /// The trial's number.
+        number: u64,
+    },
+    /// Queue a configuration chosen by a person; it runs before new proposals.
+    Enqueue {
+        /// The campaign's name.
+        campaign: String,
+        /// The parameters as a JSON object, e.g. '{"lr": 0.01, "layers": 2}'.
+        #[arg(long)]
+        params: String,
+    },
+    /// Check the ledger.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Manage the database.
+    #[command(subcommand)]
+    Storage(StorageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain and check the state tables against the ledger.
+    Verify {
+        /// Report on one campaign (the whole chain is always checked).
+        #[arg(long)]
+        campaign: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StorageCommand {
+    /// Migrate the database schema to this binary's version (never rewrites ledger rows).
+    Upgrade,
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    /// A failure with an explicit exit code.
+    pub fn new(code: u8, error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code,
+            error: error.into(),
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        let error: anyhow::Error = error.into();
+        let code = if error.downcast_ref::<firebreak_spec::SpecError>().is_some() {
+            2
+        } else if let Some(runner) = error.downcast_ref::<firebreak_runner::RunnerError>() {
+            match runner {
+                firebreak_runner::RunnerError::Spec(_)
+                | firebreak_runner::RunnerError::SpecChanged { .. }
+                | firebreak_runner::RunnerError::TaskUnavailable(_) => 2,
+                _ => 1,
+            }
+        } else {
+            1
+        };
+        Failure { code, error }
+    }
+}
+
+/// What a command hands back: an exit code on success paths too (3, 130).
+pub type Outcome = Result<u8, Failure>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}

@@ -54,8 +54,34 @@ impl CampaignSpec {
 
     /// The canonical JSON of the spec with every default filled in: what the
     /// ledger records and hashes, and what a changed spec is compared against.
+    ///
+    /// Whole-valued floats are written as integers, as RFC 8785 prints them, so the
+    /// value compares equal to itself after a round trip through canonical text.
     pub fn canonical_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.spec).unwrap_or(serde_json::Value::Null)
+        let mut value = serde_json::to_value(&self.spec).unwrap_or(serde_json::Value::Null);
+        normalize_numbers(&mut value);
+        value
+    }
+
+    /// Rebuilds a spec from its canonical JSON (as stored with a campaign).
+    pub fn from_canonical(value: &serde_json::Value, name: &str) -> Result<Self, SpecError> {
+        let spec: Spec = serde_json::from_value(value.clone()).map_err(|e| SpecError {
+            file: format!("stored spec of {name}"),
+            line: 1,
+            column: 1,
+            key: String::new(),
+            message: format!("the stored spec cannot be read: {e}"),
+            hint: "the database may come from a newer firebreak".into(),
+        })?;
+        let text = toml::to_string(&spec).map_err(|e| SpecError {
+            file: format!("stored spec of {name}"),
+            line: 1,
+            column: 1,
+            key: String::new(),
+            message: format!("the stored spec cannot be written as TOML: {e}"),
+            hint: "report this as a bug".into(),
+        })?;
+        Self::parse(&text, &format!("stored spec of {name}"))
     }
 
     /// An error located at the key `path` (e.g. `["search", "sampler_options", "x"]`).
@@ -443,6 +469,23 @@ impl CampaignSpec {
             }
         }
         Ok(())
+    }
+}
+
+/// Integral floats below 2^53 become integers, as RFC 8785 writes them.
+fn normalize_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|_| n.is_f64())
+                && f.fract() == 0.0
+                && f.abs() < 9_007_199_254_740_992.0
+            {
+                *value = serde_json::Value::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(normalize_numbers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(normalize_numbers),
+        _ => {}
     }
 }
 

@@ -312,25 +312,28 @@ impl SqliteStore {
             .collect()
     }
 
-    async fn runs_of(&self, campaign: &str) -> Result<Option<RunRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, info, started_at, heartbeat_at, ended_at, end_reason FROM runs \
-             WHERE campaign = ? ORDER BY id DESC LIMIT 1",
-        )
-        .bind(campaign)
-        .fetch_optional(&self.inner.readers)
-        .await?;
-        row.map(|row| {
-            Ok(RunRecord {
-                id: row.try_get::<i64, _>(0)? as u64,
-                info: parse(&row.try_get::<String, _>(1)?)?,
-                started_at: row.try_get(2)?,
-                heartbeat_at: row.try_get(3)?,
-                ended_at: row.try_get(4)?,
-                end_reason: row.try_get(5)?,
+    async fn runs_where(&self, campaign: &str, latest_only: bool) -> Result<Vec<RunRecord>, StoreError> {
+        let sql = if latest_only {
+            "SELECT id, info, started_at, heartbeat_at, ended_at, end_reason FROM runs WHERE campaign = ? ORDER BY id DESC LIMIT 1"
+        } else {
+            "SELECT id, info, started_at, heartbeat_at, ended_at, end_reason FROM runs WHERE campaign = ? ORDER BY id"
+        };
+        let rows = sqlx::query(sql)
+            .bind(campaign)
+            .fetch_all(&self.inner.readers)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RunRecord {
+                    id: row.try_get::<i64, _>(0)? as u64,
+                    info: parse(&row.try_get::<String, _>(1)?)?,
+                    started_at: row.try_get(2)?,
+                    heartbeat_at: row.try_get(3)?,
+                    ended_at: row.try_get(4)?,
+                    end_reason: row.try_get(5)?,
+                })
             })
-        })
-        .transpose()
+            .collect()
     }
 }
 
@@ -537,7 +540,7 @@ impl Store for SqliteStore {
         for row in rows {
             let campaign = campaign_from_row(&row)?;
             let counts = self.counts(&campaign.name).await?;
-            let last_run = self.runs_of(&campaign.name).await?;
+            let last_run = self.runs_where(&campaign.name, true).await?.pop();
             out.push(CampaignSummary {
                 campaign,
                 counts,
@@ -590,6 +593,10 @@ impl Store for SqliteStore {
         w.commit().await?;
         Ok::<_, StoreError>(value)
     }
+    }
+
+    async fn runs(&self, campaign: &str) -> Result<Vec<RunRecord>, StoreError> {
+        self.runs_where(campaign, false).await
     }
 
     async fn heartbeat(&self, run: u64) -> Result<(), StoreError> {
@@ -978,10 +985,7 @@ impl SqliteStore {
         Ok(trial)
     }
 
-    /// The latest run of a campaign.
-    pub async fn last_run(&self, campaign: &str) -> Result<Option<RunRecord>, StoreError> {
-        self.runs_of(campaign).await
-    }
+
 }
 
 fn campaign_from_row(row: &SqliteRow) -> Result<CampaignRecord, StoreError> {

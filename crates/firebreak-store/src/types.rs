@@ -116,6 +116,32 @@ pub struct Outcome {
     pub log: Option<String>,
 }
 
+impl Outcome {
+    /// A complete trial with these metrics.
+    pub fn complete(metrics: Metrics) -> Self {
+        Outcome {
+            state: TrialState::Complete,
+            metrics,
+            error: None,
+            cpu_seconds: None,
+            wall_seconds: None,
+            log: None,
+        }
+    }
+
+    /// A failed trial with this reason.
+    pub fn failed(error: impl Into<String>) -> Self {
+        Outcome {
+            state: TrialState::Failed,
+            metrics: Metrics::new(),
+            error: Some(error.into()),
+            cpu_seconds: None,
+            wall_seconds: None,
+            log: None,
+        }
+    }
+}
+
 /// The operating-system process of a running trial, recorded so that a later run
 /// can kill what a dead run left behind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,6 +195,8 @@ pub trait Store: Send + Sync + 'static {
         campaign: &str,
         info: &RunInfo,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Every run of the campaign, oldest first.
+    fn runs(&self, campaign: &str) -> impl Future<Output = Result<Vec<RunRecord>, StoreError>> + Send;
     /// Updates a run's heartbeat.
     fn heartbeat(&self, run: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Records a clean run end.

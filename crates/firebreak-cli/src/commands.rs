@@ -1,0 +1,390 @@
+//! One function per subcommand.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use firebreak_core::{Distribution, ParamValue, Params, format_rfc3339};
+use firebreak_ledger::{audit, hex};
+use firebreak_runner::{Campaign, CommandTask, ENQUEUED, RunEvent, Stop};
+use firebreak_spec::{CampaignSpec, EXAMPLE_SPEC};
+use firebreak_store::{NewTrial, SqliteStore, Store, StoreError};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use crate::output::{best_trials, number, param, print_rows, trial_json, trial_rows};
+use crate::progress::Progress;
+use crate::{AuditCommand, Cli, Command, Failure, Format, Outcome, StorageCommand};
+
+/// Runs the parsed command line.
+pub async fn dispatch(cli: Cli) -> Outcome {
+    match &cli.command {
+        Command::Init { path } => init(path),
+        Command::Validate { spec } => validate(spec),
+        Command::Run { spec } => run(&cli, spec).await,
+        Command::Campaigns => campaigns(&cli).await,
+        Command::Status { campaign } => status(&cli, campaign.as_deref()).await,
+        Command::Trials { campaign } => trials(&cli, campaign).await,
+        Command::Best { campaign } => best(&cli, campaign).await,
+        Command::Logs { campaign, number } => logs(&cli, campaign, *number).await,
+        Command::Enqueue { campaign, params } => enqueue(&cli, campaign, params).await,
+        Command::Audit(AuditCommand::Verify { campaign }) => verify(&cli, campaign.as_deref()).await,
+        Command::Storage(StorageCommand::Upgrade) => upgrade(&cli).await,
+    }
+}
+
+fn init(path: &Path) -> Outcome {
+    if path.exists() {
+        return Err(Failure::new(
+            2,
+            anyhow!("{} exists already\nhint: give another path, e.g. `firebreak init new.toml`", path.display()),
+        ));
+    }
+    std::fs::write(path, EXAMPLE_SPEC).with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}; check it with `firebreak validate {}`", path.display(), path.display());
+    Ok(0)
+}
+
+fn load_spec(path: &Path) -> Result<CampaignSpec, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::new(
+            2,
+            anyhow!("cannot read spec {}: {e}\nhint: `firebreak init {}` writes an example", path.display(), path.display()),
+        )
+    })?;
+    Ok(CampaignSpec::parse(&text, &path.display().to_string())?)
+}
+
+fn validate(path: &Path) -> Outcome {
+    let spec = load_spec(path)?;
+    firebreak_runner::components(&spec)?;
+    println!(
+        "{}: campaign {:?} is valid ({} parameters, {} trials, sampler {}, scheduler {})",
+        path.display(),
+        spec.name(),
+        spec.space.parameters().len(),
+        spec.spec.search.n_trials,
+        spec.spec.search.sampler,
+        spec.spec.search.scheduler
+    );
+    Ok(0)
+}
+
+async fn open(cli: &Cli) -> Result<SqliteStore, Failure> {
+    Ok(SqliteStore::open(&cli.storage).await?)
+}
+
+async fn stored_spec(store: &SqliteStore, campaign: &str) -> Result<CampaignSpec, Failure> {
+    let record = store
+        .campaign(campaign)
+        .await?
+        .ok_or_else(|| StoreError::NoCampaign(campaign.to_string()))?;
+    Ok(CampaignSpec::from_canonical(&record.spec, campaign)?)
+}
+
+async fn run(cli: &Cli, path: &Path) -> Outcome {
+    let spec = load_spec(path)?;
+    let store = open(cli).await?;
+    let spec_dir = path
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| Path::new(".").to_path_buf());
+    let trials_root = store
+        .path()
+        .parent()
+        .map(|p| p.join("trials"))
+        .unwrap_or_else(|| "trials".into());
+    let task = CommandTask::from_spec(&spec, &spec_dir, trials_root)
+        .ok_or_else(|| anyhow!("the spec has no command"))?;
+    let n_trials = spec.spec.search.n_trials;
+    let campaign = Arc::new(Campaign::open(store.clone(), spec).await?);
+    let name = campaign.name().to_string();
+    if !cli.quiet {
+        let requeued: Vec<String> = campaign.requeued().iter().map(|r| r.number.to_string()).collect();
+        if campaign.created() {
+            eprintln!("created campaign {name:?} (run {})", campaign.run_id());
+        } else {
+            eprintln!("resuming campaign {name:?} (run {})", campaign.run_id());
+        }
+        if !requeued.is_empty() {
+            eprintln!("re-queued trials left running by a dead run: {}", requeued.join(", "));
+        }
+    }
+    let objectives = campaign.spec().objectives.clone();
+    let mut progress = Progress::new(
+        n_trials,
+        campaign.counts().await,
+        &objectives.metrics[0],
+        objectives.directions[0],
+        cli.quiet,
+    );
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<RunEvent>();
+    let (interrupt_tx, interrupt_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        for _ in 0..2 {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match terminate.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+            }
+            if *interrupt_tx.borrow() {
+                eprintln!("\ninterrupted twice: exiting now; the next run re-queues what was running");
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupting: stopping running trials (again to exit at once)");
+            let _ = interrupt_tx.send(true);
+        }
+    });
+    let runner = tokio::spawn(firebreak_runner::run(campaign.clone(), task, events_tx, interrupt_rx));
+    while let Some(event) = events_rx.recv().await {
+        progress.on(&event);
+    }
+    progress.finish();
+    let summary = runner.await.map_err(|e| anyhow!("the run panicked: {e}"))??;
+    let reason = match &summary.stop {
+        Stop::Done => "done".to_string(),
+        Stop::Limit(reason) => format!("limit: {reason}"),
+        Stop::Interrupted { .. } => "interrupted".to_string(),
+    };
+    let campaign = Arc::into_inner(campaign).ok_or_else(|| anyhow!("the campaign is still in use"))?;
+    campaign.close(&reason).await?;
+    let trials = store.trials(&name).await?;
+    let ledger = store.ledger().await?;
+    let head = ledger.last().map(|e| hex(&e.hash)).unwrap_or_default();
+    let c = summary.counts;
+    println!(
+        "campaign {name}: {} finished of {n_trials} ({} complete, {} pruned, {} failed); {} this run",
+        c.finished(),
+        c.complete,
+        c.pruned,
+        c.failed,
+        summary.finished_this_run
+    );
+    for champion in best_trials(&trials, &objectives) {
+        let metrics: Vec<String> = champion.metrics.iter().map(|(k, v)| format!("{k}={}", number(*v))).collect();
+        let params: Vec<String> = champion.params.iter().map(|(k, v)| format!("{k}={}", param(v))).collect();
+        println!("champion: trial {} · {} · {}", champion.number, metrics.join(" "), params.join(" "));
+    }
+    println!("ledger: {} entries, head {head}", ledger.len());
+    println!("verify: firebreak --storage {} audit verify", cli.storage);
+    match summary.stop {
+        Stop::Done => Ok(0),
+        Stop::Limit(reason) => {
+            eprintln!("halted before n_trials: {reason}");
+            Ok(3)
+        }
+        Stop::Interrupted { requeued } => {
+            eprintln!(
+                "interrupted; {} running trial(s) re-queued; run the same command to resume",
+                requeued.len()
+            );
+            Ok(130)
+        }
+    }
+}
+
+async fn campaign_state(store: &SqliteStore, name: &str, n_trials: u64, finished: u64) -> Result<String, Failure> {
+    if let Some(holder) = store.lock_holder(name).await? {
+        return Ok(format!("running ({holder})"));
+    }
+    if finished >= n_trials {
+        return Ok("done".to_string());
+    }
+    let last = store.runs(name).await?.pop();
+    Ok(match last.and_then(|r| r.end_reason) {
+        Some(reason) if reason.starts_with("limit") => format!("halted ({reason})"),
+        Some(reason) => format!("stopped ({reason})"),
+        None => "stopped (its last run died; `run` resumes it)".to_string(),
+    })
+}
+
+async fn campaigns(cli: &Cli) -> Outcome {
+    let store = open(cli).await?;
+    let mut rows = vec![["campaign", "state", "finished", "n_trials", "complete", "pruned", "failed", "created"]
+        .map(String::from)
+        .to_vec()];
+    let mut list = Vec::new();
+    for summary in store.campaigns().await? {
+        let name = summary.campaign.name.clone();
+        let n_trials = summary.campaign.spec["search"]["n_trials"].as_u64().unwrap_or(0);
+        let c = summary.counts;
+        let state = campaign_state(&store, &name, n_trials, c.finished()).await?;
+        let created = format_rfc3339(summary.campaign.created_at);
+        rows.push(vec![
+            name.clone(),
+            state.clone(),
+            c.finished().to_string(),
+            n_trials.to_string(),
+            c.complete.to_string(),
+            c.pruned.to_string(),
+            c.failed.to_string(),
+            created.clone(),
+        ]);
+        list.push(json!({"name": name, "state": state, "n_trials": n_trials, "counts": c, "created_at": created}));
+    }
+    print_rows(cli.format, &rows, &json!(list));
+    Ok(0)
+}
+
+async fn status(cli: &Cli, campaign: Option<&str>) -> Outcome {
+    let Some(name) = campaign else {
+        return campaigns(cli).await;
+    };
+    let store = open(cli).await?;
+    let spec = stored_spec(&store, name).await?;
+    let trials = store.trials(name).await?;
+    let counts = store.counts(name).await?;
+    let n_trials = spec.spec.search.n_trials;
+    let state = campaign_state(&store, name, n_trials, counts.finished()).await?;
+    let best: Vec<_> = best_trials(&trials, &spec.objectives);
+    if cli.format == Format::Json {
+        let value = json!({
+            "campaign": name,
+            "state": state,
+            "n_trials": n_trials,
+            "counts": counts,
+            "best": best.iter().map(|t| trial_json(t)).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        return Ok(0);
+    }
+    println!("campaign {name}: {state}");
+    println!(
+        "progress: {} of {n_trials} finished ({} complete, {} pruned, {} failed), {} running, {} queued",
+        counts.finished(),
+        counts.complete,
+        counts.pruned,
+        counts.failed,
+        counts.running,
+        counts.queued
+    );
+    for t in best {
+        let metrics: Vec<String> = t.metrics.iter().map(|(k, v)| format!("{k}={}", number(*v))).collect();
+        println!("best so far: trial {} · {}", t.number, metrics.join(" "));
+    }
+    Ok(0)
+}
+
+async fn trials(cli: &Cli, campaign: &str) -> Outcome {
+    let store = open(cli).await?;
+    let spec = stored_spec(&store, campaign).await?;
+    let trials = store.trials(campaign).await?;
+    let json: Vec<_> = trials.iter().map(trial_json).collect();
+    print_rows(cli.format, &trial_rows(&trials, &spec.objectives), &json!(json));
+    Ok(0)
+}
+
+async fn best(cli: &Cli, campaign: &str) -> Outcome {
+    let store = open(cli).await?;
+    let spec = stored_spec(&store, campaign).await?;
+    let trials = store.trials(campaign).await?;
+    let best: Vec<_> = best_trials(&trials, &spec.objectives).into_iter().cloned().collect();
+    if best.is_empty() {
+        return Err(Failure::new(1, anyhow!("no complete trial yet")));
+    }
+    let json = if spec.objectives.metrics.len() == 1 {
+        trial_json(&best[0])
+    } else {
+        json!(best.iter().map(trial_json).collect::<Vec<_>>())
+    };
+    print_rows(cli.format, &trial_rows(&best, &spec.objectives), &json);
+    Ok(0)
+}
+
+async fn logs(cli: &Cli, campaign: &str, number: u64) -> Outcome {
+    let store = open(cli).await?;
+    stored_spec(&store, campaign).await?;
+    match store.log(campaign, number).await? {
+        Some(text) => print!("{text}"),
+        None => eprintln!("trial {number} has no stored log yet (it has not finished)"),
+    }
+    Ok(0)
+}
+
+async fn enqueue(cli: &Cli, campaign: &str, text: &str) -> Outcome {
+    let store = open(cli).await?;
+    let spec = stored_spec(&store, campaign).await?;
+    let raw: Params = serde_json::from_str(text).map_err(|e| {
+        Failure::new(
+            2,
+            anyhow!("--params is not a JSON object of parameter values: {e}\nhint: e.g. --params '{{\"lr\": 0.01, \"layers\": 2}}'"),
+        )
+    })?;
+    // A float parameter written as an integer (`1`) is still a float.
+    let params: Params = raw
+        .into_iter()
+        .map(|(k, v)| {
+            let is_float = matches!(spec.space.get(&k).map(|p| &p.distribution), Some(Distribution::Float { .. }));
+            match v {
+                ParamValue::Int(i) if is_float => (k, ParamValue::Float(i as f64)),
+                v => (k, v),
+            }
+        })
+        .collect();
+    spec.space.validate(&params).map_err(|e| {
+        Failure::new(2, anyhow!("{e}\nhint: give every active parameter of campaign {campaign:?} a value inside its range"))
+    })?;
+    let trial = NewTrial {
+        params,
+        proposer: ENQUEUED.to_string(),
+        rationale: format!("enqueued by {} from the command line", firebreak_runner::os_user()),
+        retry_of: None,
+        priority: 1,
+    };
+    let number = store.enqueue(campaign, &trial).await?;
+    println!("queued trial {number} of {campaign}; it runs before new proposals");
+    Ok(0)
+}
+
+async fn verify(cli: &Cli, campaign: Option<&str>) -> Outcome {
+    let store = open(cli).await?;
+    if let Some(name) = campaign {
+        stored_spec(&store, name).await?;
+    }
+    let rows = store.ledger().await?;
+    let state = store.snapshot().await?;
+    let result = audit(&rows, &state);
+    let head = rows.last().map(|e| hex(&e.hash));
+    let of_campaign = campaign.map(|c| rows.iter().filter(|e| e.campaign == c).count());
+    let (ok, first_bad, reason) = match &result {
+        Ok(_) => (true, None, None),
+        Err(v) => (false, v.seq, Some(v.reason.clone())),
+    };
+    if cli.format == Format::Json {
+        let value = json!({
+            "ok": ok,
+            "entries": rows.len(),
+            "campaign_entries": of_campaign,
+            "first_bad_seq": first_bad,
+            "reason": reason,
+            "head": head,
+        });
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    } else if ok {
+        println!(
+            "ok: {} entries; hash chain intact; state tables agree with the ledger{}",
+            rows.len(),
+            of_campaign.map(|n| format!(" ({n} entries of {:?})", campaign.unwrap_or_default())).unwrap_or_default()
+        );
+        println!("head: {}", head.unwrap_or_default());
+    } else {
+        println!(
+            "FAILED at seq {}: {}",
+            first_bad.map_or("-".to_string(), |s| s.to_string()),
+            reason.unwrap_or_default()
+        );
+    }
+    Ok(if ok { 0 } else { 4 })
+}
+
+async fn upgrade(cli: &Cli) -> Outcome {
+    let (store, before) = SqliteStore::upgrade(&cli.storage).await?;
+    let now = store.schema_version().await?;
+    if before == now {
+        println!("schema is at version {now}; nothing to do");
+    } else {
+        println!("schema upgraded from version {before} to {now}; ledger rows untouched");
+    }
+    Ok(0)
+}

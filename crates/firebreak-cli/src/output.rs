@@ -1,0 +1,117 @@
+//! Rendering listings as tables, JSON or CSV, and trials as the Trial JSON of
+//! `contract.md`.
+
+use firebreak_core::{Objectives, Trial, format_rfc3339};
+use serde_json::{Value, json};
+
+use crate::Format;
+
+/// A trial as `trials` and `best` print it in JSON.
+pub fn trial_json(trial: &Trial) -> Value {
+    json!({
+        "number": trial.number,
+        "state": trial.state,
+        "params": trial.params,
+        "metrics": trial.metrics,
+        "intermediate": trial.intermediate.iter().map(|r| json!({"step": r.step, "metrics": r.metrics})).collect::<Vec<_>>(),
+        "error": trial.error,
+        "proposer": trial.proposer,
+        "rationale": trial.rationale,
+        "retry_of": trial.retry_of,
+        "started_at": trial.started_at.map(format_rfc3339),
+        "finished_at": trial.finished_at.map(format_rfc3339),
+        "cpu_seconds": trial.cpu_seconds,
+        "wall_seconds": trial.wall_seconds,
+    })
+}
+
+/// Prints rows (the first is the header) in `format`; `json` is printed as is for JSON.
+pub fn print_rows(format: Format, rows: &[Vec<String>], json: &Value) {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(json).unwrap_or_default()),
+        Format::Csv => {
+            for row in rows {
+                let cells: Vec<String> = row.iter().map(|c| csv_cell(c)).collect();
+                println!("{}", cells.join(","));
+            }
+        }
+        Format::Table => {
+            let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+            let widths: Vec<usize> = (0..columns)
+                .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
+                .collect();
+            for row in rows {
+                let mut line = String::new();
+                for (i, cell) in row.iter().enumerate() {
+                    if i + 1 == row.len() {
+                        line.push_str(cell);
+                    } else {
+                        line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+                    }
+                }
+                println!("{}", line.trim_end());
+            }
+        }
+    }
+}
+
+fn csv_cell(cell: &str) -> String {
+    if cell.contains([',', '"', '\n']) {
+        format!("\"{}\"", cell.replace('"', "\"\""))
+    } else {
+        cell.to_string()
+    }
+}
+
+/// A short rendering of a number.
+pub fn number(v: f64) -> String {
+    if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e6) {
+        format!("{v:.4e}")
+    } else {
+        let s = format!("{v:.6}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// A parameter value for tables: floats shortened.
+pub fn param(value: &firebreak_core::ParamValue) -> String {
+    match value {
+        firebreak_core::ParamValue::Float(f) => number(*f),
+        other => other.to_plain_string(),
+    }
+}
+
+/// The trials table: number, state, objective values, params, error.
+pub fn trial_rows(trials: &[Trial], objectives: &Objectives) -> Vec<Vec<String>> {
+    let mut header = vec!["number".to_string(), "state".to_string()];
+    header.extend(objectives.metrics.iter().cloned());
+    header.extend(["params".to_string(), "proposer".to_string(), "error".to_string()]);
+    let mut rows = vec![header];
+    for t in trials {
+        let mut row = vec![t.number.to_string(), t.state.to_string()];
+        for m in &objectives.metrics {
+            row.push(t.metrics.get(m).map(|v| number(*v)).unwrap_or_default());
+        }
+        let params: Vec<String> = t.params.iter().map(|(k, v)| format!("{k}={}", param(v))).collect();
+        row.push(params.join(" "));
+        row.push(t.proposer.clone());
+        row.push(t.error.clone().unwrap_or_default().lines().next().unwrap_or("").chars().take(80).collect());
+        rows.push(row);
+    }
+    rows
+}
+
+/// The best complete trials: the best one, or the Pareto set for several objectives.
+pub fn best_trials<'a>(trials: &'a [Trial], objectives: &Objectives) -> Vec<&'a Trial> {
+    let complete: Vec<(&Trial, Vec<f64>)> = trials
+        .iter()
+        .filter(|t| t.state == firebreak_core::TrialState::Complete)
+        .filter_map(|t| objectives.values(&t.metrics).map(|v| (t, v)))
+        .collect();
+    let points: Vec<Vec<f64>> = complete.iter().map(|(_, v)| v.clone()).collect();
+    objectives
+        .pareto_indices(&points)
+        .into_iter()
+        .map(|i| complete[i].0)
+        .collect()
+}

@@ -1,0 +1,91 @@
+//! The live progress display of `run`: done / running / pruned / failed, best so
+//! far and ETA, drawn on stderr only when it is a terminal and `--quiet` is off.
+
+use std::io::IsTerminal;
+
+use firebreak_core::{Direction, TrialState};
+use firebreak_runner::RunEvent;
+use firebreak_store::Counts;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::output::number;
+
+/// The progress display and the counts it shows.
+#[derive(Debug)]
+pub struct Progress {
+    bar: ProgressBar,
+    counts: Counts,
+    best: Option<f64>,
+    direction: Direction,
+    metric: String,
+}
+
+impl Progress {
+    /// A display for a campaign of `n_trials` trials with `counts` already.
+    pub fn new(n_trials: u64, counts: Counts, metric: &str, direction: Direction, quiet: bool) -> Self {
+        let target = if quiet || !std::io::stderr().is_terminal() {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        };
+        let bar = ProgressBar::with_draw_target(Some(n_trials), target);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_position(counts.finished());
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        let mut progress = Progress {
+            bar,
+            counts: Counts {
+                running: 0,
+                ..counts
+            },
+            best: None,
+            direction,
+            metric: metric.to_string(),
+        };
+        progress.redraw();
+        progress
+    }
+
+    /// Takes one event into account.
+    pub fn on(&mut self, event: &RunEvent) {
+        match event {
+            RunEvent::Started { .. } => self.counts.running += 1,
+            RunEvent::Finished { state, value, .. } => {
+                self.counts.running = self.counts.running.saturating_sub(1);
+                match state {
+                    TrialState::Complete => self.counts.complete += 1,
+                    TrialState::Pruned => self.counts.pruned += 1,
+                    _ => self.counts.failed += 1,
+                }
+                if let Some(v) = value
+                    && self.best.is_none_or(|b| self.direction.better(*v, b))
+                {
+                    self.best = Some(*v);
+                }
+                self.bar.set_position(self.counts.finished());
+            }
+            _ => {}
+        }
+        self.redraw();
+    }
+
+    fn redraw(&mut self) {
+        let best = self
+            .best
+            .map(|b| format!(" · best {} {}", self.metric, number(b)))
+            .unwrap_or_default();
+        self.bar.set_message(format!(
+            "done {} · running {} · pruned {} · failed {}{best}",
+            self.counts.complete, self.counts.running, self.counts.pruned, self.counts.failed
+        ));
+    }
+
+    /// Removes the display.
+    pub fn finish(self) {
+        self.bar.finish_and_clear();
+    }
+}

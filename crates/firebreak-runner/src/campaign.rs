@@ -1,0 +1,411 @@
+//! A campaign opened for running: the ask/tell API over a store, with the
+//! proposer, the scheduler and an in-memory view of the campaign's trials.
+
+use firebreak_core::{Report, Rng, Trial, TrialState, derive_seed};
+use firebreak_search::{Decision, History, Options, Proposer, Scheduler, propose};
+use firebreak_spec::CampaignSpec;
+use firebreak_store::{CampaignLock, Counts, NewTrial, Outcome, Requeued, RunInfo, Store};
+use tokio::sync::Mutex;
+
+use crate::RunnerError;
+use crate::host;
+
+/// Stream labels for [`derive_seed`], so proposals and trial seeds never share draws.
+const PROPOSAL_STREAM: u64 = 1;
+const TRIAL_SEED_STREAM: u64 = 2;
+
+/// The proposer of people's configurations (`enqueue`).
+pub const ENQUEUED: &str = "enqueued";
+/// The proposer of retries.
+pub const RETRY: &str = "retry";
+
+/// A campaign held by this process: created or resumed, locked against other runs,
+/// with a run recorded in the ledger. Dropping it releases the lock.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use firebreak_runner::{Campaign, Outcome};
+/// use firebreak_store::SqliteStore;
+///
+/// let spec = firebreak_spec::CampaignSpec::parse(&std::fs::read_to_string("c.toml")?, "c.toml")?;
+/// let store = SqliteStore::open("sqlite://.firebreak/firebreak.db").await?;
+/// let campaign = Campaign::open(store, spec).await?;
+/// let trial = campaign.ask(0).await?;
+/// let x = trial.params["x"].as_f64().unwrap_or(0.0);
+/// campaign.tell(trial.number, Outcome::complete([("y".to_string(), x * x)].into())).await?;
+/// campaign.close("done").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Campaign<S: Store> {
+    store: S,
+    spec: CampaignSpec,
+    run: u64,
+    scheduler: Box<dyn Scheduler>,
+    state: Mutex<State>,
+    requeued: Vec<Requeued>,
+    created: bool,
+    _lock: CampaignLock,
+}
+
+#[derive(Debug)]
+struct State {
+    proposer: Box<dyn Proposer>,
+    /// Every trial of the campaign this process knows of, by number.
+    history: Vec<Trial>,
+    /// Proposals made by the proposer so far: the index of its next random stream.
+    proposals: u64,
+}
+
+impl State {
+    fn upsert(&mut self, trial: Trial) {
+        match self.history.binary_search_by_key(&trial.number, |t| t.number) {
+            Ok(i) => self.history[i] = trial,
+            Err(i) => self.history.insert(i, trial),
+        }
+    }
+
+    fn get_mut(&mut self, number: u64) -> Option<&mut Trial> {
+        let i = self
+            .history
+            .binary_search_by_key(&number, |t| t.number)
+            .ok()?;
+        self.history.get_mut(i)
+    }
+}
+
+/// Converts `[search.*_options]` TOML tables to JSON options.
+fn options(table: &std::collections::BTreeMap<String, toml::Value>) -> Options {
+    table
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null)))
+        .collect()
+}
+
+/// Builds the spec's proposer and scheduler, turning their errors into located
+/// spec errors. `validate` runs this too, so a spec that validates can run.
+pub fn components(spec: &CampaignSpec) -> Result<(Box<dyn Proposer>, Box<dyn Scheduler>), RunnerError> {
+    let search = &spec.spec.search;
+    let located = |section: &str, options_key: &str, error: firebreak_search::SearchError| {
+        use firebreak_search::SearchError as E;
+        match &error {
+            E::Unknown { available, .. } => spec.error_at(
+                &["search", section],
+                error.to_string(),
+                format!("this build has {}", available.join(", ")),
+            ),
+            E::UnknownOption { key, allowed, .. } => spec.error_at(
+                &["search", options_key, key],
+                error.to_string(),
+                if allowed.is_empty() {
+                    "this component takes no options; remove the table".to_string()
+                } else {
+                    format!("its options are {}", allowed.join(", "))
+                },
+            ),
+            E::BadOption { key, .. } => spec.error_at(
+                &["search", options_key, key],
+                error.to_string(),
+                "see the README's table of component options",
+            ),
+            _ => spec.error_at(&["search", section], error.to_string(), "choose another component"),
+        }
+    };
+    if spec.spec.task.kind != firebreak_spec::TaskKind::Command {
+        let kind = serde_json::to_value(spec.spec.task.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        return Err(RunnerError::TaskUnavailable(kind));
+    }
+    let proposer = firebreak_search::proposer(&search.sampler, &options(&search.sampler_options), &spec.space)
+        .map_err(|e| located("sampler", "sampler_options", e))?;
+    let scheduler =
+        firebreak_search::scheduler(&search.scheduler, &options(&search.scheduler_options), &spec.objectives)
+            .map_err(|e| located("scheduler", "scheduler_options", e))?;
+    Ok((proposer, scheduler))
+}
+
+impl<S: Store> Campaign<S> {
+    /// Creates the campaign the spec names, or resumes it: takes its run lock,
+    /// records a run, and re-queues the trials a dead run left running (killing
+    /// what remains of their processes on this host).
+    pub async fn open(store: S, spec: CampaignSpec) -> Result<Self, RunnerError> {
+        let (proposer, scheduler) = components(&spec)?;
+        let name = spec.name().to_string();
+        let pid = std::process::id();
+        let host_name = host::host_name();
+        let mut lock = store
+            .lock_campaign(&name, &format!("pid {pid} on {host_name}"))
+            .await?;
+        let canonical = spec.canonical_json();
+        let created = match store.campaign(&name).await? {
+            None => {
+                store.create_campaign(&name, &canonical).await?;
+                true
+            }
+            Some(existing) => {
+                let changes: Vec<_> = firebreak_spec::diff(&existing.spec, &canonical)
+                    .into_iter()
+                    .filter(|c| c.path != "/campaign/description")
+                    .collect();
+                if !changes.is_empty() {
+                    return Err(RunnerError::SpecChanged {
+                        campaign: name,
+                        changes,
+                    });
+                }
+                false
+            }
+        };
+        let info = RunInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            os_user: host::os_user(),
+            host: host_name.clone(),
+            pid,
+        };
+        let run = store.start_run(&name, &info).await?;
+        lock.describe(&format!("run {run}, pid {pid} on {host_name}"))?;
+        let requeued = store
+            .requeue_running(
+                &name,
+                &format!("the run that held it is gone (its lock was free when run {run} started)"),
+            )
+            .await?;
+        for trial in &requeued {
+            if let Some(process) = trial.process.as_ref().filter(|p| p.host == host_name) {
+                host::signal_group(process.pid, libc::SIGKILL);
+            }
+        }
+        let history = store.trials(&name).await?;
+        let proposals = history
+            .iter()
+            .filter(|t| t.proposer == proposer.name())
+            .count() as u64;
+        Ok(Campaign {
+            store,
+            spec,
+            run,
+            scheduler,
+            state: Mutex::new(State {
+                proposer,
+                history,
+                proposals,
+            }),
+            requeued,
+            created,
+            _lock: lock,
+        })
+    }
+
+    /// The spec the campaign runs.
+    pub fn spec(&self) -> &CampaignSpec {
+        &self.spec
+    }
+
+    /// The campaign's name.
+    pub fn name(&self) -> &str {
+        self.spec.name()
+    }
+
+    /// This run's id.
+    pub fn run_id(&self) -> u64 {
+        self.run
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// True when this open created the campaign.
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// Trials a dead run left running, re-queued by this open.
+    pub fn requeued(&self) -> &[Requeued] {
+        &self.requeued
+    }
+
+    /// The per-trial seed handed to the trial's program (`FIREBREAK_SEED`).
+    pub fn trial_seed(&self, number: u64) -> u64 {
+        derive_seed(self.spec.spec.campaign.seed, &[TRIAL_SEED_STREAM, number]) % (1 << 31)
+    }
+
+    /// Starts the next trial on `worker`: the first queued one (people's
+    /// configurations, retries, re-queued trials), else a new proposal.
+    pub async fn ask(&self, worker: u32) -> Result<Trial, RunnerError> {
+        let name = self.name();
+        let mut state = self.state.lock().await;
+        if let Some(trial) = self.store.claim_queued(name, self.run, worker).await? {
+            state.upsert(trial.clone());
+            return Ok(trial);
+        }
+        let mut rng = Rng::new(derive_seed(
+            self.spec.spec.campaign.seed,
+            &[PROPOSAL_STREAM, state.proposals],
+        ));
+        let State {
+            proposer, history, ..
+        } = &mut *state;
+        let view = History {
+            trials: history,
+            objectives: &self.spec.objectives,
+        };
+        let proposal = propose(proposer.as_mut(), &self.spec.space, &view, &mut rng);
+        if let Err(error) = self.spec.space.validate(&proposal.params) {
+            // A proposer bug, never repaired silently.
+            return Err(RunnerError::Spec(self.spec.error_at(
+                &["search", "sampler"],
+                format!("the proposer made an invalid proposal: {error}"),
+                "report this as a bug in the proposer",
+            )));
+        }
+        let new = NewTrial {
+            params: proposal.params,
+            proposer: proposer.name().to_string(),
+            rationale: proposal.rationale,
+            retry_of: None,
+            priority: 0,
+        };
+        let trial = self
+            .store
+            .propose_and_start(name, &new, self.run, worker)
+            .await?;
+        state.proposals += 1;
+        state.upsert(trial.clone());
+        Ok(trial)
+    }
+
+    /// Records an intermediate report of a running trial and asks the scheduler
+    /// whether it continues.
+    pub async fn report(&self, number: u64, report: Report) -> Result<Decision, RunnerError> {
+        self.store.report(self.name(), number, &report).await?;
+        let mut state = self.state.lock().await;
+        let step = report.step;
+        let trial = state.get_mut(number).ok_or(RunnerError::NotRunning(number))?;
+        trial.intermediate.retain(|r| r.step != step);
+        trial.intermediate.push(report);
+        trial.intermediate.sort_by_key(|r| r.step);
+        let trial = trial.clone();
+        let view = History {
+            trials: &state.history,
+            objectives: &self.spec.objectives,
+        };
+        Ok(self.scheduler.decide(&trial, step, &view))
+    }
+
+    /// Finishes a running trial. A failed trial with retries left is queued again
+    /// (new number, same params, linked). Returns false when the trial was not
+    /// running (a finished trial never changes).
+    pub async fn tell(&self, number: u64, outcome: Outcome) -> Result<bool, RunnerError> {
+        let name = self.name();
+        if !self.store.finish(name, number, &outcome).await? {
+            return Ok(false);
+        }
+        let mut state = self.state.lock().await;
+        let Some(trial) = state.get_mut(number) else {
+            return Ok(true);
+        };
+        trial.state = outcome.state;
+        trial.metrics = outcome.metrics.clone();
+        trial.error = outcome.error.clone();
+        trial.cpu_seconds = outcome.cpu_seconds;
+        trial.wall_seconds = outcome.wall_seconds;
+        let trial = trial.clone();
+        let State {
+            proposer, history, ..
+        } = &mut *state;
+        proposer.after_trial(
+            &History {
+                trials: history,
+                objectives: &self.spec.objectives,
+            },
+            &trial,
+        );
+        if outcome.state == TrialState::Failed {
+            self.maybe_retry(&mut state, &trial).await?;
+        }
+        Ok(true)
+    }
+
+    async fn maybe_retry(&self, state: &mut State, trial: &Trial) -> Result<(), RunnerError> {
+        let retries = u64::from(self.spec.spec.search.retries);
+        let mut attempt = 1;
+        let mut origin = trial.number;
+        let mut link = trial.retry_of;
+        while let Some(previous) = link {
+            attempt += 1;
+            origin = previous;
+            link = state
+                .history
+                .iter()
+                .find(|t| t.number == previous)
+                .and_then(|t| t.retry_of);
+        }
+        let counts = counts_of(&state.history);
+        let open = counts.finished() + counts.running + counts.queued;
+        if attempt > retries || open >= self.spec.spec.search.n_trials {
+            return Ok(());
+        }
+        let new = NewTrial {
+            params: trial.params.clone(),
+            proposer: RETRY.to_string(),
+            rationale: format!(
+                "retry {attempt} of {retries} for trial {origin}: {}",
+                trial.error.as_deref().unwrap_or("failed")
+            ),
+            retry_of: Some(trial.number),
+            priority: 1,
+        };
+        let number = self.store.enqueue(self.name(), &new).await?;
+        let mut queued = Trial::queued(number, new.params, &new.proposer, &new.rationale);
+        queued.retry_of = new.retry_of;
+        state.upsert(queued);
+        Ok(())
+    }
+
+    /// Trial counts by state, as this process knows them.
+    pub async fn counts(&self) -> Counts {
+        counts_of(&self.state.lock().await.history)
+    }
+
+    /// A copy of every trial this process knows of.
+    pub async fn trials(&self) -> Vec<Trial> {
+        self.state.lock().await.history.clone()
+    }
+
+    /// Re-queues the trials this run still has running (after an interruption).
+    pub async fn requeue_own(&self, reason: &str) -> Result<Vec<Requeued>, RunnerError> {
+        let requeued = self.store.requeue_running(self.name(), reason).await?;
+        let mut state = self.state.lock().await;
+        for r in &requeued {
+            if let Some(t) = state.get_mut(r.number) {
+                t.state = TrialState::Queued;
+            }
+        }
+        Ok(requeued)
+    }
+
+    /// Records the end of this run and releases the campaign.
+    pub async fn close(self, reason: &str) -> Result<(), RunnerError> {
+        self.store.end_run(self.name(), self.run, reason).await?;
+        Ok(())
+    }
+}
+
+/// Counts by state of a list of trials.
+pub fn counts_of(trials: &[Trial]) -> Counts {
+    let mut counts = Counts::default();
+    for t in trials {
+        match t.state {
+            TrialState::Queued => counts.queued += 1,
+            TrialState::Running => counts.running += 1,
+            TrialState::Complete => counts.complete += 1,
+            TrialState::Pruned => counts.pruned += 1,
+            TrialState::Failed => counts.failed += 1,
+        }
+    }
+    counts
+}

@@ -1,0 +1,416 @@
+//! The command executor: runs one trial as an external program under the trial
+//! protocol of `contract.md` — environment, placeholders, JSON-lines reports, log
+//! tail, its own process group, timeout, and termination (SIGTERM, then SIGKILL
+//! after a grace period) when the scheduler stops it or the run is interrupted.
+//!
+//! The program is started, read and reaped on one blocking thread (plus a thread
+//! for stderr); events reach the async side over a channel. The child is its own
+//! process-group leader and gets `PR_SET_PDEATHSIG = SIGKILL`, so it dies with the
+//! spawning thread even when this process is killed with `kill -9`; what its
+//! descendants leave is killed by the next run, which finds the group recorded.
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use firebreak_core::{Metrics, Params, Trial, TrialState};
+use firebreak_search::Decision;
+use firebreak_store::{Outcome, ProcessInfo, Store};
+use tokio::sync::{mpsc, watch};
+
+use crate::protocol::{Line, LogTail, has_objectives, parse_line, result_from};
+use crate::{Campaign, RunnerError, host};
+
+/// How long a stopped trial gets between SIGTERM and SIGKILL.
+pub const GRACE_PERIOD: Duration = Duration::from_secs(5);
+
+/// Where a trial's files go and how it is started.
+#[derive(Debug, Clone)]
+pub struct CommandTask {
+    /// Program and arguments, with `{placeholders}`.
+    pub command: Vec<String>,
+    /// Working directory (absolute, or relative to this process's).
+    pub workdir: PathBuf,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+    /// Folder under which each trial gets `<campaign>/<number>/{work,checkpoint}`.
+    pub trials_root: PathBuf,
+    /// Stop a trial after this long.
+    pub timeout: Option<Duration>,
+}
+
+impl CommandTask {
+    /// The command task of a spec whose file lies in `spec_dir`.
+    pub fn from_spec(
+        spec: &firebreak_spec::CampaignSpec,
+        spec_dir: &Path,
+        trials_root: PathBuf,
+    ) -> Option<Self> {
+        let task = &spec.spec.task;
+        let command = task.command.clone()?;
+        Some(CommandTask {
+            command,
+            workdir: spec_dir.join(task.workdir.as_deref().unwrap_or(".")),
+            env: task.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            trials_root,
+            timeout: spec.spec.search.trial_timeout.map(|d| d.as_std()),
+        })
+    }
+}
+
+/// How a trial's execution ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// Finished (complete, pruned or failed): record this outcome.
+    Finished(Outcome),
+    /// The run was interrupted: leave the trial to be re-queued.
+    Interrupted,
+}
+
+/// `FIREBREAK_PARAM_<NAME>`: upper-cased, non-alphanumerics as `_`.
+pub fn param_env_name(name: &str) -> String {
+    let mut out = String::from("FIREBREAK_PARAM_");
+    out.extend(
+        name.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }),
+    );
+    out
+}
+
+/// Expands `{name}` placeholders in `args`; an argument naming an inactive
+/// parameter is dropped.
+pub fn expand_args(args: &[String], params: &Params, builtins: &[(&str, String)]) -> Vec<String> {
+    args.iter()
+        .filter_map(|arg| {
+            let mut out = String::new();
+            let mut rest = arg.as_str();
+            while let Some(open) = rest.find('{') {
+                let Some(close) = rest[open..].find('}') else {
+                    break;
+                };
+                let name = &rest[open + 1..open + close];
+                out.push_str(&rest[..open]);
+                if let Some(value) = params.get(name) {
+                    out.push_str(&value.to_plain_string());
+                } else if let Some((_, value)) = builtins.iter().find(|(b, _)| *b == name) {
+                    out.push_str(value);
+                } else {
+                    return None; // an inactive parameter: drop the argument
+                }
+                rest = &rest[open + close + 1..];
+            }
+            out.push_str(rest);
+            Some(out)
+        })
+        .collect()
+}
+
+enum Event {
+    Spawned(i32),
+    SpawnFailed(String),
+    Stdout(String),
+    Stderr(String),
+    Exited { status: String, success: bool, cpu_seconds: f64 },
+}
+
+/// Runs one trial to its end.
+pub async fn execute<S: Store>(
+    campaign: &Campaign<S>,
+    task: &CommandTask,
+    trial: &Trial,
+    mut interrupt: watch::Receiver<bool>,
+) -> Result<Ended, RunnerError> {
+    let name = campaign.name().to_string();
+    let number = trial.number;
+    // Absolute, because the program runs in its own working directory.
+    let root = std::path::absolute(&task.trials_root)
+        .map_err(|source| RunnerError::Io { context: "resolving the trials folder".into(), source })?;
+    let base = root.join(&name).join(number.to_string());
+    let work = base.join("work");
+    let checkpoint = base.join("checkpoint");
+    let io = |context: String| move |source| RunnerError::Io { context, source };
+    if work.exists() {
+        std::fs::remove_dir_all(&work).map_err(io(format!("clearing {}", work.display())))?;
+    }
+    std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
+    std::fs::create_dir_all(&checkpoint).map_err(io(format!("creating {}", checkpoint.display())))?;
+    let params_file = work.join("params.json");
+    std::fs::write(&params_file, serde_json::to_vec_pretty(&trial.params).unwrap_or_default())
+        .map_err(io(format!("writing {}", params_file.display())))?;
+    let resume = std::fs::read_dir(&checkpoint)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+
+    let seed = campaign.trial_seed(number);
+    let builtins = [
+        ("trial_number", number.to_string()),
+        ("seed", seed.to_string()),
+        ("trial_dir", work.display().to_string()),
+        ("campaign", name.clone()),
+    ];
+    let args = expand_args(&task.command, &trial.params, &builtins);
+    let mut command = Command::new(program_path(&args[0], &task.workdir));
+    command
+        .args(&args[1..])
+        .current_dir(&task.workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("FIREBREAK_PARAMS_FILE", &params_file)
+        .env("FIREBREAK_SEED", seed.to_string())
+        .env("FIREBREAK_TRIAL_NUMBER", number.to_string())
+        .env("FIREBREAK_CAMPAIGN", &name)
+        .env("FIREBREAK_TRIAL_DIR", &work)
+        .env("FIREBREAK_CHECKPOINT_DIR", &checkpoint)
+        .env_remove("FIREBREAK_RESUME_FROM")
+        .process_group(0);
+    for (key, value) in &task.env {
+        command.env(key, value);
+    }
+    for (key, value) in &trial.params {
+        command.env(param_env_name(key), value.to_plain_string());
+    }
+    if resume {
+        command.env("FIREBREAK_RESUME_FROM", &checkpoint);
+    }
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe calls (prctl, getppid, _exit).
+    let parent = std::process::id() as i32;
+    unsafe {
+        command.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+            if libc::getppid() != parent {
+                libc::_exit(1); // the parent died before the death signal was armed
+            }
+            Ok(())
+        });
+    }
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let started = Instant::now();
+    tokio::task::spawn_blocking(move || run_child(command, tx));
+
+    let objectives = &campaign.spec().objectives;
+    let mut log = LogTail::default();
+    let mut pgid = 0;
+    let mut final_metrics: Option<Metrics> = None;
+    let mut candidate: Option<Metrics> = None;
+    let mut stop: Option<(TrialState, String)> = None;
+    let mut interrupted = false;
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    let deadline = task.timeout.map(|t| tokio::time::Instant::now() + t);
+    let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400);
+    let exit = loop {
+        tokio::select! {
+            event = rx.recv() => match event {
+                Some(Event::Spawned(pid)) => {
+                    pgid = pid;
+                    let process = ProcessInfo { host: host::host_name(), pid };
+                    campaign.store().set_process(&name, number, &process).await?;
+                }
+                Some(Event::SpawnFailed(message)) => break Err(message),
+                Some(Event::Stderr(line)) => log.push(&line),
+                Some(Event::Stdout(line)) => match parse_line(&line) {
+                    Line::Log => log.push(&line),
+                    Line::Final(metrics) => final_metrics = Some(metrics),
+                    Line::Metrics(metrics) => {
+                        if has_objectives(objectives, &metrics) {
+                            candidate = Some(metrics);
+                        } else {
+                            log.push(&line);
+                        }
+                    }
+                    Line::Report(report) => {
+                        if has_objectives(objectives, &report.metrics) {
+                            candidate = Some(report.metrics.clone());
+                        }
+                        if stop.is_none() && !interrupted {
+                            if let Decision::Stop { reason } = campaign.report(number, report).await? {
+                                stop = Some((TrialState::Pruned, reason));
+                                host::signal_group(pgid, libc::SIGTERM);
+                                kill_at = Some(tokio::time::Instant::now() + GRACE_PERIOD);
+                            }
+                        }
+                    }
+                },
+                Some(Event::Exited { status, success, cpu_seconds }) => break Ok((status, success, cpu_seconds)),
+                None => break Err("the trial's supervisor thread ended unexpectedly".to_string()),
+            },
+            _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if stop.is_none() && !interrupted && deadline.is_some() => {
+                let limit = task.timeout.map(|t| firebreak_spec::Duration(t.as_secs()).to_string()).unwrap_or_default();
+                stop = Some((TrialState::Failed, format!("timed out after {limit}")));
+                host::signal_group(pgid, libc::SIGTERM);
+                kill_at = Some(tokio::time::Instant::now() + GRACE_PERIOD);
+            }
+            _ = tokio::time::sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
+                host::signal_group(pgid, libc::SIGKILL);
+                kill_at = None;
+            }
+            changed = interrupt.changed(), if !interrupted => {
+                if changed.is_err() || *interrupt.borrow() {
+                    interrupted = true;
+                    host::signal_group(pgid, libc::SIGTERM);
+                    kill_at = Some(tokio::time::Instant::now() + GRACE_PERIOD);
+                }
+            }
+        }
+    };
+    if interrupted && stop.is_none() {
+        return Ok(Ended::Interrupted);
+    }
+    let wall_seconds = started.elapsed().as_secs_f64();
+    let last_line = log.last_line().map(str::to_string);
+    let (state, metrics, error, cpu_seconds) = match exit {
+        Err(message) => (TrialState::Failed, Metrics::new(), Some(message), None),
+        Ok((status, success, cpu)) => match stop {
+            Some((state, reason)) => (state, Metrics::new(), Some(reason), Some(cpu)),
+            None if !success => {
+                let detail = last_line.map(|l| format!("; last log line: {l}")).unwrap_or_default();
+                (TrialState::Failed, Metrics::new(), Some(format!("{status}{detail}")), Some(cpu))
+            }
+            None => match result_from(objectives, final_metrics.as_ref(), candidate.as_ref()) {
+                Ok(metrics) => (TrialState::Complete, metrics, None, Some(cpu)),
+                Err(reason) => (TrialState::Failed, Metrics::new(), Some(reason), Some(cpu)),
+            },
+        },
+    };
+    Ok(Ended::Finished(Outcome {
+        state,
+        metrics,
+        error,
+        cpu_seconds,
+        wall_seconds: Some(wall_seconds),
+        log: Some(log.finish()),
+    }))
+}
+
+fn program_path(program: &str, workdir: &Path) -> PathBuf {
+    let path = Path::new(program);
+    if path.is_relative() && program.contains('/') {
+        workdir.join(path)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// The blocking side: spawn, read both pipes, wait without reaping, kill what is
+/// left of the process group, reap with resource usage, report.
+fn run_child(mut command: Command, tx: mpsc::UnboundedSender<Event>) {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = tx.send(Event::SpawnFailed(format!("cannot start `{program}`: {e}")));
+            return;
+        }
+    };
+    let pid = child.id() as i32;
+    let _ = tx.send(Event::Spawned(pid));
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    std::thread::scope(|scope| {
+        let out_tx = tx.clone();
+        let err_tx = tx.clone();
+        let readers = [
+            stdout.map(|s| scope.spawn(move || read_lines(s, |l| out_tx.send(Event::Stdout(l)).is_ok()))),
+            stderr.map(|s| scope.spawn(move || read_lines(s, |l| err_tx.send(Event::Stderr(l)).is_ok()))),
+        ];
+        // Wait for the leader to exit, leaving it a zombie so its pid (the group id)
+        // cannot be reused while we kill its leftovers.
+        // SAFETY: siginfo_t is plain data; waitid fills it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        loop {
+            // SAFETY: valid pointer to a siginfo_t; P_PID with our own child's pid.
+            let rc = unsafe {
+                libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT)
+            };
+            if rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
+            }
+        }
+        host::signal_group(pid, libc::SIGKILL);
+        for reader in readers.into_iter().flatten() {
+            let _ = reader.join();
+        }
+    });
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data; wait4 on our own child reaps it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let cpu_seconds = seconds(usage.ru_utime) + seconds(usage.ru_stime);
+    let (text, success) = if rc != pid {
+        ("could not collect the exit status".to_string(), false)
+    } else if libc::WIFEXITED(status) {
+        let code = libc::WEXITSTATUS(status);
+        (format!("exited with status {code}"), code == 0)
+    } else if libc::WIFSIGNALED(status) {
+        let signal = libc::WTERMSIG(status);
+        (format!("killed by signal {signal} ({})", signal_name(signal)), false)
+    } else {
+        ("ended abnormally".to_string(), false)
+    };
+    // The child is reaped; std's handle must not try again.
+    std::mem::forget(child);
+    let _ = tx.send(Event::Exited {
+        status: text,
+        success,
+        cpu_seconds,
+    });
+}
+
+fn read_lines(stream: impl Read, mut send: impl FnMut(String) -> bool) {
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+                if !send(line) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn seconds(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGINT => "SIGINT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        _ => "signal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use firebreak_core::ParamValue;
+
+    #[test]
+    fn placeholders_expand_and_inactive_arguments_drop() {
+        let mut params = Params::new();
+        params.insert("lr".into(), ParamValue::Float(0.0001));
+        params.insert("act".into(), ParamValue::Str("relu".into()));
+        let args: Vec<String> = ["train.py", "--lr={lr}", "{act}", "--width={width_3}", "{trial_number}"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            expand_args(&args, &params, &[("trial_number", "4".into())]),
+            ["train.py", "--lr=0.0001", "relu", "4"]
+        );
+        assert_eq!(param_env_name("width-3"), "FIREBREAK_PARAM_WIDTH_3");
+    }
+}

@@ -1,0 +1,60 @@
+//! The runner's error enum.
+
+use firebreak_spec::{Change, SpecError};
+use firebreak_store::StoreError;
+
+/// Errors of the campaign runner.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunnerError {
+    /// The spec is invalid (including component options found invalid here).
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The store failed or refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The spec of an existing campaign changed in a governed way.
+    #[error("{}", spec_changed_message(.campaign, .changes))]
+    SpecChanged {
+        /// The campaign.
+        campaign: String,
+        /// What changed.
+        changes: Vec<Change>,
+    },
+    /// The task kind exists in the spec language but not in this build.
+    #[error("task kind {0:?} is not available in this build\nhint: use kind = \"command\"")]
+    TaskUnavailable(String),
+    /// A trial asked about is not running in this campaign.
+    #[error("trial {0} is not running in this campaign")]
+    NotRunning(u64),
+    /// File-system error preparing a trial's folders.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+fn spec_changed_message(campaign: &str, changes: &[Change]) -> String {
+    let mut text = format!(
+        "the spec of existing campaign {campaign:?} changed; only [campaign] description may change\n"
+    );
+    for change in changes {
+        let show = |v: &Option<serde_json::Value>| {
+            v.as_ref().map_or("(absent)".to_string(), |v| v.to_string())
+        };
+        text.push_str(&format!(
+            "  {}: {} -> {}\n",
+            change.path,
+            show(&change.old),
+            show(&change.new)
+        ));
+    }
+    text.push_str(
+        "hint: governed changes need approval, which this build does not support yet; \
+         revert the edit, or give the campaign a new name to start a new one",
+    );
+    text
+}

@@ -1,0 +1,35 @@
+//! Facts about this machine and process, and process-group signalling. The only
+//! module that calls `libc` directly.
+
+/// The host name, or `localhost` when it cannot be read.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within
+    // it on success (truncation is detected below by the missing NUL).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".to_string();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The operating-system user running this process.
+pub fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            // SAFETY: getuid never fails.
+            format!("uid:{}", unsafe { libc::getuid() })
+        })
+}
+
+/// Sends `signal` to the process group `pgid`; errors (group gone) are ignored.
+pub fn signal_group(pgid: i32, signal: i32) {
+    if pgid > 1 {
+        // SAFETY: kill with a negative pid signals a process group; no memory involved.
+        unsafe {
+            libc::kill(-pgid, signal);
+        }
+    }
+}

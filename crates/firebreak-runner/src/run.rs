@@ -1,0 +1,223 @@
+//! The run loop: `parallelism` workers on this machine, each asking the campaign
+//! for a trial, executing it and telling the result, until `n_trials` trials have
+//! finished, a `[constraints]` limit is reached, or the run is interrupted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use firebreak_core::{Trial, TrialState};
+use firebreak_store::{Counts, Store};
+use tokio::sync::{mpsc, watch};
+
+use crate::command::{CommandTask, Ended, execute};
+use crate::{Campaign, RunnerError};
+
+/// Heartbeat period of a live run.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// What a run reports while it works (the CLI draws its progress display from these).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum RunEvent {
+    /// A worker started a trial.
+    Started {
+        /// The trial's number.
+        number: u64,
+    },
+    /// A trial finished.
+    Finished {
+        /// The trial's number.
+        number: u64,
+        /// Its final state.
+        state: TrialState,
+        /// Its first objective value, when complete.
+        value: Option<f64>,
+    },
+}
+
+/// Why a run stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stop {
+    /// `n_trials` trials have finished.
+    Done,
+    /// A `[constraints]` limit was reached first.
+    Limit(String),
+    /// The run was interrupted (Ctrl-C, SIGTERM); running trials were re-queued.
+    Interrupted {
+        /// The re-queued trials.
+        requeued: Vec<u64>,
+    },
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// Why it stopped.
+    pub stop: Stop,
+    /// Counts over the whole campaign at the end.
+    pub counts: Counts,
+    /// Trials finished by this run.
+    pub finished_this_run: u64,
+}
+
+/// Usage so far against the campaign's `[constraints]`.
+#[derive(Debug)]
+struct Budget {
+    max_wall: Option<f64>,
+    max_cpu: Option<f64>,
+    max_energy_kwh: Option<f64>,
+    watts_per_core: f64,
+    wall_before: f64,
+    started: Instant,
+}
+
+impl Budget {
+    fn exceeded(&self, trials: &[Trial]) -> Option<String> {
+        let wall = self.wall_before + self.started.elapsed().as_secs_f64();
+        let cpu: f64 = trials.iter().filter_map(|t| t.cpu_seconds).sum();
+        let energy_kwh = cpu * self.watts_per_core / 3.6e6;
+        let fmt = |s: f64| firebreak_spec::Duration(s.round() as u64).to_string();
+        if let Some(max) = self.max_wall.filter(|m| wall >= *m) {
+            return Some(format!("max_wall_time {} reached ({} used over all runs)", fmt(max), fmt(wall)));
+        }
+        if let Some(max) = self.max_cpu.filter(|m| cpu >= *m) {
+            return Some(format!("max_cpu_time {} reached ({} of trial CPU time)", fmt(max), fmt(cpu)));
+        }
+        if let Some(max) = self.max_energy_kwh.filter(|m| energy_kwh >= *m) {
+            return Some(format!("max_energy_kwh {max} reached ({energy_kwh:.4} kWh estimated)"));
+        }
+        None
+    }
+}
+
+/// Runs the campaign's command trials until done, a limit, or `interrupt` turns true.
+pub async fn run<S: Store>(
+    campaign: Arc<Campaign<S>>,
+    task: CommandTask,
+    events: mpsc::UnboundedSender<RunEvent>,
+    interrupt: watch::Receiver<bool>,
+) -> Result<RunSummary, RunnerError> {
+    let spec = &campaign.spec().spec;
+    let n_trials = spec.search.n_trials;
+    let runs = campaign.store().runs(campaign.name()).await?;
+    let wall_before: f64 = runs
+        .iter()
+        .filter(|r| r.id != campaign.run_id())
+        .map(|r| (r.ended_at.unwrap_or(r.heartbeat_at) - r.started_at).max(0) as f64 / 1000.0)
+        .sum();
+    let budget = Arc::new(Budget {
+        max_wall: spec.constraints.max_wall_time.map(|d| d.0 as f64),
+        max_cpu: spec.constraints.max_cpu_time.map(|d| d.0 as f64),
+        max_energy_kwh: spec.constraints.max_energy_kwh,
+        watts_per_core: spec.constraints.watts_per_core,
+        wall_before,
+        started: Instant::now(),
+    });
+    let start_counts = campaign.counts().await;
+    // Slots: a worker may start a trial only while finished + started < n_trials.
+    let taken = Arc::new(AtomicU64::new(start_counts.finished()));
+    let finished = Arc::new(AtomicU64::new(0));
+    let (limit_tx, limit_rx) = watch::channel(None::<String>);
+    let limit_tx = Arc::new(limit_tx);
+
+    let heartbeat = {
+        let campaign = campaign.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                let _ = campaign.store().heartbeat(campaign.run_id()).await;
+            }
+        })
+    };
+
+    let mut workers = Vec::new();
+    for worker in 0..spec.search.parallelism {
+        let campaign = campaign.clone();
+        let task = task.clone();
+        let events = events.clone();
+        let interrupt = interrupt.clone();
+        let taken = taken.clone();
+        let finished = finished.clone();
+        let budget = budget.clone();
+        let limit_tx = limit_tx.clone();
+        let limit_rx = limit_rx.clone();
+        workers.push(tokio::spawn(async move {
+            loop {
+                if *interrupt.borrow() || limit_rx.borrow().is_some() {
+                    return Ok::<(), RunnerError>(());
+                }
+                if let Some(reason) = budget.exceeded(&campaign.trials().await) {
+                    let _ = limit_tx.send(Some(reason));
+                    return Ok(());
+                }
+                if taken.fetch_add(1, Ordering::SeqCst) >= n_trials {
+                    taken.fetch_sub(1, Ordering::SeqCst);
+                    return Ok(());
+                }
+                let trial = campaign.ask(worker).await?;
+                let _ = events.send(RunEvent::Started { number: trial.number });
+                match execute(&campaign, &task, &trial, interrupt.clone()).await? {
+                    Ended::Interrupted => return Ok(()),
+                    Ended::Finished(outcome) => {
+                        let state = outcome.state;
+                        let value = campaign
+                            .spec()
+                            .objectives
+                            .metrics
+                            .first()
+                            .and_then(|m| outcome.metrics.get(m).copied());
+                        campaign.tell(trial.number, outcome).await?;
+                        finished.fetch_add(1, Ordering::SeqCst);
+                        let _ = events.send(RunEvent::Finished {
+                            number: trial.number,
+                            state,
+                            value: if state == TrialState::Complete { value } else { None },
+                        });
+                    }
+                }
+            }
+        }));
+    }
+    let mut first_error = None;
+    for worker in workers {
+        let result = worker.await.unwrap_or_else(|e| {
+            Err(RunnerError::Io {
+                context: "a worker panicked".into(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        });
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    }
+    heartbeat.abort();
+    if let Some(error) = first_error {
+        return Err(error);
+    }
+    let stop = if *interrupt.borrow() {
+        let requeued = campaign
+            .requeue_own(&format!("run {} was interrupted", campaign.run_id()))
+            .await?;
+        Stop::Interrupted {
+            requeued: requeued.into_iter().map(|r| r.number).collect(),
+        }
+    } else if let Some(reason) = limit_rx.borrow().clone() {
+        Stop::Limit(reason)
+    } else {
+        Stop::Done
+    };
+    let counts = campaign.store().counts(campaign.name()).await?;
+    let stop = match stop {
+        Stop::Done if counts.finished() < n_trials => Stop::Limit(format!(
+            "only {} of n_trials = {n_trials} trials could finish",
+            counts.finished()
+        )),
+        other => other,
+    };
+    Ok(RunSummary {
+        stop,
+        counts,
+        finished_this_run: finished.load(Ordering::SeqCst),
+    })
+}
