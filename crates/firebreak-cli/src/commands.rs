@@ -58,6 +58,7 @@ fn load_spec(path: &Path) -> Result<CampaignSpec, Failure> {
 fn validate(path: &Path) -> Outcome {
     let spec = load_spec(path)?;
     firebreak_runner::components(&spec)?;
+    CommandTask::from_spec(&spec, Path::new("."), "trials".into())?;
     println!(
         "{}: campaign {:?} is valid ({} parameters, {} trials, sampler {}, scheduler {})",
         path.display(),
@@ -95,8 +96,7 @@ async fn run(cli: &Cli, path: &Path) -> Outcome {
         .parent()
         .map(|p| p.join("trials"))
         .unwrap_or_else(|| "trials".into());
-    let task = CommandTask::from_spec(&spec, &spec_dir, trials_root)
-        .ok_or_else(|| anyhow!("the spec has no command"))?;
+    let task = CommandTask::from_spec(&spec, &spec_dir, trials_root)?;
     let n_trials = spec.spec.search.n_trials;
     let campaign = Arc::new(Campaign::open(store.clone(), spec).await?);
     let name = campaign.name().to_string();

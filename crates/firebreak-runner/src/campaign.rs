@@ -14,6 +14,9 @@ use crate::host;
 const PROPOSAL_STREAM: u64 = 1;
 const TRIAL_SEED_STREAM: u64 = 2;
 
+/// How often `ask` looks for trials queued by other processes.
+const QUEUE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The proposer of people's configurations (`enqueue`).
 pub const ENQUEUED: &str = "enqueued";
 /// The proposer of retries.
@@ -55,6 +58,8 @@ struct State {
     history: Vec<Trial>,
     /// Proposals made by the proposer so far: the index of its next random stream.
     proposals: u64,
+    /// When the store's queue was last checked for trials queued by other processes.
+    queue_checked: Option<std::time::Instant>,
 }
 
 impl State {
@@ -111,13 +116,6 @@ pub fn components(spec: &CampaignSpec) -> Result<(Box<dyn Proposer>, Box<dyn Sch
             _ => spec.error_at(&["search", section], error.to_string(), "choose another component"),
         }
     };
-    if spec.spec.task.kind != firebreak_spec::TaskKind::Command {
-        let kind = serde_json::to_value(spec.spec.task.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        return Err(RunnerError::TaskUnavailable(kind));
-    }
     let proposer = firebreak_search::proposer(&search.sampler, &options(&search.sampler_options), &spec.space)
         .map_err(|e| located("sampler", "sampler_options", e))?;
     let scheduler =
@@ -191,6 +189,7 @@ impl<S: Store> Campaign<S> {
                 proposer,
                 history,
                 proposals,
+                queue_checked: None,
             }),
             requeued,
             created,
@@ -238,9 +237,20 @@ impl<S: Store> Campaign<S> {
     pub async fn ask(&self, worker: u32) -> Result<Trial, RunnerError> {
         let name = self.name();
         let mut state = self.state.lock().await;
-        if let Some(trial) = self.store.claim_queued(name, self.run, worker).await? {
-            state.upsert(trial.clone());
-            return Ok(trial);
+        // Trials queued here (retries, re-queued ones) are known; those queued by
+        // other processes (`enqueue`) are looked for at most every QUEUE_POLL.
+        let known = state.history.iter().any(|t| t.state == TrialState::Queued);
+        let stale = state
+            .queue_checked
+            .is_none_or(|at| at.elapsed() >= QUEUE_POLL);
+        if known || stale {
+            state.queue_checked = Some(std::time::Instant::now());
+            if (known || self.store.has_queued(name).await?)
+                && let Some(trial) = self.store.claim_queued(name, self.run, worker).await?
+            {
+                state.upsert(trial.clone());
+                return Ok(trial);
+            }
         }
         let mut rng = Rng::new(derive_seed(
             self.spec.spec.campaign.seed,
@@ -269,12 +279,16 @@ impl<S: Store> Campaign<S> {
             retry_of: None,
             priority: 0,
         };
+        state.proposals += 1;
+        // The commit happens outside the lock so that concurrent workers' starts
+        // and finishes share one transaction (the store's group commit). With one
+        // worker the order of numbers is the order of proposals.
+        drop(state);
         let trial = self
             .store
             .propose_and_start(name, &new, self.run, worker)
             .await?;
-        state.proposals += 1;
-        state.upsert(trial.clone());
+        self.state.lock().await.upsert(trial.clone());
         Ok(trial)
     }
 

@@ -42,15 +42,22 @@ pub struct CommandTask {
 }
 
 impl CommandTask {
-    /// The command task of a spec whose file lies in `spec_dir`.
+    /// The command task of a spec whose file lies in `spec_dir`; an error for task
+    /// kinds this build cannot run.
     pub fn from_spec(
         spec: &firebreak_spec::CampaignSpec,
         spec_dir: &Path,
         trials_root: PathBuf,
-    ) -> Option<Self> {
+    ) -> Result<Self, RunnerError> {
         let task = &spec.spec.task;
-        let command = task.command.clone()?;
-        Some(CommandTask {
+        let Some(command) = task.command.clone().filter(|_| task.kind == firebreak_spec::TaskKind::Command) else {
+            let kind = serde_json::to_value(task.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            return Err(RunnerError::TaskUnavailable(kind));
+        };
+        Ok(CommandTask {
             command,
             workdir: spec_dir.join(task.workdir.as_deref().unwrap_or(".")),
             env: task.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),

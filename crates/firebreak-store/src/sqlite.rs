@@ -23,6 +23,8 @@ use crate::types::{
 };
 use crate::{CampaignLock, StoreError, lock};
 
+mod fast;
+
 /// The embedded store. Cheap to clone; clones share connections.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -35,6 +37,11 @@ struct Inner {
     writer: SqlitePool,
     readers: SqlitePool,
     clock: Arc<dyn Clock>,
+    /// Ledger head and next trial numbers, valid while only this process writes;
+    /// see `fast`.
+    heads: std::sync::Mutex<fast::Heads>,
+    /// The group-commit writer task's queue; see `fast`.
+    ops: tokio::sync::mpsc::UnboundedSender<fast::Op>,
     #[cfg(test)]
     fault_after_state_write: std::sync::atomic::AtomicBool,
 }
@@ -105,16 +112,21 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options(&path))
             .await?;
-        Ok(SqliteStore {
+        let (ops, queue) = tokio::sync::mpsc::unbounded_channel();
+        let store = SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 writer,
                 readers,
                 clock,
+                heads: std::sync::Mutex::new(fast::Heads::default()),
+                ops,
                 #[cfg(test)]
                 fault_after_state_write: std::sync::atomic::AtomicBool::new(false),
             }),
-        })
+        };
+        tokio::spawn(fast::writer(Arc::downgrade(&store.inner), queue));
+        Ok(store)
     }
 
     /// The database file.
@@ -148,6 +160,10 @@ impl SqliteStore {
         let mut name = self.inner.path.as_os_str().to_owned();
         name.push(".locks");
         PathBuf::from(name)
+    }
+
+    fn heads(&self) -> std::sync::MutexGuard<'_, fast::Heads> {
+        self.inner.heads.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn now(&self) -> Timestamp {
@@ -514,6 +530,7 @@ impl Store for SqliteStore {
         .await;
         let value = value?;
         w.commit().await?;
+        *self.heads() = fast::Heads::default();
         Ok::<_, StoreError>(value)
     }?;
         Ok(CampaignRecord {
@@ -591,6 +608,7 @@ impl Store for SqliteStore {
         .await;
         let value = value?;
         w.commit().await?;
+        *self.heads() = fast::Heads::default();
         Ok::<_, StoreError>(value)
     }
     }
@@ -634,6 +652,7 @@ impl Store for SqliteStore {
         .await;
         let value = value?;
         w.commit().await?;
+        *self.heads() = fast::Heads::default();
         Ok::<_, StoreError>(value)
     }
     }
@@ -675,6 +694,7 @@ impl Store for SqliteStore {
         .await;
         let value = value?;
         w.commit().await?;
+        *self.heads() = fast::Heads::default();
         Ok::<_, StoreError>(value)
     }
     }
@@ -689,6 +709,7 @@ impl Store for SqliteStore {
         .await;
         let value = value?;
         w.commit().await?;
+        *self.heads() = fast::Heads::default();
         Ok::<_, StoreError>(value)
     }
     }
@@ -729,12 +750,21 @@ impl Store for SqliteStore {
         .await;
         let value = value?;
         w.commit().await?;
+        *self.heads() = fast::Heads::default();
         Ok::<_, StoreError>(value)
     }?;
         match number {
             Some(number) => Ok(Some(self.trial(campaign, number).await?)),
             None => Ok(None),
         }
+    }
+
+    async fn has_queued(&self, campaign: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query("SELECT 1 FROM trials WHERE campaign = ? AND state = 'queued' LIMIT 1")
+            .bind(campaign)
+            .fetch_optional(&self.inner.readers)
+            .await?
+            .is_some())
     }
 
     async fn propose_and_start(
@@ -744,23 +774,7 @@ impl Store for SqliteStore {
         run: u64,
         worker: u32,
     ) -> Result<Trial, StoreError> {
-        let started_at = self.now();
-        let number = {
-        let mut w = self.begin().await?;
-        let value: Result<_, StoreError> = async {
-                self.insert_trial(&mut w, campaign, trial, Some((run, worker)))
-                    .await
-            }
-        .await;
-        let value = value?;
-        w.commit().await?;
-        Ok::<_, StoreError>(value)
-    }?;
-        let mut out = Trial::queued(number, trial.params.clone(), &trial.proposer, &trial.rationale);
-        out.state = TrialState::Running;
-        out.retry_of = trial.retry_of;
-        out.started_at = Some(started_at);
-        Ok(out)
+        self.fast_propose_and_start(campaign, trial, run, worker).await
     }
 
     async fn set_process(
@@ -780,101 +794,12 @@ impl Store for SqliteStore {
     }
 
     async fn report(&self, campaign: &str, number: u64, report: &Report) -> Result<(), StoreError> {
-        let metrics: Metrics = report
-            .metrics
-            .iter()
-            .filter(|(_, v)| v.is_finite())
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        {
-        let mut w = self.begin().await?;
-        let value: Result<_, StoreError> = async {
-            let running = sqlx::query("SELECT 1 FROM trials WHERE campaign = ? AND number = ? AND state = 'running'")
-                .bind(campaign)
-                .bind(number as i64)
-                .fetch_optional(&mut *w.tx)
-                .await?
-                .is_some();
-            if !running {
-                return Ok(());
-            }
-            sqlx::query("INSERT OR REPLACE INTO reports (campaign, number, step, metrics) VALUES (?, ?, ?, ?)")
-                .bind(campaign)
-                .bind(number as i64)
-                .bind(report.step as i64)
-                .bind(json(&metrics))
-                .execute(&mut *w.tx)
-                .await?;
-            self.append(
-                &mut w,
-                campaign,
-                &Event::TrialReported {
-                    number,
-                    step: report.step,
-                    metrics: metrics.clone(),
-                },
-            )
-            .await
-        }
-        .await;
-        let value = value?;
-        w.commit().await?;
-        Ok::<_, StoreError>(value)
-    }
+        self.fast_report(campaign, number, report).await?;
+        Ok(())
     }
 
     async fn finish(&self, campaign: &str, number: u64, outcome: &Outcome) -> Result<bool, StoreError> {
-        let now = self.now();
-        let metrics: Metrics = outcome
-            .metrics
-            .iter()
-            .filter(|(_, v)| v.is_finite())
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
-        {
-        let mut w = self.begin().await?;
-        let value: Result<_, StoreError> = async {
-            let updated = sqlx::query(
-                "UPDATE trials SET state = ?, metrics = ?, error = ?, finished_at = ?, cpu_seconds = ?, \
-                 wall_seconds = ?, log = COALESCE(?, log), process = NULL \
-                 WHERE campaign = ? AND number = ? AND state = 'running'",
-            )
-            .bind(outcome.state.as_str())
-            .bind(json(&metrics))
-            .bind(&outcome.error)
-            .bind(now)
-            .bind(finite(outcome.cpu_seconds))
-            .bind(finite(outcome.wall_seconds))
-            .bind(&outcome.log)
-            .bind(campaign)
-            .bind(number as i64)
-            .execute(&mut *w.tx)
-            .await?
-            .rows_affected();
-            if updated == 0 {
-                return Ok(false);
-            }
-            self.append(
-                &mut w,
-                campaign,
-                &Event::TrialFinished {
-                    number,
-                    state: outcome.state,
-                    metrics: metrics.clone(),
-                    error: outcome.error.clone(),
-                    cpu_seconds: finite(outcome.cpu_seconds),
-                    wall_seconds: finite(outcome.wall_seconds),
-                },
-            )
-            .await?;
-            Ok(true)
-        }
-        .await;
-        let value = value?;
-        w.commit().await?;
-        Ok::<_, StoreError>(value)
-    }
+        self.fast_finish(campaign, number, outcome).await
     }
 
     async fn trials(&self, campaign: &str) -> Result<Vec<Trial>, StoreError> {

@@ -227,6 +227,8 @@ pub trait Store: Send + Sync + 'static {
         run: u64,
         worker: u32,
     ) -> impl Future<Output = Result<Option<Trial>, StoreError>> + Send;
+    /// True when the campaign has a queued trial (a cheap read).
+    fn has_queued(&self, campaign: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Adds a trial and starts it at once (the proposer's fast path).
     fn propose_and_start(
         &self,

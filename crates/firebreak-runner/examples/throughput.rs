@@ -1,0 +1,135 @@
+//! Throughput of the engine's spine, for `bench/spine.sh` (which compares it with
+//! Optuna). Three modes:
+//!
+//! - `asktell`: a trivial in-process objective through the ask/tell API, random
+//!   sampler, SQLite store; every `tell` is committed before that worker's next `ask`.
+//! - `command`: the full runner on a command task that prints its result at once.
+//! - `bare`: a plain spawn-and-wait loop of the same command, the floor for `command`.
+//!
+//! Run: cargo run --release -p firebreak-runner --example throughput -- asktell 20000 2 /tmp/t.db
+//! Prints one JSON object.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use firebreak_runner::{Campaign, CommandTask, Outcome};
+use firebreak_spec::CampaignSpec;
+use firebreak_store::SqliteStore;
+
+/// `printf` with octal escapes prints `{"y": 1}` without braces in the spec.
+const PROGRAM: [&str; 2] = ["printf", "\\173\"y\": 1\\175\\n"];
+
+fn spec(n_trials: u64, parallelism: u32) -> String {
+    format!(
+        r#"
+[campaign]
+name = "throughput"
+[objective]
+metric = "y"
+direction = "minimize"
+[space]
+x = {{ type = "float", low = -10.0, high = 10.0 }}
+[search]
+sampler = "random"
+n_trials = {n_trials}
+parallelism = {parallelism}
+[task]
+kind = "command"
+command = ["{}", "{}"]
+"#,
+        PROGRAM[0],
+        PROGRAM[1].replace('\\', "\\\\").replace('"', "\\\"")
+    )
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: throughput asktell|command|bare N_TRIALS PARALLELISM DB_PATH";
+    let (Some(mode), Some(n), Some(p), Some(db)) = (args.get(1), args.get(2), args.get(3), args.get(4)) else {
+        return Err(usage.into());
+    };
+    let n_trials: u64 = n.parse()?;
+    let parallelism: u32 = p.parse()?;
+    let _ = std::fs::remove_file(db);
+    let url = format!("sqlite://{db}");
+    let started;
+    let mut pragmas = Vec::new();
+    match mode.as_str() {
+        "asktell" => {
+            let spec = CampaignSpec::parse(&spec(n_trials, parallelism), "throughput")?;
+            let store = SqliteStore::open(&url).await?;
+            pragmas = store.pragmas().await?;
+            let campaign = Arc::new(Campaign::open(store, spec).await?);
+            let taken = Arc::new(AtomicU64::new(0));
+            started = Instant::now();
+            let mut workers = Vec::new();
+            for worker in 0..parallelism {
+                let campaign = campaign.clone();
+                let taken = taken.clone();
+                workers.push(tokio::spawn(async move {
+                    while taken.fetch_add(1, Ordering::Relaxed) < n_trials {
+                        let trial = campaign.ask(worker).await?;
+                        let x = trial.params["x"].as_f64().unwrap_or_default();
+                        campaign
+                            .tell(trial.number, Outcome::complete([("y".to_string(), x * x)].into()))
+                            .await?;
+                    }
+                    Ok::<(), firebreak_runner::RunnerError>(())
+                }));
+            }
+            for w in workers {
+                w.await??;
+            }
+        }
+        "command" => {
+            let spec = CampaignSpec::parse(&spec(n_trials, parallelism), "throughput")?;
+            let store = SqliteStore::open(&url).await?;
+            pragmas = store.pragmas().await?;
+            let root = std::env::temp_dir().join(format!("firebreak-throughput-{}", std::process::id()));
+            let task = CommandTask::from_spec(&spec, std::path::Path::new("."), root.clone())?;
+            let campaign = Arc::new(Campaign::open(store, spec).await?);
+            let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let (_interrupt_tx, interrupt) = tokio::sync::watch::channel(false);
+            started = Instant::now();
+            let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+            let summary = firebreak_runner::run(campaign, task, events, interrupt).await?;
+            drain.await?;
+            let _ = std::fs::remove_dir_all(root);
+            if summary.counts.complete != n_trials {
+                return Err(format!("only {} trials completed", summary.counts.complete).into());
+            }
+        }
+        "bare" => {
+            let taken = Arc::new(AtomicU64::new(0));
+            started = Instant::now();
+            let threads: Vec<_> = (0..parallelism)
+                .map(|_| {
+                    let taken = taken.clone();
+                    std::thread::spawn(move || {
+                        while taken.fetch_add(1, Ordering::Relaxed) < n_trials {
+                            let out = std::process::Command::new(PROGRAM[0]).arg(PROGRAM[1]).output();
+                            assert!(out.is_ok_and(|o| o.status.success()));
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().map_err(|_| "a thread panicked")?;
+            }
+        }
+        _ => return Err(usage.into()),
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let pragmas: Vec<String> = pragmas.iter().map(|(k, v)| format!("\"{k}\": \"{v}\"")).collect();
+    #[allow(clippy::print_stdout)]
+    {
+        println!(
+            "{{\"mode\": \"{mode}\", \"trials\": {n_trials}, \"parallelism\": {parallelism}, \"seconds\": {seconds:.4}, \"trials_per_second\": {:.1}, \"pragmas\": {{{}}}}}",
+            n_trials as f64 / seconds,
+            pragmas.join(", ")
+        );
+    }
+    Ok(())
+}
