@@ -331,6 +331,7 @@ async fn enqueue(cli: &Cli, campaign: &str, text: &str) -> Outcome {
         rationale: format!("enqueued by {} from the command line", firebreak_runner::os_user()),
         retry_of: None,
         priority: 1,
+        number: None,
     };
     let number = store.enqueue(campaign, &trial).await?;
     println!("queued trial {number} of {campaign}; it runs before new proposals");

@@ -4,7 +4,7 @@
 use firebreak_core::{Report, Rng, Trial, TrialState, derive_seed};
 use firebreak_search::{Decision, History, Options, Proposer, Scheduler, propose};
 use firebreak_spec::CampaignSpec;
-use firebreak_store::{CampaignLock, Counts, NewTrial, Outcome, Requeued, RunInfo, Store};
+use firebreak_store::{CampaignLock, Counts, NewTrial, Outcome, Requeued, RunInfo, Store, StoreError};
 use tokio::sync::Mutex;
 
 use crate::RunnerError;
@@ -60,10 +60,13 @@ struct State {
     proposals: u64,
     /// When the store's queue was last checked for trials queued by other processes.
     queue_checked: Option<std::time::Instant>,
+    /// The number the next proposal gets.
+    next_number: u64,
 }
 
 impl State {
     fn upsert(&mut self, trial: Trial) {
+        self.next_number = self.next_number.max(trial.number + 1);
         match self.history.binary_search_by_key(&trial.number, |t| t.number) {
             Ok(i) => self.history[i] = trial,
             Err(i) => self.history.insert(i, trial),
@@ -180,6 +183,7 @@ impl<S: Store> Campaign<S> {
             .iter()
             .filter(|t| t.proposer == proposer.name())
             .count() as u64;
+        let next_number = history.last().map_or(0, |t| t.number + 1);
         Ok(Campaign {
             store,
             spec,
@@ -190,6 +194,7 @@ impl<S: Store> Campaign<S> {
                 history,
                 proposals,
                 queue_checked: None,
+                next_number,
             }),
             requeued,
             created,
@@ -272,24 +277,46 @@ impl<S: Store> Campaign<S> {
                 "report this as a bug in the proposer",
             )));
         }
-        let new = NewTrial {
+        let mut new = NewTrial {
             params: proposal.params,
             proposer: proposer.name().to_string(),
             rationale: proposal.rationale,
             retry_of: None,
             priority: 0,
+            number: None,
         };
         state.proposals += 1;
-        // The commit happens outside the lock so that concurrent workers' starts
-        // and finishes share one transaction (the store's group commit). With one
-        // worker the order of numbers is the order of proposals.
+        // The number is taken and the trial enters the history before the commit,
+        // so concurrent proposals see it and numbers follow proposal order; the
+        // commit happens outside the lock so that concurrent workers' starts and
+        // finishes share one transaction (the store's group commit).
+        let mut number = state.next_number;
+        let mut trial = Trial::queued(number, new.params.clone(), &new.proposer, &new.rationale);
+        trial.state = TrialState::Running;
+        state.upsert(trial);
         drop(state);
-        let trial = self
-            .store
-            .propose_and_start(name, &new, self.run, worker)
-            .await?;
-        self.state.lock().await.upsert(trial.clone());
-        Ok(trial)
+        loop {
+            new.number = Some(number);
+            match self.store.propose_and_start(name, &new, self.run, worker).await {
+                Ok(trial) => {
+                    self.state.lock().await.upsert(trial.clone());
+                    return Ok(trial);
+                }
+                Err(StoreError::NumberTaken(_)) => {
+                    // Another process queued a trial under this number: move on.
+                    let mut state = self.state.lock().await;
+                    state.history.retain(|t| t.number != number);
+                    number = state.next_number;
+                    let mut trial = Trial::queued(number, new.params.clone(), &new.proposer, &new.rationale);
+                    trial.state = TrialState::Running;
+                    state.upsert(trial);
+                }
+                Err(e) => {
+                    self.state.lock().await.history.retain(|t| t.number != number);
+                    return Err(e.into());
+                }
+            }
+        }
     }
 
     /// Records an intermediate report of a running trial and asks the scheduler
@@ -372,6 +399,7 @@ impl<S: Store> Campaign<S> {
             ),
             retry_of: Some(trial.number),
             priority: 1,
+            number: None,
         };
         let number = self.store.enqueue(self.name(), &new).await?;
         let mut queued = Trial::queued(number, new.params, &new.proposer, &new.rationale);

@@ -1,8 +1,13 @@
 //! Facts about this machine and process, and process-group signalling. The only
 //! module that calls `libc` directly.
 
-/// The host name, or `localhost` when it cannot be read.
+/// The host name, or `localhost` when it cannot be read (read once per process).
 pub fn host_name() -> String {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(read_host_name).clone()
+}
+
+fn read_host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within
     // it on success (truncation is detected below by the missing NUL).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use firebreak_core::{Trial, TrialState};
+use firebreak_core::TrialState;
 use firebreak_store::{Counts, Store};
 use tokio::sync::{mpsc, watch};
 
@@ -70,12 +70,19 @@ struct Budget {
     watts_per_core: f64,
     wall_before: f64,
     started: Instant,
+    /// Trial CPU time so far, in microseconds.
+    cpu_micros: AtomicU64,
 }
 
 impl Budget {
-    fn exceeded(&self, trials: &[Trial]) -> Option<String> {
+    fn add_cpu(&self, seconds: Option<f64>) {
+        let micros = (seconds.unwrap_or(0.0).max(0.0) * 1e6) as u64;
+        self.cpu_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn exceeded(&self) -> Option<String> {
         let wall = self.wall_before + self.started.elapsed().as_secs_f64();
-        let cpu: f64 = trials.iter().filter_map(|t| t.cpu_seconds).sum();
+        let cpu = self.cpu_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let energy_kwh = cpu * self.watts_per_core / 3.6e6;
         let fmt = |s: f64| firebreak_spec::Duration(s.round() as u64).to_string();
         if let Some(max) = self.max_wall.filter(|m| wall >= *m) {
@@ -113,7 +120,9 @@ pub async fn run<S: Store>(
         watts_per_core: spec.constraints.watts_per_core,
         wall_before,
         started: Instant::now(),
+        cpu_micros: AtomicU64::new(0),
     });
+    budget.add_cpu(Some(campaign.trials().await.iter().filter_map(|t| t.cpu_seconds).sum()));
     let start_counts = campaign.counts().await;
     // Slots: a worker may start a trial only while finished + started < n_trials.
     let taken = Arc::new(AtomicU64::new(start_counts.finished()));
@@ -147,7 +156,7 @@ pub async fn run<S: Store>(
                 if *interrupt.borrow() || limit_rx.borrow().is_some() {
                     return Ok::<(), RunnerError>(());
                 }
-                if let Some(reason) = budget.exceeded(&campaign.trials().await) {
+                if let Some(reason) = budget.exceeded() {
                     let _ = limit_tx.send(Some(reason));
                     return Ok(());
                 }
@@ -161,6 +170,7 @@ pub async fn run<S: Store>(
                     Ended::Interrupted => return Ok(()),
                     Ended::Finished(outcome) => {
                         let state = outcome.state;
+                        budget.add_cpu(outcome.cpu_seconds);
                         let value = campaign
                             .spec()
                             .objectives

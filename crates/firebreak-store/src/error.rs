@@ -43,6 +43,9 @@ pub enum StoreError {
         /// Who holds it, as recorded by the holder.
         holder: String,
     },
+    /// The trial number asked for is taken (by a trial another process queued).
+    #[error("trial number {0} is taken")]
+    NumberTaken(u64),
     /// A stored value could not be decoded.
     #[error("corrupt row: {0}")]
     Corrupt(String),

@@ -225,13 +225,14 @@ impl SqliteStore {
         trial: &NewTrial,
         start: Option<(u64, u32)>,
     ) -> Result<u64, StoreError> {
-        let number: i64 = sqlx::query(
-            "SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE campaign = ?",
-        )
-        .bind(campaign)
-        .fetch_one(&mut *w.tx)
-        .await?
-        .try_get(0)?;
+        let number: i64 = match trial.number {
+            Some(n) => n as i64,
+            None => sqlx::query("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE campaign = ?")
+                .bind(campaign)
+                .fetch_one(&mut *w.tx)
+                .await?
+                .try_get(0)?,
+        };
         let now = self.now();
         let state = if start.is_some() { "running" } else { "queued" };
         sqlx::query(
@@ -783,13 +784,7 @@ impl Store for SqliteStore {
         number: u64,
         process: &ProcessInfo,
     ) -> Result<(), StoreError> {
-        let mut conn = self.inner.writer.acquire().await?;
-        sqlx::query("UPDATE trials SET process = ? WHERE campaign = ? AND number = ? AND state = 'running'")
-            .bind(json(process))
-            .bind(campaign)
-            .bind(number as i64)
-            .execute(&mut *conn)
-            .await?;
+        self.fast_set_process(campaign, number, json(process)).await?;
         Ok(())
     }
 
@@ -964,6 +959,7 @@ mod tests {
             rationale: String::new(),
             retry_of: None,
             priority: 0,
+            number: None,
         };
         let started = store.propose_and_start("c", &trial, 1, 0).await.expect("started");
         let before = (store.ledger().await.expect("ledger").len(), store.trials("c").await.expect("trials"));

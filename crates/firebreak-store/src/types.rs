@@ -97,6 +97,9 @@ pub struct NewTrial {
     pub retry_of: Option<u64>,
     /// Queue order: higher first, then by number. People's configurations get 1.
     pub priority: i64,
+    /// The number to give it; `None` lets the store take the next free one. A
+    /// number already taken fails with [`StoreError::NumberTaken`].
+    pub number: Option<u64>,
 }
 
 /// How a running trial ended.

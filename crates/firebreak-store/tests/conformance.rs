@@ -18,6 +18,7 @@ fn new_trial(x: i64, priority: i64) -> NewTrial {
         rationale: format!("x = {x}"),
         retry_of: None,
         priority,
+        number: None,
     }
 }
 

@@ -71,12 +71,19 @@ pub(super) enum Op {
         report: Report,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
+    Process {
+        campaign: String,
+        number: u64,
+        process: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
 }
 
 /// What a batch produced for one operation, before replying.
 enum Done {
     Trial(Trial),
     Won,
+    Failed(StoreError),
 }
 
 enum Failure {
@@ -248,6 +255,16 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn fast_set_process(&self, campaign: &str, number: u64, process: String) -> Result<bool, StoreError> {
+        self.submit(|reply| Op::Process {
+            campaign: campaign.to_string(),
+            number,
+            process,
+            reply,
+        })
+        .await
+    }
+
     pub(super) async fn fast_report(&self, campaign: &str, number: u64, report: &Report) -> Result<bool, StoreError> {
         self.submit(|reply| Op::Report {
             campaign: campaign.to_string(),
@@ -328,10 +345,19 @@ impl SqliteStore {
                     worker,
                     ..
                 } => {
-                    let number = self
+                    let next = self
                         .next_number(conn, &mut numbers, campaign)
                         .await
                         .map_err(Failure::Other)?;
+                    let number = match trial.number {
+                        Some(n) if n < next => {
+                            // Known taken (the cache is fresh after a conflict).
+                            done.push(Done::Failed(StoreError::NumberTaken(n)));
+                            continue;
+                        }
+                        Some(n) => n,
+                        None => next,
+                    };
                     numbers.insert(campaign.clone(), number + 1);
                     script.sql.push_str(
                         "INSERT INTO trials (campaign, number, state, params, proposer, rationale, retry_of, priority, run, worker, started_at) \
@@ -435,6 +461,23 @@ impl SqliteStore {
                     script.entry(&entry, true);
                     done.push(Done::Won);
                 }
+                Op::Process {
+                    campaign,
+                    number,
+                    process,
+                    ..
+                } => {
+                    // A host fact, not ledgered; a trial no longer running is left alone.
+                    script.sql.push_str(
+                        "UPDATE trials SET process = ? WHERE campaign = ? AND number = ? AND state = 'running';\n",
+                    );
+                    script.binds.extend([
+                        Bind::Text(Some(process.clone())),
+                        Bind::Text(Some(campaign.clone())),
+                        Bind::Int(Some(*number as i64)),
+                    ]);
+                    done.push(Done::Won);
+                }
             }
         }
         script.sql.push_str("COMMIT;\n");
@@ -487,8 +530,11 @@ fn reply_done(batch: Vec<Op>, done: Vec<Done>) {
             (Op::Propose { reply, .. }, Done::Trial(trial)) => {
                 let _ = reply.send(Ok(trial));
             }
-            (Op::Finish { reply, .. } | Op::Report { reply, .. }, _) => {
+            (Op::Finish { reply, .. } | Op::Report { reply, .. } | Op::Process { reply, .. }, _) => {
                 let _ = reply.send(Ok(true));
+            }
+            (Op::Propose { reply, .. }, Done::Failed(e)) => {
+                let _ = reply.send(Err(e));
             }
             (Op::Propose { reply, .. }, Done::Won) => {
                 let _ = reply.send(Err(StoreError::Corrupt("batch answers out of order".into())));
@@ -509,7 +555,7 @@ fn reply_all(batch: Vec<Op>, failure: impl Fn(&Op) -> Failure) {
             Op::Propose { reply, .. } => {
                 let _ = reply.send(Err(error(f)));
             }
-            Op::Finish { reply, .. } | Op::Report { reply, .. } => {
+            Op::Finish { reply, .. } | Op::Report { reply, .. } | Op::Process { reply, .. } => {
                 let _ = reply.send(match f {
                     Failure::Lost => Ok(false),
                     other => Err(error(other)),

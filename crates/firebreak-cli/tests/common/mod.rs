@@ -1,0 +1,98 @@
+//! Helpers shared by the CLI's integration tests: a temporary project folder with
+//! a spec, and the `firebreak` binary run against its database.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A temporary folder with the fixture trial program and a database.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trial.py");
+        std::fs::copy(fixture, dir.path().join("trial.py")).expect("fixture copied");
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn storage(&self) -> String {
+        format!("sqlite://{}", self.path().join("db/firebreak.db").display())
+    }
+
+    /// Writes `spec.toml` (or another name) and returns its path.
+    pub fn spec(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path().join(name);
+        std::fs::write(&path, text).expect("spec written");
+        path
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_firebreak"));
+        command
+            .args(["--storage", &self.storage()])
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("FIREBREAK_STORAGE");
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("firebreak ran")
+    }
+
+    /// Runs and returns (exit code, stdout, stderr).
+    pub fn exec(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.run(args);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `trials CAMPAIGN --format json`, parsed.
+    pub fn trials(&self, campaign: &str) -> Vec<serde_json::Value> {
+        let (code, stdout, stderr) = self.exec(&["trials", campaign, "--format", "json"]);
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str(&stdout).expect("trial JSON")
+    }
+
+    /// `audit verify --format json`: (exit code, parsed report).
+    pub fn verify(&self) -> (i32, serde_json::Value) {
+        let (code, stdout, _) = self.exec(&["audit", "verify", "--format", "json"]);
+        (code, serde_json::from_str(&stdout).expect("verify JSON"))
+    }
+}
+
+/// A spec around the fixture program; `space`, `search` and `extra` are TOML lines.
+pub fn spec(name: &str, space: &str, search: &str, extra: &str) -> String {
+    format!(
+        r#"[campaign]
+name = "{name}"
+seed = 3
+
+[objective]
+metric = "y"
+direction = "minimize"
+
+[space]
+{space}
+
+[search]
+{search}
+
+[task]
+kind = "command"
+command = ["python3", "trial.py", "--x={{x}}"]
+{extra}
+"#
+    )
+}
