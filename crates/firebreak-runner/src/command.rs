@@ -67,6 +67,19 @@ impl CommandTask {
     }
 }
 
+impl CommandTask {
+    /// The absolute folder trial `number` of `campaign` runs in
+    /// (`FIREBREAK_TRIAL_DIR`); absolute because the program has its own working
+    /// directory.
+    pub fn work_dir(&self, campaign: &str, number: u64) -> Result<PathBuf, RunnerError> {
+        let root = std::path::absolute(&self.trials_root).map_err(|source| RunnerError::Io {
+            context: "resolving the trials folder".into(),
+            source,
+        })?;
+        Ok(root.join(campaign).join(number.to_string()).join("work"))
+    }
+}
+
 /// How a trial's execution ended.
 #[derive(Debug)]
 pub enum Ended {
@@ -131,11 +144,8 @@ pub async fn execute<S: Store>(
 ) -> Result<Ended, RunnerError> {
     let name = campaign.name().to_string();
     let number = trial.number;
-    // Absolute, because the program runs in its own working directory.
-    let root = std::path::absolute(&task.trials_root)
-        .map_err(|source| RunnerError::Io { context: "resolving the trials folder".into(), source })?;
-    let base = root.join(&name).join(number.to_string());
-    let work = base.join("work");
+    let work = task.work_dir(&name, number)?;
+    let base = work.parent().map(Path::to_path_buf).unwrap_or_default();
     let checkpoint = base.join("checkpoint");
     let io = |context: String| move |source| RunnerError::Io { context, source };
     if work.exists() {

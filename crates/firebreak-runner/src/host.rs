@@ -38,3 +38,35 @@ pub fn signal_group(pgid: i32, signal: i32) {
         }
     }
 }
+
+/// Kills (SIGKILL) every process of this user whose environment holds
+/// `key=value`: the leftovers of a trial whose run died, found by the
+/// `FIREBREAK_TRIAL_DIR` every trial process inherits, even when the run died
+/// before it could record the trial's process group. Returns how many it killed.
+pub fn kill_by_environment(key: &str, value: &str) -> usize {
+    let needle = format!("{key}={value}");
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ.split(|b| *b == 0).any(|var| var == needle.as_bytes()) {
+            // SAFETY: kill has no memory effects; the pid was just read from /proc.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+            killed += 1;
+        }
+    }
+    killed
+}

@@ -107,6 +107,11 @@ pub async fn run<S: Store>(
 ) -> Result<RunSummary, RunnerError> {
     let spec = &campaign.spec().spec;
     let n_trials = spec.search.n_trials;
+    // What a dead run's trials left behind on this host dies before anything runs.
+    for trial in campaign.requeued() {
+        let dir = task.work_dir(campaign.name(), trial.number)?;
+        crate::host::kill_by_environment("FIREBREAK_TRIAL_DIR", &dir.display().to_string());
+    }
     let runs = campaign.store().runs(campaign.name()).await?;
     let wall_before: f64 = runs
         .iter()

@@ -1,0 +1,157 @@
+//! The ledger against tampering and for determinism: every edit, deletion,
+//! reordering or insertion in the ledger or the state tables makes `audit verify`
+//! exit 4 naming the first bad entry; two runs of one spec and seed on one worker
+//! write the same trials and ledger payloads.
+
+mod common;
+
+use common::{Project, spec};
+use serde_json::Value;
+use sqlx::Connection;
+
+/// Runs SQL against the database file directly, as an attacker with write access would.
+fn tamper(project: &Project, statements: &[&str]) {
+    let url = project.storage();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    runtime.block_on(async {
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("connected");
+        for sql in statements {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut conn).await.expect(sql);
+        }
+        conn.close().await.expect("closed");
+    });
+}
+
+fn fresh() -> Project {
+    let project = Project::new();
+    let path = project.spec(
+        "spec.toml",
+        &spec("tamper", r#"x = { type = "float", low = 0.0, high = 1.0 }"#, "n_trials = 3", "env = { MODE = \"ok\" }"),
+    );
+    let (code, _, stderr) = project.exec(&["run", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(project.verify().0, 0);
+    project
+}
+
+const UNLOCK: &str = "DROP TRIGGER ledger_append_only_update; DROP TRIGGER ledger_append_only_delete;";
+
+/// Applies `statements` to a fresh database and expects exit 4 at `seq`.
+fn check(statements: &[&str], seq: Option<u64>) {
+    let project = fresh();
+    let mut all = vec![UNLOCK];
+    all.extend_from_slice(statements);
+    tamper(&project, &all);
+    let (code, report) = project.verify();
+    assert_eq!(code, 4, "{statements:?}: {report}");
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["first_bad_seq"].as_u64(), seq, "{statements:?}: {report}");
+}
+
+#[test]
+fn tampering_is_caught_and_located() {
+    // Layout: 0 campaign_created, 1 run_started, then per trial proposed, started,
+    // reported, finished (2..=5 trial 0, 6..=9 trial 1, 10..=13 trial 2), 14 run_ended.
+    // An edited ledger payload.
+    check(&["UPDATE ledger SET payload = replace(payload, '\"step\":1', '\"step\":2') WHERE seq = 8"], Some(8));
+    // An edited trial row: the state contradicts trial 1's last entry.
+    check(&["UPDATE trials SET metrics = '{\"y\":0.0}' WHERE number = 1"], Some(9));
+    // A deleted ledger row.
+    check(&["DELETE FROM ledger WHERE seq = 6"], Some(6));
+    // Reordered ledger rows.
+    check(
+        &[
+            "UPDATE ledger SET seq = 100 WHERE seq = 4",
+            "UPDATE ledger SET seq = 4 WHERE seq = 5",
+            "UPDATE ledger SET seq = 5 WHERE seq = 100",
+        ],
+        Some(4),
+    );
+    // An inserted trial row with no ledger entry: named at the first missing seq.
+    check(
+        &["INSERT INTO trials (campaign, number, state, params, proposer, rationale) VALUES ('tamper', 3, 'complete', '{\"x\":0.5}', 'random', 'forged')"],
+        Some(15),
+    );
+    // A deleted trial row.
+    check(&["DELETE FROM trials WHERE number = 2"], Some(13));
+    // A ledger row appended with a recomputed-looking but wrong hash.
+    check(
+        &["INSERT INTO ledger (seq, campaign, kind, payload, hash) SELECT 15, campaign, kind, payload, hash FROM ledger WHERE seq = 14"],
+        Some(15),
+    );
+}
+
+#[test]
+fn the_append_only_triggers_refuse_edits() {
+    let project = fresh();
+    let url = project.storage();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    runtime.block_on(async {
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("connected");
+        let error = sqlx::query("UPDATE ledger SET payload = 'x' WHERE seq = 0")
+            .execute(&mut conn)
+            .await
+            .expect_err("refused");
+        assert!(error.to_string().contains("ledger rows are append-only"), "{error}");
+    });
+}
+
+/// Ledger payloads with the fields `contract.md` exempts from determinism removed.
+fn payloads(project: &Project) -> Vec<Value> {
+    let url = project.storage();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        use firebreak_store::Store;
+        let store = firebreak_store::SqliteStore::open(&url).await.expect("opened");
+        let rows = store.ledger().await.expect("ledger");
+        rows.iter()
+            .map(|row| {
+                let mut value: Value = serde_json::from_str(&row.payload).expect("JSON");
+                let object = value.as_object_mut().expect("object");
+                object.remove("at"); // a timestamp
+                object.remove("prev"); // hashes cover timestamps
+                if let Some(data) = object.get_mut("data").and_then(Value::as_object_mut) {
+                    for key in ["cpu_seconds", "wall_seconds", "pid", "host", "os_user"] {
+                        data.remove(key);
+                    }
+                }
+                value
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn same_spec_and_seed_give_the_same_trials_and_ledger() {
+    let text = spec(
+        "det",
+        r#"x = { type = "float", low = 0.0, high = 1.0, log = false }
+kind = { type = "categorical", choices = ["a", "b", 3, true] }"#,
+        "sampler = \"random\"\nscheduler = \"median\"\nn_trials = 8\nparallelism = 1\n[search.scheduler_options]\nmin_trials = 1",
+        "env = { MODE = \"ok\" }",
+    );
+    let runs: Vec<(Vec<Value>, Vec<Value>)> = (0..2)
+        .map(|_| {
+            let project = Project::new();
+            let path = project.spec("spec.toml", &text);
+            let (code, _, stderr) = project.exec(&["run", path.to_str().expect("utf-8")]);
+            assert_eq!(code, 0, "{stderr}");
+            let trials: Vec<Value> = project
+                .trials("det")
+                .into_iter()
+                .map(|t| serde_json::json!([t["number"], t["state"], t["params"], t["proposer"], t["rationale"], t["metrics"]]))
+                .collect();
+            (trials, payloads(&project))
+        })
+        .collect();
+    assert_eq!(runs[0].0, runs[1].0);
+    assert_eq!(runs[0].1.len(), runs[1].1.len());
+    for (a, b) in runs[0].1.iter().zip(&runs[1].1) {
+        assert_eq!(a, b);
+    }
+    // A different seed proposes differently.
+    let project = Project::new();
+    let path = project.spec("spec.toml", &text.replace("seed = 3", "seed = 4"));
+    assert_eq!(project.exec(&["run", path.to_str().expect("utf-8")]).0, 0);
+    assert_ne!(project.trials("det")[0]["params"], runs[0].0[0][2]);
+}
