@@ -17,10 +17,17 @@ use firebreak_runner::{Campaign, CommandTask, Outcome};
 use firebreak_spec::CampaignSpec;
 use firebreak_store::SqliteStore;
 
-/// `printf` with octal escapes prints `{"y": 1}` without braces in the spec.
-const PROGRAM: [&str; 2] = ["printf", "\\173\"y\": 1\\175\\n"];
+/// Trial programs that print `{"y": 1}` at once, written without braces (which
+/// would be placeholders in a spec): a minimal one and a Python one.
+const PRINTF: [&str; 3] = ["printf", "\\173\"y\": 1\\175\\n", ""];
+const PYTHON: [&str; 3] = ["python3", "-c", "print(chr(123) + '\"y\": 1' + chr(125))"];
 
-fn spec(n_trials: u64, parallelism: u32) -> String {
+fn spec(n_trials: u64, parallelism: u32, program: &[&str]) -> String {
+    let command: Vec<String> = program
+        .iter()
+        .filter(|a| !a.is_empty())
+        .map(|a| format!("\"{}\"", a.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
     format!(
         r#"
 [campaign]
@@ -36,19 +43,23 @@ n_trials = {n_trials}
 parallelism = {parallelism}
 [task]
 kind = "command"
-command = ["{}", "{}"]
+command = [{}]
 "#,
-        PROGRAM[0],
-        PROGRAM[1].replace('\\', "\\\\").replace('"', "\\\"")
+        command.join(", ")
     )
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: throughput asktell|command|bare N_TRIALS PARALLELISM DB_PATH";
+    let usage = "usage: throughput asktell|command|bare N_TRIALS PARALLELISM DB_PATH [printf|python]";
     let (Some(mode), Some(n), Some(p), Some(db)) = (args.get(1), args.get(2), args.get(3), args.get(4)) else {
         return Err(usage.into());
+    };
+    let program: Vec<&str> = match args.get(5).map(String::as_str) {
+        None | Some("printf") => PRINTF.iter().copied().filter(|a| !a.is_empty()).collect(),
+        Some("python") => PYTHON.to_vec(),
+        Some(_) => return Err(usage.into()),
     };
     let n_trials: u64 = n.parse()?;
     let parallelism: u32 = p.parse()?;
@@ -58,7 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut pragmas = Vec::new();
     match mode.as_str() {
         "asktell" => {
-            let spec = CampaignSpec::parse(&spec(n_trials, parallelism), "throughput")?;
+            let spec = CampaignSpec::parse(&spec(n_trials, parallelism, &program), "throughput")?;
             let store = SqliteStore::open(&url).await?;
             pragmas = store.pragmas().await?;
             let campaign = Arc::new(Campaign::open(store, spec).await?);
@@ -84,7 +95,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         "command" => {
-            let spec = CampaignSpec::parse(&spec(n_trials, parallelism), "throughput")?;
+            let spec = CampaignSpec::parse(&spec(n_trials, parallelism, &program), "throughput")?;
             let store = SqliteStore::open(&url).await?;
             pragmas = store.pragmas().await?;
             let root = std::env::temp_dir().join(format!("firebreak-throughput-{}", std::process::id()));
@@ -107,9 +118,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let threads: Vec<_> = (0..parallelism)
                 .map(|_| {
                     let taken = taken.clone();
+                    let program: Vec<String> = program.iter().map(|s| s.to_string()).collect();
                     std::thread::spawn(move || {
                         while taken.fetch_add(1, Ordering::Relaxed) < n_trials {
-                            let out = std::process::Command::new(PROGRAM[0]).arg(PROGRAM[1]).output();
+                            let out = std::process::Command::new(&program[0]).args(&program[1..]).output();
                             assert!(out.is_ok_and(|o| o.status.success()));
                         }
                     })
@@ -126,7 +138,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     #[allow(clippy::print_stdout)]
     {
         println!(
-            "{{\"mode\": \"{mode}\", \"trials\": {n_trials}, \"parallelism\": {parallelism}, \"seconds\": {seconds:.4}, \"trials_per_second\": {:.1}, \"pragmas\": {{{}}}}}",
+            "{{\"program\": \"{}\", \"mode\": \"{mode}\", \"trials\": {n_trials}, \"parallelism\": {parallelism}, \"seconds\": {seconds:.4}, \"trials_per_second\": {:.1}, \"pragmas\": {{{}}}}}",
+            program[0],
             n_trials as f64 / seconds,
             pragmas.join(", ")
         );

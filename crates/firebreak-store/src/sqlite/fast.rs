@@ -115,6 +115,8 @@ fn classify(error: sqlx::Error) -> Failure {
 /// The writer task: batches operations until the store is dropped.
 pub(super) async fn writer(inner: Weak<Inner>, mut ops: mpsc::UnboundedReceiver<Op>) {
     while let Some(first) = ops.recv().await {
+        // Let workers that are ready to submit do so, so they share this commit.
+        tokio::task::yield_now().await;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match ops.try_recv() {
