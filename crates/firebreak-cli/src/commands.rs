@@ -28,7 +28,9 @@ pub async fn dispatch(cli: Cli) -> Outcome {
         Command::Best { campaign } => best(&cli, campaign).await,
         Command::Logs { campaign, number } => logs(&cli, campaign, *number).await,
         Command::Enqueue { campaign, params } => enqueue(&cli, campaign, params).await,
-        Command::Audit(AuditCommand::Verify { campaign }) => verify(&cli, campaign.as_deref()).await,
+        Command::Audit(AuditCommand::Verify { campaign }) => {
+            verify(&cli, campaign.as_deref()).await
+        }
         Command::Storage(StorageCommand::Upgrade) => upgrade(&cli).await,
     }
 }
@@ -37,11 +39,18 @@ fn init(path: &Path) -> Outcome {
     if path.exists() {
         return Err(Failure::new(
             2,
-            anyhow!("{} exists already\nhint: give another path, e.g. `firebreak init new.toml`", path.display()),
+            anyhow!(
+                "{} exists already\nhint: give another path, e.g. `firebreak init new.toml`",
+                path.display()
+            ),
         ));
     }
     std::fs::write(path, EXAMPLE_SPEC).with_context(|| format!("writing {}", path.display()))?;
-    println!("wrote {}; check it with `firebreak validate {}`", path.display(), path.display());
+    println!(
+        "wrote {}; check it with `firebreak validate {}`",
+        path.display(),
+        path.display()
+    );
     Ok(0)
 }
 
@@ -49,7 +58,11 @@ fn load_spec(path: &Path) -> Result<CampaignSpec, Failure> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Failure::new(
             2,
-            anyhow!("cannot read spec {}: {e}\nhint: `firebreak init {}` writes an example", path.display(), path.display()),
+            anyhow!(
+                "cannot read spec {}: {e}\nhint: `firebreak init {}` writes an example",
+                path.display(),
+                path.display()
+            ),
         )
     })?;
     Ok(CampaignSpec::parse(&text, &path.display().to_string())?)
@@ -101,14 +114,21 @@ async fn run(cli: &Cli, path: &Path) -> Outcome {
     let campaign = Arc::new(Campaign::open(store.clone(), spec).await?);
     let name = campaign.name().to_string();
     if !cli.quiet {
-        let requeued: Vec<String> = campaign.requeued().iter().map(|r| r.number.to_string()).collect();
+        let requeued: Vec<String> = campaign
+            .requeued()
+            .iter()
+            .map(|r| r.number.to_string())
+            .collect();
         if campaign.created() {
             eprintln!("created campaign {name:?} (run {})", campaign.run_id());
         } else {
             eprintln!("resuming campaign {name:?} (run {})", campaign.run_id());
         }
         if !requeued.is_empty() {
-            eprintln!("re-queued trials left running by a dead run: {}", requeued.join(", "));
+            eprintln!(
+                "re-queued trials left running by a dead run: {}",
+                requeued.join(", ")
+            );
         }
     }
     let objectives = campaign.spec().objectives.clone();
@@ -122,32 +142,43 @@ async fn run(cli: &Cli, path: &Path) -> Outcome {
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<RunEvent>();
     let (interrupt_tx, interrupt_rx) = watch::channel(false);
     tokio::spawn(async move {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         for _ in 0..2 {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = async { match terminate.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
             }
             if *interrupt_tx.borrow() {
-                eprintln!("\ninterrupted twice: exiting now; the next run re-queues what was running");
+                eprintln!(
+                    "\ninterrupted twice: exiting now; the next run re-queues what was running"
+                );
                 std::process::exit(130);
             }
             eprintln!("\ninterrupting: stopping running trials (again to exit at once)");
             let _ = interrupt_tx.send(true);
         }
     });
-    let runner = tokio::spawn(firebreak_runner::run(campaign.clone(), task, events_tx, interrupt_rx));
+    let runner = tokio::spawn(firebreak_runner::run(
+        campaign.clone(),
+        task,
+        events_tx,
+        interrupt_rx,
+    ));
     while let Some(event) = events_rx.recv().await {
         progress.on(&event);
     }
     progress.finish();
-    let summary = runner.await.map_err(|e| anyhow!("the run panicked: {e}"))??;
+    let summary = runner
+        .await
+        .map_err(|e| anyhow!("the run panicked: {e}"))??;
     let reason = match &summary.stop {
         Stop::Done => "done".to_string(),
         Stop::Limit(reason) => format!("limit: {reason}"),
         Stop::Interrupted { .. } => "interrupted".to_string(),
     };
-    let campaign = Arc::into_inner(campaign).ok_or_else(|| anyhow!("the campaign is still in use"))?;
+    let campaign =
+        Arc::into_inner(campaign).ok_or_else(|| anyhow!("the campaign is still in use"))?;
     campaign.close(&reason).await?;
     let trials = store.trials(&name).await?;
     let ledger = store.ledger().await?;
@@ -162,9 +193,22 @@ async fn run(cli: &Cli, path: &Path) -> Outcome {
         summary.finished_this_run
     );
     for champion in best_trials(&trials, &objectives) {
-        let metrics: Vec<String> = champion.metrics.iter().map(|(k, v)| format!("{k}={}", number(*v))).collect();
-        let params: Vec<String> = champion.params.iter().map(|(k, v)| format!("{k}={}", param(v))).collect();
-        println!("champion: trial {} · {} · {}", champion.number, metrics.join(" "), params.join(" "));
+        let metrics: Vec<String> = champion
+            .metrics
+            .iter()
+            .map(|(k, v)| format!("{k}={}", number(*v)))
+            .collect();
+        let params: Vec<String> = champion
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", param(v)))
+            .collect();
+        println!(
+            "champion: trial {} · {} · {}",
+            champion.number,
+            metrics.join(" "),
+            params.join(" ")
+        );
     }
     println!("ledger: {} entries, head {head}", ledger.len());
     println!("verify: firebreak --storage {} audit verify", cli.storage);
@@ -184,7 +228,12 @@ async fn run(cli: &Cli, path: &Path) -> Outcome {
     }
 }
 
-async fn campaign_state(store: &SqliteStore, name: &str, n_trials: u64, finished: u64) -> Result<String, Failure> {
+async fn campaign_state(
+    store: &SqliteStore,
+    name: &str,
+    n_trials: u64,
+    finished: u64,
+) -> Result<String, Failure> {
     if let Some(holder) = store.lock_holder(name).await? {
         return Ok(format!("running ({holder})"));
     }
@@ -201,13 +250,19 @@ async fn campaign_state(store: &SqliteStore, name: &str, n_trials: u64, finished
 
 async fn campaigns(cli: &Cli) -> Outcome {
     let store = open(cli).await?;
-    let mut rows = vec![["campaign", "state", "finished", "n_trials", "complete", "pruned", "failed", "created"]
+    let mut rows = vec![
+        [
+            "campaign", "state", "finished", "n_trials", "complete", "pruned", "failed", "created",
+        ]
         .map(String::from)
-        .to_vec()];
+        .to_vec(),
+    ];
     let mut list = Vec::new();
     for summary in store.campaigns().await? {
         let name = summary.campaign.name.clone();
-        let n_trials = summary.campaign.spec["search"]["n_trials"].as_u64().unwrap_or(0);
+        let n_trials = summary.campaign.spec["search"]["n_trials"]
+            .as_u64()
+            .unwrap_or(0);
         let c = summary.counts;
         let state = campaign_state(&store, &name, n_trials, c.finished()).await?;
         let created = format_rfc3339(summary.campaign.created_at);
@@ -246,7 +301,10 @@ async fn status(cli: &Cli, campaign: Option<&str>) -> Outcome {
             "counts": counts,
             "best": best.iter().map(|t| trial_json(t)).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
         return Ok(0);
     }
     println!("campaign {name}: {state}");
@@ -260,7 +318,11 @@ async fn status(cli: &Cli, campaign: Option<&str>) -> Outcome {
         counts.queued
     );
     for t in best {
-        let metrics: Vec<String> = t.metrics.iter().map(|(k, v)| format!("{k}={}", number(*v))).collect();
+        let metrics: Vec<String> = t
+            .metrics
+            .iter()
+            .map(|(k, v)| format!("{k}={}", number(*v)))
+            .collect();
         println!("best so far: trial {} · {}", t.number, metrics.join(" "));
     }
     Ok(0)
@@ -271,7 +333,11 @@ async fn trials(cli: &Cli, campaign: &str) -> Outcome {
     let spec = stored_spec(&store, campaign).await?;
     let trials = store.trials(campaign).await?;
     let json: Vec<_> = trials.iter().map(trial_json).collect();
-    print_rows(cli.format, &trial_rows(&trials, &spec.objectives), &json!(json));
+    print_rows(
+        cli.format,
+        &trial_rows(&trials, &spec.objectives),
+        &json!(json),
+    );
     Ok(0)
 }
 
@@ -279,7 +345,10 @@ async fn best(cli: &Cli, campaign: &str) -> Outcome {
     let store = open(cli).await?;
     let spec = stored_spec(&store, campaign).await?;
     let trials = store.trials(campaign).await?;
-    let best: Vec<_> = best_trials(&trials, &spec.objectives).into_iter().cloned().collect();
+    let best: Vec<_> = best_trials(&trials, &spec.objectives)
+        .into_iter()
+        .cloned()
+        .collect();
     if best.is_empty() {
         return Err(Failure::new(1, anyhow!("no complete trial yet")));
     }
@@ -315,7 +384,10 @@ async fn enqueue(cli: &Cli, campaign: &str, text: &str) -> Outcome {
     let params: Params = raw
         .into_iter()
         .map(|(k, v)| {
-            let is_float = matches!(spec.space.get(&k).map(|p| &p.distribution), Some(Distribution::Float { .. }));
+            let is_float = matches!(
+                spec.space.get(&k).map(|p| &p.distribution),
+                Some(Distribution::Float { .. })
+            );
             match v {
                 ParamValue::Int(i) if is_float => (k, ParamValue::Float(i as f64)),
                 v => (k, v),
@@ -328,7 +400,10 @@ async fn enqueue(cli: &Cli, campaign: &str, text: &str) -> Outcome {
     let trial = NewTrial {
         params,
         proposer: ENQUEUED.to_string(),
-        rationale: format!("enqueued by {} from the command line", firebreak_runner::os_user()),
+        rationale: format!(
+            "enqueued by {} from the command line",
+            firebreak_runner::os_user()
+        ),
         retry_of: None,
         priority: 1,
         number: None,
@@ -361,12 +436,17 @@ async fn verify(cli: &Cli, campaign: Option<&str>) -> Outcome {
             "reason": reason,
             "head": head,
         });
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
     } else if ok {
         println!(
             "ok: {} entries; hash chain intact; state tables agree with the ledger{}",
             rows.len(),
-            of_campaign.map(|n| format!(" ({n} entries of {:?})", campaign.unwrap_or_default())).unwrap_or_default()
+            of_campaign
+                .map(|n| format!(" ({n} entries of {:?})", campaign.unwrap_or_default()))
+                .unwrap_or_default()
         );
         println!("head: {}", head.unwrap_or_default());
     } else {

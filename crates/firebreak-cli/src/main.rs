@@ -22,7 +22,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(name = "firebreak", version, about)]
 pub struct Cli {
     /// Where campaigns live: sqlite://PATH.
-    #[arg(long, global = true, env = "FIREBREAK_STORAGE", default_value = "sqlite://.firebreak/firebreak.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "FIREBREAK_STORAGE",
+        default_value = "sqlite://.firebreak/firebreak.db"
+    )]
     storage: String,
     /// Print only results and errors: no progress display.
     #[arg(long, global = true)]
@@ -139,18 +144,13 @@ impl Failure {
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(error: E) -> Self {
         let error: anyhow::Error = error.into();
-        let code = if error.downcast_ref::<firebreak_spec::SpecError>().is_some() {
-            2
-        } else if let Some(runner) = error.downcast_ref::<firebreak_runner::RunnerError>() {
-            match runner {
-                firebreak_runner::RunnerError::Spec(_)
-                | firebreak_runner::RunnerError::SpecChanged { .. }
-                | firebreak_runner::RunnerError::TaskUnavailable(_) => 2,
-                _ => 1,
-            }
-        } else {
-            1
-        };
+        use firebreak_runner::RunnerError as R;
+        let spec_error = error.downcast_ref::<firebreak_spec::SpecError>().is_some()
+            || matches!(
+                error.downcast_ref::<R>(),
+                Some(R::Spec(_) | R::SpecChanged { .. } | R::TaskUnavailable(_))
+            );
+        let code = if spec_error { 2 } else { 1 };
         Failure { code, error }
     }
 }
@@ -160,7 +160,10 @@ pub type Outcome = Result<u8, Failure>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -38,7 +38,13 @@ pub fn print_rows(format: Format, rows: &[Vec<String>], json: &Value) {
         Format::Table => {
             let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
             let widths: Vec<usize> = (0..columns)
-                .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
+                .map(|i| {
+                    rows.iter()
+                        .filter_map(|r| r.get(i))
+                        .map(|c| c.chars().count())
+                        .max()
+                        .unwrap_or(0)
+                })
                 .collect();
             for row in rows {
                 let mut line = String::new();
@@ -85,17 +91,35 @@ pub fn param(value: &firebreak_core::ParamValue) -> String {
 pub fn trial_rows(trials: &[Trial], objectives: &Objectives) -> Vec<Vec<String>> {
     let mut header = vec!["number".to_string(), "state".to_string()];
     header.extend(objectives.metrics.iter().cloned());
-    header.extend(["params".to_string(), "proposer".to_string(), "error".to_string()]);
+    header.extend([
+        "params".to_string(),
+        "proposer".to_string(),
+        "error".to_string(),
+    ]);
     let mut rows = vec![header];
     for t in trials {
         let mut row = vec![t.number.to_string(), t.state.to_string()];
         for m in &objectives.metrics {
             row.push(t.metrics.get(m).map(|v| number(*v)).unwrap_or_default());
         }
-        let params: Vec<String> = t.params.iter().map(|(k, v)| format!("{k}={}", param(v))).collect();
+        let params: Vec<String> = t
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", param(v)))
+            .collect();
         row.push(params.join(" "));
         row.push(t.proposer.clone());
-        row.push(t.error.clone().unwrap_or_default().lines().next().unwrap_or("").chars().take(80).collect());
+        row.push(
+            t.error
+                .clone()
+                .unwrap_or_default()
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(80)
+                .collect(),
+        );
         rows.push(row);
     }
     rows

@@ -22,7 +22,13 @@ pub struct Progress {
 
 impl Progress {
     /// A display for a campaign of `n_trials` trials with `counts` already.
-    pub fn new(n_trials: u64, counts: Counts, metric: &str, direction: Direction, quiet: bool) -> Self {
+    pub fn new(
+        n_trials: u64,
+        counts: Counts,
+        metric: &str,
+        direction: Direction,
+        quiet: bool,
+    ) -> Self {
         let target = if quiet || !std::io::stderr().is_terminal() {
             ProgressDrawTarget::hidden()
         } else {
@@ -30,9 +36,11 @@ impl Progress {
         };
         let bar = ProgressBar::with_draw_target(Some(n_trials), target);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         bar.set_position(counts.finished());
         bar.enable_steady_tick(std::time::Duration::from_millis(200));

@@ -39,7 +39,11 @@ x = { type = "int", low = 2, high = 2 }"#,
     // The grid proposes the modes in order; with one worker per trial number.
     let expect = |i: usize, state: &str, error: &str| {
         assert_eq!(got[i].0, state, "trial {i}: {:?}", got[i]);
-        assert!(got[i].1.contains(error), "trial {i}: {:?} lacks {error:?}", got[i]);
+        assert!(
+            got[i].1.contains(error),
+            "trial {i}: {:?} lacks {error:?}",
+            got[i]
+        );
     };
     expect(0, "complete", "");
     expect(1, "failed", "exited with status 3; last log line: boom");
@@ -47,7 +51,10 @@ x = { type = "int", low = 2, high = 2 }"#,
     expect(3, "failed", "killed by signal 11 (SIGSEGV)");
     expect(4, "failed", "reported y = NaN");
     expect(5, "failed", "finished without reporting y");
-    let modes: Vec<&str> = trials.iter().map(|t| t["params"]["mode"].as_str().unwrap_or_default()).collect();
+    let modes: Vec<&str> = trials
+        .iter()
+        .map(|t| t["params"]["mode"].as_str().unwrap_or_default())
+        .collect();
     assert_eq!(modes, ["ok", "fail", "hang", "crash", "nan", "noresult"]);
     assert_eq!(trials[0]["metrics"]["y"], 2.0);
     assert_eq!(trials[0]["params"]["x"], 2, "ints stay integers");
@@ -95,12 +102,24 @@ env = { MODE = "ok", EXTRA = "yes" }
     assert!(env.get("FIREBREAK_PARAM_WIDTH").is_none());
     assert_eq!(env["FIREBREAK_TRIAL_NUMBER"], "0");
     assert_eq!(env["FIREBREAK_CAMPAIGN"], "env");
-    assert!(env["FIREBREAK_SEED"].as_str().expect("seed").parse::<u64>().is_ok());
+    assert!(
+        env["FIREBREAK_SEED"]
+            .as_str()
+            .expect("seed")
+            .parse::<u64>()
+            .is_ok()
+    );
     assert!(env.get("FIREBREAK_RESUME_FROM").is_none());
     for key in ["FIREBREAK_TRIAL_DIR", "FIREBREAK_CHECKPOINT_DIR"] {
-        assert!(std::path::Path::new(env[key].as_str().expect("path")).is_dir(), "{key}");
+        assert!(
+            std::path::Path::new(env[key].as_str().expect("path")).is_dir(),
+            "{key}"
+        );
     }
-    assert_eq!(line("PARAMS "), serde_json::json!({"kind": "plain", "x": 0.5}));
+    assert_eq!(
+        line("PARAMS "),
+        serde_json::json!({"kind": "plain", "x": 0.5})
+    );
     // JSON report lines stay out of the log.
     assert!(!log.contains("\"final\""));
 }
@@ -120,15 +139,29 @@ fn median_stopping_prunes_and_the_process_is_gone() {
     let (code, _, stderr) = project.exec(&["run", path.to_str().expect("utf-8")]);
     assert_eq!(code, 0, "{stderr}");
     let trials = project.trials("prune");
-    let got: Vec<&str> = trials.iter().map(|t| t["state"].as_str().unwrap_or_default()).collect();
+    let got: Vec<&str> = trials
+        .iter()
+        .map(|t| t["state"].as_str().unwrap_or_default())
+        .collect();
     assert_eq!(got, ["complete", "complete", "pruned", "pruned", "pruned"]);
-    assert!(trials[2]["error"].as_str().unwrap_or_default().starts_with("median stopping at step 1"));
+    assert!(
+        trials[2]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("median stopping at step 1")
+    );
     // Pruned at step 1: the program was stopped long before its 29 steps.
     assert!(trials[2]["intermediate"].as_array().expect("reports").len() < 10);
     for number in ["2", "3", "4"] {
         let (_, log, _) = project.exec(&["logs", "prune", number]);
-        let pid = log.lines().find_map(|l| l.strip_prefix("PID ")).expect("pid line");
-        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "trial {number} still runs");
+        let pid = log
+            .lines()
+            .find_map(|l| l.strip_prefix("PID "))
+            .expect("pid line");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "trial {number} still runs"
+        );
     }
     assert_eq!(project.verify().0, 0);
 }
@@ -138,7 +171,12 @@ fn failed_trials_are_retried_with_a_link() {
     let project = Project::new();
     let path = project.spec(
         "spec.toml",
-        &spec("retry", r#"x = { type = "int", low = 1, high = 1 }"#, "n_trials = 2\nretries = 1", "env = { MODE = \"fail\" }"),
+        &spec(
+            "retry",
+            r#"x = { type = "int", low = 1, high = 1 }"#,
+            "n_trials = 2\nretries = 1",
+            "env = { MODE = \"fail\" }",
+        ),
     );
     let (code, _, _) = project.exec(&["run", path.to_str().expect("utf-8")]);
     assert_eq!(code, 0);
@@ -147,13 +185,23 @@ fn failed_trials_are_retried_with_a_link() {
     assert_eq!(trials[1]["proposer"], "retry");
     assert_eq!(trials[1]["retry_of"], 0);
     assert_eq!(trials[1]["params"], trials[0]["params"]);
-    assert!(trials[1]["rationale"].as_str().unwrap_or_default().starts_with("retry 1 of 1 for trial 0"));
+    assert!(
+        trials[1]["rationale"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("retry 1 of 1 for trial 0")
+    );
 }
 
 #[test]
 fn a_changed_spec_is_refused_but_the_description_may_change() {
     let project = Project::new();
-    let base = spec("change", r#"x = { type = "float", low = 0.0, high = 1.0 }"#, "n_trials = 2", "env = { MODE = \"ok\" }");
+    let base = spec(
+        "change",
+        r#"x = { type = "float", low = 0.0, high = 1.0 }"#,
+        "n_trials = 2",
+        "env = { MODE = \"ok\" }",
+    );
     let path = project.spec("spec.toml", &base);
     let path = path.to_str().expect("utf-8");
     assert_eq!(project.exec(&["run", path]).0, 0);
@@ -162,7 +210,10 @@ fn a_changed_spec_is_refused_but_the_description_may_change() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("/search/n_trials: 2 -> 3"), "{stderr}");
     assert!(stderr.contains("hint:"), "{stderr}");
-    project.spec("spec.toml", &base.replace("seed = 3", "seed = 3\ndescription = \"now described\""));
+    project.spec(
+        "spec.toml",
+        &base.replace("seed = 3", "seed = 3\ndescription = \"now described\""),
+    );
     let (code, _, stderr) = project.exec(&["run", path]);
     assert_eq!(code, 0, "{stderr}");
 }
@@ -173,7 +224,10 @@ fn exit_codes_and_messages() {
     let bad = project.spec("bad.toml", "[campaign]\nname = \"x\"\nsed = 1\n");
     let (code, _, stderr) = project.exec(&["validate", bad.to_str().expect("utf-8")]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("bad.toml:3:1: `campaign.sed`: unknown key `sed`"), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:3:1: `campaign.sed`: unknown key `sed`"),
+        "{stderr}"
+    );
     let (code, _, stderr) = project.exec(&["validate", "missing.toml"]);
     assert_eq!(code, 2, "{stderr}");
     let (code, _, stderr) = project.exec(&["status", "nope"]);
@@ -182,9 +236,17 @@ fn exit_codes_and_messages() {
 
     let failing = project.spec(
         "fail.toml",
-        &spec("nothing", r#"x = { type = "int", low = 1, high = 1 }"#, "n_trials = 1", "env = { MODE = \"fail\" }"),
+        &spec(
+            "nothing",
+            r#"x = { type = "int", low = 1, high = 1 }"#,
+            "n_trials = 1",
+            "env = { MODE = \"fail\" }",
+        ),
     );
-    assert_eq!(project.exec(&["run", failing.to_str().expect("utf-8")]).0, 0);
+    assert_eq!(
+        project.exec(&["run", failing.to_str().expect("utf-8")]).0,
+        0
+    );
     let (code, _, stderr) = project.exec(&["best", "nothing"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("no complete trial yet"), "{stderr}");
@@ -210,17 +272,28 @@ fn people_enqueue_configurations_that_are_checked() {
     let project = Project::new();
     let path = project.spec(
         "spec.toml",
-        &spec("queue", r#"x = { type = "float", low = 0.0, high = 1.0 }"#, "n_trials = 1", "env = { MODE = \"ok\" }"),
+        &spec(
+            "queue",
+            r#"x = { type = "float", low = 0.0, high = 1.0 }"#,
+            "n_trials = 1",
+            "env = { MODE = \"ok\" }",
+        ),
     );
     assert_eq!(project.exec(&["run", path.to_str().expect("utf-8")]).0, 0);
     let (code, _, stderr) = project.exec(&["enqueue", "queue", "--params", r#"{"x": 7}"#]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("value 7.0 is outside its distribution"), "{stderr}");
+    assert!(
+        stderr.contains("value 7.0 is outside its distribution"),
+        "{stderr}"
+    );
     let (code, stdout, stderr) = project.exec(&["enqueue", "queue", "--params", r#"{"x": 1}"#]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("queued trial 1"), "{stdout}");
     let trials = project.trials("queue");
-    assert_eq!((trials[1]["state"].as_str(), trials[1]["proposer"].as_str()), (Some("queued"), Some("enqueued")));
+    assert_eq!(
+        (trials[1]["state"].as_str(), trials[1]["proposer"].as_str()),
+        (Some("queued"), Some("enqueued"))
+    );
     assert_eq!(trials[1]["params"]["x"], 1.0);
     assert_eq!(project.verify().0, 0);
 }
@@ -230,28 +303,69 @@ fn one_live_run_per_campaign_and_interrupts_requeue() {
     let project = Project::new();
     let path = project.spec(
         "spec.toml",
-        &spec("live", r#"x = { type = "int", low = 1, high = 1 }"#, "n_trials = 1", "env = { MODE = \"hang\" }"),
+        &spec(
+            "live",
+            r#"x = { type = "int", low = 1, high = 1 }"#,
+            "n_trials = 1",
+            "env = { MODE = \"hang\" }",
+        ),
     );
     let path = path.to_str().expect("utf-8");
     let mut first = project.command(&["run", path]).spawn().expect("started");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let (_, stdout, _) = project.exec(&["status", "live"]);
-        if stdout.contains("running (run 1") && project.trials("live").first().is_some_and(|t| t["state"] == "running") {
+        if stdout.contains("running (run 1")
+            && project
+                .trials("live")
+                .first()
+                .is_some_and(|t| t["state"] == "running")
+        {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the first run never started: {stdout}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never started: {stdout}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let (code, _, stderr) = project.exec(&["run", path]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("is being run by another process (run 1, pid"), "{stderr}");
+    assert!(
+        stderr.contains("is being run by another process (run 1, pid"),
+        "{stderr}"
+    );
     // Ctrl-C: the running trial goes back to the queue with its number.
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(first.id() as i32, libc::SIGINT) };
     let status = first.wait().expect("waited");
     assert_eq!(status.code(), Some(130));
     let trials = project.trials("live");
-    assert_eq!((trials.len(), trials[0]["state"].as_str()), (1, Some("queued")));
+    assert_eq!(
+        (trials.len(), trials[0]["state"].as_str()),
+        (1, Some("queued"))
+    );
     assert_eq!(project.verify().0, 0);
+}
+
+#[test]
+fn init_writes_a_valid_spec_and_the_main_job_validates() {
+    let project = Project::new();
+    let (code, _, stderr) = project.exec(&["init", "new.toml"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = project.exec(&["validate", "new.toml"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("campaign \"digits-mlp\" is valid"),
+        "{stdout}"
+    );
+    assert_eq!(
+        project.exec(&["init", "new.toml"]).0,
+        2,
+        "init never overwrites"
+    );
+    let main_job =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digits.toml");
+    let (code, _, stderr) = project.exec(&["validate", main_job.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stderr}");
 }

@@ -17,7 +17,11 @@ const KILLS: usize = 5;
 fn survivors(token: &str) -> Vec<u32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline"))
@@ -61,7 +65,10 @@ fn kill_9_at_random_moments_loses_and_repeats_nothing() {
     let path = path.to_str().expect("utf-8");
     let mut kills = 0;
     for delay in delays().take(KILLS) {
-        let mut child = project.command(&["run", path, "--quiet"]).spawn().expect("started");
+        let mut child = project
+            .command(&["run", path, "--quiet"])
+            .spawn()
+            .expect("started");
         std::thread::sleep(delay);
         if child.try_wait().expect("polled").is_some() {
             break; // finished before the kill
@@ -70,14 +77,27 @@ fn kill_9_at_random_moments_loses_and_repeats_nothing() {
         child.wait().expect("reaped");
         kills += 1;
     }
-    assert!(kills >= 3, "only {kills} kills landed: the trials are too fast");
+    assert!(
+        kills >= 3,
+        "only {kills} kills landed: the trials are too fast"
+    );
 
     let (code, stdout, stderr) = project.exec(&["run", path]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let trials = project.trials("crash");
-    let numbers: Vec<u64> = trials.iter().map(|t| t["number"].as_u64().expect("number")).collect();
-    assert_eq!(numbers, (0..N_TRIALS).collect::<Vec<_>>(), "gaps or duplicates");
-    assert!(trials.iter().all(|t| t["state"] == "complete"), "{trials:?}");
+    let numbers: Vec<u64> = trials
+        .iter()
+        .map(|t| t["number"].as_u64().expect("number"))
+        .collect();
+    assert_eq!(
+        numbers,
+        (0..N_TRIALS).collect::<Vec<_>>(),
+        "gaps or duplicates"
+    );
+    assert!(
+        trials.iter().all(|t| t["state"] == "complete"),
+        "{trials:?}"
+    );
 
     let violations: Vec<String> = std::fs::read_dir(&markers)
         .expect("markers")
@@ -85,19 +105,29 @@ fn kill_9_at_random_moments_loses_and_repeats_nothing() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("violation-"))
         .collect();
-    assert!(violations.is_empty(), "trials ran twice at once: {violations:?}");
+    assert!(
+        violations.is_empty(),
+        "trials ran twice at once: {violations:?}"
+    );
 
     // Each trial completed exactly once: one "done" line per number.
     for n in 0..N_TRIALS {
         let done = std::fs::read_to_string(markers.join(format!("done-{n}"))).unwrap_or_default();
-        assert!(done.lines().count() >= 1, "trial {n} never completed its program");
+        assert!(
+            done.lines().count() >= 1,
+            "trial {n} never completed its program"
+        );
     }
 
     let deadline = Instant::now() + Duration::from_secs(5);
     while !survivors(&token).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(survivors(&token), Vec::<u32>::new(), "orphaned trial processes survived");
+    assert_eq!(
+        survivors(&token),
+        Vec::<u32>::new(),
+        "orphaned trial processes survived"
+    );
 
     let (code, report) = project.verify();
     assert_eq!(code, 0, "{report}");

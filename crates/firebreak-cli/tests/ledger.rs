@@ -12,11 +12,18 @@ use sqlx::Connection;
 /// Runs SQL against the database file directly, as an attacker with write access would.
 fn tamper(project: &Project, statements: &[&str]) {
     let url = project.storage();
-    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("connected");
+        let mut conn = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("connected");
         for sql in statements {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut conn).await.expect(sql);
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+                .execute(&mut conn)
+                .await
+                .expect(sql);
         }
         conn.close().await.expect("closed");
     });
@@ -26,7 +33,12 @@ fn fresh() -> Project {
     let project = Project::new();
     let path = project.spec(
         "spec.toml",
-        &spec("tamper", r#"x = { type = "float", low = 0.0, high = 1.0 }"#, "n_trials = 3", "env = { MODE = \"ok\" }"),
+        &spec(
+            "tamper",
+            r#"x = { type = "float", low = 0.0, high = 1.0 }"#,
+            "n_trials = 3",
+            "env = { MODE = \"ok\" }",
+        ),
     );
     let (code, _, stderr) = project.exec(&["run", path.to_str().expect("utf-8")]);
     assert_eq!(code, 0, "{stderr}");
@@ -34,7 +46,8 @@ fn fresh() -> Project {
     project
 }
 
-const UNLOCK: &str = "DROP TRIGGER ledger_append_only_update; DROP TRIGGER ledger_append_only_delete;";
+const UNLOCK: &str =
+    "DROP TRIGGER ledger_append_only_update; DROP TRIGGER ledger_append_only_delete;";
 
 /// Applies `statements` to a fresh database and expects exit 4 at `seq`.
 fn check(statements: &[&str], seq: Option<u64>) {
@@ -45,7 +58,11 @@ fn check(statements: &[&str], seq: Option<u64>) {
     let (code, report) = project.verify();
     assert_eq!(code, 4, "{statements:?}: {report}");
     assert_eq!(report["ok"], false);
-    assert_eq!(report["first_bad_seq"].as_u64(), seq, "{statements:?}: {report}");
+    assert_eq!(
+        report["first_bad_seq"].as_u64(),
+        seq,
+        "{statements:?}: {report}"
+    );
 }
 
 #[test]
@@ -53,9 +70,15 @@ fn tampering_is_caught_and_located() {
     // Layout: 0 campaign_created, 1 run_started, then per trial proposed, started,
     // reported, finished (2..=5 trial 0, 6..=9 trial 1, 10..=13 trial 2), 14 run_ended.
     // An edited ledger payload.
-    check(&["UPDATE ledger SET payload = replace(payload, '\"step\":1', '\"step\":2') WHERE seq = 8"], Some(8));
+    check(
+        &["UPDATE ledger SET payload = replace(payload, '\"step\":1', '\"step\":2') WHERE seq = 8"],
+        Some(8),
+    );
     // An edited trial row: the state contradicts trial 1's last entry.
-    check(&["UPDATE trials SET metrics = '{\"y\":0.0}' WHERE number = 1"], Some(9));
+    check(
+        &["UPDATE trials SET metrics = '{\"y\":0.0}' WHERE number = 1"],
+        Some(9),
+    );
     // A deleted ledger row.
     check(&["DELETE FROM ledger WHERE seq = 6"], Some(6));
     // Reordered ledger rows.
@@ -69,14 +92,18 @@ fn tampering_is_caught_and_located() {
     );
     // An inserted trial row with no ledger entry: named at the first missing seq.
     check(
-        &["INSERT INTO trials (campaign, number, state, params, proposer, rationale) VALUES ('tamper', 3, 'complete', '{\"x\":0.5}', 'random', 'forged')"],
+        &[
+            "INSERT INTO trials (campaign, number, state, params, proposer, rationale) VALUES ('tamper', 3, 'complete', '{\"x\":0.5}', 'random', 'forged')",
+        ],
         Some(15),
     );
     // A deleted trial row.
     check(&["DELETE FROM trials WHERE number = 2"], Some(13));
     // A ledger row appended with a recomputed-looking but wrong hash.
     check(
-        &["INSERT INTO ledger (seq, campaign, kind, payload, hash) SELECT 15, campaign, kind, payload, hash FROM ledger WHERE seq = 14"],
+        &[
+            "INSERT INTO ledger (seq, campaign, kind, payload, hash) SELECT 15, campaign, kind, payload, hash FROM ledger WHERE seq = 14",
+        ],
         Some(15),
     );
 }
@@ -85,24 +112,36 @@ fn tampering_is_caught_and_located() {
 fn the_append_only_triggers_refuse_edits() {
     let project = fresh();
     let url = project.storage();
-    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("connected");
+        let mut conn = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("connected");
         let error = sqlx::query("UPDATE ledger SET payload = 'x' WHERE seq = 0")
             .execute(&mut conn)
             .await
             .expect_err("refused");
-        assert!(error.to_string().contains("ledger rows are append-only"), "{error}");
+        assert!(
+            error.to_string().contains("ledger rows are append-only"),
+            "{error}"
+        );
     });
 }
 
 /// Ledger payloads with the fields `contract.md` exempts from determinism removed.
 fn payloads(project: &Project) -> Vec<Value> {
     let url = project.storage();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
         use firebreak_store::Store;
-        let store = firebreak_store::SqliteStore::open(&url).await.expect("opened");
+        let store = firebreak_store::SqliteStore::open(&url)
+            .await
+            .expect("opened");
         let rows = store.ledger().await.expect("ledger");
         rows.iter()
             .map(|row| {
@@ -139,7 +178,16 @@ kind = { type = "categorical", choices = ["a", "b", 3, true] }"#,
             let trials: Vec<Value> = project
                 .trials("det")
                 .into_iter()
-                .map(|t| serde_json::json!([t["number"], t["state"], t["params"], t["proposer"], t["rationale"], t["metrics"]]))
+                .map(|t| {
+                    serde_json::json!([
+                        t["number"],
+                        t["state"],
+                        t["params"],
+                        t["proposer"],
+                        t["rationale"],
+                        t["metrics"]
+                    ])
+                })
                 .collect();
             (trials, payloads(&project))
         })

@@ -95,7 +95,12 @@ mod tests {
             metrics: vec!["acc".into(), "latency".into()],
             directions: vec![Direction::Maximize, Direction::Minimize],
         };
-        let points = vec![vec![0.9, 10.0], vec![0.8, 5.0], vec![0.7, 6.0], vec![0.9, 12.0]];
+        let points = vec![
+            vec![0.9, 10.0],
+            vec![0.8, 5.0],
+            vec![0.7, 6.0],
+            vec![0.9, 12.0],
+        ];
         assert_eq!(o.pareto_indices(&points), vec![0, 1]);
     }
 

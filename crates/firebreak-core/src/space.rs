@@ -298,9 +298,10 @@ impl SearchSpace {
         let mut remaining = parameters;
         while !remaining.is_empty() {
             let ready = remaining.iter().position(|p| {
-                p.condition.iter().flat_map(|c| c.when.keys()).all(|parent| {
-                    ordered.iter().any(|q| &q.name == parent)
-                })
+                p.condition
+                    .iter()
+                    .flat_map(|c| c.when.keys())
+                    .all(|parent| ordered.iter().any(|q| &q.name == parent))
             });
             match ready {
                 Some(i) => ordered.push(remaining.remove(i)),
@@ -437,7 +438,10 @@ mod tests {
         params.insert("n_layers".into(), ParamValue::Int(2));
         assert!(space.validate(&params).is_ok());
         params.insert("width_3".into(), ParamValue::Float(20.0));
-        assert!(matches!(space.validate(&params), Err(CoreError::Mismatch(_))));
+        assert!(matches!(
+            space.validate(&params),
+            Err(CoreError::Mismatch(_))
+        ));
         params.insert("n_layers".into(), ParamValue::Int(3));
         assert!(space.validate(&params).is_ok());
         params.insert("n_layers".into(), ParamValue::Int(9));

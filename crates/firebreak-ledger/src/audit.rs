@@ -53,7 +53,10 @@ pub fn verify_chain(rows: &[Entry]) -> Result<u64, Violation> {
         if row.seq != seq {
             return Err(violation(
                 seq,
-                format!("expected entry {seq}, found entry {} (a gap or reordering)", row.seq),
+                format!(
+                    "expected entry {seq}, found entry {} (a gap or reordering)",
+                    row.seq
+                ),
             ));
         }
         let header: Header = serde_json::from_str(&row.payload)
@@ -61,19 +64,31 @@ pub fn verify_chain(rows: &[Entry]) -> Result<u64, Violation> {
         let value: serde_json::Value = serde_json::from_str(&row.payload)
             .map_err(|e| violation(seq, format!("payload is not JSON: {e}")))?;
         if canonical_json(&value).ok().as_deref() != Some(row.payload.as_str()) {
-            return Err(violation(seq, "payload is not in canonical (RFC 8785) form"));
+            return Err(violation(
+                seq,
+                "payload is not in canonical (RFC 8785) form",
+            ));
         }
         if header.v != FORMAT_VERSION {
-            return Err(violation(seq, format!("unknown format version {}", header.v)));
+            return Err(violation(
+                seq,
+                format!("unknown format version {}", header.v),
+            ));
         }
         if header.seq != seq {
             return Err(violation(seq, format!("payload says seq {}", header.seq)));
         }
         if header.prev != hex(&prev) {
-            return Err(violation(seq, "prev does not match the previous entry's hash"));
+            return Err(violation(
+                seq,
+                "prev does not match the previous entry's hash",
+            ));
         }
         if header.campaign != row.campaign || header.kind != row.kind {
-            return Err(violation(seq, "campaign or kind column disagrees with the payload"));
+            return Err(violation(
+                seq,
+                "campaign or kind column disagrees with the payload",
+            ));
         }
         let hash = leaf_hash(row.payload.as_bytes());
         if hash != row.hash {
@@ -115,8 +130,13 @@ pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<u64, Violation> {
         let body: Body = serde_json::from_str(&row.payload)
             .map_err(|e| violation(seq, format!("unknown event: {e}")))?;
         let campaign = row.campaign.clone();
-        if !matches!(body.event, Event::CampaignCreated { .. }) && !campaigns.contains_key(&campaign) {
-            return Err(violation(seq, format!("campaign {campaign:?} was never created")));
+        if !matches!(body.event, Event::CampaignCreated { .. })
+            && !campaigns.contains_key(&campaign)
+        {
+            return Err(violation(
+                seq,
+                format!("campaign {campaign:?} was never created"),
+            ));
         }
         let transition = |trials: &mut BTreeMap<(String, u64), Expected>,
                           number: u64,
@@ -128,7 +148,10 @@ pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<u64, Violation> {
             if !from.contains(&t.state) {
                 return Err(violation(
                     seq,
-                    format!("trial {number} is {} here, which allows no {}", t.state, row.kind),
+                    format!(
+                        "trial {number} is {} here, which allows no {}",
+                        t.state, row.kind
+                    ),
                 ));
             }
             t.last_seq = seq;
@@ -138,7 +161,10 @@ pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<u64, Violation> {
             Event::CampaignCreated { spec, .. } => {
                 let spec = canonical_json(&spec).unwrap_or_default();
                 if campaigns.insert(campaign.clone(), (spec, seq)).is_some() {
-                    return Err(violation(seq, format!("campaign {campaign:?} created twice")));
+                    return Err(violation(
+                        seq,
+                        format!("campaign {campaign:?} created twice"),
+                    ));
                 }
             }
             Event::RunStarted { .. } | Event::RunEnded { .. } => {}
@@ -196,7 +222,10 @@ pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<u64, Violation> {
             } => {
                 transition(&mut trials, number, &[TrialState::Running])?;
                 if !state.is_finished() {
-                    return Err(violation(seq, format!("trial {number} finished as {state}")));
+                    return Err(violation(
+                        seq,
+                        format!("trial {number} finished as {state}"),
+                    ));
                 }
                 if let Some(t) = trials.get_mut(&(campaign.clone(), number)) {
                     t.state = state;
@@ -230,22 +259,38 @@ fn compare(
     let mut problems: Vec<Violation> = Vec::new();
     for (name, (spec, seq)) in campaigns {
         match state.campaigns.get(name) {
-            None => problems.push(violation(*seq, format!("campaign {name:?} is missing from the state"))),
+            None => problems.push(violation(
+                *seq,
+                format!("campaign {name:?} is missing from the state"),
+            )),
             Some(stored) if canonical_json(stored).ok().as_deref() != Some(spec.as_str()) => {
-                problems.push(violation(*seq, format!("campaign {name:?}: stored spec differs from the ledger")));
+                problems.push(violation(
+                    *seq,
+                    format!("campaign {name:?}: stored spec differs from the ledger"),
+                ));
             }
             Some(_) => {}
         }
     }
-    for name in state.campaigns.keys().filter(|n| !campaigns.contains_key(*n)) {
-        problems.push(violation(entries, format!("campaign {name:?} has no ledger entry")));
+    for name in state
+        .campaigns
+        .keys()
+        .filter(|n| !campaigns.contains_key(*n))
+    {
+        problems.push(violation(
+            entries,
+            format!("campaign {name:?} has no ledger entry"),
+        ));
     }
     let mut seen = 0usize;
     for (campaign, trial) in &state.trials {
         let Some(expected) = trials.get(&(campaign.clone(), trial.number)) else {
             problems.push(violation(
                 entries,
-                format!("campaign {campaign:?} trial {} has no ledger entry", trial.number),
+                format!(
+                    "campaign {campaign:?} trial {} has no ledger entry",
+                    trial.number
+                ),
             ));
             continue;
         };
@@ -258,8 +303,11 @@ fn compare(
         }
     }
     if seen < trials.len() {
-        let stored: std::collections::BTreeSet<(&str, u64)> =
-            state.trials.iter().map(|(c, t)| (c.as_str(), t.number)).collect();
+        let stored: std::collections::BTreeSet<(&str, u64)> = state
+            .trials
+            .iter()
+            .map(|(c, t)| (c.as_str(), t.number))
+            .collect();
         for ((campaign, number), expected) in trials {
             if !stored.contains(&(campaign.as_str(), *number)) {
                 problems.push(violation(
@@ -280,12 +328,18 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 fn metrics_equal(a: &Metrics, b: &Metrics) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && close(*va, *vb))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ka, va), (kb, vb))| ka == kb && close(*va, *vb))
 }
 
 fn differs(expected: &Expected, trial: &Trial) -> Option<String> {
     if expected.state != trial.state {
-        return Some(format!("state is {} but the ledger says {}", trial.state, expected.state));
+        return Some(format!(
+            "state is {} but the ledger says {}",
+            trial.state, expected.state
+        ));
     }
     let params_equal = expected.params.len() == trial.params.len()
         && expected
@@ -364,7 +418,9 @@ mod tests {
             },
         ]);
         let mut state = StateSnapshot::default();
-        state.campaigns.insert("c".into(), serde_json::json!({"x": 1}));
+        state
+            .campaigns
+            .insert("c".into(), serde_json::json!({"x": 1}));
         let mut trial = Trial::queued(0, Params::new(), "random", "");
         state.trials.push(("c".into(), trial.clone()));
         assert_eq!(audit(&rows, &state), Ok(2));

@@ -43,7 +43,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let y = trial.params["y"].as_f64().unwrap_or_default();
         let loss = (x - 1.0).powi(2) + (y + 2.0).powi(2);
         campaign
-            .tell(trial.number, Outcome::complete([("loss".to_string(), loss)].into()))
+            .tell(
+                trial.number,
+                Outcome::complete([("loss".to_string(), loss)].into()),
+            )
             .await?;
     }
     let best = campaign
@@ -55,7 +58,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(best) = best {
         #[allow(clippy::print_stdout)]
         {
-            println!("best trial {}: loss {:.4} at {:?}", best.number, best.metrics["loss"], best.params);
+            println!(
+                "best trial {}: loss {:.4} at {:?}",
+                best.number, best.metrics["loss"], best.params
+            );
         }
     }
     campaign.close("done").await?;

@@ -52,8 +52,11 @@ command = [{}]
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: throughput asktell|command|bare N_TRIALS PARALLELISM DB_PATH [printf|python]";
-    let (Some(mode), Some(n), Some(p), Some(db)) = (args.get(1), args.get(2), args.get(3), args.get(4)) else {
+    let usage =
+        "usage: throughput asktell|command|bare N_TRIALS PARALLELISM DB_PATH [printf|python]";
+    let (Some(mode), Some(n), Some(p), Some(db)) =
+        (args.get(1), args.get(2), args.get(3), args.get(4))
+    else {
         return Err(usage.into());
     };
     let program: Vec<&str> = match args.get(5).map(String::as_str) {
@@ -84,7 +87,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         let trial = campaign.ask(worker).await?;
                         let x = trial.params["x"].as_f64().unwrap_or_default();
                         campaign
-                            .tell(trial.number, Outcome::complete([("y".to_string(), x * x)].into()))
+                            .tell(
+                                trial.number,
+                                Outcome::complete([("y".to_string(), x * x)].into()),
+                            )
                             .await?;
                     }
                     Ok::<(), firebreak_runner::RunnerError>(())
@@ -98,7 +104,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let spec = CampaignSpec::parse(&spec(n_trials, parallelism, &program), "throughput")?;
             let store = SqliteStore::open(&url).await?;
             pragmas = store.pragmas().await?;
-            let root = std::env::temp_dir().join(format!("firebreak-throughput-{}", std::process::id()));
+            let root =
+                std::env::temp_dir().join(format!("firebreak-throughput-{}", std::process::id()));
             let task = CommandTask::from_spec(&spec, std::path::Path::new("."), root.clone())?;
             let campaign = Arc::new(Campaign::open(store, spec).await?);
             let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -121,7 +128,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let program: Vec<String> = program.iter().map(|s| s.to_string()).collect();
                     std::thread::spawn(move || {
                         while taken.fetch_add(1, Ordering::Relaxed) < n_trials {
-                            let out = std::process::Command::new(&program[0]).args(&program[1..]).output();
+                            let out = std::process::Command::new(&program[0])
+                                .args(&program[1..])
+                                .output();
                             assert!(out.is_ok_and(|o| o.status.success()));
                         }
                     })
@@ -134,7 +143,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => return Err(usage.into()),
     }
     let seconds = started.elapsed().as_secs_f64();
-    let pragmas: Vec<String> = pragmas.iter().map(|(k, v)| format!("\"{k}\": \"{v}\"")).collect();
+    let pragmas: Vec<String> = pragmas
+        .iter()
+        .map(|(k, v)| format!("\"{k}\": \"{v}\""))
+        .collect();
     #[allow(clippy::print_stdout)]
     {
         println!(

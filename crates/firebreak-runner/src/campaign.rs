@@ -4,7 +4,9 @@
 use firebreak_core::{Report, Rng, Trial, TrialState, derive_seed};
 use firebreak_search::{Decision, History, Options, Proposer, Scheduler, propose};
 use firebreak_spec::CampaignSpec;
-use firebreak_store::{CampaignLock, Counts, NewTrial, Outcome, Requeued, RunInfo, Store, StoreError};
+use firebreak_store::{
+    CampaignLock, Counts, NewTrial, Outcome, Requeued, RunInfo, Store, StoreError,
+};
 use tokio::sync::Mutex;
 
 use crate::RunnerError;
@@ -67,7 +69,10 @@ struct State {
 impl State {
     fn upsert(&mut self, trial: Trial) {
         self.next_number = self.next_number.max(trial.number + 1);
-        match self.history.binary_search_by_key(&trial.number, |t| t.number) {
+        match self
+            .history
+            .binary_search_by_key(&trial.number, |t| t.number)
+        {
             Ok(i) => self.history[i] = trial,
             Err(i) => self.history.insert(i, trial),
         }
@@ -86,13 +91,21 @@ impl State {
 fn options(table: &std::collections::BTreeMap<String, toml::Value>) -> Options {
     table
         .iter()
-        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null)))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+            )
+        })
         .collect()
 }
 
+/// A campaign's proposer and scheduler.
+pub type Components = (Box<dyn Proposer>, Box<dyn Scheduler>);
+
 /// Builds the spec's proposer and scheduler, turning their errors into located
 /// spec errors. `validate` runs this too, so a spec that validates can run.
-pub fn components(spec: &CampaignSpec) -> Result<(Box<dyn Proposer>, Box<dyn Scheduler>), RunnerError> {
+pub fn components(spec: &CampaignSpec) -> Result<Components, RunnerError> {
     let search = &spec.spec.search;
     let located = |section: &str, options_key: &str, error: firebreak_search::SearchError| {
         use firebreak_search::SearchError as E;
@@ -116,14 +129,25 @@ pub fn components(spec: &CampaignSpec) -> Result<(Box<dyn Proposer>, Box<dyn Sch
                 error.to_string(),
                 "see the README's table of component options",
             ),
-            _ => spec.error_at(&["search", section], error.to_string(), "choose another component"),
+            _ => spec.error_at(
+                &["search", section],
+                error.to_string(),
+                "choose another component",
+            ),
         }
     };
-    let proposer = firebreak_search::proposer(&search.sampler, &options(&search.sampler_options), &spec.space)
-        .map_err(|e| located("sampler", "sampler_options", e))?;
-    let scheduler =
-        firebreak_search::scheduler(&search.scheduler, &options(&search.scheduler_options), &spec.objectives)
-            .map_err(|e| located("scheduler", "scheduler_options", e))?;
+    let proposer = firebreak_search::proposer(
+        &search.sampler,
+        &options(&search.sampler_options),
+        &spec.space,
+    )
+    .map_err(|e| located("sampler", "sampler_options", e))?;
+    let scheduler = firebreak_search::scheduler(
+        &search.scheduler,
+        &options(&search.scheduler_options),
+        &spec.objectives,
+    )
+    .map_err(|e| located("scheduler", "scheduler_options", e))?;
     Ok((proposer, scheduler))
 }
 
@@ -297,7 +321,11 @@ impl<S: Store> Campaign<S> {
         drop(state);
         loop {
             new.number = Some(number);
-            match self.store.propose_and_start(name, &new, self.run, worker).await {
+            match self
+                .store
+                .propose_and_start(name, &new, self.run, worker)
+                .await
+            {
                 Ok(trial) => {
                     self.state.lock().await.upsert(trial.clone());
                     return Ok(trial);
@@ -307,12 +335,17 @@ impl<S: Store> Campaign<S> {
                     let mut state = self.state.lock().await;
                     state.history.retain(|t| t.number != number);
                     number = state.next_number;
-                    let mut trial = Trial::queued(number, new.params.clone(), &new.proposer, &new.rationale);
+                    let mut trial =
+                        Trial::queued(number, new.params.clone(), &new.proposer, &new.rationale);
                     trial.state = TrialState::Running;
                     state.upsert(trial);
                 }
                 Err(e) => {
-                    self.state.lock().await.history.retain(|t| t.number != number);
+                    self.state
+                        .lock()
+                        .await
+                        .history
+                        .retain(|t| t.number != number);
                     return Err(e.into());
                 }
             }
@@ -325,7 +358,9 @@ impl<S: Store> Campaign<S> {
         self.store.report(self.name(), number, &report).await?;
         let mut state = self.state.lock().await;
         let step = report.step;
-        let trial = state.get_mut(number).ok_or(RunnerError::NotRunning(number))?;
+        let trial = state
+            .get_mut(number)
+            .ok_or(RunnerError::NotRunning(number))?;
         trial.intermediate.retain(|r| r.step != step);
         trial.intermediate.push(report);
         trial.intermediate.sort_by_key(|r| r.step);

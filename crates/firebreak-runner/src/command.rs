@@ -50,7 +50,11 @@ impl CommandTask {
         trials_root: PathBuf,
     ) -> Result<Self, RunnerError> {
         let task = &spec.spec.task;
-        let Some(command) = task.command.clone().filter(|_| task.kind == firebreak_spec::TaskKind::Command) else {
+        let Some(command) = task
+            .command
+            .clone()
+            .filter(|_| task.kind == firebreak_spec::TaskKind::Command)
+        else {
             let kind = serde_json::to_value(task.kind)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
@@ -60,7 +64,11 @@ impl CommandTask {
         Ok(CommandTask {
             command,
             workdir: spec_dir.join(task.workdir.as_deref().unwrap_or(".")),
-            env: task.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            env: task
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             trials_root,
             timeout: spec.spec.search.trial_timeout.map(|d| d.as_std()),
         })
@@ -92,10 +100,13 @@ pub enum Ended {
 /// `FIREBREAK_PARAM_<NAME>`: upper-cased, non-alphanumerics as `_`.
 pub fn param_env_name(name: &str) -> String {
     let mut out = String::from("FIREBREAK_PARAM_");
-    out.extend(
-        name.chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }),
-    );
+    out.extend(name.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_uppercase()
+        } else {
+            '_'
+        }
+    }));
     out
 }
 
@@ -132,7 +143,11 @@ enum Event {
     SpawnFailed(String),
     Stdout(String),
     Stderr(String),
-    Exited { status: String, success: bool, cpu_seconds: f64 },
+    Exited {
+        status: String,
+        success: bool,
+        cpu_seconds: f64,
+    },
 }
 
 /// Runs one trial to its end.
@@ -152,10 +167,14 @@ pub async fn execute<S: Store>(
         std::fs::remove_dir_all(&work).map_err(io(format!("clearing {}", work.display())))?;
     }
     std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
-    std::fs::create_dir_all(&checkpoint).map_err(io(format!("creating {}", checkpoint.display())))?;
+    std::fs::create_dir_all(&checkpoint)
+        .map_err(io(format!("creating {}", checkpoint.display())))?;
     let params_file = work.join("params.json");
-    std::fs::write(&params_file, serde_json::to_vec_pretty(&trial.params).unwrap_or_default())
-        .map_err(io(format!("writing {}", params_file.display())))?;
+    std::fs::write(
+        &params_file,
+        serde_json::to_vec_pretty(&trial.params).unwrap_or_default(),
+    )
+    .map_err(io(format!("writing {}", params_file.display())))?;
     let resume = std::fs::read_dir(&checkpoint)
         .map(|mut d| d.next().is_some())
         .unwrap_or(false);
@@ -197,7 +216,13 @@ pub async fn execute<S: Store>(
     let parent = std::process::id() as i32;
     unsafe {
         command.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
             if libc::getppid() != parent {
                 libc::_exit(1); // the parent died before the death signal was armed
             }
@@ -243,12 +268,13 @@ pub async fn execute<S: Store>(
                         if has_objectives(objectives, &report.metrics) {
                             candidate = Some(report.metrics.clone());
                         }
-                        if stop.is_none() && !interrupted {
-                            if let Decision::Stop { reason } = campaign.report(number, report).await? {
-                                stop = Some((TrialState::Pruned, reason));
-                                host::signal_group(pgid, libc::SIGTERM);
-                                kill_at = Some(tokio::time::Instant::now() + GRACE_PERIOD);
-                            }
+                        if stop.is_none()
+                            && !interrupted
+                            && let Decision::Stop { reason } = campaign.report(number, report).await?
+                        {
+                            stop = Some((TrialState::Pruned, reason));
+                            host::signal_group(pgid, libc::SIGTERM);
+                            kill_at = Some(tokio::time::Instant::now() + GRACE_PERIOD);
                         }
                     }
                 },
@@ -284,8 +310,15 @@ pub async fn execute<S: Store>(
         Ok((status, success, cpu)) => match stop {
             Some((state, reason)) => (state, Metrics::new(), Some(reason), Some(cpu)),
             None if !success => {
-                let detail = last_line.map(|l| format!("; last log line: {l}")).unwrap_or_default();
-                (TrialState::Failed, Metrics::new(), Some(format!("{status}{detail}")), Some(cpu))
+                let detail = last_line
+                    .map(|l| format!("; last log line: {l}"))
+                    .unwrap_or_default();
+                (
+                    TrialState::Failed,
+                    Metrics::new(),
+                    Some(format!("{status}{detail}")),
+                    Some(cpu),
+                )
             }
             None => match result_from(objectives, final_metrics.as_ref(), candidate.as_ref()) {
                 Ok(metrics) => (TrialState::Complete, metrics, None, Some(cpu)),
@@ -331,8 +364,12 @@ fn run_child(mut command: Command, tx: mpsc::UnboundedSender<Event>) {
         let out_tx = tx.clone();
         let err_tx = tx.clone();
         let readers = [
-            stdout.map(|s| scope.spawn(move || read_lines(s, |l| out_tx.send(Event::Stdout(l)).is_ok()))),
-            stderr.map(|s| scope.spawn(move || read_lines(s, |l| err_tx.send(Event::Stderr(l)).is_ok()))),
+            stdout.map(|s| {
+                scope.spawn(move || read_lines(s, |l| out_tx.send(Event::Stdout(l)).is_ok()))
+            }),
+            stderr.map(|s| {
+                scope.spawn(move || read_lines(s, |l| err_tx.send(Event::Stderr(l)).is_ok()))
+            }),
         ];
         // Wait for the leader to exit, leaving it a zombie so its pid (the group id)
         // cannot be reused while we kill its leftovers.
@@ -341,7 +378,12 @@ fn run_child(mut command: Command, tx: mpsc::UnboundedSender<Event>) {
         loop {
             // SAFETY: valid pointer to a siginfo_t; P_PID with our own child's pid.
             let rc = unsafe {
-                libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT)
+                libc::waitid(
+                    libc::P_PID,
+                    pid as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOWAIT,
+                )
             };
             if rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
                 break;
@@ -364,7 +406,10 @@ fn run_child(mut command: Command, tx: mpsc::UnboundedSender<Event>) {
         (format!("exited with status {code}"), code == 0)
     } else if libc::WIFSIGNALED(status) {
         let signal = libc::WTERMSIG(status);
-        (format!("killed by signal {signal} ({})", signal_name(signal)), false)
+        (
+            format!("killed by signal {signal} ({})", signal_name(signal)),
+            false,
+        )
     } else {
         ("ended abnormally".to_string(), false)
     };
@@ -385,7 +430,9 @@ fn read_lines(stream: impl Read, mut send: impl FnMut(String) -> bool) {
         match reader.read_until(b'\n', &mut buf) {
             Ok(0) | Err(_) => return,
             Ok(_) => {
-                let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+                let line = String::from_utf8_lossy(&buf)
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string();
                 if !send(line) {
                     return;
                 }
@@ -421,9 +468,15 @@ mod tests {
         let mut params = Params::new();
         params.insert("lr".into(), ParamValue::Float(0.0001));
         params.insert("act".into(), ParamValue::Str("relu".into()));
-        let args: Vec<String> = ["train.py", "--lr={lr}", "{act}", "--width={width_3}", "{trial_number}"]
-            .map(String::from)
-            .to_vec();
+        let args: Vec<String> = [
+            "train.py",
+            "--lr={lr}",
+            "{act}",
+            "--width={width_3}",
+            "{trial_number}",
+        ]
+        .map(String::from)
+        .to_vec();
         assert_eq!(
             expand_args(&args, &params, &[("trial_number", "4".into())]),
             ["train.py", "--lr=0.0001", "relu", "4"]

@@ -25,7 +25,7 @@ mod host;
 mod protocol;
 mod run;
 
-pub use campaign::{Campaign, ENQUEUED, RETRY, components, counts_of};
+pub use campaign::{Campaign, Components, ENQUEUED, RETRY, components, counts_of};
 pub use command::{CommandTask, GRACE_PERIOD, expand_args, param_env_name};
 pub use error::RunnerError;
 pub use firebreak_store::Outcome;

@@ -206,7 +206,10 @@ mod tests {
             r#"{"final": true, "val_accuracy": 0.97}"#,
             Line::Final(metrics(&[("val_accuracy", 0.97)])),
         );
-        check(r#"{"val_accuracy": NaN}"#, Line::Metrics(metrics(&[("val_accuracy", f64::NAN)])));
+        check(
+            r#"{"val_accuracy": NaN}"#,
+            Line::Metrics(metrics(&[("val_accuracy", f64::NAN)])),
+        );
         check(r#"{"note": "NaN is fine in strings"}"#, Line::Log);
         check("epoch 3 done", Line::Log);
         check("{broken", Line::Log);

@@ -86,13 +86,23 @@ impl Budget {
         let energy_kwh = cpu * self.watts_per_core / 3.6e6;
         let fmt = |s: f64| firebreak_spec::Duration(s.round() as u64).to_string();
         if let Some(max) = self.max_wall.filter(|m| wall >= *m) {
-            return Some(format!("max_wall_time {} reached ({} used over all runs)", fmt(max), fmt(wall)));
+            return Some(format!(
+                "max_wall_time {} reached ({} used over all runs)",
+                fmt(max),
+                fmt(wall)
+            ));
         }
         if let Some(max) = self.max_cpu.filter(|m| cpu >= *m) {
-            return Some(format!("max_cpu_time {} reached ({} of trial CPU time)", fmt(max), fmt(cpu)));
+            return Some(format!(
+                "max_cpu_time {} reached ({} of trial CPU time)",
+                fmt(max),
+                fmt(cpu)
+            ));
         }
         if let Some(max) = self.max_energy_kwh.filter(|m| energy_kwh >= *m) {
-            return Some(format!("max_energy_kwh {max} reached ({energy_kwh:.4} kWh estimated)"));
+            return Some(format!(
+                "max_energy_kwh {max} reached ({energy_kwh:.4} kWh estimated)"
+            ));
         }
         None
     }
@@ -127,7 +137,14 @@ pub async fn run<S: Store>(
         started: Instant::now(),
         cpu_micros: AtomicU64::new(0),
     });
-    budget.add_cpu(Some(campaign.trials().await.iter().filter_map(|t| t.cpu_seconds).sum()));
+    budget.add_cpu(Some(
+        campaign
+            .trials()
+            .await
+            .iter()
+            .filter_map(|t| t.cpu_seconds)
+            .sum(),
+    ));
     let start_counts = campaign.counts().await;
     // Slots: a worker may start a trial only while finished + started < n_trials.
     let taken = Arc::new(AtomicU64::new(start_counts.finished()));
@@ -170,7 +187,9 @@ pub async fn run<S: Store>(
                     return Ok(());
                 }
                 let trial = campaign.ask(worker).await?;
-                let _ = events.send(RunEvent::Started { number: trial.number });
+                let _ = events.send(RunEvent::Started {
+                    number: trial.number,
+                });
                 match execute(&campaign, &task, &trial, interrupt.clone()).await? {
                     Ended::Interrupted => return Ok(()),
                     Ended::Finished(outcome) => {
@@ -187,7 +206,11 @@ pub async fn run<S: Store>(
                         let _ = events.send(RunEvent::Finished {
                             number: trial.number,
                             state,
-                            value: if state == TrialState::Complete { value } else { None },
+                            value: if state == TrialState::Complete {
+                                value
+                            } else {
+                                None
+                            },
                         });
                     }
                 }

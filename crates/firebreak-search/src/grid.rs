@@ -77,7 +77,9 @@ fn axis(parameter: &Parameter, n: usize) -> Vec<ParamValue> {
             let step = step.unwrap_or(1);
             let count = ((high - low) / step) as usize + 1;
             if count <= 64 {
-                return (0..count as i64).map(|k| ParamValue::Int(low + k * step)).collect();
+                return (0..count as i64)
+                    .map(|k| ParamValue::Int(low + k * step))
+                    .collect();
             }
             let mut values: Vec<i64> = spread(low as f64, high as f64, log, n)
                 .into_iter()
@@ -121,7 +123,10 @@ fn spread(low: f64, high: f64, log: bool, n: usize) -> Vec<f64> {
 }
 
 fn same_point(a: &Params, b: &Params) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && va.matches(vb))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ka, va), (kb, vb))| ka == kb && va.matches(vb))
 }
 
 impl Proposer for GridProposer {

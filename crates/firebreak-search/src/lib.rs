@@ -27,5 +27,5 @@ pub use grid::GridProposer;
 pub use median::MedianScheduler;
 pub use proposer::{History, Proposal, Proposer, propose};
 pub use random::{RandomProposer, sample_uniform};
-pub use registry::{PROPOSERS, SCHEDULERS, Options, proposer, scheduler};
+pub use registry::{Options, PROPOSERS, SCHEDULERS, proposer, scheduler};
 pub use scheduler::{Decision, NoScheduler, Scheduler};

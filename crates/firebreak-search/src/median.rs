@@ -113,8 +113,9 @@ mod tests {
 
     fn check(min_trials: usize, current: &[f64], expect_stop: bool) {
         let objectives = Objectives::single("acc", Direction::Maximize);
-        let scheduler = MedianScheduler::new(&objectives.metrics, &objectives.directions, 1, min_trials)
-            .expect("single objective");
+        let scheduler =
+            MedianScheduler::new(&objectives.metrics, &objectives.directions, 1, min_trials)
+                .expect("single objective");
         let history = vec![
             trial(0, TrialState::Complete, &[0.5, 0.6, 0.7]),
             trial(1, TrialState::Complete, &[0.5, 0.7, 0.8]),

@@ -27,7 +27,11 @@ pub trait Proposer: Send + std::fmt::Debug {
     fn name(&self) -> &'static str;
 
     /// The parameters this proposer samples jointly for the next trial. Default: none.
-    fn infer_relative_space(&mut self, _space: &SearchSpace, _history: &History<'_>) -> Vec<String> {
+    fn infer_relative_space(
+        &mut self,
+        _space: &SearchSpace,
+        _history: &History<'_>,
+    ) -> Vec<String> {
         Vec::new()
     }
 
@@ -88,7 +92,10 @@ pub fn propose(
     let rationale = match (joint_rationale.is_empty(), independent) {
         (false, 0) => joint_rationale,
         (false, n) => format!("{joint_rationale}; {n} parameter(s) sampled independently"),
-        (true, _) => format!("{}: independent draws for {independent} parameter(s)", proposer.name()),
+        (true, _) => format!(
+            "{}: independent draws for {independent} parameter(s)",
+            proposer.name()
+        ),
     };
     Proposal { params, rationale }
 }

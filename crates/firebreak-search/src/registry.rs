@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use firebreak_core::{Objectives, SearchSpace};
 
-use crate::{GridProposer, MedianScheduler, NoScheduler, Proposer, RandomProposer, Scheduler, SearchError};
+use crate::{
+    GridProposer, MedianScheduler, NoScheduler, Proposer, RandomProposer, Scheduler, SearchError,
+};
 
 /// Component options as given in `[search.sampler_options]` or
 /// `[search.scheduler_options]`, converted to JSON values.

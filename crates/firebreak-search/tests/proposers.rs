@@ -1,8 +1,10 @@
 //! The proposer conformance suite: every proposer, on the same conditional space,
 //! proposes only valid configurations, deterministically for a seed.
 
-use firebreak_core::{Condition, Direction, Distribution, Objectives, ParamValue, Parameter, Rng, SearchSpace, Trial};
-use firebreak_search::{History, PROPOSERS, Options, propose, proposer};
+use firebreak_core::{
+    Condition, Direction, Distribution, Objectives, ParamValue, Parameter, Rng, SearchSpace, Trial,
+};
+use firebreak_search::{History, Options, PROPOSERS, propose, proposer};
 
 fn space() -> SearchSpace {
     let p = |name: &str, distribution: Distribution, condition: Option<Condition>| Parameter {
@@ -13,15 +15,56 @@ fn space() -> SearchSpace {
     let mut when = std::collections::BTreeMap::new();
     when.insert("kind".to_string(), vec![ParamValue::Str("deep".into())]);
     SearchSpace::new(vec![
-        p("lr", Distribution::Float { low: 1e-4, high: 0.1, log: true, step: None }, None),
-        p("layers", Distribution::Int { low: 1, high: 8, log: false, step: None }, None),
-        p("width", Distribution::Int { low: 16, high: 1024, log: true, step: None }, Some(Condition { when })),
         p(
-            "kind",
-            Distribution::Categorical { choices: vec![ParamValue::Str("deep".into()), ParamValue::Str("wide".into())] },
+            "lr",
+            Distribution::Float {
+                low: 1e-4,
+                high: 0.1,
+                log: true,
+                step: None,
+            },
             None,
         ),
-        p("dropout", Distribution::Float { low: 0.0, high: 0.5, log: false, step: Some(0.1) }, None),
+        p(
+            "layers",
+            Distribution::Int {
+                low: 1,
+                high: 8,
+                log: false,
+                step: None,
+            },
+            None,
+        ),
+        p(
+            "width",
+            Distribution::Int {
+                low: 16,
+                high: 1024,
+                log: true,
+                step: None,
+            },
+            Some(Condition { when }),
+        ),
+        p(
+            "kind",
+            Distribution::Categorical {
+                choices: vec![
+                    ParamValue::Str("deep".into()),
+                    ParamValue::Str("wide".into()),
+                ],
+            },
+            None,
+        ),
+        p(
+            "dropout",
+            Distribution::Float {
+                low: 0.0,
+                high: 0.5,
+                log: false,
+                step: Some(0.1),
+            },
+            None,
+        ),
     ])
     .expect("valid space")
 }
@@ -32,12 +75,22 @@ fn run(name: &str, seed: u64, n: usize) -> Vec<Trial> {
     let mut proposer = proposer(name, &Options::new(), &space).expect("built");
     let mut trials: Vec<Trial> = Vec::new();
     for number in 0..n {
-        let history = History { trials: &trials, objectives: &objectives };
+        let history = History {
+            trials: &trials,
+            objectives: &objectives,
+        };
         let mut rng = Rng::new(firebreak_core::derive_seed(seed, &[number as u64]));
         let proposal = propose(proposer.as_mut(), &space, &history, &mut rng);
-        space.validate(&proposal.params).unwrap_or_else(|e| panic!("{name}: {e}"));
+        space
+            .validate(&proposal.params)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!proposal.rationale.is_empty());
-        trials.push(Trial::queued(number as u64, proposal.params, name, &proposal.rationale));
+        trials.push(Trial::queued(
+            number as u64,
+            proposal.params,
+            name,
+            &proposal.rationale,
+        ));
     }
     trials
 }
@@ -60,15 +113,24 @@ fn every_proposer_is_valid_and_deterministic() {
 fn grid_visits_distinct_points_first() {
     let trials = run("grid", 0, 30);
     for (i, a) in trials.iter().enumerate() {
-        assert!(trials[..i].iter().all(|b| b.params != a.params), "grid repeated a point early");
+        assert!(
+            trials[..i].iter().all(|b| b.params != a.params),
+            "grid repeated a point early"
+        );
     }
 }
 
 #[test]
 fn random_draws_spread_over_the_range() {
     let trials = run("random", 1, 400);
-    let lrs: Vec<f64> = trials.iter().filter_map(|t| t.params["lr"].as_f64()).collect();
+    let lrs: Vec<f64> = trials
+        .iter()
+        .filter_map(|t| t.params["lr"].as_f64())
+        .collect();
     // Log-uniform: about half the draws fall below the geometric midpoint 3.16e-3.
     let below = lrs.iter().filter(|x| **x < 3.162e-3).count();
-    assert!((150..250).contains(&below), "{below} of 400 below the log midpoint");
+    assert!(
+        (150..250).contains(&below),
+        "{below} of 400 below the log midpoint"
+    );
 }

@@ -41,11 +41,11 @@ impl Duration {
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.0;
-        if s > 0 && s % 86_400 == 0 {
+        if s > 0 && s.is_multiple_of(86_400) {
             write!(f, "{}d", s / 86_400)
-        } else if s > 0 && s % 3600 == 0 {
+        } else if s > 0 && s.is_multiple_of(3600) {
             write!(f, "{}h", s / 3600)
-        } else if s > 0 && s % 60 == 0 {
+        } else if s > 0 && s.is_multiple_of(60) {
             write!(f, "{}m", s / 60)
         } else {
             write!(f, "{s}s")
@@ -88,7 +88,11 @@ mod tests {
     use super::*;
 
     fn check(text: &str, expected: Result<u64, ()>) {
-        assert_eq!(Duration::parse(text).map(|d| d.0).map_err(|_| ()), expected, "{text}");
+        assert_eq!(
+            Duration::parse(text).map(|d| d.0).map_err(|_| ()),
+            expected,
+            "{text}"
+        );
     }
 
     #[test]

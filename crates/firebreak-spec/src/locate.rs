@@ -72,16 +72,17 @@ pub(crate) fn key_path_at(source: &str, offset: usize) -> String {
     // offset points at (unknown keys are reported at the key itself).
     if let Some(open) = line.find('{').filter(|&open| open < column) {
         let upto = &line[..column];
-        let at_key: String = line[column..].chars().take_while(|c| is_key_char(*c)).collect();
+        let at_key: String = line[column..]
+            .chars()
+            .take_while(|c| is_key_char(*c))
+            .collect();
         let rest = line[column + at_key.len()..].trim_start();
         let inner = if !at_key.is_empty() && rest.starts_with('=') {
             Some(at_key)
         } else {
             upto[open..].rfind('=').map(|eq| {
                 let before = upto[open..open + eq].trim_end();
-                let start = before
-                    .rfind(|c: char| !is_key_char(c))
-                    .map_or(0, |i| i + 1);
+                let start = before.rfind(|c: char| !is_key_char(c)).map_or(0, |i| i + 1);
                 before[start..].to_string()
             })
         };
@@ -145,7 +146,8 @@ pub(crate) fn position_of(source: &str, path: &[&str]) -> (usize, usize) {
 mod tests {
     use super::*;
 
-    const SOURCE: &str = "[campaign]\nname = \"x\"\n\n[space]\nlr = { type = \"float\", low = \"a\", high = 1 }\n";
+    const SOURCE: &str =
+        "[campaign]\nname = \"x\"\n\n[space]\nlr = { type = \"float\", low = \"a\", high = 1 }\n";
 
     #[test]
     fn key_paths_from_offsets() {

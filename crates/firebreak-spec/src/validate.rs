@@ -6,9 +6,9 @@ use firebreak_core::{
     Condition, CoreError, Direction, Distribution, Objectives, Parameter, SearchSpace,
 };
 
+use crate::SpecError;
 use crate::locate::{key_path_at, line_column, position_of};
 use crate::schema::{Number, OneOrMany, ParamKind, ParamSpec, Spec, TaskKind, TripwireKind};
-use crate::SpecError;
 
 /// A parsed and validated spec, with the derived search space and objectives and the
 /// source text kept for locating errors found later (for example by the runner).
@@ -85,7 +85,12 @@ impl CampaignSpec {
     }
 
     /// An error located at the key `path` (e.g. `["search", "sampler_options", "x"]`).
-    pub fn error_at(&self, path: &[&str], message: impl Into<String>, hint: impl Into<String>) -> SpecError {
+    pub fn error_at(
+        &self,
+        path: &[&str],
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> SpecError {
         let (line, column) = position_of(&self.source, path);
         SpecError {
             file: self.file.clone(),
@@ -243,7 +248,9 @@ impl CampaignSpec {
                 if p.choices.is_some() {
                     return Err(err(
                         "choices",
-                        format!("`choices` is only for categorical parameters, `{name}` is not one"),
+                        format!(
+                            "`choices` is only for categorical parameters, `{name}` is not one"
+                        ),
                         "remove `choices`, or set type = \"categorical\"",
                     ));
                 }
@@ -289,7 +296,11 @@ impl CampaignSpec {
             } else {
                 "low"
             };
-            err(key, message, "fix the bounds so that low <= high (and low > 0 with log = true)")
+            err(
+                key,
+                message,
+                "fix the bounds so that low <= high (and low > 0 with log = true)",
+            )
         })?;
         Ok(distribution)
     }
@@ -429,7 +440,10 @@ impl CampaignSpec {
             if !["approver", "researcher", "auditor", "admin"].contains(&approver.role.as_str()) {
                 return Err(self.error_at(
                     &["governance", "approvers"],
-                    format!("approver {:?} has unknown role {:?}", approver.name, approver.role),
+                    format!(
+                        "approver {:?} has unknown role {:?}",
+                        approver.name, approver.role
+                    ),
                     "use one of approver, researcher, auditor, admin",
                 ));
             }
@@ -448,7 +462,8 @@ impl CampaignSpec {
             let (needs, ok) = match tripwire.kind {
                 TripwireKind::Threshold => (
                     "`metric` and `above` or `below`",
-                    tripwire.metric.is_some() && (tripwire.above.is_some() || tripwire.below.is_some()),
+                    tripwire.metric.is_some()
+                        && (tripwire.above.is_some() || tripwire.below.is_some()),
                 ),
                 TripwireKind::Rate => (
                     "`metric` and `max_delta`",
@@ -570,9 +585,15 @@ fn toml_error(error: &toml::de::Error, source: &str, file: &str) -> SpecError {
             "write integer seconds or a number with s, m, h or d, e.g. \"10m\"".to_string(),
         )
     } else if key.is_empty() || raw.contains("expected") || raw.contains("invalid") {
-        (raw.clone(), "fix the TOML syntax at this position".to_string())
+        (
+            raw.clone(),
+            "fix the TOML syntax at this position".to_string(),
+        )
     } else {
-        (raw.clone(), "check this value against `firebreak init`'s example".to_string())
+        (
+            raw.clone(),
+            "check this value against `firebreak init`'s example".to_string(),
+        )
     };
     SpecError {
         file: file.to_string(),
@@ -603,4 +624,3 @@ fn join_key(prefix: &str, field: &str) -> String {
         format!("{prefix}.{field}")
     }
 }
-

@@ -8,7 +8,11 @@ fn check(from: &str, to: &str, expected: &str) {
     assert!(EXAMPLE_SPEC.contains(from), "example lacks {from:?}");
     let source = EXAMPLE_SPEC.replacen(from, to, 1);
     let error = CampaignSpec::parse(&source, "c.toml").expect_err("spec should be rejected");
-    assert_eq!(error.to_string(), expected, "after replacing {from:?} with {to:?}");
+    assert_eq!(
+        error.to_string(),
+        expected,
+        "after replacing {from:?} with {to:?}"
+    );
 }
 
 #[test]

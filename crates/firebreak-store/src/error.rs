@@ -8,7 +8,9 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     /// The storage URL is not understood.
-    #[error("unsupported storage URL {url:?}\nhint: use sqlite://PATH, e.g. sqlite://.firebreak/firebreak.db")]
+    #[error(
+        "unsupported storage URL {url:?}\nhint: use sqlite://PATH, e.g. sqlite://.firebreak/firebreak.db"
+    )]
     Url {
         /// The URL given.
         url: String,
@@ -25,7 +27,9 @@ pub enum StoreError {
     #[error("campaign {0:?} already exists")]
     CampaignExists(String),
     /// No campaign of this name.
-    #[error("no campaign named {0:?}\nhint: `firebreak campaigns` lists the campaigns in this database")]
+    #[error(
+        "no campaign named {0:?}\nhint: `firebreak campaigns` lists the campaigns in this database"
+    )]
     NoCampaign(String),
     /// No trial of this number.
     #[error("campaign {campaign:?} has no trial {number}")]
@@ -36,7 +40,9 @@ pub enum StoreError {
         number: u64,
     },
     /// Another live process holds the campaign.
-    #[error("campaign {campaign:?} is being run by another process ({holder})\nhint: wait for it to finish or stop it; a dead run releases the campaign at once")]
+    #[error(
+        "campaign {campaign:?} is being run by another process ({holder})\nhint: wait for it to finish or stop it; a dead run releases the campaign at once"
+    )]
     Locked {
         /// The campaign.
         campaign: String,

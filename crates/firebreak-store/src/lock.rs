@@ -70,7 +70,11 @@ fn read_holder(file: &mut File) -> String {
 }
 
 /// Takes the lock or names who holds it.
-pub(crate) fn acquire(dir: &Path, campaign: &str, holder: &str) -> Result<CampaignLock, StoreError> {
+pub(crate) fn acquire(
+    dir: &Path,
+    campaign: &str,
+    holder: &str,
+) -> Result<CampaignLock, StoreError> {
     let (mut file, path) = open(dir, campaign)?;
     match file.try_lock() {
         Ok(()) => {

@@ -58,12 +58,6 @@ struct Tx {
     cursor: Cursor,
 }
 
-impl Tx {
-    async fn commit(self) -> Result<(), StoreError> {
-        Ok(self.tx.commit().await?)
-    }
-}
-
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite://PATH` or a
     /// plain path). A new database gets the current schema; an older one is refused
@@ -144,7 +138,12 @@ impl SqliteStore {
     pub async fn pragmas(&self) -> Result<Vec<(String, String)>, StoreError> {
         let mut conn = self.inner.writer.acquire().await?;
         let mut out = Vec::new();
-        for name in ["journal_mode", "synchronous", "busy_timeout", "locking_mode"] {
+        for name in [
+            "journal_mode",
+            "synchronous",
+            "busy_timeout",
+            "locking_mode",
+        ] {
             let row = sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
                 .fetch_one(&mut *conn)
                 .await?;
@@ -163,7 +162,10 @@ impl SqliteStore {
     }
 
     fn heads(&self) -> std::sync::MutexGuard<'_, fast::Heads> {
-        self.inner.heads.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .heads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn now(&self) -> Timestamp {
@@ -190,12 +192,15 @@ impl SqliteStore {
         Ok(Tx { tx, cursor })
     }
 
-    async fn append(
-        &self,
-        w: &mut Tx,
-        campaign: &str,
-        event: &Event,
-    ) -> Result<(), StoreError> {
+    /// Commits a write transaction. The hot path's cached ledger head and trial
+    /// numbers are dropped, to be read afresh by the next batch.
+    async fn commit(&self, w: Tx) -> Result<(), StoreError> {
+        w.tx.commit().await?;
+        *self.heads() = fast::Heads::default();
+        Ok(())
+    }
+
+    async fn append(&self, w: &mut Tx, campaign: &str, event: &Event) -> Result<(), StoreError> {
         #[cfg(test)]
         if self
             .inner
@@ -204,15 +209,23 @@ impl SqliteStore {
         {
             return Err(StoreError::Injected);
         }
-        let entry = Entry::seal(w.cursor.next_seq, &w.cursor.prev, campaign, self.now(), event)?;
-        sqlx::query("INSERT INTO ledger (seq, campaign, kind, payload, hash) VALUES (?, ?, ?, ?, ?)")
-            .bind(entry.seq as i64)
-            .bind(&entry.campaign)
-            .bind(&entry.kind)
-            .bind(&entry.payload)
-            .bind(&entry.hash[..])
-            .execute(&mut *w.tx)
-            .await?;
+        let entry = Entry::seal(
+            w.cursor.next_seq,
+            &w.cursor.prev,
+            campaign,
+            self.now(),
+            event,
+        )?;
+        sqlx::query(
+            "INSERT INTO ledger (seq, campaign, kind, payload, hash) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(entry.seq as i64)
+        .bind(&entry.campaign)
+        .bind(&entry.kind)
+        .bind(&entry.payload)
+        .bind(&entry.hash[..])
+        .execute(&mut *w.tx)
+        .await?;
         w.cursor.next_seq += 1;
         w.cursor.prev = entry.hash;
         Ok(())
@@ -227,11 +240,13 @@ impl SqliteStore {
     ) -> Result<u64, StoreError> {
         let number: i64 = match trial.number {
             Some(n) => n as i64,
-            None => sqlx::query("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE campaign = ?")
-                .bind(campaign)
-                .fetch_one(&mut *w.tx)
-                .await?
-                .try_get(0)?,
+            None => {
+                sqlx::query("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE campaign = ?")
+                    .bind(campaign)
+                    .fetch_one(&mut *w.tx)
+                    .await?
+                    .try_get(0)?
+            }
         };
         let now = self.now();
         let state = if start.is_some() { "running" } else { "queued" };
@@ -266,8 +281,16 @@ impl SqliteStore {
         )
         .await?;
         if let Some((run, worker)) = start {
-            self.append(w, campaign, &Event::TrialStarted { number, run, worker })
-                .await?;
+            self.append(
+                w,
+                campaign,
+                &Event::TrialStarted {
+                    number,
+                    run,
+                    worker,
+                },
+            )
+            .await?;
         }
         Ok(number)
     }
@@ -279,39 +302,53 @@ impl SqliteStore {
         }
     }
 
-    async fn load_trials(&self, campaign: Option<&str>) -> Result<Vec<(String, Trial)>, StoreError> {
+    async fn load_trials(
+        &self,
+        campaign: Option<&str>,
+    ) -> Result<Vec<(String, Trial)>, StoreError> {
         let select = "SELECT campaign, number, state, params, metrics, error, proposer, rationale, retry_of, \
                       started_at, finished_at, cpu_seconds, wall_seconds FROM trials";
         let rows = match campaign {
             Some(c) => {
-                sqlx::query(sqlx::AssertSqlSafe(format!("{select} WHERE campaign = ? ORDER BY number")))
-                    .bind(c)
-                    .fetch_all(&self.inner.readers)
-                    .await?
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{select} WHERE campaign = ? ORDER BY number"
+                )))
+                .bind(c)
+                .fetch_all(&self.inner.readers)
+                .await?
             }
             None => {
-                sqlx::query(sqlx::AssertSqlSafe(format!("{select} ORDER BY campaign, number")))
-                    .fetch_all(&self.inner.readers)
-                    .await?
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{select} ORDER BY campaign, number"
+                )))
+                .fetch_all(&self.inner.readers)
+                .await?
             }
         };
         let reports_sql = "SELECT campaign, number, step, metrics FROM reports";
         let report_rows = match campaign {
             Some(c) => {
-                sqlx::query(sqlx::AssertSqlSafe(format!("{reports_sql} WHERE campaign = ? ORDER BY number, step")))
-                    .bind(c)
-                    .fetch_all(&self.inner.readers)
-                    .await?
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{reports_sql} WHERE campaign = ? ORDER BY number, step"
+                )))
+                .bind(c)
+                .fetch_all(&self.inner.readers)
+                .await?
             }
             None => {
-                sqlx::query(sqlx::AssertSqlSafe(format!("{reports_sql} ORDER BY campaign, number, step")))
-                    .fetch_all(&self.inner.readers)
-                    .await?
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{reports_sql} ORDER BY campaign, number, step"
+                )))
+                .fetch_all(&self.inner.readers)
+                .await?
             }
         };
         let mut reports: BTreeMap<(String, u64), Vec<Report>> = BTreeMap::new();
         for row in report_rows {
-            let key = (row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)? as u64);
+            let key = (
+                row.try_get::<String, _>(0)?,
+                row.try_get::<i64, _>(1)? as u64,
+            );
             reports.entry(key).or_default().push(Report {
                 step: row.try_get::<i64, _>(2)? as u64,
                 metrics: parse(&row.try_get::<String, _>(3)?)?,
@@ -329,7 +366,11 @@ impl SqliteStore {
             .collect()
     }
 
-    async fn runs_where(&self, campaign: &str, latest_only: bool) -> Result<Vec<RunRecord>, StoreError> {
+    async fn runs_where(
+        &self,
+        campaign: &str,
+        latest_only: bool,
+    ) -> Result<Vec<RunRecord>, StoreError> {
         let sql = if latest_only {
             "SELECT id, info, started_at, heartbeat_at, ended_at, end_reason FROM runs WHERE campaign = ? ORDER BY id DESC LIMIT 1"
         } else {
@@ -379,10 +420,11 @@ async fn connect(path: &Path) -> Result<SqliteConnection, StoreError> {
 }
 
 async fn version_of(conn: &mut SqliteConnection) -> Result<Option<u32>, StoreError> {
-    let has_meta = sqlx::query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")
-        .fetch_optional(&mut *conn)
-        .await?
-        .is_some();
+    let has_meta =
+        sqlx::query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_some();
     if !has_meta {
         let any = sqlx::query("SELECT 1 FROM sqlite_master WHERE type = 'table'")
             .fetch_optional(&mut *conn)
@@ -397,12 +439,11 @@ async fn version_of(conn: &mut SqliteConnection) -> Result<Option<u32>, StoreErr
             Ok(None)
         };
     }
-    let value: Option<String> =
-        sqlx::query("SELECT value FROM meta WHERE key = 'schema_version'")
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|row| row.try_get(0))
-            .transpose()?;
+    let value: Option<String> = sqlx::query("SELECT value FROM meta WHERE key = 'schema_version'")
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?;
     value
         .map(|v| {
             v.parse()
@@ -446,7 +487,9 @@ pub(crate) async fn migrate(
         .skip(current.unwrap_or(0) as usize)
         .take((target as usize).saturating_sub(current.unwrap_or(0) as usize))
     {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *tx).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)")
             .bind((index + 1).to_string())
             .execute(&mut *tx)
@@ -500,40 +543,30 @@ impl Store for SqliteStore {
         let canonical = canonical_json(spec)?;
         let spec_hash = hex(&sha256(canonical.as_bytes()));
         let created_at = self.now();
-        {
         let mut w = self.begin().await?;
-        let value: Result<_, StoreError> = async {
-            let exists = sqlx::query("SELECT 1 FROM campaigns WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&mut *w.tx)
-                .await?
-                .is_some();
-            if exists {
-                return Err(StoreError::CampaignExists(name.to_string()));
-            }
-            sqlx::query("INSERT INTO campaigns (name, spec, spec_hash, created_at) VALUES (?, ?, ?, ?)")
-                .bind(name)
-                .bind(&canonical)
-                .bind(&spec_hash)
-                .bind(created_at)
-                .execute(&mut *w.tx)
-                .await?;
-            self.append(
-                &mut w,
-                name,
-                &Event::CampaignCreated {
-                    spec: spec.clone(),
-                    spec_hash: spec_hash.clone(),
-                },
-            )
-            .await
+        let exists = sqlx::query("SELECT 1 FROM campaigns WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *w.tx)
+            .await?
+            .is_some();
+        if exists {
+            return Err(StoreError::CampaignExists(name.to_string()));
         }
-        .await;
-        let value = value?;
-        w.commit().await?;
-        *self.heads() = fast::Heads::default();
-        Ok::<_, StoreError>(value)
-    }?;
+        sqlx::query(
+            "INSERT INTO campaigns (name, spec, spec_hash, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(name)
+        .bind(&canonical)
+        .bind(&spec_hash)
+        .bind(created_at)
+        .execute(&mut *w.tx)
+        .await?;
+        let event = Event::CampaignCreated {
+            spec: spec.clone(),
+            spec_hash: spec_hash.clone(),
+        };
+        self.append(&mut w, name, &event).await?;
+        self.commit(w).await?;
         Ok(CampaignRecord {
             name: name.to_string(),
             spec: spec.clone(),
@@ -543,17 +576,19 @@ impl Store for SqliteStore {
     }
 
     async fn campaign(&self, name: &str) -> Result<Option<CampaignRecord>, StoreError> {
-        let row = sqlx::query("SELECT name, spec, spec_hash, created_at FROM campaigns WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.inner.readers)
-            .await?;
+        let row =
+            sqlx::query("SELECT name, spec, spec_hash, created_at FROM campaigns WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.inner.readers)
+                .await?;
         row.map(|row| campaign_from_row(&row)).transpose()
     }
 
     async fn campaigns(&self) -> Result<Vec<CampaignSummary>, StoreError> {
-        let rows = sqlx::query("SELECT name, spec, spec_hash, created_at FROM campaigns ORDER BY name")
-            .fetch_all(&self.inner.readers)
-            .await?;
+        let rows =
+            sqlx::query("SELECT name, spec, spec_hash, created_at FROM campaigns ORDER BY name")
+                .fetch_all(&self.inner.readers)
+                .await?;
         let mut out = Vec::new();
         for row in rows {
             let campaign = campaign_from_row(&row)?;
@@ -578,40 +613,28 @@ impl Store for SqliteStore {
 
     async fn start_run(&self, campaign: &str, info: &RunInfo) -> Result<u64, StoreError> {
         let now = self.now();
-        {
         let mut w = self.begin().await?;
-        let value: Result<_, StoreError> = async {
-            let id: i64 = sqlx::query(
-                "INSERT INTO runs (campaign, info, started_at, heartbeat_at) VALUES (?, ?, ?, ?) RETURNING id",
-            )
-            .bind(campaign)
-            .bind(json(info))
-            .bind(now)
-            .bind(now)
-            .fetch_one(&mut *w.tx)
-            .await?
-            .try_get(0)?;
-            let run = id as u64;
-            self.append(
-                &mut w,
-                campaign,
-                &Event::RunStarted {
-                    run,
-                    version: info.version.clone(),
-                    os_user: info.os_user.clone(),
-                    host: info.host.clone(),
-                    pid: info.pid,
-                },
-            )
-            .await?;
-            Ok(run)
-        }
-        .await;
-        let value = value?;
-        w.commit().await?;
-        *self.heads() = fast::Heads::default();
-        Ok::<_, StoreError>(value)
-    }
+        let id: i64 = sqlx::query(
+            "INSERT INTO runs (campaign, info, started_at, heartbeat_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(campaign)
+        .bind(json(info))
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *w.tx)
+        .await?
+        .try_get(0)?;
+        let run = id as u64;
+        let event = Event::RunStarted {
+            run,
+            version: info.version.clone(),
+            os_user: info.os_user.clone(),
+            host: info.host.clone(),
+            pid: info.pid,
+        };
+        self.append(&mut w, campaign, &event).await?;
+        self.commit(w).await?;
+        Ok(run)
     }
 
     async fn runs(&self, campaign: &str) -> Result<Vec<RunRecord>, StoreError> {
@@ -631,88 +654,61 @@ impl Store for SqliteStore {
 
     async fn end_run(&self, campaign: &str, run: u64, reason: &str) -> Result<(), StoreError> {
         let now = self.now();
-        {
         let mut w = self.begin().await?;
-        let value: Result<_, StoreError> = async {
-            sqlx::query("UPDATE runs SET ended_at = ?, end_reason = ? WHERE id = ?")
-                .bind(now)
-                .bind(reason)
-                .bind(run as i64)
-                .execute(&mut *w.tx)
-                .await?;
-            self.append(
-                &mut w,
-                campaign,
-                &Event::RunEnded {
-                    run,
-                    reason: reason.to_string(),
-                },
-            )
-            .await
-        }
-        .await;
-        let value = value?;
-        w.commit().await?;
-        *self.heads() = fast::Heads::default();
-        Ok::<_, StoreError>(value)
-    }
+        sqlx::query("UPDATE runs SET ended_at = ?, end_reason = ? WHERE id = ?")
+            .bind(now)
+            .bind(reason)
+            .bind(run as i64)
+            .execute(&mut *w.tx)
+            .await?;
+        let event = Event::RunEnded {
+            run,
+            reason: reason.to_string(),
+        };
+        self.append(&mut w, campaign, &event).await?;
+        self.commit(w).await
     }
 
-    async fn requeue_running(&self, campaign: &str, reason: &str) -> Result<Vec<Requeued>, StoreError> {
-        {
+    async fn requeue_running(
+        &self,
+        campaign: &str,
+        reason: &str,
+    ) -> Result<Vec<Requeued>, StoreError> {
         let mut w = self.begin().await?;
-        let value: Result<_, StoreError> = async {
-            let rows = sqlx::query(
-                "UPDATE trials SET state = 'queued', run = NULL, worker = NULL, process = NULL \
-                 WHERE campaign = ? AND state = 'running' RETURNING number, process",
-            )
-            .bind(campaign)
-            .fetch_all(&mut *w.tx)
-            .await?;
-            let mut requeued = Vec::new();
-            for row in rows {
-                let process: Option<String> = row.try_get(1)?;
-                requeued.push(Requeued {
-                    number: row.try_get::<i64, _>(0)? as u64,
-                    process: process.as_deref().map(parse).transpose()?,
-                });
-            }
-            requeued.sort_by_key(|r| r.number);
-            // Reports of an abandoned attempt are kept: they were observed and ledgered.
-            for r in &requeued {
-                self.append(
-                    &mut w,
-                    campaign,
-                    &Event::TrialRequeued {
-                        number: r.number,
-                        reason: reason.to_string(),
-                    },
-                )
-                .await?;
-            }
-            Ok(requeued)
+        let rows = sqlx::query(
+            "UPDATE trials SET state = 'queued', run = NULL, worker = NULL, process = NULL \
+             WHERE campaign = ? AND state = 'running' RETURNING number, process",
+        )
+        .bind(campaign)
+        .fetch_all(&mut *w.tx)
+        .await?;
+        let mut requeued = Vec::new();
+        for row in rows {
+            let process: Option<String> = row.try_get(1)?;
+            requeued.push(Requeued {
+                number: row.try_get::<i64, _>(0)? as u64,
+                process: process.as_deref().map(parse).transpose()?,
+            });
         }
-        .await;
-        let value = value?;
-        w.commit().await?;
-        *self.heads() = fast::Heads::default();
-        Ok::<_, StoreError>(value)
-    }
+        requeued.sort_by_key(|r| r.number);
+        // Reports of an abandoned attempt are kept: they were observed and ledgered.
+        for r in &requeued {
+            let event = Event::TrialRequeued {
+                number: r.number,
+                reason: reason.to_string(),
+            };
+            self.append(&mut w, campaign, &event).await?;
+        }
+        self.commit(w).await?;
+        Ok(requeued)
     }
 
     async fn enqueue(&self, campaign: &str, trial: &NewTrial) -> Result<u64, StoreError> {
         self.require_campaign(campaign).await?;
-        {
         let mut w = self.begin().await?;
-        let value: Result<_, StoreError> = async {
-            self.insert_trial(&mut w, campaign, trial, None).await
-        }
-        .await;
-        let value = value?;
-        w.commit().await?;
-        *self.heads() = fast::Heads::default();
-        Ok::<_, StoreError>(value)
-    }
+        let number = self.insert_trial(&mut w, campaign, trial, None).await?;
+        self.commit(w).await?;
+        Ok(number)
     }
 
     async fn claim_queued(
@@ -722,50 +718,44 @@ impl Store for SqliteStore {
         worker: u32,
     ) -> Result<Option<Trial>, StoreError> {
         let now = self.now();
-        let number = {
         let mut w = self.begin().await?;
-        let value: Result<_, StoreError> = async {
-                // The state condition in the UPDATE is the compare-and-set.
-                let claimed = sqlx::query(
-                    "UPDATE trials SET state = 'running', run = ?, worker = ?, started_at = ? \
-                     WHERE campaign = ? AND state = 'queued' AND number = ( \
-                       SELECT number FROM trials WHERE campaign = ? AND state = 'queued' \
-                       ORDER BY priority DESC, number LIMIT 1) \
-                     RETURNING number",
-                )
-                .bind(run as i64)
-                .bind(i64::from(worker))
-                .bind(now)
-                .bind(campaign)
-                .bind(campaign)
-                .fetch_optional(&mut *w.tx)
-                .await?;
-                let Some(row) = claimed else {
-                    return Ok(None);
-                };
-                let number = row.try_get::<i64, _>(0)? as u64;
-                self.append(&mut w, campaign, &Event::TrialStarted { number, run, worker })
-                    .await?;
-                Ok(Some(number))
-            }
-        .await;
-        let value = value?;
-        w.commit().await?;
-        *self.heads() = fast::Heads::default();
-        Ok::<_, StoreError>(value)
-    }?;
-        match number {
-            Some(number) => Ok(Some(self.trial(campaign, number).await?)),
-            None => Ok(None),
-        }
+        // The state condition in the UPDATE is the compare-and-set.
+        let claimed = sqlx::query(
+            "UPDATE trials SET state = 'running', run = ?, worker = ?, started_at = ? \
+             WHERE campaign = ? AND state = 'queued' AND number = ( \
+               SELECT number FROM trials WHERE campaign = ? AND state = 'queued' \
+               ORDER BY priority DESC, number LIMIT 1) \
+             RETURNING number",
+        )
+        .bind(run as i64)
+        .bind(i64::from(worker))
+        .bind(now)
+        .bind(campaign)
+        .bind(campaign)
+        .fetch_optional(&mut *w.tx)
+        .await?;
+        let Some(row) = claimed else {
+            return Ok(None); // nothing queued; the empty transaction rolls back
+        };
+        let number = row.try_get::<i64, _>(0)? as u64;
+        let event = Event::TrialStarted {
+            number,
+            run,
+            worker,
+        };
+        self.append(&mut w, campaign, &event).await?;
+        self.commit(w).await?;
+        Ok(Some(self.trial(campaign, number).await?))
     }
 
     async fn has_queued(&self, campaign: &str) -> Result<bool, StoreError> {
-        Ok(sqlx::query("SELECT 1 FROM trials WHERE campaign = ? AND state = 'queued' LIMIT 1")
-            .bind(campaign)
-            .fetch_optional(&self.inner.readers)
-            .await?
-            .is_some())
+        Ok(
+            sqlx::query("SELECT 1 FROM trials WHERE campaign = ? AND state = 'queued' LIMIT 1")
+                .bind(campaign)
+                .fetch_optional(&self.inner.readers)
+                .await?
+                .is_some(),
+        )
     }
 
     async fn propose_and_start(
@@ -775,7 +765,8 @@ impl Store for SqliteStore {
         run: u64,
         worker: u32,
     ) -> Result<Trial, StoreError> {
-        self.fast_propose_and_start(campaign, trial, run, worker).await
+        self.fast_propose_and_start(campaign, trial, run, worker)
+            .await
     }
 
     async fn set_process(
@@ -784,7 +775,8 @@ impl Store for SqliteStore {
         number: u64,
         process: &ProcessInfo,
     ) -> Result<(), StoreError> {
-        self.fast_set_process(campaign, number, json(process)).await?;
+        self.fast_set_process(campaign, number, json(process))
+            .await?;
         Ok(())
     }
 
@@ -793,7 +785,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn finish(&self, campaign: &str, number: u64, outcome: &Outcome) -> Result<bool, StoreError> {
+    async fn finish(
+        &self,
+        campaign: &str,
+        number: u64,
+        outcome: &Outcome,
+    ) -> Result<bool, StoreError> {
         self.fast_finish(campaign, number, outcome).await
     }
 
@@ -807,10 +804,11 @@ impl Store for SqliteStore {
     }
 
     async fn counts(&self, campaign: &str) -> Result<Counts, StoreError> {
-        let rows = sqlx::query("SELECT state, COUNT(*) FROM trials WHERE campaign = ? GROUP BY state")
-            .bind(campaign)
-            .fetch_all(&self.inner.readers)
-            .await?;
+        let rows =
+            sqlx::query("SELECT state, COUNT(*) FROM trials WHERE campaign = ? GROUP BY state")
+                .bind(campaign)
+                .fetch_all(&self.inner.readers)
+                .await?;
         let mut counts = Counts::default();
         for row in rows {
             let state: String = row.try_get(0)?;
@@ -842,9 +840,10 @@ impl Store for SqliteStore {
     }
 
     async fn ledger(&self) -> Result<Vec<Entry>, StoreError> {
-        let rows = sqlx::query("SELECT seq, campaign, kind, payload, hash FROM ledger ORDER BY seq")
-            .fetch_all(&self.inner.readers)
-            .await?;
+        let rows =
+            sqlx::query("SELECT seq, campaign, kind, payload, hash FROM ledger ORDER BY seq")
+                .fetch_all(&self.inner.readers)
+                .await?;
         rows.iter()
             .map(|row| {
                 Ok(Entry {
@@ -864,7 +863,10 @@ impl Store for SqliteStore {
             .await?;
         let mut campaigns = BTreeMap::new();
         for row in rows {
-            campaigns.insert(row.try_get::<String, _>(0)?, parse(&row.try_get::<String, _>(1)?)?);
+            campaigns.insert(
+                row.try_get::<String, _>(0)?,
+                parse(&row.try_get::<String, _>(1)?)?,
+            );
         }
         Ok(StateSnapshot {
             campaigns,
@@ -891,11 +893,13 @@ impl SqliteStore {
             });
         };
         let mut trial = trial_from_row(&row)?;
-        let reports = sqlx::query("SELECT step, metrics FROM reports WHERE campaign = ? AND number = ? ORDER BY step")
-            .bind(campaign)
-            .bind(number as i64)
-            .fetch_all(&self.inner.readers)
-            .await?;
+        let reports = sqlx::query(
+            "SELECT step, metrics FROM reports WHERE campaign = ? AND number = ? ORDER BY step",
+        )
+        .bind(campaign)
+        .bind(number as i64)
+        .fetch_all(&self.inner.readers)
+        .await?;
         for r in reports {
             trial.intermediate.push(Report {
                 step: r.try_get::<i64, _>(0)? as u64,
@@ -904,8 +908,6 @@ impl SqliteStore {
         }
         Ok(trial)
     }
-
-
 }
 
 fn campaign_from_row(row: &SqliteRow) -> Result<CampaignRecord, StoreError> {
@@ -921,7 +923,6 @@ fn sha256(data: &[u8]) -> Hash {
     use sha2::Digest;
     sha2::Sha256::digest(data).into()
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -945,14 +946,20 @@ mod tests {
              hint: run `firebreak storage upgrade` (it never rewrites ledger rows)"
         );
         let (store, before) = SqliteStore::upgrade(&url(&dir)).await.expect("upgraded");
-        assert_eq!((before, store.schema_version().await.expect("v")), (1, SCHEMA_VERSION));
+        assert_eq!(
+            (before, store.schema_version().await.expect("v")),
+            (1, SCHEMA_VERSION)
+        );
     }
 
     #[tokio::test]
     async fn an_abort_between_state_and_ledger_write_leaves_neither() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(&url(&dir)).await.expect("opened");
-        store.create_campaign("c", &serde_json::json!({})).await.expect("created");
+        store
+            .create_campaign("c", &serde_json::json!({}))
+            .await
+            .expect("created");
         let trial = NewTrial {
             params: Params::new(),
             proposer: "test".into(),
@@ -961,8 +968,14 @@ mod tests {
             priority: 0,
             number: None,
         };
-        let started = store.propose_and_start("c", &trial, 1, 0).await.expect("started");
-        let before = (store.ledger().await.expect("ledger").len(), store.trials("c").await.expect("trials"));
+        let started = store
+            .propose_and_start("c", &trial, 1, 0)
+            .await
+            .expect("started");
+        let before = (
+            store.ledger().await.expect("ledger").len(),
+            store.trials("c").await.expect("trials"),
+        );
         store
             .inner
             .fault_after_state_write
@@ -987,11 +1000,20 @@ mod tests {
             .inner
             .fault_after_state_write
             .store(false, std::sync::atomic::Ordering::SeqCst);
-        let after = (store.ledger().await.expect("ledger").len(), store.trials("c").await.expect("trials"));
+        let after = (
+            store.ledger().await.expect("ledger").len(),
+            store.trials("c").await.expect("trials"),
+        );
         assert_eq!(before, after);
         let rows = store.ledger().await.expect("ledger");
-        firebreak_ledger::audit(&rows, &store.snapshot().await.expect("state")).expect("consistent");
+        firebreak_ledger::audit(&rows, &store.snapshot().await.expect("state"))
+            .expect("consistent");
         // The writer connection is usable again: the failed transactions rolled back.
-        assert!(store.finish("c", started.number, &outcome).await.expect("finished"));
+        assert!(
+            store
+                .finish("c", started.number, &outcome)
+                .await
+                .expect("finished")
+        );
     }
 }

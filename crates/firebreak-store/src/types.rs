@@ -199,7 +199,10 @@ pub trait Store: Send + Sync + 'static {
         info: &RunInfo,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Every run of the campaign, oldest first.
-    fn runs(&self, campaign: &str) -> impl Future<Output = Result<Vec<RunRecord>, StoreError>> + Send;
+    fn runs(
+        &self,
+        campaign: &str,
+    ) -> impl Future<Output = Result<Vec<RunRecord>, StoreError>> + Send;
     /// Updates a run's heartbeat.
     fn heartbeat(&self, run: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Records a clean run end.
@@ -263,7 +266,8 @@ pub trait Store: Send + Sync + 'static {
         outcome: &Outcome,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Every trial of the campaign, by number, with intermediate reports.
-    fn trials(&self, campaign: &str) -> impl Future<Output = Result<Vec<Trial>, StoreError>> + Send;
+    fn trials(&self, campaign: &str)
+    -> impl Future<Output = Result<Vec<Trial>, StoreError>> + Send;
     /// Trial counts by state.
     fn counts(&self, campaign: &str) -> impl Future<Output = Result<Counts, StoreError>> + Send;
     /// The stored log tail of a trial.

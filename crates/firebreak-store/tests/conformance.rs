@@ -64,15 +64,44 @@ async fn campaigns_are_unique<S: Store>(store: &S) {
 }
 
 async fn numbers_queue_order_and_claims<S: Store>(store: &S) {
-    store.create_campaign("q", &serde_json::json!({})).await.expect("created");
+    store
+        .create_campaign("q", &serde_json::json!({}))
+        .await
+        .expect("created");
     let run = store.start_run("q", &info()).await.expect("run");
-    assert_eq!(store.enqueue("q", &new_trial(0, 0)).await.expect("enqueued"), 0);
-    assert_eq!(store.enqueue("q", &new_trial(1, 0)).await.expect("enqueued"), 1);
+    assert_eq!(
+        store
+            .enqueue("q", &new_trial(0, 0))
+            .await
+            .expect("enqueued"),
+        0
+    );
+    assert_eq!(
+        store
+            .enqueue("q", &new_trial(1, 0))
+            .await
+            .expect("enqueued"),
+        1
+    );
     // A person's configuration goes first in line.
-    assert_eq!(store.enqueue("q", &new_trial(2, 1)).await.expect("enqueued"), 2);
-    let first = store.claim_queued("q", run, 0).await.expect("claim").expect("one");
+    assert_eq!(
+        store
+            .enqueue("q", &new_trial(2, 1))
+            .await
+            .expect("enqueued"),
+        2
+    );
+    let first = store
+        .claim_queued("q", run, 0)
+        .await
+        .expect("claim")
+        .expect("one");
     assert_eq!((first.number, first.state), (2, TrialState::Running));
-    let second = store.claim_queued("q", run, 0).await.expect("claim").expect("one");
+    let second = store
+        .claim_queued("q", run, 0)
+        .await
+        .expect("claim")
+        .expect("one");
     assert_eq!(second.number, 0);
     let started = store
         .propose_and_start("q", &new_trial(3, 0), run, 1)
@@ -85,47 +114,91 @@ async fn numbers_queue_order_and_claims<S: Store>(store: &S) {
 }
 
 async fn finishing_is_a_compare_and_set<S: Store>(store: &S) {
-    store.create_campaign("f", &serde_json::json!({})).await.expect("created");
+    store
+        .create_campaign("f", &serde_json::json!({}))
+        .await
+        .expect("created");
     let run = store.start_run("f", &info()).await.expect("run");
-    let trial = store.propose_and_start("f", &new_trial(5, 0), run, 0).await.expect("started");
+    let trial = store
+        .propose_and_start("f", &new_trial(5, 0), run, 0)
+        .await
+        .expect("started");
     let report = Report {
         step: 1,
         metrics: [("y".to_string(), 0.25), ("nan".to_string(), f64::NAN)]
             .into_iter()
             .collect(),
     };
-    store.report("f", trial.number, &report).await.expect("reported");
-    assert!(store.finish("f", trial.number, &complete(0.5)).await.expect("finished"));
+    store
+        .report("f", trial.number, &report)
+        .await
+        .expect("reported");
+    assert!(
+        store
+            .finish("f", trial.number, &complete(0.5))
+            .await
+            .expect("finished")
+    );
     // Finished trials are immutable: a second finish loses.
-    assert!(!store.finish("f", trial.number, &complete(0.9)).await.expect("no-op"));
+    assert!(
+        !store
+            .finish("f", trial.number, &complete(0.9))
+            .await
+            .expect("no-op")
+    );
     let trials = store.trials("f").await.expect("trials");
     assert_eq!(trials[0].metrics.get("y"), Some(&0.5));
     assert_eq!(trials[0].intermediate.len(), 1);
     assert!(!trials[0].intermediate[0].metrics.contains_key("nan"));
-    assert_eq!(store.log("f", 0).await.expect("log").as_deref(), Some("done\n"));
+    assert_eq!(
+        store.log("f", 0).await.expect("log").as_deref(),
+        Some("done\n")
+    );
     // Queued trials cannot be finished either.
-    store.enqueue("f", &new_trial(6, 0)).await.expect("enqueued");
+    store
+        .enqueue("f", &new_trial(6, 0))
+        .await
+        .expect("enqueued");
     assert!(!store.finish("f", 1, &complete(0.1)).await.expect("no-op"));
     audited(store).await;
 }
 
 async fn requeue_keeps_number_and_params<S: Store>(store: &S) {
-    store.create_campaign("r", &serde_json::json!({})).await.expect("created");
+    store
+        .create_campaign("r", &serde_json::json!({}))
+        .await
+        .expect("created");
     let run = store.start_run("r", &info()).await.expect("run");
-    let trial = store.propose_and_start("r", &new_trial(7, 0), run, 0).await.expect("started");
-    let requeued = store.requeue_running("r", "run 1 died").await.expect("requeued");
+    let trial = store
+        .propose_and_start("r", &new_trial(7, 0), run, 0)
+        .await
+        .expect("started");
+    let requeued = store
+        .requeue_running("r", "run 1 died")
+        .await
+        .expect("requeued");
     assert_eq!(requeued.len(), 1);
     assert_eq!(requeued[0].number, trial.number);
-    let again = store.claim_queued("r", run + 1, 0).await.expect("claim").expect("one");
+    let again = store
+        .claim_queued("r", run + 1, 0)
+        .await
+        .expect("claim")
+        .expect("one");
     assert_eq!((again.number, &again.params), (trial.number, &trial.params));
     store.end_run("r", run, "done").await.expect("ended");
     audited(store).await;
 }
 
 async fn racing_claimers_never_share_a_trial<S: Store + Clone>(store: &S) {
-    store.create_campaign("race", &serde_json::json!({})).await.expect("created");
+    store
+        .create_campaign("race", &serde_json::json!({}))
+        .await
+        .expect("created");
     for x in 0..200 {
-        store.enqueue("race", &new_trial(x, 0)).await.expect("enqueued");
+        store
+            .enqueue("race", &new_trial(x, 0))
+            .await
+            .expect("enqueued");
     }
     let mut tasks = Vec::new();
     for worker in 0..8u32 {
@@ -173,9 +246,15 @@ async fn racing_processes_never_share_a_trial() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}/db.sqlite", dir.path().display());
     let store = SqliteStore::open(&url).await.expect("opened");
-    store.create_campaign("p", &serde_json::json!({})).await.expect("created");
+    store
+        .create_campaign("p", &serde_json::json!({}))
+        .await
+        .expect("created");
     for x in 0..120 {
-        store.enqueue("p", &new_trial(x, 0)).await.expect("enqueued");
+        store
+            .enqueue("p", &new_trial(x, 0))
+            .await
+            .expect("enqueued");
     }
     let exe = std::env::current_exe().expect("test binary");
     let children: Vec<_> = (0..4)
@@ -215,7 +294,11 @@ async fn claim_helper() {
         .parse()
         .expect("number");
     let store = Arc::new(SqliteStore::open(&url).await.expect("opened"));
-    while let Some(t) = store.claim_queued("p", 100 + u64::from(worker), worker).await.expect("claim") {
+    while let Some(t) = store
+        .claim_queued("p", 100 + u64::from(worker), worker)
+        .await
+        .expect("claim")
+    {
         #[allow(clippy::print_stdout)]
         {
             println!("claimed {}", t.number);

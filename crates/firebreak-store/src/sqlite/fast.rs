@@ -151,7 +151,9 @@ impl Script {
                 "INSERT INTO ledger (seq, campaign, kind, payload, hash) SELECT ?, ?, ?, ?, ? WHERE changes() = 1;\n",
             );
         } else {
-            self.sql.push_str("INSERT INTO ledger (seq, campaign, kind, payload, hash) VALUES (?, ?, ?, ?, ?);\n");
+            self.sql.push_str(
+                "INSERT INTO ledger (seq, campaign, kind, payload, hash) VALUES (?, ?, ?, ?, ?);\n",
+            );
         }
         self.binds.extend([
             Bind::Int(Some(entry.seq as i64)),
@@ -208,16 +210,22 @@ impl SqliteStore {
         if let Some(n) = numbers.get(campaign) {
             return Ok(*n);
         }
-        let n: i64 = sqlx::query("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE campaign = ?")
-            .bind(campaign)
-            .fetch_one(&mut **conn)
-            .await?
-            .try_get(0)?;
+        let n: i64 =
+            sqlx::query("SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE campaign = ?")
+                .bind(campaign)
+                .fetch_one(&mut **conn)
+                .await?
+                .try_get(0)?;
         numbers.insert(campaign.to_string(), n as u64);
         Ok(n as u64)
     }
 
-    fn seal(&self, cursor: &mut Cursor, campaign: &str, event: &Event) -> Result<Entry, StoreError> {
+    fn seal(
+        &self,
+        cursor: &mut Cursor,
+        campaign: &str,
+        event: &Event,
+    ) -> Result<Entry, StoreError> {
         let entry = Entry::seal(cursor.next_seq, &cursor.prev, campaign, self.now(), event)?;
         cursor.next_seq += 1;
         cursor.prev = entry.hash;
@@ -225,18 +233,27 @@ impl SqliteStore {
     }
 
     /// Sends `op` to the writer task and waits for its commit.
-    async fn submit<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op) -> Result<T, StoreError> {
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.inner
             .ops
             .send(make(reply))
             .map_err(|_| StoreError::Corrupt("the store's writer task has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Corrupt("the store's writer task dropped an operation".into()))?
+        answer.await.map_err(|_| {
+            StoreError::Corrupt("the store's writer task dropped an operation".into())
+        })?
     }
 
-    pub(super) async fn fast_propose_and_start(&self, campaign: &str, trial: &NewTrial, run: u64, worker: u32) -> Result<Trial, StoreError> {
+    pub(super) async fn fast_propose_and_start(
+        &self,
+        campaign: &str,
+        trial: &NewTrial,
+        run: u64,
+        worker: u32,
+    ) -> Result<Trial, StoreError> {
         self.submit(|reply| Op::Propose {
             campaign: campaign.to_string(),
             trial: trial.clone(),
@@ -247,7 +264,12 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn fast_finish(&self, campaign: &str, number: u64, outcome: &Outcome) -> Result<bool, StoreError> {
+    pub(super) async fn fast_finish(
+        &self,
+        campaign: &str,
+        number: u64,
+        outcome: &Outcome,
+    ) -> Result<bool, StoreError> {
         self.submit(|reply| Op::Finish {
             campaign: campaign.to_string(),
             number,
@@ -257,7 +279,12 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn fast_set_process(&self, campaign: &str, number: u64, process: String) -> Result<bool, StoreError> {
+    pub(super) async fn fast_set_process(
+        &self,
+        campaign: &str,
+        number: u64,
+        process: String,
+    ) -> Result<bool, StoreError> {
         self.submit(|reply| Op::Process {
             campaign: campaign.to_string(),
             number,
@@ -267,7 +294,12 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn fast_report(&self, campaign: &str, number: u64, report: &Report) -> Result<bool, StoreError> {
+    pub(super) async fn fast_report(
+        &self,
+        campaign: &str,
+        number: u64,
+        report: &Report,
+    ) -> Result<bool, StoreError> {
         self.submit(|reply| Op::Report {
             campaign: campaign.to_string(),
             number,
@@ -279,7 +311,11 @@ impl SqliteStore {
 
     async fn commit_batch(&self, batch: Vec<Op>) {
         #[cfg(test)]
-        if self.inner.fault_after_state_write.load(std::sync::atomic::Ordering::SeqCst) {
+        if self
+            .inner
+            .fault_after_state_write
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
             for op in batch {
                 self.inject_fault(op).await;
             }
@@ -289,7 +325,9 @@ impl SqliteStore {
             Ok(conn) => conn,
             Err(e) => {
                 let message = e.to_string();
-                return reply_all(batch, |_| Failure::Other(StoreError::Corrupt(message.clone())));
+                return reply_all(batch, |_| {
+                    Failure::Other(StoreError::Corrupt(message.clone()))
+                });
             }
         };
         match self.try_batch(&mut conn, &batch).await {
@@ -309,7 +347,11 @@ impl SqliteStore {
     }
 
     /// Commits `ops` as one transaction, retrying after conflicts.
-    async fn try_batch(&self, conn: &mut PoolConnection<Sqlite>, ops: &[Op]) -> Result<Vec<Done>, Failure> {
+    async fn try_batch(
+        &self,
+        conn: &mut PoolConnection<Sqlite>,
+        ops: &[Op],
+    ) -> Result<Vec<Done>, Failure> {
         for _ in 0..RETRIES {
             let attempt = self.attempt(conn, ops).await;
             match attempt {
@@ -329,7 +371,11 @@ impl SqliteStore {
         )))
     }
 
-    async fn attempt(&self, conn: &mut PoolConnection<Sqlite>, ops: &[Op]) -> Result<Vec<Done>, Failure> {
+    async fn attempt(
+        &self,
+        conn: &mut PoolConnection<Sqlite>,
+        ops: &[Op],
+    ) -> Result<Vec<Done>, Failure> {
         let mut cursor = self.cursor(conn).await.map_err(Failure::Other)?;
         let mut numbers = std::mem::take(&mut self.heads().numbers);
         let mut script = Script {
@@ -390,10 +436,17 @@ impl SqliteStore {
                         worker: *worker,
                     };
                     for event in [proposed, started] {
-                        let entry = self.seal(&mut cursor, campaign, &event).map_err(Failure::Other)?;
+                        let entry = self
+                            .seal(&mut cursor, campaign, &event)
+                            .map_err(Failure::Other)?;
                         script.entry(&entry, false);
                     }
-                    let mut out = Trial::queued(number, trial.params.clone(), &trial.proposer, &trial.rationale);
+                    let mut out = Trial::queued(
+                        number,
+                        trial.params.clone(),
+                        &trial.proposer,
+                        &trial.rationale,
+                    );
                     out.state = TrialState::Running;
                     out.retry_of = trial.retry_of;
                     out.started_at = Some(now);
@@ -431,7 +484,9 @@ impl SqliteStore {
                         cpu_seconds: finite(outcome.cpu_seconds),
                         wall_seconds: finite(outcome.wall_seconds),
                     };
-                    let entry = self.seal(&mut cursor, campaign, &event).map_err(Failure::Other)?;
+                    let entry = self
+                        .seal(&mut cursor, campaign, &event)
+                        .map_err(Failure::Other)?;
                     script.entry(&entry, true);
                     done.push(Done::Won);
                 }
@@ -459,7 +514,9 @@ impl SqliteStore {
                         step: report.step,
                         metrics,
                     };
-                    let entry = self.seal(&mut cursor, campaign, &event).map_err(Failure::Other)?;
+                    let entry = self
+                        .seal(&mut cursor, campaign, &event)
+                        .map_err(Failure::Other)?;
                     script.entry(&entry, true);
                     done.push(Done::Won);
                 }
@@ -483,7 +540,11 @@ impl SqliteStore {
             }
         }
         script.sql.push_str("COMMIT;\n");
-        script.query().execute(&mut **conn).await.map_err(classify)?;
+        script
+            .query()
+            .execute(&mut **conn)
+            .await
+            .map_err(classify)?;
         let mut heads = self.heads();
         heads.head = Some((cursor.next_seq, cursor.prev));
         heads.numbers = numbers;
@@ -497,12 +558,17 @@ impl SqliteStore {
         let result: Result<(), StoreError> = async {
             let mut conn = self.inner.writer.acquire().await?;
             sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-            if let Op::Finish { campaign, number, .. } = &op {
-                sqlx::query("UPDATE trials SET state = 'complete' WHERE campaign = ? AND number = ?")
-                    .bind(campaign)
-                    .bind(*number as i64)
-                    .execute(&mut *conn)
-                    .await?;
+            if let Op::Finish {
+                campaign, number, ..
+            } = &op
+            {
+                sqlx::query(
+                    "UPDATE trials SET state = 'complete' WHERE campaign = ? AND number = ?",
+                )
+                .bind(campaign)
+                .bind(*number as i64)
+                .execute(&mut *conn)
+                .await?;
             }
             sqlx::query("ROLLBACK").execute(&mut *conn).await?;
             Ok(())
@@ -532,14 +598,19 @@ fn reply_done(batch: Vec<Op>, done: Vec<Done>) {
             (Op::Propose { reply, .. }, Done::Trial(trial)) => {
                 let _ = reply.send(Ok(trial));
             }
-            (Op::Finish { reply, .. } | Op::Report { reply, .. } | Op::Process { reply, .. }, _) => {
+            (
+                Op::Finish { reply, .. } | Op::Report { reply, .. } | Op::Process { reply, .. },
+                _,
+            ) => {
                 let _ = reply.send(Ok(true));
             }
             (Op::Propose { reply, .. }, Done::Failed(e)) => {
                 let _ = reply.send(Err(e));
             }
             (Op::Propose { reply, .. }, Done::Won) => {
-                let _ = reply.send(Err(StoreError::Corrupt("batch answers out of order".into())));
+                let _ = reply.send(Err(StoreError::Corrupt(
+                    "batch answers out of order".into(),
+                )));
             }
         }
     }
@@ -550,7 +621,9 @@ fn reply_all(batch: Vec<Op>, failure: impl Fn(&Op) -> Failure) {
         let f = failure(&op);
         let error = |f: Failure| match f {
             Failure::Other(e) => e,
-            Failure::Conflict => StoreError::Corrupt("lost the race for the ledger head too often".into()),
+            Failure::Conflict => {
+                StoreError::Corrupt("lost the race for the ledger head too often".into())
+            }
             Failure::Lost => StoreError::Corrupt("compare-and-set lost".into()),
         };
         match op {
@@ -566,4 +639,3 @@ fn reply_all(batch: Vec<Op>, failure: impl Fn(&Op) -> Failure) {
         }
     }
 }
-

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The project's one check: formatting, lints, docs and every test.
+# Needs: the Rust toolchain (with rustfmt and clippy) and python3 (trial programs
+# used by the end-to-end tests). No network, no services.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+cargo test --workspace --locked
