@@ -465,8 +465,9 @@ impl<S: Store> Campaign<S> {
         Ok(requeued)
     }
 
-    /// Records the end of this run and releases the campaign.
-    pub async fn close(self, reason: &str) -> Result<(), RunnerError> {
+    /// Records the end of this run. The campaign's lock is released when the
+    /// `Campaign` is dropped.
+    pub async fn close(&self, reason: &str) -> Result<(), RunnerError> {
         self.store.end_run(self.name(), self.run, reason).await?;
         Ok(())
     }

@@ -230,6 +230,7 @@ pub async fn run<S: Store>(
         }
     }
     heartbeat.abort();
+    let _ = heartbeat.await; // drops its handle on the campaign
     if let Some(error) = first_error {
         return Err(error);
     }

@@ -231,12 +231,12 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn insert_trial(
+    /// Inserts a queued trial and its `trial_proposed` entry.
+    async fn insert_queued(
         &self,
         w: &mut Tx,
         campaign: &str,
         trial: &NewTrial,
-        start: Option<(u64, u32)>,
     ) -> Result<u64, StoreError> {
         let number: i64 = match trial.number {
             Some(n) => n as i64,
@@ -248,50 +248,28 @@ impl SqliteStore {
                     .try_get(0)?
             }
         };
-        let now = self.now();
-        let state = if start.is_some() { "running" } else { "queued" };
         sqlx::query(
-            "INSERT INTO trials (campaign, number, state, params, proposer, rationale, retry_of, priority, run, worker, started_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO trials (campaign, number, state, params, proposer, rationale, retry_of, priority) \
+             VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
         )
         .bind(campaign)
         .bind(number)
-        .bind(state)
         .bind(json(&trial.params))
         .bind(&trial.proposer)
         .bind(&trial.rationale)
         .bind(trial.retry_of.map(|n| n as i64))
         .bind(trial.priority)
-        .bind(start.map(|(run, _)| run as i64))
-        .bind(start.map(|(_, worker)| i64::from(worker)))
-        .bind(start.map(|_| now))
         .execute(&mut *w.tx)
         .await?;
         let number = number as u64;
-        self.append(
-            w,
-            campaign,
-            &Event::TrialProposed {
-                number,
-                params: trial.params.clone(),
-                proposer: trial.proposer.clone(),
-                rationale: trial.rationale.clone(),
-                retry_of: trial.retry_of,
-            },
-        )
-        .await?;
-        if let Some((run, worker)) = start {
-            self.append(
-                w,
-                campaign,
-                &Event::TrialStarted {
-                    number,
-                    run,
-                    worker,
-                },
-            )
-            .await?;
-        }
+        let event = Event::TrialProposed {
+            number,
+            params: trial.params.clone(),
+            proposer: trial.proposer.clone(),
+            rationale: trial.rationale.clone(),
+            retry_of: trial.retry_of,
+        };
+        self.append(w, campaign, &event).await?;
         Ok(number)
     }
 
@@ -706,7 +684,7 @@ impl Store for SqliteStore {
     async fn enqueue(&self, campaign: &str, trial: &NewTrial) -> Result<u64, StoreError> {
         self.require_campaign(campaign).await?;
         let mut w = self.begin().await?;
-        let number = self.insert_trial(&mut w, campaign, trial, None).await?;
+        let number = self.insert_queued(&mut w, campaign, trial).await?;
         self.commit(w).await?;
         Ok(number)
     }
