@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 use firebreak_core::{Distribution, ParamValue, Params, format_rfc3339};
 use firebreak_ledger::{audit, hex};
-use firebreak_runner::{Campaign, CommandTask, ENQUEUED, RunEvent, Stop};
+use firebreak_runner::{Campaign, ENQUEUED, Executor, RunEvent, Stop};
 use firebreak_spec::{CampaignSpec, EXAMPLE_SPEC};
 use firebreak_store::{NewTrial, SqliteStore, Store, StoreError};
 use serde_json::json;
@@ -71,7 +71,8 @@ fn load_spec(path: &Path) -> Result<CampaignSpec, Failure> {
 fn validate(path: &Path) -> Outcome {
     let spec = load_spec(path)?;
     firebreak_runner::components(&spec)?;
-    CommandTask::from_spec(&spec, Path::new("."), "trials".into())?;
+    let spec_dir = path.parent().unwrap_or(Path::new("."));
+    Executor::from_spec(&spec, spec_dir, "trials".into())?;
     println!(
         "{}: campaign {:?} is valid ({} parameters, {} trials, sampler {}, scheduler {})",
         path.display(),
@@ -109,7 +110,7 @@ async fn run(cli: &Cli, path: &Path) -> Outcome {
         .parent()
         .map(|p| p.join("trials"))
         .unwrap_or_else(|| "trials".into());
-    let task = CommandTask::from_spec(&spec, &spec_dir, trials_root)?;
+    let executor = Executor::from_spec(&spec, &spec_dir, trials_root)?;
     let n_trials = spec.spec.search.n_trials;
     let campaign = Arc::new(Campaign::open(store.clone(), spec).await?);
     let name = campaign.name().to_string();
@@ -161,7 +162,7 @@ async fn run(cli: &Cli, path: &Path) -> Outcome {
     });
     let runner = tokio::spawn(firebreak_runner::run(
         campaign.clone(),
-        task,
+        executor,
         events_tx,
         interrupt_rx,
     ));

@@ -148,7 +148,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
         let spec_error = error.downcast_ref::<firebreak_spec::SpecError>().is_some()
             || matches!(
                 error.downcast_ref::<R>(),
-                Some(R::Spec(_) | R::SpecChanged { .. } | R::TaskUnavailable(_))
+                Some(R::Spec(_) | R::SpecChanged { .. } | R::TaskUnavailable(_) | R::Table { .. })
             );
         let code = if spec_error { 2 } else { 1 };
         Failure { code, error }

@@ -369,3 +369,44 @@ fn init_writes_a_valid_spec_and_the_main_job_validates() {
     let (code, _, stderr) = project.exec(&["validate", main_job.to_str().expect("utf-8")]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn a_table_campaign_runs_end_to_end() {
+    let project = Project::new();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let text = std::fs::read_to_string(examples.join("nasbench201.toml"))
+        .expect("example")
+        .replace(
+            "tables/nasbench201-cifar10.csv",
+            examples
+                .join("tables/nasbench201-cifar10.csv")
+                .to_str()
+                .expect("utf-8"),
+        )
+        .replace("n_trials = 200", "n_trials = 40");
+    let path = project.spec("nas.toml", &text);
+    let (code, stdout, stderr) = project.exec(&["run", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let trials = project.trials("nasbench201-evolution");
+    assert_eq!(trials.len(), 40);
+    assert!(trials.iter().all(|t| t["state"] == "complete"));
+    let evolved = trials
+        .iter()
+        .filter(|t| {
+            t["rationale"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("evolution: parent trial")
+        })
+        .count();
+    assert!(evolved >= 25, "{evolved} evolved trials");
+    assert_eq!(project.verify().0, 0);
+    // A table that does not fit the space is a spec-level error.
+    let broken = project.spec("broken.toml", &text.replace("op5 = {", "op9 = {"));
+    let (code, _, stderr) = project.exec(&["validate", broken.to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("column `op5` is not a parameter of [space]"),
+        "{stderr}"
+    );
+}

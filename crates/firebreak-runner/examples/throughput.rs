@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use firebreak_runner::{Campaign, CommandTask, Outcome};
+use firebreak_runner::{Campaign, Executor, Outcome};
 use firebreak_spec::CampaignSpec;
 use firebreak_store::SqliteStore;
 
@@ -106,7 +106,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             pragmas = store.pragmas().await?;
             let root =
                 std::env::temp_dir().join(format!("firebreak-throughput-{}", std::process::id()));
-            let task = CommandTask::from_spec(&spec, std::path::Path::new("."), root.clone())?;
+            let task = Executor::from_spec(&spec, std::path::Path::new("."), root.clone())?;
             let campaign = Arc::new(Campaign::open(store, spec).await?);
             let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
             let (_interrupt_tx, interrupt) = tokio::sync::watch::channel(false);

@@ -140,6 +140,7 @@ pub fn components(spec: &CampaignSpec) -> Result<Components, RunnerError> {
         &search.sampler,
         &options(&search.sampler_options),
         &spec.space,
+        &spec.objectives,
     )
     .map_err(|e| located("sampler", "sampler_options", e))?;
     let scheduler = firebreak_search::scheduler(

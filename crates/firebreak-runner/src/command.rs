@@ -42,26 +42,18 @@ pub struct CommandTask {
 }
 
 impl CommandTask {
-    /// The command task of a spec whose file lies in `spec_dir`; an error for task
-    /// kinds this build cannot run.
+    /// The command task of a spec whose file lies in `spec_dir`, when it is one.
     pub fn from_spec(
         spec: &firebreak_spec::CampaignSpec,
         spec_dir: &Path,
         trials_root: PathBuf,
-    ) -> Result<Self, RunnerError> {
+    ) -> Option<Self> {
         let task = &spec.spec.task;
-        let Some(command) = task
+        let command = task
             .command
             .clone()
-            .filter(|_| task.kind == firebreak_spec::TaskKind::Command)
-        else {
-            let kind = serde_json::to_value(task.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            return Err(RunnerError::TaskUnavailable(kind));
-        };
-        Ok(CommandTask {
+            .filter(|_| task.kind == firebreak_spec::TaskKind::Command)?;
+        Some(CommandTask {
             command,
             workdir: spec_dir.join(task.workdir.as_deref().unwrap_or(".")),
             env: task

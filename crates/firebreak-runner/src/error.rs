@@ -24,6 +24,16 @@ pub enum RunnerError {
     /// The task kind exists in the spec language but not in this build.
     #[error("task kind {0:?} is not available in this build\nhint: use kind = \"command\"")]
     TaskUnavailable(String),
+    /// A benchmark table cannot serve this campaign.
+    #[error(
+        "table {path}: {message}\nhint: a table has one column per [space] parameter, then seed0, seed1, …"
+    )]
+    Table {
+        /// The table's file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A trial asked about is not running in this campaign.
     #[error("trial {0} is not running in this campaign")]
     NotRunning(u64),

@@ -1,9 +1,10 @@
 //! The campaign runner: opens a campaign over a store ([`Campaign`], also the
-//! ask/tell library API), executes command trials under the trial protocol
-//! ([`CommandTask`]), and drives `parallelism` workers to the end of the campaign
+//! ask/tell library API), executes trials — external commands under the trial
+//! protocol ([`CommandTask`]) or benchmark-table lookups ([`TableTask`]), chosen by
+//! [`Executor`] — and drives `parallelism` workers to the end of the campaign
 //! ([`run()`]).
 //!
-//! Principal types: [`Campaign`], [`CommandTask`], [`RunEvent`], [`RunSummary`],
+//! Principal types: [`Campaign`], [`Executor`], [`CommandTask`], [`TableTask`], [`RunEvent`], [`RunSummary`],
 //! [`Stop`], [`RunnerError`].
 //!
 //! Invariants: one live run per campaign, enforced by the store's OS lock; a trial
@@ -24,6 +25,7 @@ mod error;
 mod host;
 mod protocol;
 mod run;
+mod table;
 
 pub use campaign::{Campaign, Components, ENQUEUED, RETRY, components, counts_of};
 pub use command::{CommandTask, GRACE_PERIOD, expand_args, param_env_name};
@@ -31,4 +33,5 @@ pub use error::RunnerError;
 pub use firebreak_store::Outcome;
 pub use host::{host_name, os_user};
 pub use protocol::{LOG_TAIL_BYTES, Line, parse_line};
-pub use run::{RunEvent, RunSummary, Stop, run};
+pub use run::{Executor, RunEvent, RunSummary, Stop, run};
+pub use table::TableTask;

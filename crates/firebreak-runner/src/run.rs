@@ -11,7 +11,67 @@ use firebreak_store::{Counts, Store};
 use tokio::sync::{mpsc, watch};
 
 use crate::command::{CommandTask, Ended, execute};
+use crate::table::TableTask;
 use crate::{Campaign, RunnerError};
+
+/// What evaluates a campaign's trials.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Executor {
+    /// An external program under the trial protocol.
+    Command(CommandTask),
+    /// A lookup in a benchmark table.
+    Table(Arc<TableTask>),
+}
+
+impl Executor {
+    /// The executor of a spec whose file lies in `spec_dir`; command trials get
+    /// their folders under `trials_root`. An error for a task this build cannot run
+    /// or a table that does not fit the space.
+    pub fn from_spec(
+        spec: &firebreak_spec::CampaignSpec,
+        spec_dir: &std::path::Path,
+        trials_root: std::path::PathBuf,
+    ) -> Result<Self, RunnerError> {
+        let task = &spec.spec.task;
+        match task.kind {
+            firebreak_spec::TaskKind::Command => {
+                CommandTask::from_spec(spec, spec_dir, trials_root)
+                    .map(Executor::Command)
+                    .ok_or_else(|| RunnerError::TaskUnavailable("command without a command".into()))
+            }
+            firebreak_spec::TaskKind::Table => {
+                let path = spec_dir.join(task.path.as_deref().unwrap_or_default());
+                Ok(Executor::Table(Arc::new(TableTask::load(
+                    &path,
+                    &spec.space,
+                )?)))
+            }
+            firebreak_spec::TaskKind::Builtin => {
+                Err(RunnerError::TaskUnavailable("builtin".into()))
+            }
+        }
+    }
+}
+
+/// Evaluates a trial by table lookup: one present seed, drawn with the trial's RNG.
+fn evaluate_table<S: Store>(
+    campaign: &Campaign<S>,
+    table: &TableTask,
+    trial: &firebreak_core::Trial,
+) -> Ended {
+    let started = Instant::now();
+    let mut rng = firebreak_core::Rng::new(campaign.trial_seed(trial.number));
+    let mut outcome = match table.evaluate(&trial.params, &mut rng) {
+        Ok(value) => {
+            let metric = campaign.spec().objectives.metrics[0].clone();
+            firebreak_store::Outcome::complete([(metric, value)].into())
+        }
+        Err(error) => firebreak_store::Outcome::failed(error),
+    };
+    outcome.wall_seconds = Some(started.elapsed().as_secs_f64());
+    Ended::Finished(outcome)
+}
 
 /// Heartbeat period of a live run.
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -111,16 +171,18 @@ impl Budget {
 /// Runs the campaign's command trials until done, a limit, or `interrupt` turns true.
 pub async fn run<S: Store>(
     campaign: Arc<Campaign<S>>,
-    task: CommandTask,
+    executor: Executor,
     events: mpsc::UnboundedSender<RunEvent>,
     interrupt: watch::Receiver<bool>,
 ) -> Result<RunSummary, RunnerError> {
     let spec = &campaign.spec().spec;
     let n_trials = spec.search.n_trials;
     // What a dead run's trials left behind on this host dies before anything runs.
-    for trial in campaign.requeued() {
-        let dir = task.work_dir(campaign.name(), trial.number)?;
-        crate::host::kill_by_environment("FIREBREAK_TRIAL_DIR", &dir.display().to_string());
+    if let Executor::Command(task) = &executor {
+        for trial in campaign.requeued() {
+            let dir = task.work_dir(campaign.name(), trial.number)?;
+            crate::host::kill_by_environment("FIREBREAK_TRIAL_DIR", &dir.display().to_string());
+        }
     }
     let runs = campaign.store().runs(campaign.name()).await?;
     let wall_before: f64 = runs
@@ -165,7 +227,7 @@ pub async fn run<S: Store>(
     let mut workers = Vec::new();
     for worker in 0..spec.search.parallelism {
         let campaign = campaign.clone();
-        let task = task.clone();
+        let executor = executor.clone();
         let events = events.clone();
         let interrupt = interrupt.clone();
         let taken = taken.clone();
@@ -190,7 +252,13 @@ pub async fn run<S: Store>(
                 let _ = events.send(RunEvent::Started {
                     number: trial.number,
                 });
-                match execute(&campaign, &task, &trial, interrupt.clone()).await? {
+                let ended = match &executor {
+                    Executor::Command(task) => {
+                        execute(&campaign, task, &trial, interrupt.clone()).await?
+                    }
+                    Executor::Table(table) => evaluate_table(&campaign, table, &trial),
+                };
+                match ended {
                     Ended::Interrupted => return Ok(()),
                     Ended::Finished(outcome) => {
                         let state = outcome.state;

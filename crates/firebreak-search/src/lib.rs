@@ -3,7 +3,8 @@
 //! continues).
 //!
 //! Principal types: [`Proposer`] with [`propose`] (the driver that combines joint
-//! and per-parameter sampling), [`RandomProposer`], [`GridProposer`]; [`Scheduler`]
+//! and per-parameter sampling), [`RandomProposer`], [`GridProposer`],
+//! [`EvolutionProposer`]; [`Scheduler`]
 //! with [`NoScheduler`] and [`MedianScheduler`]; [`History`], the read-only view of
 //! past trials both are given; [`proposer`] and [`scheduler`] build them by name.
 //!
@@ -15,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod evolution;
 mod grid;
 mod median;
 mod proposer;
@@ -23,6 +25,7 @@ mod registry;
 mod scheduler;
 
 pub use error::SearchError;
+pub use evolution::EvolutionProposer;
 pub use grid::GridProposer;
 pub use median::MedianScheduler;
 pub use proposer::{History, Proposal, Proposer, propose};

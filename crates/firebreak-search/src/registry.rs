@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use firebreak_core::{Objectives, SearchSpace};
 
 use crate::{
-    GridProposer, MedianScheduler, NoScheduler, Proposer, RandomProposer, Scheduler, SearchError,
+    EvolutionProposer, GridProposer, MedianScheduler, NoScheduler, Proposer, RandomProposer,
+    Scheduler, SearchError,
 };
 
 /// Component options as given in `[search.sampler_options]` or
@@ -13,7 +14,7 @@ use crate::{
 pub type Options = BTreeMap<String, serde_json::Value>;
 
 /// The proposers this build implements.
-pub const PROPOSERS: &[&str] = &["random", "grid"];
+pub const PROPOSERS: &[&str] = &["random", "grid", "evolution"];
 
 /// The schedulers this build implements.
 pub const SCHEDULERS: &[&str] = &["none", "median"];
@@ -46,11 +47,13 @@ fn whole(options: &Options, key: &str, default: u64) -> Result<u64, SearchError>
 }
 
 /// Builds the proposer `name`. Options: `random` none; `grid`
-/// `points_per_axis = 5` (values per float axis, and per int axis wider than 64).
+/// `points_per_axis = 5` (values per float axis, and per int axis wider than 64);
+/// `evolution` `population = 10`, `sample_size = 3`.
 pub fn proposer(
     name: &str,
     options: &Options,
     space: &SearchSpace,
+    objectives: &Objectives,
 ) -> Result<Box<dyn Proposer>, SearchError> {
     match name {
         "random" => {
@@ -61,6 +64,14 @@ pub fn proposer(
             check_keys("sampler", name, options, &["points_per_axis"])?;
             let points = whole(options, "points_per_axis", 5)? as usize;
             Ok(Box::new(GridProposer::new(space, points)?))
+        }
+        "evolution" => {
+            check_keys("sampler", name, options, &["population", "sample_size"])?;
+            Ok(Box::new(EvolutionProposer::new(
+                objectives,
+                whole(options, "population", 10)? as usize,
+                whole(options, "sample_size", 3)? as usize,
+            )?))
         }
         _ => Err(SearchError::Unknown {
             component: "sampler",

@@ -3,6 +3,7 @@
 
 use firebreak_core::{
     Condition, Direction, Distribution, Objectives, ParamValue, Parameter, Rng, SearchSpace, Trial,
+    TrialState,
 };
 use firebreak_search::{History, Options, PROPOSERS, propose, proposer};
 
@@ -72,7 +73,7 @@ fn space() -> SearchSpace {
 fn run(name: &str, seed: u64, n: usize) -> Vec<Trial> {
     let space = space();
     let objectives = Objectives::single("y", Direction::Minimize);
-    let mut proposer = proposer(name, &Options::new(), &space).expect("built");
+    let mut proposer = proposer(name, &Options::new(), &space, &objectives).expect("built");
     let mut trials: Vec<Trial> = Vec::new();
     for number in 0..n {
         let history = History {
@@ -85,12 +86,15 @@ fn run(name: &str, seed: u64, n: usize) -> Vec<Trial> {
             .validate(&proposal.params)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!proposal.rationale.is_empty());
-        trials.push(Trial::queued(
-            number as u64,
-            proposal.params,
-            name,
-            &proposal.rationale,
-        ));
+        // Every trial completes; y is lower for small lr and few layers.
+        let y: f64 = ["lr", "layers"]
+            .iter()
+            .filter_map(|k| proposal.params.get(*k).and_then(ParamValue::as_f64))
+            .sum();
+        let mut trial = Trial::queued(number as u64, proposal.params, name, &proposal.rationale);
+        trial.state = TrialState::Complete;
+        trial.metrics.insert("y".into(), y);
+        trials.push(trial);
     }
     trials
 }
@@ -133,4 +137,39 @@ fn random_draws_spread_over_the_range() {
         (150..250).contains(&below),
         "{below} of 400 below the log midpoint"
     );
+}
+
+#[test]
+fn evolution_mutates_one_gene_of_a_tournament_winner() {
+    let trials = run("evolution", 5, 60);
+    let evolved: Vec<&Trial> = trials
+        .iter()
+        .filter(|t| t.rationale.starts_with("evolution: parent trial"))
+        .collect();
+    assert!(
+        evolved.len() >= 45,
+        "only {} evolved proposals",
+        evolved.len()
+    );
+    for child in evolved {
+        let parent_number: usize = child.rationale["evolution: parent trial ".len()..]
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("parent number");
+        let parent = &trials[parent_number];
+        assert!(parent.number < child.number);
+        // Exactly one shared gene differs (genes that appear or vanish through a
+        // condition are not counted).
+        let changed = child
+            .params
+            .iter()
+            .filter(|(k, v)| parent.params.get(*k).is_some_and(|p| !p.matches(v)))
+            .count();
+        assert_eq!(
+            changed, 1,
+            "{} -> {}: {}",
+            parent.number, child.number, child.rationale
+        );
+    }
 }
