@@ -4,7 +4,7 @@
 //!
 //! Principal types: [`Proposer`] with [`propose`] (the driver that combines joint
 //! and per-parameter sampling), [`RandomProposer`], [`GridProposer`],
-//! [`EvolutionProposer`]; [`Scheduler`]
+//! [`EvolutionProposer`], [`TpeProposer`]; [`Scheduler`]
 //! with [`NoScheduler`] and [`MedianScheduler`]; [`History`], the read-only view of
 //! past trials both are given; [`proposer`] and [`scheduler`] build them by name.
 //!
@@ -23,6 +23,7 @@ mod proposer;
 mod random;
 mod registry;
 mod scheduler;
+mod tpe;
 
 pub use error::SearchError;
 pub use evolution::EvolutionProposer;
@@ -32,3 +33,4 @@ pub use proposer::{History, Proposal, Proposer, propose};
 pub use random::{RandomProposer, sample_uniform};
 pub use registry::{Options, PROPOSERS, SCHEDULERS, proposer, scheduler};
 pub use scheduler::{Decision, NoScheduler, Scheduler};
+pub use tpe::{TpeOptions, TpeProposer};

@@ -6,7 +6,7 @@ use firebreak_core::{Objectives, SearchSpace};
 
 use crate::{
     EvolutionProposer, GridProposer, MedianScheduler, NoScheduler, Proposer, RandomProposer,
-    Scheduler, SearchError,
+    Scheduler, SearchError, TpeOptions, TpeProposer,
 };
 
 /// Component options as given in `[search.sampler_options]` or
@@ -14,7 +14,7 @@ use crate::{
 pub type Options = BTreeMap<String, serde_json::Value>;
 
 /// The proposers this build implements.
-pub const PROPOSERS: &[&str] = &["random", "grid", "evolution"];
+pub const PROPOSERS: &[&str] = &["random", "grid", "evolution", "tpe"];
 
 /// The schedulers this build implements.
 pub const SCHEDULERS: &[&str] = &["none", "median"];
@@ -48,7 +48,9 @@ fn whole(options: &Options, key: &str, default: u64) -> Result<u64, SearchError>
 
 /// Builds the proposer `name`. Options: `random` none; `grid`
 /// `points_per_axis = 5` (values per float axis, and per int axis wider than 64);
-/// `evolution` `population = 10`, `sample_size = 3`.
+/// `evolution` `population = 10`, `sample_size = 3`; `tpe` `n_startup_trials = 10`,
+/// `n_ei_candidates = 24`, `prior_weight = 1.0`, `constant_liar = false`,
+/// `multivariate = true`.
 pub fn proposer(
     name: &str,
     options: &Options,
@@ -64,6 +66,45 @@ pub fn proposer(
             check_keys("sampler", name, options, &["points_per_axis"])?;
             let points = whole(options, "points_per_axis", 5)? as usize;
             Ok(Box::new(GridProposer::new(space, points)?))
+        }
+        "tpe" => {
+            check_keys(
+                "sampler",
+                name,
+                options,
+                &[
+                    "n_startup_trials",
+                    "n_ei_candidates",
+                    "prior_weight",
+                    "constant_liar",
+                    "multivariate",
+                ],
+            )?;
+            let defaults = TpeOptions::default();
+            let prior_weight = match options.get("prior_weight") {
+                None => defaults.prior_weight,
+                Some(v) => v.as_f64().ok_or_else(|| SearchError::BadOption {
+                    key: "prior_weight".into(),
+                    message: format!("expected a number, got {v}"),
+                })?,
+            };
+            let flag = |key: &str, default: bool| match options.get(key) {
+                None => Ok(default),
+                Some(v) => v.as_bool().ok_or_else(|| SearchError::BadOption {
+                    key: key.into(),
+                    message: format!("expected true or false, got {v}"),
+                }),
+            };
+            Ok(Box::new(TpeProposer::new(
+                objectives,
+                TpeOptions {
+                    n_startup_trials: whole(options, "n_startup_trials", 10)? as usize,
+                    n_ei_candidates: whole(options, "n_ei_candidates", 24)? as usize,
+                    prior_weight,
+                    constant_liar: flag("constant_liar", defaults.constant_liar)?,
+                    multivariate: flag("multivariate", defaults.multivariate)?,
+                },
+            )?))
         }
         "evolution" => {
             check_keys("sampler", name, options, &["population", "sample_size"])?;

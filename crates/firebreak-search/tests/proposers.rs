@@ -2,8 +2,8 @@
 //! proposes only valid configurations, deterministically for a seed.
 
 use firebreak_core::{
-    Condition, Direction, Distribution, Objectives, ParamValue, Parameter, Rng, SearchSpace, Trial,
-    TrialState,
+    Condition, Direction, Distribution, Objectives, ParamValue, Parameter, Params, Rng,
+    SearchSpace, Trial, TrialState,
 };
 use firebreak_search::{History, Options, PROPOSERS, propose, proposer};
 
@@ -172,4 +172,108 @@ fn evolution_mutates_one_gene_of_a_tournament_winner() {
             parent.number, child.number, child.rationale
         );
     }
+}
+
+/// Best value found on `f` within `budget` evaluations, for one seed.
+fn best_on(
+    name: &str,
+    options: &Options,
+    space: &SearchSpace,
+    f: &dyn Fn(&Params) -> f64,
+    budget: usize,
+    seed: u64,
+) -> f64 {
+    let objectives = Objectives::single("y", Direction::Minimize);
+    let mut proposer = proposer(name, options, space, &objectives).expect("built");
+    let mut trials: Vec<Trial> = Vec::new();
+    for number in 0..budget as u64 {
+        let history = History {
+            trials: &trials,
+            objectives: &objectives,
+        };
+        let mut rng = Rng::new(firebreak_core::derive_seed(seed, &[number]));
+        let proposal = propose(proposer.as_mut(), space, &history, &mut rng);
+        space.validate(&proposal.params).expect("valid");
+        let mut trial = Trial::queued(number, proposal.params, name, &proposal.rationale);
+        trial.metrics.insert("y".into(), f(&trial.params));
+        trial.state = TrialState::Complete;
+        trials.push(trial);
+    }
+    trials
+        .iter()
+        .map(|t| t.metrics["y"])
+        .fold(f64::INFINITY, f64::min)
+}
+
+#[test]
+fn tpe_beats_random_search_on_mixed_problems() {
+    let p = |name: &str, distribution: Distribution| Parameter {
+        name: name.into(),
+        distribution,
+        condition: None,
+    };
+    let float = |low: f64, high: f64, log: bool| Distribution::Float {
+        low,
+        high,
+        log,
+        step: None,
+    };
+    let space = SearchSpace::new(vec![
+        p("a", float(-5.0, 5.0, false)),
+        p("b", float(-5.0, 5.0, false)),
+        p("c", float(1e-4, 1.0, true)),
+        p(
+            "n",
+            Distribution::Int {
+                low: 1,
+                high: 32,
+                log: false,
+                step: None,
+            },
+        ),
+        p(
+            "act",
+            Distribution::Categorical {
+                choices: ["relu", "tanh", "gelu"]
+                    .map(|s| ParamValue::Str(s.into()))
+                    .to_vec(),
+            },
+        ),
+    ])
+    .expect("valid space");
+    let f = |params: &Params| -> f64 {
+        let get = |k: &str| params[k].as_f64().unwrap_or_default();
+        let act = if params["act"] == ParamValue::Str("gelu".into()) {
+            0.0
+        } else {
+            2.0
+        };
+        (get("a") - 1.0).powi(2)
+            + (get("b") + 2.0).powi(2)
+            + (get("c").ln() - (1e-2f64).ln()).powi(2)
+            + (get("n") - 20.0).abs() / 4.0
+            + act
+    };
+    let seeds = 20;
+    let mean = |name: &str, options: &Options| {
+        (0..seeds)
+            .map(|s| best_on(name, options, &space, &f, 80, s))
+            .sum::<f64>()
+            / seeds as f64
+    };
+    let univariate: Options = [("multivariate".to_string(), serde_json::json!(false))].into();
+    let (tpe, tpe_univariate, random) = (
+        mean("tpe", &Options::new()),
+        mean("tpe", &univariate),
+        mean("random", &Options::new()),
+    );
+    assert!(
+        tpe_univariate < 0.6 * random,
+        "univariate tpe {tpe_univariate} vs random {random}"
+    );
+    // The joint model pays off: the problem's optimum is a combination.
+    assert!(
+        tpe < 0.8 * tpe_univariate,
+        "tpe {tpe} vs univariate {tpe_univariate}"
+    );
 }

@@ -135,7 +135,7 @@ pub struct ParamSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchSection {
-    /// The proposer: `random` or `grid` in this build (later `tpe`, `cmaes`, …).
+    /// The proposer: `tpe` (default), `random`, `grid` or `evolution` in this build.
     #[serde(default = "default_sampler")]
     pub sampler: String,
     /// The scheduler: `none` or `median` in this build.
@@ -161,8 +161,7 @@ pub struct SearchSection {
 }
 
 fn default_sampler() -> String {
-    // TPE becomes the default once it exists (contract.md).
-    "random".to_string()
+    "tpe".to_string()
 }
 
 fn default_scheduler() -> String {
