@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use firebreak_core::{Distribution, ParamValue, Params, format_rfc3339};
-use firebreak_ledger::{audit, hex};
+use firebreak_ledger::{Checkpoint, Entry, Hash, audit, hex, public_key_string};
 use firebreak_runner::{Campaign, ENQUEUED, Executor, RunEvent, Stop};
 use firebreak_spec::{CampaignSpec, EXAMPLE_SPEC};
 use firebreak_store::{NewTrial, SqliteStore, Store, StoreError};
@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::output::{best_trials, number, param, print_rows, trial_json, trial_rows};
 use crate::progress::Progress;
-use crate::{AuditCommand, Cli, Command, Failure, Format, Outcome, StorageCommand};
+use crate::{AuditCommand, Cli, Command, Failure, Format, KeysCommand, Outcome, StorageCommand};
 
 /// Runs the parsed command line.
 pub async fn dispatch(cli: Cli) -> Outcome {
@@ -28,10 +28,13 @@ pub async fn dispatch(cli: Cli) -> Outcome {
         Command::Best { campaign } => best(&cli, campaign).await,
         Command::Logs { campaign, number } => logs(&cli, campaign, *number).await,
         Command::Enqueue { campaign, params } => enqueue(&cli, campaign, params).await,
-        Command::Audit(AuditCommand::Verify { campaign }) => {
-            verify(&cli, campaign.as_deref()).await
+        Command::Audit(AuditCommand::Verify { campaign, trusted }) => {
+            verify(&cli, campaign.as_deref(), trusted.as_deref()).await
         }
+        Command::Audit(AuditCommand::Checkpoint { out }) => checkpoint(&cli, out.as_deref()).await,
+        Command::Audit(AuditCommand::Proof { seq }) => proof(&cli, *seq).await,
         Command::Storage(StorageCommand::Upgrade) => upgrade(&cli).await,
+        Command::Keys(KeysCommand::New { name, out }) => new_key(name, out),
     }
 }
 
@@ -212,6 +215,13 @@ async fn run(cli: &Cli, path: &Path) -> Outcome {
         );
     }
     println!("ledger: {} entries, head {head}", ledger.len());
+    match sign_checkpoint(&store, &ledger).await {
+        Ok(checkpoint) => println!(
+            "checkpoint: tree size {}, root {}, signed by {}",
+            checkpoint.tree_size, checkpoint.root, checkpoint.key
+        ),
+        Err(e) => eprintln!("warning: no checkpoint was signed: {e:#}"),
+    }
     println!("verify: firebreak --storage {} audit verify", cli.storage);
     match summary.stop {
         Stop::Done => Ok(0),
@@ -414,28 +424,112 @@ async fn enqueue(cli: &Cli, campaign: &str, text: &str) -> Outcome {
     Ok(0)
 }
 
-async fn verify(cli: &Cli, campaign: Option<&str>) -> Outcome {
+fn leaves(rows: &[Entry]) -> Vec<Hash> {
+    rows.iter().map(|e| e.hash).collect()
+}
+
+/// Signs the root of the whole ledger with the engine key and stores it.
+async fn sign_checkpoint(store: &SqliteStore, rows: &[Entry]) -> anyhow::Result<Checkpoint> {
+    let key = crate::keys::engine_key()?;
+    let leaves = leaves(rows);
+    let now = firebreak_core::Clock::now(&firebreak_core::SystemClock);
+    let checkpoint = Checkpoint::sign(
+        &key,
+        leaves.len() as u64,
+        &firebreak_ledger::root(&leaves),
+        now,
+    );
+    store.add_checkpoint(&checkpoint).await?;
+    Ok(checkpoint)
+}
+
+/// Why `checkpoint` does not describe the ledger `leaves`, if it does not.
+fn check_checkpoint(checkpoint: &Checkpoint, leaves: &[Hash]) -> Option<(Option<u64>, String)> {
+    if let Err(e) = checkpoint.verify_signature() {
+        return Some((None, e));
+    }
+    let size = checkpoint.tree_size as usize;
+    if size > leaves.len() {
+        return Some((
+            Some(leaves.len() as u64),
+            format!(
+                "the checkpoint signed at {} covers {size} entries but the ledger has {}: entries were removed",
+                checkpoint.at,
+                leaves.len()
+            ),
+        ));
+    }
+    if hex(&firebreak_ledger::root(&leaves[..size])) != checkpoint.root {
+        return Some((
+            None,
+            format!(
+                "the first {size} entries do not have the root of the checkpoint signed at {}: history was rewritten",
+                checkpoint.at
+            ),
+        ));
+    }
+    None
+}
+
+async fn verify(cli: &Cli, campaign: Option<&str>, trusted: Option<&str>) -> Outcome {
     let store = open(cli).await?;
     if let Some(name) = campaign {
         stored_spec(&store, name).await?;
     }
     let rows = store.ledger().await?;
     let state = store.snapshot().await?;
-    let result = audit(&rows, &state);
+    let leaves = leaves(&rows);
+    let mut failure: Option<(Option<u64>, String)> =
+        audit(&rows, &state).err().map(|v| (v.seq, v.reason));
+    let stored = store.checkpoints().await?;
+    for checkpoint in &stored {
+        if failure.is_none() {
+            failure = check_checkpoint(checkpoint, &leaves);
+        }
+    }
+    match trusted {
+        None => {}
+        Some(key) if key.starts_with("ed25519:") => {
+            firebreak_ledger::parse_public_key(key)
+                .map_err(|e| Failure::new(2, anyhow!("--trusted: {e}")))?;
+            if failure.is_none() {
+                let signed: Vec<&Checkpoint> = stored.iter().filter(|c| c.key == key).collect();
+                if signed.is_empty() {
+                    failure = Some((
+                        None,
+                        "no stored checkpoint is signed by the trusted key".into(),
+                    ));
+                } else if signed.iter().map(|c| c.tree_size).max() < Some(leaves.len() as u64) {
+                    // Entries after the last trusted checkpoint are vouched for by the chain only.
+                }
+            }
+        }
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Failure::new(2, anyhow!("--trusted {path}: {e}\nhint: give a checkpoint file written by `audit checkpoint --out`, or an `ed25519:` key")))?;
+            let checkpoint: Checkpoint = serde_json::from_str(&text)
+                .map_err(|e| Failure::new(2, anyhow!("--trusted {path}: not a checkpoint: {e}")))?;
+            if failure.is_none() {
+                failure = check_checkpoint(&checkpoint, &leaves);
+            }
+        }
+    }
     let head = rows.last().map(|e| hex(&e.hash));
+    let root = hex(&firebreak_ledger::root(&leaves));
     let of_campaign = campaign.map(|c| rows.iter().filter(|e| e.campaign == c).count());
-    let (ok, first_bad, reason) = match &result {
-        Ok(_) => (true, None, None),
-        Err(v) => (false, v.seq, Some(v.reason.clone())),
-    };
+    let ok = failure.is_none();
+    let (first_bad, reason) = failure.unzip();
     if cli.format == Format::Json {
         let value = json!({
             "ok": ok,
             "entries": rows.len(),
             "campaign_entries": of_campaign,
-            "first_bad_seq": first_bad,
+            "first_bad_seq": first_bad.flatten(),
             "reason": reason,
             "head": head,
+            "root": root,
+            "checkpoints": stored.len(),
+            "trusted": trusted.is_some(),
         });
         println!(
             "{}",
@@ -443,21 +537,92 @@ async fn verify(cli: &Cli, campaign: Option<&str>) -> Outcome {
         );
     } else if ok {
         println!(
-            "ok: {} entries; hash chain intact; state tables agree with the ledger{}",
+            "ok: {} entries; hash chain intact; state tables agree with the ledger; {} signed checkpoint(s) match{}{}",
             rows.len(),
+            stored.len(),
+            if trusted.is_some() {
+                ", including the trusted one"
+            } else {
+                ""
+            },
             of_campaign
                 .map(|n| format!(" ({n} entries of {:?})", campaign.unwrap_or_default()))
                 .unwrap_or_default()
         );
-        println!("head: {}", head.unwrap_or_default());
+        println!("root: {root}");
     } else {
         println!(
             "FAILED at seq {}: {}",
-            first_bad.map_or("-".to_string(), |s| s.to_string()),
+            first_bad
+                .flatten()
+                .map_or("-".to_string(), |s| s.to_string()),
             reason.unwrap_or_default()
         );
     }
     Ok(if ok { 0 } else { 4 })
+}
+
+async fn checkpoint(cli: &Cli, out: Option<&Path>) -> Outcome {
+    let store = open(cli).await?;
+    let rows = store.ledger().await?;
+    let checkpoint = sign_checkpoint(&store, &rows).await?;
+    let text = serde_json::to_string_pretty(&checkpoint)?;
+    if let Some(path) = out {
+        std::fs::write(path, format!("{text}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{text}");
+    Ok(0)
+}
+
+async fn proof(cli: &Cli, seq: u64) -> Outcome {
+    let store = open(cli).await?;
+    let rows = store.ledger().await?;
+    let leaves = leaves(&rows);
+    let Some(leaf) = leaves.get(seq as usize) else {
+        return Err(Failure::new(
+            1,
+            anyhow!("the ledger has no entry {seq} (it has {})", leaves.len()),
+        ));
+    };
+    // Against the newest stored checkpoint that covers the entry, else the whole ledger.
+    let checkpoint = store
+        .checkpoints()
+        .await?
+        .into_iter()
+        .rev()
+        .find(|c| c.tree_size > seq && c.tree_size as usize <= leaves.len());
+    let size = checkpoint
+        .as_ref()
+        .map_or(leaves.len(), |c| c.tree_size as usize);
+    let root = firebreak_ledger::root(&leaves[..size]);
+    let path = firebreak_ledger::inclusion_proof(&leaves[..size], seq as usize);
+    let verified = firebreak_ledger::verify_inclusion(leaf, seq, size as u64, &path, &root);
+    let value = json!({
+        "seq": seq,
+        "leaf_hash": hex(leaf),
+        "tree_size": size,
+        "root": hex(&root),
+        "proof": path.iter().map(|h| hex(h)).collect::<Vec<_>>(),
+        "checkpoint": checkpoint,
+        "verified": verified,
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    );
+    Ok(if verified { 0 } else { 4 })
+}
+
+fn new_key(name: &str, out: &Path) -> Outcome {
+    let key = crate::keys::new_key()?;
+    crate::keys::write_key(out, &key)?;
+    println!("{}", public_key_string(&key.verifying_key()));
+    eprintln!(
+        "wrote the private key of {name} to {} (mode 0600)",
+        out.display()
+    );
+    Ok(0)
 }
 
 async fn upgrade(cli: &Cli) -> Outcome {

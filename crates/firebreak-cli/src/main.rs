@@ -8,6 +8,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // the one crate that prints
 
 mod commands;
+mod keys;
 mod output;
 mod progress;
 
@@ -106,15 +107,47 @@ enum Command {
     /// Manage the database.
     #[command(subcommand)]
     Storage(StorageCommand),
+    /// Manage Ed25519 keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a new Ed25519 key pair; writes the private key (PKCS#8 PEM, mode 0600)
+    /// and prints the public key as `ed25519:…`.
+    New {
+        /// Whose key it is (printed with the public key).
+        name: String,
+        /// Where to write the private key; must not exist.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Recompute the hash chain and check the state tables against the ledger.
+    /// Recompute the hash chain, check the state tables against the ledger and the
+    /// ledger against its signed checkpoints.
     Verify {
         /// Report on one campaign (the whole chain is always checked).
         #[arg(long)]
         campaign: Option<String>,
+        /// A checkpoint file kept outside the database, or the engine's public key
+        /// (`ed25519:…`) that stored checkpoints must be signed with.
+        #[arg(long)]
+        trusted: Option<String>,
+    },
+    /// Sign a checkpoint of the ledger now with the engine key, store it, print it.
+    Checkpoint {
+        /// Also write it to this file (to keep outside the machine).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The inclusion proof of ledger entry SEQ.
+    Proof {
+        /// The entry's sequence number.
+        seq: u64,
     },
 }
 

@@ -203,3 +203,130 @@ kind = { type = "categorical", choices = ["a", "b", 3, true] }"#,
     assert_eq!(project.exec(&["run", path.to_str().expect("utf-8")]).0, 0);
     assert_ne!(project.trials("det")[0]["params"], runs[0].0[0][2]);
 }
+
+/// Rewrites trial 1's report (entry 8) and every later entry with recomputed
+/// hashes, and the state to match: only signed checkpoints can tell.
+fn rewrite_history(project: &Project) {
+    let url = project.storage();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("connected");
+        sqlx::raw_sql(UNLOCK).execute(&mut conn).await.expect("unlocked");
+        let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as("SELECT seq, payload, hash FROM ledger ORDER BY seq")
+            .fetch_all(&mut conn)
+            .await
+            .expect("rows");
+        let mut prev = rows[7].2.clone();
+        for (seq, payload, _) in rows.iter().skip(8) {
+            let mut value: Value = serde_json::from_str(payload).expect("JSON");
+            if *seq == 8 {
+                value["data"]["metrics"]["y"] = serde_json::json!(42.0);
+            }
+            value["prev"] = Value::String(firebreak_ledger::hex(&prev));
+            let payload = firebreak_ledger::canonical_json(&value).expect("canonical");
+            let hash = firebreak_ledger::leaf_hash(payload.as_bytes());
+            sqlx::query("UPDATE ledger SET payload = ?, hash = ? WHERE seq = ?")
+                .bind(&payload)
+                .bind(&hash[..])
+                .bind(seq)
+                .execute(&mut conn)
+                .await
+                .expect("rewritten");
+            prev = hash.to_vec();
+        }
+        sqlx::raw_sql("UPDATE reports SET metrics = '{\"y\":42.0}' WHERE number = 1; DELETE FROM checkpoints;")
+            .execute(&mut conn)
+            .await
+            .expect("state rewritten");
+    });
+}
+
+#[test]
+fn signed_checkpoints_catch_a_rewritten_history() {
+    let project = fresh();
+    let checkpoint = project.path().join("published-checkpoint.json");
+    let (code, stdout, stderr) = project.exec(&[
+        "audit",
+        "checkpoint",
+        "--out",
+        checkpoint.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let published: Value = serde_json::from_str(&stdout).expect("checkpoint JSON");
+    let key = published["key"].as_str().expect("key").to_string();
+    // An inclusion proof of any entry verifies against the checkpoint.
+    let (code, stdout, _) = project.exec(&["audit", "proof", "6"]);
+    assert_eq!(code, 0);
+    let proof: Value = serde_json::from_str(&stdout).expect("proof JSON");
+    assert_eq!(
+        (proof["verified"].as_bool(), &proof["root"]),
+        (Some(true), &published["root"])
+    );
+
+    rewrite_history(&project);
+    // The chain and the state agree with each other again: the plain audit passes.
+    assert_eq!(project.verify().0, 0);
+    // A checkpoint kept outside the database exposes the rewrite …
+    let (code, stdout, _) = project.exec(&[
+        "audit",
+        "verify",
+        "--trusted",
+        checkpoint.to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 4, "{stdout}");
+    assert!(stdout.contains("history was rewritten"), "{stdout}");
+    // … and so does the engine's public key, with no checkpoint it signed left.
+    let (code, stdout, _) = project.exec(&["audit", "verify", "--trusted", &key]);
+    assert_eq!(code, 4, "{stdout}");
+    assert!(
+        stdout.contains("no stored checkpoint is signed by the trusted key"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn keys_are_pem_files_with_mode_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let project = Project::new();
+    let path = project.path().join("alice.pem");
+    let (code, stdout, stderr) = project.exec(&[
+        "keys",
+        "new",
+        "alice",
+        "--out",
+        path.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.trim().starts_with("ed25519:") && stdout.trim().len() == 52,
+        "{stdout}"
+    );
+    let mode = std::fs::metadata(&path)
+        .expect("key file")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(
+        std::fs::read_to_string(&path)
+            .expect("pem")
+            .starts_with("-----BEGIN PRIVATE KEY-----")
+    );
+    assert_ne!(
+        project
+            .exec(&[
+                "keys",
+                "new",
+                "alice",
+                "--out",
+                path.to_str().expect("utf-8")
+            ])
+            .0,
+        0,
+        "never overwrites"
+    );
+}

@@ -3,13 +3,14 @@
 //!
 //! Principal types: [`Event`] (what happened, the `kind` and `data` of an entry),
 //! [`Entry`] (a sealed entry: sequence number, canonical payload, hash),
-//! [`verify_chain`] and [`audit`] (checks), [`Violation`].
+//! [`verify_chain`] and [`audit`] (checks), [`Violation`]; the RFC 6962 Merkle
+//! tree ([`root`], inclusion and consistency proofs) and signed [`Checkpoint`]s.
 //!
 //! Format (see `docs/ledger-format.md`): the payload is the RFC 8785 (JCS) canonical
 //! JSON of `{"v", "seq", "prev", "campaign", "kind", "at", "data"}`; the entry hash is
 //! the RFC 6962 leaf hash `SHA-256(0x00 ‖ payload)`; `prev` is the previous entry's
-//! hash (64 zero hex digits for the first). The Merkle tree, checkpoints and
-//! signatures of the governance layer are built over these same leaf hashes.
+//! hash (64 zero hex digits for the first). The Merkle tree and the signed
+//! checkpoints are built over these same leaf hashes.
 //!
 //! This crate does no IO: the store appends what [`Entry::seal`] builds, inside the
 //! transaction of the state change it records, and hands rows and state back here
@@ -17,9 +18,18 @@
 #![warn(missing_docs)]
 
 mod audit;
+mod checkpoint;
 mod entry;
 mod error;
+mod merkle;
 
 pub use audit::{StateSnapshot, Violation, audit, verify_chain};
+pub use checkpoint::{
+    CHECKPOINT_DOMAIN, Checkpoint, SigningKey, VerifyingKey, parse_private_key_pem,
+    parse_public_key, private_key_pem, public_key_string,
+};
 pub use entry::{Entry, Event, FORMAT_VERSION, GENESIS, Hash, canonical_json, hex, leaf_hash};
 pub use error::LedgerError;
+pub use merkle::{
+    consistency_proof, inclusion_proof, node_hash, root, verify_consistency, verify_inclusion,
+};

@@ -2,7 +2,7 @@
 //! rewrites a ledger row. The database records its version in `meta`.
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Migration `i` (1-based) brings a database from version `i - 1` to `i`.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -67,5 +67,13 @@ CREATE TABLE reports (
     PRIMARY KEY (campaign, number, step)
 );
 CREATE INDEX trials_queue ON trials (campaign, state, priority DESC, number);
+"#,
+    // 3: signed checkpoints of the ledger's Merkle tree.
+    r#"
+CREATE TABLE checkpoints (
+    id INTEGER PRIMARY KEY,
+    tree_size INTEGER NOT NULL,
+    payload TEXT NOT NULL
+);
 "#,
 ];

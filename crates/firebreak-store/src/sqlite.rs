@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use firebreak_core::{Clock, Metrics, Params, Report, SystemClock, Timestamp, Trial, TrialState};
-use firebreak_ledger::{Entry, Event, GENESIS, Hash, StateSnapshot, canonical_json, hex};
+use firebreak_ledger::{
+    Checkpoint, Entry, Event, GENESIS, Hash, StateSnapshot, canonical_json, hex,
+};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -835,6 +837,25 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let mut conn = self.inner.writer.acquire().await?;
+        sqlx::query("INSERT INTO checkpoints (tree_size, payload) VALUES (?, ?)")
+            .bind(checkpoint.tree_size as i64)
+            .bind(json(checkpoint))
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = sqlx::query("SELECT payload FROM checkpoints ORDER BY id")
+            .fetch_all(&self.inner.readers)
+            .await?;
+        rows.iter()
+            .map(|row| parse(&row.try_get::<String, _>(0)?))
+            .collect()
+    }
+
     async fn snapshot(&self) -> Result<StateSnapshot, StoreError> {
         let rows = sqlx::query("SELECT name, spec FROM campaigns")
             .fetch_all(&self.inner.readers)
@@ -920,7 +941,7 @@ mod tests {
         let error = SqliteStore::open(&url(&dir)).await.expect_err("refused");
         assert_eq!(
             error.to_string(),
-            "the database schema is version 1; this binary needs version 2\n\
+            "the database schema is version 1; this binary needs version 3\n\
              hint: run `firebreak storage upgrade` (it never rewrites ledger rows)"
         );
         let (store, before) = SqliteStore::upgrade(&url(&dir)).await.expect("upgraded");

@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use firebreak_core::{Metrics, Params, Report, Timestamp, Trial, TrialState};
-use firebreak_ledger::{Entry, StateSnapshot};
+use firebreak_ledger::{Checkpoint, Entry, StateSnapshot};
 use serde::{Deserialize, Serialize};
 
 use crate::{CampaignLock, StoreError};
@@ -278,6 +278,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
     /// Every ledger row, by seq.
     fn ledger(&self) -> impl Future<Output = Result<Vec<Entry>, StoreError>> + Send;
+    /// Stores a signed checkpoint (not a ledger entry: a statement about the ledger).
+    fn add_checkpoint(
+        &self,
+        checkpoint: &Checkpoint,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every stored checkpoint, oldest first.
+    fn checkpoints(&self) -> impl Future<Output = Result<Vec<Checkpoint>, StoreError>> + Send;
     /// The state tables, for comparison with the ledger.
     fn snapshot(&self) -> impl Future<Output = Result<StateSnapshot, StoreError>> + Send;
 }

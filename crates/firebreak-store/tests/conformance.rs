@@ -221,12 +221,35 @@ async fn racing_claimers_never_share_a_trial<S: Store + Clone>(store: &S) {
     audited(store).await;
 }
 
+async fn checkpoints_round_trip<S: Store>(store: &S) {
+    let key = firebreak_ledger::SigningKey::from_bytes(&[3u8; 32]);
+    let leaves: Vec<_> = store
+        .ledger()
+        .await
+        .expect("ledger")
+        .iter()
+        .map(|e| e.hash)
+        .collect();
+    let checkpoint = firebreak_ledger::Checkpoint::sign(
+        &key,
+        leaves.len() as u64,
+        &firebreak_ledger::root(&leaves),
+        0,
+    );
+    store.add_checkpoint(&checkpoint).await.expect("stored");
+    assert_eq!(
+        store.checkpoints().await.expect("read").last(),
+        Some(&checkpoint)
+    );
+}
+
 async fn suite<S: Store + Clone>(store: S) {
     campaigns_are_unique(&store).await;
     numbers_queue_order_and_claims(&store).await;
     finishing_is_a_compare_and_set(&store).await;
     requeue_keeps_number_and_params(&store).await;
     racing_claimers_never_share_a_trial(&store).await;
+    checkpoints_round_trip(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -23,6 +23,11 @@ impl Project {
         self.dir.path()
     }
 
+    /// The engine's checkpoint-signing key of this project (outside the database).
+    pub fn engine_key(&self) -> PathBuf {
+        self.path().join("keys/engine.key")
+    }
+
     pub fn storage(&self) -> String {
         format!("sqlite://{}", self.path().join("db/firebreak.db").display())
     }
@@ -40,6 +45,7 @@ impl Project {
             .args(["--storage", &self.storage()])
             .args(args)
             .current_dir(self.path())
+            .env("FIREBREAK_ENGINE_KEY", self.engine_key())
             .env_remove("FIREBREAK_STORAGE");
         command
     }
