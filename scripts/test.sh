@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's one check: formatting, lints, docs and every test.
-# Needs: the Rust toolchain (with rustfmt and clippy) and python3 (trial programs
-# used by the end-to-end tests). No network, no services.
+# Needs: the Rust toolchain (with rustfmt and clippy) and python3 with the
+# `cryptography` package (trial programs of the end-to-end tests, and the
+# independent ledger verifier). No network, no services.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all --check

@@ -33,6 +33,9 @@ pub async fn dispatch(cli: Cli) -> Outcome {
         }
         Command::Audit(AuditCommand::Checkpoint { out }) => checkpoint(&cli, out.as_deref()).await,
         Command::Audit(AuditCommand::Proof { seq }) => proof(&cli, *seq).await,
+        Command::Audit(AuditCommand::Export { campaign }) => {
+            export(&cli, campaign.as_deref()).await
+        }
         Command::Storage(StorageCommand::Upgrade) => upgrade(&cli).await,
         Command::Keys(KeysCommand::New { name, out }) => new_key(name, out),
     }
@@ -612,6 +615,31 @@ async fn proof(cli: &Cli, seq: u64) -> Outcome {
         serde_json::to_string_pretty(&value).unwrap_or_default()
     );
     Ok(if verified { 0 } else { 4 })
+}
+
+async fn export(cli: &Cli, campaign: Option<&str>) -> Outcome {
+    let store = open(cli).await?;
+    if let Some(name) = campaign {
+        stored_spec(&store, name).await?;
+    }
+    for entry in store.ledger().await? {
+        let line = if campaign.is_none_or(|c| c == entry.campaign) {
+            json!({
+                "seq": entry.seq,
+                "campaign": entry.campaign,
+                "kind": entry.kind,
+                "payload": entry.payload,
+                "hash": hex(&entry.hash),
+            })
+        } else {
+            json!({"seq": entry.seq, "hash": hex(&entry.hash), "redacted": true})
+        };
+        println!("{line}");
+    }
+    for checkpoint in store.checkpoints().await? {
+        println!("{}", json!({ "checkpoint": checkpoint }));
+    }
+    Ok(0)
 }
 
 fn new_key(name: &str, out: &Path) -> Outcome {

@@ -144,6 +144,13 @@ enum AuditCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The ledger as JSON lines (entries, then stored checkpoints), for independent
+    /// verifiers such as tools/verify_ledger.py.
+    Export {
+        /// Only this campaign's entries in full; the others as their hashes alone.
+        #[arg(long)]
+        campaign: Option<String>,
+    },
     /// The inclusion proof of ledger entry SEQ.
     Proof {
         /// The entry's sequence number.

@@ -330,3 +330,154 @@ fn keys_are_pem_files_with_mode_0600() {
         "never overwrites"
     );
 }
+
+/// Runs tools/verify_ledger.py (the independent verifier) on `export`.
+fn independent_verifier(project: &Project, export: &str, name: &str) -> (bool, String) {
+    let path = project.path().join(name);
+    std::fs::write(&path, export).expect("export written");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/verify_ledger.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&path)
+        .output()
+        .expect("python3 runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// The export with entry `seq`'s payload edited by `edit` and every later entry's
+/// `prev` and hash recomputed, as a careful forger would.
+fn forge(export: &str, seq: usize, edit: impl Fn(&mut Value)) -> String {
+    let mut prev: Option<String> = None;
+    export
+        .lines()
+        .map(|line| {
+            let mut record: Value = serde_json::from_str(line).expect("JSON line");
+            let Some(s) = record["seq"].as_u64().map(|s| s as usize) else {
+                return line.to_string(); // a checkpoint
+            };
+            if s >= seq {
+                let mut payload: Value =
+                    serde_json::from_str(record["payload"].as_str().expect("payload"))
+                        .expect("JSON");
+                if s == seq {
+                    edit(&mut payload);
+                }
+                if let Some(p) = &prev {
+                    payload["prev"] = Value::String(p.clone());
+                }
+                let text = firebreak_ledger::canonical_json(&payload).expect("canonical");
+                record["hash"] = Value::String(firebreak_ledger::hex(
+                    &firebreak_ledger::leaf_hash(text.as_bytes()),
+                ));
+                record["payload"] = Value::String(text);
+            }
+            prev = record["hash"].as_str().map(str::to_string);
+            record.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_independent_verifier_accepts_the_export_and_rejects_every_tampering() {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .status();
+    assert!(
+        probe.is_ok_and(|s| s.success()),
+        "the independent verifier needs python3 with the `cryptography` package (.ci/run installs it)"
+    );
+    let project = fresh();
+    assert_eq!(project.exec(&["audit", "checkpoint"]).0, 0); // a second checkpoint: a consistency proof
+    let (code, export, stderr) = project.exec(&["audit", "export"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (ok, text) = independent_verifier(&project, &export, "original.jsonl");
+    assert!(ok, "the original export was rejected: {text}");
+    assert!(text.contains("2 checkpoints"), "{text}");
+
+    let lines: Vec<&str> = export.lines().collect();
+    let with_lines = |f: &dyn Fn(&mut Vec<String>)| {
+        let mut owned: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        f(&mut owned);
+        owned.join("\n")
+    };
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "edited payload",
+            export.replacen("\\\"step\\\":1", "\\\"step\\\":2", 1),
+        ),
+        (
+            "deleted entry",
+            with_lines(&|l| {
+                l.remove(6);
+            }),
+        ),
+        ("reordered entries", with_lines(&|l| l.swap(4, 5))),
+        (
+            "inserted entry",
+            with_lines(&|l| {
+                let copy = l[3].clone();
+                l.insert(4, copy);
+            }),
+        ),
+        (
+            "edited hash",
+            with_lines(&|l| {
+                let mut record: Value = serde_json::from_str(&l[2]).expect("JSON");
+                record["hash"] = Value::String("00".repeat(32));
+                l[2] = record.to_string();
+            }),
+        ),
+        (
+            "rewritten history, hashes recomputed",
+            forge(&export, 8, |p| {
+                p["data"]["metrics"]["y"] = serde_json::json!(42)
+            }),
+        ),
+        (
+            "edited checkpoint root",
+            with_lines(&|l| {
+                let last = l.len() - 1;
+                let mut record: Value = serde_json::from_str(&l[last]).expect("JSON");
+                record["checkpoint"]["root"] = Value::String("11".repeat(32));
+                l[last] = record.to_string();
+            }),
+        ),
+        (
+            "forged checkpoint signature",
+            with_lines(&|l| {
+                let last = l.len() - 1;
+                let mut record: Value = serde_json::from_str(&l[last]).expect("JSON");
+                let signature = record["checkpoint"]["signature"]
+                    .as_str()
+                    .expect("signature")
+                    .to_string();
+                let flipped = if signature.starts_with('A') {
+                    signature.replacen('A', "B", 1)
+                } else {
+                    format!("A{}", &signature[1..])
+                };
+                record["checkpoint"]["signature"] = Value::String(flipped);
+                l[last] = record.to_string();
+            }),
+        ),
+        (
+            "shrunk checkpoint",
+            with_lines(&|l| {
+                let last = l.len() - 1;
+                let mut record: Value = serde_json::from_str(&l[last]).expect("JSON");
+                record["checkpoint"]["tree_size"] = serde_json::json!(3);
+                l[last] = record.to_string();
+            }),
+        ),
+    ];
+    for (i, (name, tampered)) in cases.iter().enumerate() {
+        assert_ne!(tampered, &export, "{name}: nothing was changed");
+        let (ok, text) = independent_verifier(&project, tampered, &format!("tampered-{i}.jsonl"));
+        assert!(!ok, "{name}: accepted: {text}");
+        assert!(text.contains("REJECTED"), "{name}: {text}");
+    }
+}
