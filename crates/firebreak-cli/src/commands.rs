@@ -91,8 +91,9 @@ fn validate(path: &Path) -> Outcome {
     Ok(0)
 }
 
+/// Opens the database for a command that only reads: it must exist.
 async fn open(cli: &Cli) -> Result<SqliteStore, Failure> {
-    Ok(SqliteStore::open(&cli.storage).await?)
+    Ok(SqliteStore::open_existing(&cli.storage).await?)
 }
 
 async fn stored_spec(store: &SqliteStore, campaign: &str) -> Result<CampaignSpec, Failure> {
@@ -105,7 +106,7 @@ async fn stored_spec(store: &SqliteStore, campaign: &str) -> Result<CampaignSpec
 
 async fn run(cli: &Cli, path: &Path) -> Outcome {
     let spec = load_spec(path)?;
-    let store = open(cli).await?;
+    let store = SqliteStore::open(&cli.storage).await?;
     let spec_dir = path
         .canonicalize()
         .ok()

@@ -232,7 +232,7 @@ fn exit_codes_and_messages() {
     assert_eq!(code, 2, "{stderr}");
     let (code, _, stderr) = project.exec(&["status", "nope"]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("no campaign named \"nope\""), "{stderr}");
+    assert!(stderr.contains("no firebreak database at"), "{stderr}");
 
     let failing = project.spec(
         "fail.toml",
@@ -247,6 +247,9 @@ fn exit_codes_and_messages() {
         project.exec(&["run", failing.to_str().expect("utf-8")]).0,
         0
     );
+    let (code, _, stderr) = project.exec(&["status", "nope"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no campaign named \"nope\""), "{stderr}");
     let (code, _, stderr) = project.exec(&["best", "nothing"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("no complete trial yet"), "{stderr}");
@@ -311,7 +314,11 @@ fn one_live_run_per_campaign_and_interrupts_requeue() {
         ),
     );
     let path = path.to_str().expect("utf-8");
-    let mut first = project.command(&["run", path]).spawn().expect("started");
+    let mut first = project
+        .command(&["run", path])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("started");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let (_, stdout, _) = project.exec(&["status", "live"]);
@@ -323,10 +330,14 @@ fn one_live_run_per_campaign_and_interrupts_requeue() {
         {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first run never started: {stdout}"
-        );
+        if std::time::Instant::now() > deadline {
+            let _ = first.kill();
+            let output = first.wait_with_output().expect("first run");
+            panic!(
+                "the first run never started: {stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let (code, _, stderr) = project.exec(&["run", path]);

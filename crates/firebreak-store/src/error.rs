@@ -23,6 +23,11 @@ pub enum StoreError {
         /// The command that fixes it.
         hint: String,
     },
+    /// A command that only reads found no database.
+    #[error(
+        "no firebreak database at {0}\nhint: `firebreak run SPEC` creates one; --storage or FIREBREAK_STORAGE points elsewhere"
+    )]
+    NoDatabase(String),
     /// A campaign of this name exists already.
     #[error("campaign {0:?} already exists")]
     CampaignExists(String),

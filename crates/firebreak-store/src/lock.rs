@@ -93,7 +93,8 @@ pub(crate) fn acquire(
     }
 }
 
-/// Who holds the lock now, without taking it for long.
+/// Who holds the lock now. The probe takes a shared lock for an instant, which
+/// `lock_campaign` tolerates by retrying briefly.
 pub(crate) fn holder(dir: &Path, campaign: &str) -> Result<Option<String>, StoreError> {
     if !lock_path(dir, campaign).exists() {
         return Ok(None);

@@ -68,6 +68,15 @@ impl SqliteStore {
         Self::open_with(url, Arc::new(SystemClock), false).await
     }
 
+    /// Opens a database that must exist already (for commands that only read).
+    pub async fn open_existing(url: &str) -> Result<Self, StoreError> {
+        let path = path_of(url)?;
+        if !path.exists() {
+            return Err(StoreError::NoDatabase(path.display().to_string()));
+        }
+        Self::open(url).await
+    }
+
     /// Opens the database and brings its schema up to date (`storage upgrade`).
     /// Returns the store and the version the database had.
     pub async fn upgrade(url: &str) -> Result<(Self, u32), StoreError> {
@@ -93,10 +102,25 @@ impl SqliteStore {
                 source,
             })?;
         }
-        {
-            let mut conn = connect(&path).await?;
-            migrate(&mut conn, upgrade, SCHEMA_VERSION).await?;
-            conn.close().await?;
+        // Two processes creating one database at once race to switch it to WAL;
+        // the loser gets "database is locked" at once, without the busy timeout,
+        // and simply tries again.
+        let mut attempts = 0;
+        loop {
+            let result = async {
+                let mut conn = connect(&path).await?;
+                migrate(&mut conn, upgrade, SCHEMA_VERSION).await?;
+                conn.close().await?;
+                Ok::<(), StoreError>(())
+            }
+            .await;
+            match result {
+                Err(StoreError::Database(e)) if is_busy(&e) && attempts < 100 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => break other?,
+            }
         }
         // One writer connection: writes in this process queue here, writes of other
         // processes queue on SQLite's lock (busy timeout).
@@ -375,6 +399,11 @@ impl SqliteStore {
     }
 }
 
+/// SQLite's "database is locked" (SQLITE_BUSY, code 5).
+fn is_busy(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("5"))
+}
+
 fn path_of(url: &str) -> Result<PathBuf, StoreError> {
     let path = url.strip_prefix("sqlite://").unwrap_or(url);
     if path.is_empty() || path.contains("://") || path.starts_with(':') {
@@ -584,7 +613,19 @@ impl Store for SqliteStore {
     }
 
     async fn lock_campaign(&self, name: &str, holder: &str) -> Result<CampaignLock, StoreError> {
-        lock::acquire(&self.lock_dir(), name, holder)
+        // `lock_holder` probes with a brief shared lock (`status`, `campaigns`); a
+        // run that starts during a probe tries again for a moment. A live run holds
+        // the lock for its whole life, so it is still refused.
+        let mut attempts = 0;
+        loop {
+            match lock::acquire(&self.lock_dir(), name, holder) {
+                Err(StoreError::Locked { .. }) if attempts < 40 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     async fn lock_holder(&self, name: &str) -> Result<Option<String>, StoreError> {
