@@ -421,3 +421,51 @@ fn a_table_campaign_runs_end_to_end() {
         "{stderr}"
     );
 }
+
+#[test]
+fn asha_stops_command_trials_at_their_rungs() {
+    let project = Project::new();
+    let text = spec(
+        "asha",
+        r#"x = { type = "int", low = 0, high = 5 }"#,
+        "sampler = \"grid\"\nscheduler = \"asha\"\nn_trials = 6\n[search.scheduler_options]\nreduction_factor = 3\nmin_resource = 1\nmax_resource = 27",
+        "env = { MODE = \"steps\" }",
+    )
+    .replace("direction = \"minimize\"", "direction = \"maximize\"");
+    let path = project.spec("spec.toml", &text);
+    let (code, _, stderr) = project.exec(&["run", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stderr}");
+    let trials = project.trials("asha");
+    let last_step = |t: &serde_json::Value| {
+        t["intermediate"]
+            .as_array()
+            .and_then(|r| r.last())
+            .and_then(|r| r["step"].as_u64())
+            .unwrap_or(0)
+    };
+    // Each trial is the best so far (y = x rises); a rung of n results promotes at
+    // most ⌊n/3⌋: trials 0 and 1 stop at step 1, trial 2 is promoted there and stops
+    // at step 3 (alone in that rung), trial 5 is promoted at step 1 as well.
+    let steps: Vec<u64> = trials.iter().map(last_step).collect();
+    assert_eq!(steps, [1, 1, 3, 1, 1, 3], "{trials:?}");
+    for t in &trials {
+        assert_eq!(t["state"], "pruned");
+        assert!(
+            t["error"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("asha: at rung"),
+            "{t}"
+        );
+        let (_, log, _) = project.exec(&["logs", "asha", &t["number"].to_string()]);
+        let pid = log
+            .lines()
+            .find_map(|l| l.strip_prefix("PID "))
+            .expect("pid line");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "trial {} still runs",
+            t["number"]
+        );
+    }
+}

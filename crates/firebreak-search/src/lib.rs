@@ -5,7 +5,8 @@
 //! Principal types: [`Proposer`] with [`propose`] (the driver that combines joint
 //! and per-parameter sampling), [`RandomProposer`], [`GridProposer`],
 //! [`EvolutionProposer`], [`TpeProposer`]; [`Scheduler`]
-//! with [`NoScheduler`] and [`MedianScheduler`]; [`History`], the read-only view of
+//! with [`NoScheduler`], [`MedianScheduler`], [`AshaScheduler`] and
+//! [`HyperbandScheduler`]; [`History`], the read-only view of
 //! past trials both are given; [`proposer`] and [`scheduler`] build them by name.
 //!
 //! The proposer contract follows Optuna's sampler: infer a joint ("relative")
@@ -15,6 +16,7 @@
 //! schedulers never hold a storage handle and do no IO.
 #![warn(missing_docs)]
 
+mod asha;
 mod error;
 mod evolution;
 mod grid;
@@ -25,6 +27,7 @@ mod registry;
 mod scheduler;
 mod tpe;
 
+pub use asha::{AshaScheduler, Bracket, Halving, HyperbandScheduler, hyperband_brackets};
 pub use error::SearchError;
 pub use evolution::EvolutionProposer;
 pub use grid::GridProposer;

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use firebreak_core::{Objectives, SearchSpace};
 
 use crate::{
-    EvolutionProposer, GridProposer, MedianScheduler, NoScheduler, Proposer, RandomProposer,
-    Scheduler, SearchError, TpeOptions, TpeProposer,
+    AshaScheduler, EvolutionProposer, GridProposer, Halving, HyperbandScheduler, MedianScheduler,
+    NoScheduler, Proposer, RandomProposer, Scheduler, SearchError, TpeOptions, TpeProposer,
 };
 
 /// Component options as given in `[search.sampler_options]` or
@@ -17,7 +17,7 @@ pub type Options = BTreeMap<String, serde_json::Value>;
 pub const PROPOSERS: &[&str] = &["random", "grid", "evolution", "tpe"];
 
 /// The schedulers this build implements.
-pub const SCHEDULERS: &[&str] = &["none", "median"];
+pub const SCHEDULERS: &[&str] = &["none", "median", "asha", "hyperband"];
 
 fn check_keys(
     component: &'static str,
@@ -123,7 +123,9 @@ pub fn proposer(
 }
 
 /// Builds the scheduler `name`. Options: `none` none; `median` `min_steps = 0`
-/// (no stop before this step), `min_trials = 5` (complete trials needed at a step).
+/// (no stop before this step), `min_trials = 5` (complete trials needed at a step);
+/// `asha` and `hyperband` `reduction_factor = 3`, `min_resource = 1`,
+/// `max_resource = 27` (steps).
 pub fn scheduler(
     name: &str,
     options: &Options,
@@ -142,6 +144,24 @@ pub fn scheduler(
                 whole(options, "min_steps", 0)?,
                 whole(options, "min_trials", 5)? as usize,
             )?))
+        }
+        "asha" | "hyperband" => {
+            check_keys(
+                "scheduler",
+                name,
+                options,
+                &["reduction_factor", "min_resource", "max_resource"],
+            )?;
+            let halving = Halving::new(
+                whole(options, "reduction_factor", 3)?,
+                whole(options, "min_resource", 1)?,
+                whole(options, "max_resource", 27)?,
+            )?;
+            if name == "asha" {
+                Ok(Box::new(AshaScheduler::new(objectives, halving)?))
+            } else {
+                Ok(Box::new(HyperbandScheduler::new(objectives, halving)?))
+            }
         }
         _ => Err(SearchError::Unknown {
             component: "scheduler",

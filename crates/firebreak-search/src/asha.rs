@@ -1,0 +1,315 @@
+//! Asynchronous successive halving (ASHA, Li et al. 2020) and Hyperband (Li et al.
+//! 2018) as stop-or-continue schedulers.
+//!
+//! Rungs sit at `min_resource · η^k` steps below `max_resource`. When a trial first
+//! reports a step at or past a rung, it is compared with every result that rung has
+//! seen so far (its own included, `n` in all): it continues — is promoted — only if
+//! it ranks in the top `⌊n/η⌋` and the rung has promoted fewer than `⌊n/η⌋` trials;
+//! otherwise it stops and becomes `pruned`. Decisions are recomputed from the
+//! history, so they survive restarts and need no hidden state.
+//!
+//! Hyperband runs several ASHA brackets with different starting resources; trial
+//! `n` joins bracket `s` in proportion to the bracket's size `n_s`.
+
+use firebreak_core::{Direction, Objectives, Trial};
+
+use crate::SearchError;
+use crate::proposer::History;
+use crate::scheduler::{Decision, Scheduler};
+
+/// Successive-halving settings shared by ASHA and each Hyperband bracket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Halving {
+    /// η: one in η trials of a rung continues.
+    pub reduction_factor: u64,
+    /// The first rung's step.
+    pub min_resource: u64,
+    /// Steps of a full-length trial; no rung at or beyond it.
+    pub max_resource: u64,
+}
+
+impl Halving {
+    /// Checks the settings.
+    pub fn new(
+        reduction_factor: u64,
+        min_resource: u64,
+        max_resource: u64,
+    ) -> Result<Self, SearchError> {
+        if reduction_factor < 2 || min_resource == 0 || max_resource < min_resource {
+            return Err(SearchError::BadOption {
+                key: "reduction_factor".into(),
+                message: format!(
+                    "needs reduction_factor >= 2 and 1 <= min_resource <= max_resource, got {reduction_factor}, {min_resource}, {max_resource}"
+                ),
+            });
+        }
+        Ok(Halving {
+            reduction_factor,
+            min_resource,
+            max_resource,
+        })
+    }
+
+    /// The rung steps: `min_resource · η^k` below `max_resource`.
+    pub fn rungs(&self) -> Vec<u64> {
+        let mut rungs = Vec::new();
+        let mut r = self.min_resource;
+        while r < self.max_resource {
+            rungs.push(r);
+            r = r.saturating_mul(self.reduction_factor);
+        }
+        rungs
+    }
+}
+
+/// The value a trial recorded at rung `step`: its first report at or past it.
+fn rung_value(trial: &Trial, step: u64, metric: &str) -> Option<(u64, f64)> {
+    trial
+        .intermediate
+        .iter()
+        .find(|r| r.step >= step)
+        .and_then(|r| r.metrics.get(metric).map(|v| (r.step, *v)))
+        .filter(|(_, v)| v.is_finite())
+}
+
+/// The single objective a halving scheduler ranks by.
+#[derive(Debug, Clone)]
+struct Objective {
+    metric: String,
+    direction: Direction,
+}
+
+/// One successive-halving decision for `trial`, which just reported `step`, among
+/// the trials `peers` accepts.
+fn halving_decision(
+    name: &str,
+    halving: &Halving,
+    objective: &Objective,
+    trial: &Trial,
+    step: u64,
+    history: &History<'_>,
+    peers: &dyn Fn(&Trial) -> bool,
+) -> Decision {
+    let (metric, direction) = (objective.metric.as_str(), objective.direction);
+    let rungs = halving.rungs();
+    // The rung this report decides: the highest rung it reaches first.
+    let Some((index, &rung)) = rungs.iter().enumerate().rev().find(|(_, r)| step >= **r) else {
+        return Decision::Continue;
+    };
+    match rung_value(trial, rung, metric) {
+        Some((first, _)) if first == step => {}
+        _ => return Decision::Continue, // decided at an earlier report, or no value
+    }
+    let next = rungs
+        .get(index + 1)
+        .copied()
+        .unwrap_or(halving.max_resource);
+    let mut results: Vec<(u64, f64)> = Vec::new();
+    let mut promoted = 0usize;
+    for other in history
+        .trials
+        .iter()
+        .filter(|t| t.number != trial.number && peers(t))
+    {
+        if let Some((_, v)) = rung_value(other, rung, metric) {
+            results.push((other.number, v));
+            // Promoted past this rung: it reported a step beyond the rung.
+            if other
+                .intermediate
+                .iter()
+                .any(|r| r.step > rung && r.step <= next.max(rung + 1))
+            {
+                promoted += 1;
+            }
+        }
+    }
+    let Some((_, mine)) = rung_value(trial, rung, metric) else {
+        return Decision::Continue;
+    };
+    results.push((trial.number, mine));
+    let n = results.len();
+    let quota = n / halving.reduction_factor as usize;
+    results.sort_by(|a, b| {
+        let order = a.1.total_cmp(&b.1);
+        let order = if direction == Direction::Maximize {
+            order.reverse()
+        } else {
+            order
+        };
+        order.then(a.0.cmp(&b.0))
+    });
+    let rank = results
+        .iter()
+        .position(|(number, _)| *number == trial.number)
+        .unwrap_or(n);
+    if rank < quota && promoted < quota {
+        Decision::Continue
+    } else {
+        Decision::Stop {
+            reason: format!(
+                "{name}: at rung {index} (step {rung}) {metric} {mine} ranks {} of {n}; {promoted} of at most {quota} promoted",
+                rank + 1
+            ),
+        }
+    }
+}
+
+fn single(objectives: &Objectives, name: &str) -> Result<Objective, SearchError> {
+    match (
+        objectives.metrics.as_slice(),
+        objectives.directions.as_slice(),
+    ) {
+        ([metric], [direction]) => Ok(Objective {
+            metric: metric.clone(),
+            direction: *direction,
+        }),
+        _ => Err(SearchError::Unsupported(format!(
+            "{name} needs exactly one objective"
+        ))),
+    }
+}
+
+/// Asynchronous successive halving.
+#[derive(Debug, Clone)]
+pub struct AshaScheduler {
+    halving: Halving,
+    objective: Objective,
+}
+
+impl AshaScheduler {
+    /// ASHA on the single objective.
+    pub fn new(objectives: &Objectives, halving: Halving) -> Result<Self, SearchError> {
+        Ok(AshaScheduler {
+            halving,
+            objective: single(objectives, "asha")?,
+        })
+    }
+}
+
+impl Scheduler for AshaScheduler {
+    fn name(&self) -> &'static str {
+        "asha"
+    }
+
+    fn decide(&self, trial: &Trial, step: u64, history: &History<'_>) -> Decision {
+        halving_decision(
+            "asha",
+            &self.halving,
+            &self.objective,
+            trial,
+            step,
+            history,
+            &|_| true,
+        )
+    }
+}
+
+/// One Hyperband bracket: its size and starting resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bracket {
+    /// `s`, from the most aggressive (`s_max`) down to 0 (no early stopping).
+    pub s: u32,
+    /// `n_s = ⌈(s_max + 1) / (s + 1) · η^s⌉` configurations.
+    pub n: u64,
+    /// `r_s = max_resource · η^(−s)` steps for each at the start.
+    pub min_resource: u64,
+}
+
+/// Hyperband's brackets for `halving` (Li et al. 2018, Algorithm 1).
+pub fn hyperband_brackets(halving: &Halving) -> Vec<Bracket> {
+    let eta = halving.reduction_factor;
+    let ratio = halving.max_resource / halving.min_resource;
+    let mut s_max = 0u32;
+    while eta.saturating_pow(s_max + 1) <= ratio {
+        s_max += 1;
+    }
+    (0..=s_max)
+        .rev()
+        .map(|s| Bracket {
+            s,
+            n: ((u64::from(s_max) + 1) * eta.pow(s)).div_ceil(u64::from(s) + 1),
+            min_resource: (halving.max_resource / eta.pow(s)).max(1),
+        })
+        .collect()
+}
+
+/// Hyperband: ASHA brackets with different starting resources.
+#[derive(Debug, Clone)]
+pub struct HyperbandScheduler {
+    halving: Halving,
+    brackets: Vec<Bracket>,
+    objective: Objective,
+}
+
+impl HyperbandScheduler {
+    /// Hyperband on the single objective.
+    pub fn new(objectives: &Objectives, halving: Halving) -> Result<Self, SearchError> {
+        Ok(HyperbandScheduler {
+            brackets: hyperband_brackets(&halving),
+            halving,
+            objective: single(objectives, "hyperband")?,
+        })
+    }
+
+    /// The bracket of trial `number`: round robin over a cycle in which bracket
+    /// `s` has `n_s` places.
+    pub fn bracket_of(&self, number: u64) -> Bracket {
+        let cycle: u64 = self.brackets.iter().map(|b| b.n).sum();
+        let mut place = number % cycle.max(1);
+        for bracket in &self.brackets {
+            if place < bracket.n {
+                return *bracket;
+            }
+            place -= bracket.n;
+        }
+        self.brackets[0]
+    }
+}
+
+impl Scheduler for HyperbandScheduler {
+    fn name(&self) -> &'static str {
+        "hyperband"
+    }
+
+    fn decide(&self, trial: &Trial, step: u64, history: &History<'_>) -> Decision {
+        let bracket = self.bracket_of(trial.number);
+        let halving = Halving {
+            min_resource: bracket.min_resource,
+            ..self.halving
+        };
+        let same = |t: &Trial| self.bracket_of(t.number).s == bracket.s;
+        halving_decision(
+            "hyperband",
+            &halving,
+            &self.objective,
+            trial,
+            step,
+            history,
+            &same,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rungs_and_brackets_follow_the_formulas() {
+        let h = Halving::new(3, 1, 27).expect("valid");
+        assert_eq!(h.rungs(), vec![1, 3, 9]);
+        let brackets = hyperband_brackets(&h);
+        // s_max = 3: (n, r) = (27, 1), (12, 3), (6, 9), (4, 27).
+        let got: Vec<(u32, u64, u64)> = brackets
+            .iter()
+            .map(|b| (b.s, b.n, b.min_resource))
+            .collect();
+        assert_eq!(got, vec![(3, 27, 1), (2, 12, 3), (1, 6, 9), (0, 4, 27)]);
+        let h = Halving::new(2, 1, 8).expect("valid");
+        let got: Vec<(u64, u64)> = hyperband_brackets(&h)
+            .iter()
+            .map(|b| (b.n, b.min_resource))
+            .collect();
+        assert_eq!(got, vec![(8, 1), (6, 2), (4, 4), (4, 8)]);
+    }
+}
