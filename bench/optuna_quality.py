@@ -1,0 +1,115 @@
+"""Optuna's side of bench/quality.sh: the same problems as the `quality` example
+(see its header), Optuna 5's samplers with default options, one JSON line per seed."""
+import csv
+import json
+import math
+import random
+import sys
+
+import optuna
+
+
+def table_problem(path):
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    params = [i for i, h in enumerate(header) if not h.startswith("seed")]
+    seeds = [i for i, h in enumerate(header) if h.startswith("seed")]
+
+    def typed(text):
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return text
+
+    choices = {header[i]: [] for i in params}
+    scores = {}
+    for row in body:
+        for i in params:
+            value = typed(row[i])
+            if value not in choices[header[i]]:
+                choices[header[i]].append(value)
+        key = tuple(typed(row[i]) for i in params)
+        scores[key] = [float(row[i]) for i in seeds if row[i] != ""]
+    names = [header[i] for i in params]
+    return names, choices, scores
+
+
+FUNCTIONS = {
+    "branin": (2, -5.0, 15.0),
+    "hartmann6": (6, 0.0, 1.0),
+    "rosenbrock10": (10, -5.0, 10.0),
+    "ackley10": (10, -32.768, 32.768),
+    "styblinski_tang10": (10, -5.0, 5.0),
+}
+
+
+def evaluate_function(name, x):
+    if name == "branin":
+        a, b = x[0] * 0.75 - 1.25, x[1] * 0.75 + 3.75
+        return (b - 5.1 / (4 * math.pi ** 2) * a * a + 5 / math.pi * a - 6) ** 2 + 10 * (1 - 1 / (8 * math.pi)) * math.cos(a) + 10
+    if name == "hartmann6":
+        A = [[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14], [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]]
+        P = [[0.1312, 0.1696, 0.5569, 0.0124, 0.8283, 0.5886], [0.2329, 0.4135, 0.8307, 0.3736, 0.1004, 0.9991],
+             [0.2348, 0.1451, 0.3522, 0.2883, 0.3047, 0.6650], [0.4047, 0.8828, 0.8732, 0.5743, 0.1091, 0.0381]]
+        alpha = [1.0, 1.2, 3.0, 3.2]
+        return -sum(alpha[i] * math.exp(-sum(A[i][j] * (x[j] - P[i][j]) ** 2 for j in range(6))) for i in range(4))
+    if name == "rosenbrock10":
+        return sum(100 * (x[i + 1] - x[i] ** 2) ** 2 + (1 - x[i]) ** 2 for i in range(len(x) - 1))
+    if name == "ackley10":
+        n = len(x)
+        s1 = sum(v * v for v in x) / n
+        s2 = sum(math.cos(2 * math.pi * v) for v in x) / n
+        return -20 * math.exp(-0.2 * math.sqrt(s1)) - math.exp(s2) + 20 + math.e
+    if name == "styblinski_tang10":
+        return sum(v ** 4 - 16 * v * v + 5 * v for v in x) / 2
+    raise SystemExit("unknown problem " + name)
+
+
+def sampler(name, seed):
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed)
+    raise SystemExit("unknown sampler " + name)
+
+
+def main():
+    problem, name, budget, seeds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for seed in range(seeds):
+        curve = []
+        if problem.startswith("table:"):
+            path, direction = problem[len("table:"):].rsplit(":", 1)
+            names, choices, scores = table_problem(path)
+            noise = random.Random(seed)
+            study = optuna.create_study(direction=direction, sampler=sampler(name, seed))
+
+            def objective(trial):
+                key = tuple(trial.suggest_categorical(n, choices[n]) for n in names)
+                return noise.choice(scores[key])
+
+            def record(study, trial):
+                best = study.best_trial
+                key = tuple(best.params[n] for n in names)
+                curve.append(sum(scores[key]) / len(scores[key]))
+        else:
+            d, low, high = FUNCTIONS[problem]
+            study = optuna.create_study(direction="minimize", sampler=sampler(name, seed))
+
+            def objective(trial):
+                return evaluate_function(problem, [trial.suggest_float("x%02d" % i, low, high) for i in range(d)])
+
+            def record(study, trial):
+                curve.append(study.best_value)
+        study.optimize(objective, n_trials=budget, callbacks=[record])
+        print(json.dumps({"engine": "optuna", "problem": problem, "proposer": name, "seed": seed,
+                          "final": curve[-1], "curve": curve}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

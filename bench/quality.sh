@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Proposer quality side by side: firebreak's proposers (in memory, the `quality`
+# example) and Optuna 5's samplers (default options, a venv made here) on the same
+# problems and budgets, in one invocation; writes bench/results/quality.md.
+#
+#   bench/quality.sh [BENCHDATA_DIR]     # default ../shared/benchdata; the bundled
+#                                        # NAS-Bench-201 table is always included
+# SEEDS (20), TABLE_BUDGET (100), FUNCTION_BUDGET (200), FUNCTIONS, TABLES override.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:-../shared/benchdata}
+SEEDS=${SEEDS:-20}
+TABLE_BUDGET=${TABLE_BUDGET:-100}
+FUNCTION_BUDGET=${FUNCTION_BUDGET:-200}
+FUNCTIONS=${FUNCTIONS:-"branin hartmann6 rosenbrock10 ackley10 styblinski_tang10"}
+
+VENV=bench/.venv
+if ! "$VENV/bin/python" -c 'import optuna, sys; sys.exit(not optuna.__version__.startswith("5."))' 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet "optuna==5.0.0"
+fi
+cargo build --quiet --release -p firebreak-runner --example quality
+BIN=target/release/examples/quality
+
+tables="table:examples/tables/nasbench201-cifar10.csv:maximize"
+for spec in hpolib/naval_propulsion.csv:minimize hpolib/parkinsons_telemonitoring.csv:minimize \
+            hpobench/australian.csv:maximize hpobench/car.csv:maximize hpobench/credit_g.csv:maximize; do
+  [ -f "$DATA/${spec%:*}" ] && tables="$tables table:$DATA/$spec"
+done
+TABLES=${TABLES:-$tables}
+
+mkdir -p bench/results
+results=bench/results/quality.jsonl
+: > "$results"
+for problem in $TABLES; do
+  echo "$problem" >&2
+  for p in tpe random evolution; do "$BIN" "$problem" "$p" "$TABLE_BUDGET" "$SEEDS" >> "$results"; done
+  for p in tpe random; do "$VENV/bin/python" bench/optuna_quality.py "$problem" "$p" "$TABLE_BUDGET" "$SEEDS" >> "$results"; done
+done
+for problem in $FUNCTIONS; do
+  echo "$problem" >&2
+  for p in tpe random; do "$BIN" "$problem" "$p" "$FUNCTION_BUDGET" "$SEEDS" >> "$results"; done
+  for p in tpe random; do "$VENV/bin/python" bench/optuna_quality.py "$problem" "$p" "$FUNCTION_BUDGET" "$SEEDS" >> "$results"; done
+done
+python3 bench/report.py "$results" bench/results/quality.md

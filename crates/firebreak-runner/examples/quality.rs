@@ -1,0 +1,214 @@
+//! firebreak's side of bench/quality.sh: one proposer on one problem for several
+//! seeds, in memory (no store), printing one JSON line per seed with the final
+//! score and the anytime curve.
+//!
+//! Problems: `table:PATH:maximize|minimize` (every non-seed column a categorical
+//! parameter; a configuration's score is one present seed drawn per evaluation; the
+//! final score is the mean over seeds of the best-observed configuration), or one
+//! of the functions `branin`, `hartmann6`, `rosenbrock10`, `ackley10`,
+//! `styblinski_tang10` (minimised; the final score is the best value found).
+//!
+//! Run: cargo run --release -p firebreak-runner --example quality -- table:examples/tables/nasbench201-cifar10.csv:maximize tpe 100 20
+
+use std::collections::BTreeMap;
+
+use firebreak_core::{
+    Direction, Distribution, Objectives, ParamValue, Parameter, Params, Rng, SearchSpace, Trial,
+    TrialState, derive_seed,
+};
+use firebreak_runner::TableTask;
+use firebreak_search::{History, Options, propose, proposer};
+
+fn table_space(path: &str) -> Result<SearchSpace, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path)?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().ok_or("empty table")?.split(',').collect();
+    let columns: Vec<usize> = (0..header.len())
+        .filter(|&i| !header[i].starts_with("seed"))
+        .collect();
+    let mut values: Vec<Vec<String>> = vec![Vec::new(); columns.len()];
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        for (slot, &i) in columns.iter().enumerate() {
+            if !values[slot].iter().any(|v| v == cells[i]) {
+                values[slot].push(cells[i].to_string());
+            }
+        }
+    }
+    let parameters = columns
+        .iter()
+        .zip(values)
+        .map(|(&i, vs)| {
+            let typed = |v: &String| {
+                v.parse::<i64>()
+                    .map(ParamValue::Int)
+                    .or_else(|_| v.parse::<f64>().map(ParamValue::Float))
+                    .unwrap_or_else(|_| ParamValue::Str(v.clone()))
+            };
+            Parameter {
+                name: header[i].to_string(),
+                distribution: Distribution::Categorical {
+                    choices: vs.iter().map(typed).collect(),
+                },
+                condition: None,
+            }
+        })
+        .collect();
+    Ok(SearchSpace::new(parameters)?)
+}
+
+type Function = fn(&[f64]) -> f64;
+
+fn function(name: &str) -> Option<(usize, f64, f64, Function)> {
+    Some(match name {
+        "branin" => (2, -5.0, 15.0, |x: &[f64]| {
+            // x0 in [-5, 10], x1 in [0, 15]: rescaled from the shared box below.
+            let (a, b) = (x[0] * 0.75 - 1.25, x[1] * 0.75 + 3.75);
+            let pi = std::f64::consts::PI;
+            (b - 5.1 / (4.0 * pi * pi) * a * a + 5.0 / pi * a - 6.0).powi(2)
+                + 10.0 * (1.0 - 1.0 / (8.0 * pi)) * a.cos()
+                + 10.0
+        }),
+        "hartmann6" => (6, 0.0, 1.0, hartmann6 as Function),
+        "rosenbrock10" => (10, -5.0, 10.0, |x: &[f64]| {
+            x.windows(2)
+                .map(|w| 100.0 * (w[1] - w[0] * w[0]).powi(2) + (1.0 - w[0]).powi(2))
+                .sum()
+        }),
+        "ackley10" => (10, -32.768, 32.768, |x: &[f64]| {
+            let n = x.len() as f64;
+            let s1: f64 = x.iter().map(|v| v * v).sum::<f64>() / n;
+            let s2: f64 = x
+                .iter()
+                .map(|v| (2.0 * std::f64::consts::PI * v).cos())
+                .sum::<f64>()
+                / n;
+            -20.0 * (-0.2 * s1.sqrt()).exp() - s2.exp() + 20.0 + std::f64::consts::E
+        }),
+        "styblinski_tang10" => (10, -5.0, 5.0, |x: &[f64]| {
+            x.iter()
+                .map(|v| v.powi(4) - 16.0 * v * v + 5.0 * v)
+                .sum::<f64>()
+                / 2.0
+        }),
+        _ => return None,
+    })
+}
+
+fn hartmann6(x: &[f64]) -> f64 {
+    const A: [[f64; 6]; 4] = [
+        [10.0, 3.0, 17.0, 3.5, 1.7, 8.0],
+        [0.05, 10.0, 17.0, 0.1, 8.0, 14.0],
+        [3.0, 3.5, 1.7, 10.0, 17.0, 8.0],
+        [17.0, 8.0, 0.05, 10.0, 0.1, 14.0],
+    ];
+    const P: [[f64; 6]; 4] = [
+        [0.1312, 0.1696, 0.5569, 0.0124, 0.8283, 0.5886],
+        [0.2329, 0.4135, 0.8307, 0.3736, 0.1004, 0.9991],
+        [0.2348, 0.1451, 0.3522, 0.2883, 0.3047, 0.6650],
+        [0.4047, 0.8828, 0.8732, 0.5743, 0.1091, 0.0381],
+    ];
+    const ALPHA: [f64; 4] = [1.0, 1.2, 3.0, 3.2];
+    -(0..4)
+        .map(|i| {
+            ALPHA[i]
+                * (-(0..6)
+                    .map(|j| A[i][j] * (x[j] - P[i][j]).powi(2))
+                    .sum::<f64>())
+                .exp()
+        })
+        .sum::<f64>()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: quality PROBLEM PROPOSER BUDGET SEEDS";
+    let (Some(problem), Some(name), Some(budget), Some(seeds)) =
+        (args.get(1), args.get(2), args.get(3), args.get(4))
+    else {
+        return Err(usage.into());
+    };
+    let (budget, seeds): (usize, u64) = (budget.parse()?, seeds.parse()?);
+    let (space, direction, table, f) = if let Some(rest) = problem.strip_prefix("table:") {
+        let (path, direction) = rest.rsplit_once(':').ok_or(usage)?;
+        let space = table_space(path)?;
+        let table = TableTask::load(std::path::Path::new(path), &space)?;
+        let direction = if direction == "maximize" {
+            Direction::Maximize
+        } else {
+            Direction::Minimize
+        };
+        (space, direction, Some(table), None)
+    } else {
+        let (d, low, high, f) = function(problem).ok_or("unknown problem")?;
+        let space = SearchSpace::new(
+            (0..d)
+                .map(|i| Parameter {
+                    name: format!("x{i:02}"),
+                    distribution: Distribution::Float {
+                        low,
+                        high,
+                        log: false,
+                        step: None,
+                    },
+                    condition: None,
+                })
+                .collect(),
+        )?;
+        (space, Direction::Minimize, None, Some(f))
+    };
+    let objectives = Objectives::single("y", direction);
+    for seed in 0..seeds {
+        let mut proposer = proposer(name, &Options::new(), &space, &objectives)?;
+        let mut trials: Vec<Trial> = Vec::with_capacity(budget);
+        let mut curve = Vec::with_capacity(budget);
+        let mut best: Option<(f64, Params)> = None;
+        for number in 0..budget as u64 {
+            let history = History {
+                trials: &trials,
+                objectives: &objectives,
+            };
+            let mut rng = Rng::new(derive_seed(seed, &[1, number]));
+            let proposal = propose(proposer.as_mut(), &space, &history, &mut rng);
+            let value = match (&table, f) {
+                (Some(table), _) => table.evaluate(
+                    &proposal.params,
+                    &mut Rng::new(derive_seed(seed, &[2, number])),
+                )?,
+                (None, Some(f)) => {
+                    let x: Vec<f64> = proposal
+                        .params
+                        .values()
+                        .filter_map(ParamValue::as_f64)
+                        .collect();
+                    f(&x)
+                }
+                _ => unreachable!("a problem is a table or a function"),
+            };
+            if best
+                .as_ref()
+                .is_none_or(|(b, _)| direction.better(value, *b))
+            {
+                best = Some((value, proposal.params.clone()));
+            }
+            let (observed, params) = best.as_ref().map(|(v, p)| (*v, p)).ok_or("no trial")?;
+            curve.push(match &table {
+                Some(table) => table.mean(params)?,
+                None => observed,
+            });
+            let mut trial = Trial::queued(number, proposal.params, name, &proposal.rationale);
+            trial.state = TrialState::Complete;
+            trial.metrics = BTreeMap::from([("y".to_string(), value)]);
+            trials.push(trial);
+        }
+        let last = curve.last().copied().unwrap_or(f64::NAN);
+        #[allow(clippy::print_stdout)]
+        {
+            println!(
+                "{}",
+                serde_json::json!({"engine": "firebreak", "problem": problem, "proposer": name, "seed": seed, "final": last, "curve": curve})
+            );
+        }
+    }
+    Ok(())
+}
