@@ -7,13 +7,13 @@
 //!
 //! By default the parameters that every past trial shares are modelled jointly
 //! (multivariate TPE, as Falkner et al.'s BOHB and Optuna's default do): each past
-//! trial is one kernel over all of them, with bandwidth `0.2 · k^(−1/(d+4)) · range`
-//! for `k` kernels in `d` dimensions, so combinations that did well together are
-//! proposed together. The remaining (conditional) parameters are modelled one by one.
+//! trial is one kernel over all of them (a product of its per-dimension kernels),
+//! so combinations that did well together are proposed together. The remaining (conditional) parameters are modelled one by one.
 //!
 //! Numerical parameters use truncated-normal mixtures on the parameter's range (on
-//! the log scale for `log = true`); a component's bandwidth is the larger gap to its
-//! neighbours, clipped to `[range / min(100, 1 + kernels), range]`; ints and stepped
+//! the log scale for `log = true`); a kernel's bandwidth is the larger gap to its
+//! neighbouring observations (the inner gap for the outermost two), clipped to
+//! `[range / min(100, 1 + kernels), range]`, and the prior kernel spans the range; ints and stepped
 //! floats are scored by the probability mass of their grid cell. Categorical
 //! parameters use smoothed, weighted counts. Older trials of the bad group weigh
 //! less (a linear ramp beyond the 25 most recent). With `constant_liar`, running
@@ -283,37 +283,45 @@ impl Mixture {
     /// The Parzen estimator of observations `xs` (internal coordinates) with
     /// `weights`, plus the prior component.
     fn fit(xs: &[f64], weights: &[f64], low: f64, high: f64, prior_weight: f64) -> Mixture {
+        let mut w: Vec<f64> = weights.to_vec();
+        w.push(prior_weight);
+        let total: f64 = w.iter().sum();
+        let log_weights = w.iter().map(|x| (x / total).ln()).collect();
+        Mixture::with_kernels(xs, low, high, log_weights)
+    }
+
+    /// Kernels at the observations `xs` with neighbour-gap bandwidths, plus the
+    /// prior kernel (centred, spanning the range); `log_weights` may be empty when
+    /// the caller weighs kernels itself (the joint estimator).
+    fn with_kernels(xs: &[f64], low: f64, high: f64, log_weights: Vec<f64>) -> Mixture {
         let range = high - low;
-        let mut mus: Vec<f64> = xs.to_vec();
-        mus.push((low + high) / 2.0);
-        let k = mus.len();
-        let mut order: Vec<usize> = (0..k).collect();
-        order.sort_by(|&a, &b| mus[a].total_cmp(&mus[b]));
-        let mut sorted = Vec::with_capacity(k + 2);
+        let n = xs.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| xs[a].total_cmp(&xs[b]));
+        let mut sorted = Vec::with_capacity(n + 2);
         sorted.push(low);
-        sorted.extend(order.iter().map(|&i| mus[i]));
+        sorted.extend(order.iter().map(|&i| xs[i]));
         sorted.push(high);
-        let mut sigmas = vec![0.0; k];
+        let mut sigmas = vec![0.0; n + 1];
         for (rank, &i) in order.iter().enumerate() {
             let left = sorted[rank + 1] - sorted[rank];
             let right = sorted[rank + 2] - sorted[rank + 1];
             // Not the range's ends: the outermost kernels use their inner gap.
-            sigmas[i] = if k >= 2 && rank == 0 {
+            sigmas[i] = if n >= 2 && rank == 0 {
                 right
-            } else if k >= 2 && rank == k - 1 {
+            } else if n >= 2 && rank == n - 1 {
                 left
             } else {
                 left.max(right)
             };
         }
-        let min_sigma = range / (100.0f64).min(1.0 + k as f64);
-        for s in &mut sigmas {
+        let min_sigma = range / (100.0f64).min(2.0 + n as f64);
+        for s in &mut sigmas[..n] {
             *s = s.clamp(min_sigma, range);
         }
-        sigmas[k - 1] = range; // the prior spans the range
-        let mut w: Vec<f64> = weights.to_vec();
-        w.push(prior_weight);
-        let total: f64 = w.iter().sum();
+        sigmas[n] = range; // the prior spans the range
+        let mut mus = xs.to_vec();
+        mus.push((low + high) / 2.0);
         let log_mass = mus
             .iter()
             .zip(&sigmas)
@@ -328,7 +336,7 @@ impl Mixture {
             high,
             mus,
             sigmas,
-            log_weights: w.iter().map(|x| (x / total).ln()).collect(),
+            log_weights,
             log_mass,
         }
     }
@@ -522,13 +530,11 @@ impl Joint {
         let mut weights = recency_weights(n);
         weights.push(prior_weight);
         let total: f64 = weights.iter().sum();
-        let d = parameters.len().max(1) as f64;
         let dims = parameters
             .iter()
             .map(|p| {
                 let numeric = |axis: Axis| {
-                    let range = axis.high - axis.low;
-                    let mut mus: Vec<f64> = chronological
+                    let xs: Vec<f64> = chronological
                         .iter()
                         .map(|t| {
                             t.params
@@ -537,31 +543,10 @@ impl Joint {
                                 .unwrap_or((axis.low + axis.high) / 2.0)
                         })
                         .collect();
-                    mus.push((axis.low + axis.high) / 2.0);
-                    let min_sigma = range / (100.0f64).min(1.0 + kernels as f64);
-                    let sigma = (0.2 * (kernels as f64).powf(-1.0 / (d + 4.0)) * range)
-                        .clamp(min_sigma, range);
-                    let mut sigmas = vec![sigma; kernels];
-                    sigmas[kernels - 1] = range;
-                    let log_mass = mus
-                        .iter()
-                        .zip(&sigmas)
-                        .map(|(mu, s)| {
-                            normal_mass((axis.low - mu) / s, (axis.high - mu) / s)
-                                .max(1e-300)
-                                .ln()
-                        })
-                        .collect();
+                    // The joint weighs kernels itself: no per-dimension weights.
                     Dim::Numeric {
                         axis,
-                        mixture: Mixture {
-                            low: axis.low,
-                            high: axis.high,
-                            mus,
-                            sigmas,
-                            log_weights: Vec::new(), // the joint weighs kernels
-                            log_mass,
-                        },
+                        mixture: Mixture::with_kernels(&xs, axis.low, axis.high, Vec::new()),
                     }
                 };
                 match p.distribution {
