@@ -49,7 +49,7 @@ fn whole(options: &Options, key: &str, default: u64) -> Result<u64, SearchError>
 /// Builds the proposer `name`. Options: `random` none; `grid`
 /// `points_per_axis = 5` (values per float axis, and per int axis wider than 64);
 /// `evolution` `population = 10`, `sample_size = 3`; `tpe` `n_startup_trials = 10`,
-/// `n_ei_candidates = 24`, `prior_weight = 1.0`, `constant_liar = false`,
+/// `n_ei_candidates = 24`, `prior_weight = 1.0`, `constant_liar = true`,
 /// `multivariate = true`.
 pub fn proposer(
     name: &str,

@@ -37,7 +37,8 @@ pub struct TpeOptions {
     pub n_ei_candidates: usize,
     /// Weight of each estimator's prior component.
     pub prior_weight: f64,
-    /// Count running trials as bad ones.
+    /// Count running trials as bad ones, so concurrent workers spread out (the
+    /// default, as in Optuna 5; it changes nothing with one worker).
     pub constant_liar: bool,
     /// Model the parameters every past trial shares jointly (one kernel per trial
     /// across all of them), which captures interactions; the others, and all of
@@ -51,7 +52,7 @@ impl Default for TpeOptions {
             n_startup_trials: 10,
             n_ei_candidates: 24,
             prior_weight: 1.0,
-            constant_liar: false,
+            constant_liar: true,
             multivariate: true,
         }
     }

@@ -277,3 +277,61 @@ fn tpe_beats_random_search_on_mixed_problems() {
         "tpe {tpe} vs univariate {tpe_univariate}"
     );
 }
+
+#[test]
+fn the_constant_liar_spreads_concurrent_proposals() {
+    // 20 finished trials on a 1-d quadratic, then 8 proposals made while the earlier
+    // ones still run: with the liar, the running ones count as bad and repel.
+    let space = SearchSpace::new(vec![Parameter {
+        name: "x".into(),
+        distribution: Distribution::Float {
+            low: 0.0,
+            high: 1.0,
+            log: false,
+            step: None,
+        },
+        condition: None,
+    }])
+    .expect("valid space");
+    let objectives = Objectives::single("y", Direction::Minimize);
+    let spread = |liar: bool, seed: u64| -> f64 {
+        let options: Options = [("constant_liar".to_string(), serde_json::json!(liar))].into();
+        let mut tpe = proposer("tpe", &options, &space, &objectives).expect("built");
+        let mut trials: Vec<Trial> = Vec::new();
+        let mut rng = Rng::new(seed);
+        for number in 0..20 {
+            let x = rng.next_f64();
+            let mut t = Trial::queued(
+                number,
+                [("x".to_string(), ParamValue::Float(x))].into(),
+                "test",
+                "",
+            );
+            t.state = TrialState::Complete;
+            t.metrics.insert("y".into(), (x - 0.3).powi(2));
+            trials.push(t);
+        }
+        let mut xs = Vec::new();
+        for number in 20..28u64 {
+            let history = History {
+                trials: &trials,
+                objectives: &objectives,
+            };
+            let mut rng = Rng::new(firebreak_core::derive_seed(seed, &[number]));
+            let proposal = propose(tpe.as_mut(), &space, &history, &mut rng);
+            let x = proposal.params["x"].as_f64().expect("x");
+            xs.push(x);
+            let mut t = Trial::queued(number, proposal.params, "tpe", "");
+            t.state = TrialState::Running;
+            trials.push(t);
+        }
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64).sqrt()
+    };
+    let with: f64 = (0..20).map(|s| spread(true, s)).sum();
+    let without: f64 = (0..20).map(|s| spread(false, s)).sum();
+    assert!(
+        with > 2.0 * without,
+        "spread with the liar {with}, without {without}"
+    );
+}
