@@ -28,6 +28,7 @@ pub async fn dispatch(cli: Cli) -> Outcome {
         Command::Best { campaign } => best(&cli, campaign).await,
         Command::Logs { campaign, number } => logs(&cli, campaign, *number).await,
         Command::Enqueue { campaign, params } => enqueue(&cli, campaign, params).await,
+        Command::Explain { campaign, number } => explain(&cli, campaign, *number).await,
         Command::Audit(AuditCommand::Verify { campaign, trusted }) => {
             verify(&cli, campaign.as_deref(), trusted.as_deref()).await
         }
@@ -579,17 +580,20 @@ async fn checkpoint(cli: &Cli, out: Option<&Path>) -> Outcome {
     Ok(0)
 }
 
-async fn proof(cli: &Cli, seq: u64) -> Outcome {
-    let store = open(cli).await?;
-    let rows = store.ledger().await?;
-    let leaves = leaves(&rows);
+/// The inclusion proof of entry `seq` against the newest stored checkpoint that
+/// covers it (else the whole ledger), checked before it is shown.
+async fn inclusion(
+    store: &SqliteStore,
+    rows: &[Entry],
+    seq: u64,
+) -> Result<serde_json::Value, Failure> {
+    let leaves = leaves(rows);
     let Some(leaf) = leaves.get(seq as usize) else {
         return Err(Failure::new(
             1,
             anyhow!("the ledger has no entry {seq} (it has {})", leaves.len()),
         ));
     };
-    // Against the newest stored checkpoint that covers the entry, else the whole ledger.
     let checkpoint = store
         .checkpoints()
         .await?
@@ -601,8 +605,9 @@ async fn proof(cli: &Cli, seq: u64) -> Outcome {
         .map_or(leaves.len(), |c| c.tree_size as usize);
     let root = firebreak_ledger::root(&leaves[..size]);
     let path = firebreak_ledger::inclusion_proof(&leaves[..size], seq as usize);
-    let verified = firebreak_ledger::verify_inclusion(leaf, seq, size as u64, &path, &root);
-    let value = json!({
+    let verified = firebreak_ledger::verify_inclusion(leaf, seq, size as u64, &path, &root)
+        && checkpoint.as_ref().is_none_or(|c| c.root == hex(&root));
+    Ok(json!({
         "seq": seq,
         "leaf_hash": hex(leaf),
         "tree_size": size,
@@ -610,12 +615,102 @@ async fn proof(cli: &Cli, seq: u64) -> Outcome {
         "proof": path.iter().map(|h| hex(h)).collect::<Vec<_>>(),
         "checkpoint": checkpoint,
         "verified": verified,
-    });
+    }))
+}
+
+async fn proof(cli: &Cli, seq: u64) -> Outcome {
+    let store = open(cli).await?;
+    let rows = store.ledger().await?;
+    let value = inclusion(&store, &rows, seq).await?;
     println!(
         "{}",
         serde_json::to_string_pretty(&value).unwrap_or_default()
     );
-    Ok(if verified { 0 } else { 4 })
+    Ok(if value["verified"] == true { 0 } else { 4 })
+}
+
+async fn explain(cli: &Cli, campaign: &str, number: u64) -> Outcome {
+    let store = open(cli).await?;
+    stored_spec(&store, campaign).await?;
+    let trial = store.trial(campaign, number).await?;
+    let rows = store.ledger().await?;
+    let history: Vec<serde_json::Value> = rows
+        .iter()
+        .filter(|e| e.campaign == campaign)
+        .filter_map(|e| {
+            let payload: serde_json::Value = serde_json::from_str(&e.payload).ok()?;
+            (payload["data"]["number"].as_u64() == Some(number))
+                .then(|| json!({"seq": e.seq, "kind": e.kind, "at": payload["at"]}))
+        })
+        .collect();
+    let proposed = history
+        .iter()
+        .find(|h| h["kind"] == "trial_proposed")
+        .and_then(|h| h["seq"].as_u64())
+        .ok_or_else(|| anyhow!("trial {number} has no trial_proposed entry in the ledger\nhint: run `firebreak audit verify`"))?;
+    let proof = inclusion(&store, &rows, proposed).await?;
+    let policy =
+        "no policy engine yet: every proposal was validated against the campaign's search space";
+    if cli.format == Format::Json {
+        let value = json!({
+            "campaign": campaign,
+            "number": number,
+            "state": trial.state,
+            "proposer": trial.proposer,
+            "rationale": trial.rationale,
+            "retry_of": trial.retry_of,
+            "params": trial.params,
+            "policy": policy,
+            "ledger": history,
+            "proposal_inclusion": proof,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+        return Ok(0);
+    }
+    let params: Vec<String> = trial
+        .params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", param(v)))
+        .collect();
+    println!(
+        "trial {number} of {campaign}: {} · {}",
+        trial.state,
+        params.join(" ")
+    );
+    println!("proposed by: {}", trial.proposer);
+    println!("why: {}", trial.rationale);
+    if let Some(origin) = trial.retry_of {
+        println!("retry of: trial {origin}");
+    }
+    println!("allowed by: {policy}");
+    println!("ledger:");
+    for h in &history {
+        println!(
+            "  seq {:<6} {:<16} {}",
+            h["seq"],
+            h["kind"].as_str().unwrap_or_default(),
+            h["at"].as_str().unwrap_or_default()
+        );
+    }
+    println!(
+        "inclusion of seq {proposed} in the tree of {} entries (root {}{}): {}",
+        proof["tree_size"],
+        proof["root"].as_str().unwrap_or_default(),
+        if proof["checkpoint"].is_null() {
+            ""
+        } else {
+            ", a signed checkpoint"
+        },
+        if proof["verified"] == true {
+            "verified"
+        } else {
+            "FAILED"
+        }
+    );
+    Ok(if proof["verified"] == true { 0 } else { 4 })
 }
 
 async fn export(cli: &Cli, campaign: Option<&str>) -> Outcome {

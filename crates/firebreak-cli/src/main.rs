@@ -93,6 +93,14 @@ enum Command {
         /// The trial's number.
         number: u64,
     },
+    /// Why a trial was proposed, what allowed it, its ledger entries and the
+    /// inclusion proof of its proposal.
+    Explain {
+        /// The campaign's name.
+        campaign: String,
+        /// The trial's number.
+        number: u64,
+    },
     /// Queue a configuration chosen by a person; it runs before new proposals.
     Enqueue {
         /// The campaign's name.

@@ -481,3 +481,38 @@ fn the_independent_verifier_accepts_the_export_and_rejects_every_tampering() {
         assert!(text.contains("REJECTED"), "{name}: {text}");
     }
 }
+
+#[test]
+fn explain_shows_why_and_proves_inclusion() {
+    let project = fresh();
+    let (code, stdout, stderr) = project.exec(&["explain", "tamper", "1", "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let value: Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(value["proposer"], "tpe");
+    assert!(
+        value["rationale"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("tpe: independent draws")
+    );
+    let kinds: Vec<&str> = value["ledger"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "trial_proposed",
+            "trial_started",
+            "trial_reported",
+            "trial_finished"
+        ]
+    );
+    assert_eq!(value["proposal_inclusion"]["verified"], true);
+    assert_eq!(value["proposal_inclusion"]["seq"], 6);
+    let (code, _, stderr) = project.exec(&["explain", "tamper", "9"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("has no trial 9"), "{stderr}");
+}
