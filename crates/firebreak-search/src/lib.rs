@@ -4,7 +4,7 @@
 //!
 //! Principal types: [`Proposer`] with [`propose`] (the driver that combines joint
 //! and per-parameter sampling), [`RandomProposer`], [`GridProposer`],
-//! [`EvolutionProposer`], [`TpeProposer`]; [`Scheduler`]
+//! [`EvolutionProposer`], [`TpeProposer`], [`Nsga2Proposer`]; [`Scheduler`]
 //! with [`NoScheduler`], [`MedianScheduler`], [`AshaScheduler`] and
 //! [`HyperbandScheduler`]; [`History`], the read-only view of
 //! past trials both are given; [`proposer`] and [`scheduler`] build them by name.
@@ -21,6 +21,7 @@ mod error;
 mod evolution;
 mod grid;
 mod median;
+mod nsga2;
 mod proposer;
 mod random;
 mod registry;
@@ -32,6 +33,7 @@ pub use error::SearchError;
 pub use evolution::EvolutionProposer;
 pub use grid::GridProposer;
 pub use median::MedianScheduler;
+pub use nsga2::Nsga2Proposer;
 pub use proposer::{History, Proposal, Proposer, propose};
 pub use random::{RandomProposer, sample_uniform};
 pub use registry::{Options, PROPOSERS, SCHEDULERS, proposer, scheduler};

@@ -6,7 +6,8 @@ use firebreak_core::{Objectives, SearchSpace};
 
 use crate::{
     AshaScheduler, EvolutionProposer, GridProposer, Halving, HyperbandScheduler, MedianScheduler,
-    NoScheduler, Proposer, RandomProposer, Scheduler, SearchError, TpeOptions, TpeProposer,
+    NoScheduler, Nsga2Proposer, Proposer, RandomProposer, Scheduler, SearchError, TpeOptions,
+    TpeProposer,
 };
 
 /// Component options as given in `[search.sampler_options]` or
@@ -14,7 +15,7 @@ use crate::{
 pub type Options = BTreeMap<String, serde_json::Value>;
 
 /// The proposers this build implements.
-pub const PROPOSERS: &[&str] = &["random", "grid", "evolution", "tpe"];
+pub const PROPOSERS: &[&str] = &["random", "grid", "evolution", "tpe", "nsga2"];
 
 /// The schedulers this build implements.
 pub const SCHEDULERS: &[&str] = &["none", "median", "asha", "hyperband"];
@@ -50,7 +51,7 @@ fn whole(options: &Options, key: &str, default: u64) -> Result<u64, SearchError>
 /// `points_per_axis = 5` (values per float axis, and per int axis wider than 64);
 /// `evolution` `population = 10`, `sample_size = 3`; `tpe` `n_startup_trials = 10`,
 /// `n_ei_candidates = 24`, `prior_weight = 1.0`, `constant_liar = true`,
-/// `multivariate = true`.
+/// `multivariate = true`; `nsga2` `population = 50`.
 pub fn proposer(
     name: &str,
     options: &Options,
@@ -104,6 +105,12 @@ pub fn proposer(
                     constant_liar: flag("constant_liar", defaults.constant_liar)?,
                     multivariate: flag("multivariate", defaults.multivariate)?,
                 },
+            )?))
+        }
+        "nsga2" => {
+            check_keys("sampler", name, options, &["population"])?;
+            Ok(Box::new(Nsga2Proposer::new(
+                whole(options, "population", 50)? as usize,
             )?))
         }
         "evolution" => {

@@ -335,3 +335,85 @@ fn the_constant_liar_spreads_concurrent_proposals() {
         "spread with the liar {with}, without {without}"
     );
 }
+
+/// 2-D hypervolume (both objectives minimised) of `points` against `reference`.
+fn hypervolume(points: &[(f64, f64)], reference: (f64, f64)) -> f64 {
+    let mut front: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(a, b)| *a < reference.0 && *b < reference.1)
+        .collect();
+    front.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let (mut volume, mut best_b) = (0.0, reference.1);
+    for (a, b) in front {
+        if b < best_b {
+            volume += (reference.0 - a) * (best_b - b);
+            best_b = b;
+        }
+    }
+    volume
+}
+
+#[test]
+fn nsga2_finds_a_better_front_than_random_search() {
+    let space = SearchSpace::new(
+        (0..6)
+            .map(|i| Parameter {
+                name: format!("x{i}"),
+                distribution: Distribution::Float {
+                    low: 0.0,
+                    high: 1.0,
+                    log: false,
+                    step: None,
+                },
+                condition: None,
+            })
+            .collect(),
+    )
+    .expect("valid space");
+    let objectives = Objectives {
+        metrics: vec!["f1".into(), "f2".into()],
+        directions: vec![Direction::Minimize, Direction::Minimize],
+    };
+    // ZDT1.
+    let zdt1 = |p: &Params| -> (f64, f64) {
+        let x: Vec<f64> = p.values().filter_map(ParamValue::as_f64).collect();
+        let g = 1.0 + 9.0 * x[1..].iter().sum::<f64>() / (x.len() - 1) as f64;
+        (x[0], g * (1.0 - (x[0] / g).sqrt()))
+    };
+    let volume = |name: &str, seed: u64| -> f64 {
+        let options: Options = if name == "nsga2" {
+            [("population".to_string(), serde_json::json!(20))].into()
+        } else {
+            Options::new()
+        };
+        let mut proposer = proposer(name, &options, &space, &objectives).expect("built");
+        let mut trials: Vec<Trial> = Vec::new();
+        for number in 0..300u64 {
+            let history = History {
+                trials: &trials,
+                objectives: &objectives,
+            };
+            let mut rng = Rng::new(firebreak_core::derive_seed(seed, &[number]));
+            let proposal = propose(proposer.as_mut(), &space, &history, &mut rng);
+            let (f1, f2) = zdt1(&proposal.params);
+            let mut trial = Trial::queued(number, proposal.params, name, &proposal.rationale);
+            trial.state = TrialState::Complete;
+            trial.metrics.insert("f1".into(), f1);
+            trial.metrics.insert("f2".into(), f2);
+            trials.push(trial);
+        }
+        let points: Vec<(f64, f64)> = trials
+            .iter()
+            .map(|t| (t.metrics["f1"], t.metrics["f2"]))
+            .collect();
+        hypervolume(&points, (1.1, 11.0))
+    };
+    let seeds = 8;
+    let nsga2: f64 = (0..seeds).map(|s| volume("nsga2", s)).sum::<f64>() / seeds as f64;
+    let random: f64 = (0..seeds).map(|s| volume("random", s)).sum::<f64>() / seeds as f64;
+    assert!(
+        nsga2 > random + 0.5,
+        "hypervolume: nsga2 {nsga2}, random {random}"
+    );
+}

@@ -135,7 +135,7 @@ pub struct ParamSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchSection {
-    /// The proposer: `tpe` (default), `random`, `grid` or `evolution` in this build.
+    /// The proposer: `tpe` (default), `random`, `grid`, `evolution` or `nsga2` in this build.
     #[serde(default = "default_sampler")]
     pub sampler: String,
     /// The scheduler: `none` or `median` in this build.
