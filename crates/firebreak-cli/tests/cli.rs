@@ -469,3 +469,33 @@ fn asha_stops_command_trials_at_their_rungs() {
         );
     }
 }
+
+#[test]
+fn best_prints_the_pareto_set_for_several_objectives() {
+    let project = Project::new();
+    let text = r#"[campaign]
+name = "pareto"
+[objective]
+metrics = ["a", "b"]
+directions = ["minimize", "minimize"]
+[space]
+x = { type = "float", low = 0.0, high = 1.0, step = 0.25 }
+worse = { type = "categorical", choices = [false, true] }
+[search]
+sampler = "grid"
+n_trials = 10
+[task]
+kind = "command"
+command = ["python3", "trial.py"]
+env = { MODE = "two" }
+"#;
+    let path = project.spec("spec.toml", text);
+    let (code, _, stderr) = project.exec(&["run", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = project.exec(&["best", "pareto", "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let best: Vec<serde_json::Value> = serde_json::from_str(&stdout).expect("an array");
+    // The five undominated points x = 0, 0.25, …, 1 with worse = false.
+    assert_eq!(best.len(), 5, "{stdout}");
+    assert!(best.iter().all(|t| t["params"]["worse"] == false));
+}
