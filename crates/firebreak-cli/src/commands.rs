@@ -34,6 +34,7 @@ pub async fn dispatch(cli: Cli) -> Outcome {
         }
         Command::Audit(AuditCommand::Checkpoint { out }) => checkpoint(&cli, out.as_deref()).await,
         Command::Audit(AuditCommand::Proof { seq }) => proof(&cli, *seq).await,
+        Command::Audit(AuditCommand::Report { campaign }) => report(&cli, campaign).await,
         Command::Audit(AuditCommand::Export { campaign }) => {
             export(&cli, campaign.as_deref()).await
         }
@@ -711,6 +712,196 @@ async fn explain(cli: &Cli, campaign: &str, number: u64) -> Outcome {
         }
     );
     Ok(if proof["verified"] == true { 0 } else { 4 })
+}
+
+async fn report(cli: &Cli, campaign: &str) -> Outcome {
+    use std::fmt::Write as _;
+    let store = open(cli).await?;
+    let record = store
+        .campaign(campaign)
+        .await?
+        .ok_or_else(|| StoreError::NoCampaign(campaign.to_string()))?;
+    let spec = CampaignSpec::from_canonical(&record.spec, campaign)?;
+    let trials = store.trials(campaign).await?;
+    let runs = store.runs(campaign).await?;
+    let rows = store.ledger().await?;
+    let state = store.snapshot().await?;
+    let verdict = match audit(&rows, &state) {
+        Ok(n) => format!("passed ({n} entries; chain, canonical form and state agree)"),
+        Err(v) => format!(
+            "**FAILED** at seq {}: {}",
+            v.seq.map_or("-".into(), |s| s.to_string()),
+            v.reason
+        ),
+    };
+    let mut out = String::new();
+    let c = &spec.spec.constraints;
+    // `+ 0.0` turns the empty sum's -0.0 into 0.0.
+    let cpu: f64 = trials.iter().filter_map(|t| t.cpu_seconds).sum::<f64>() + 0.0;
+    let wall: f64 = runs
+        .iter()
+        .map(|r| (r.ended_at.unwrap_or(r.heartbeat_at) - r.started_at).max(0) as f64 / 1000.0)
+        .sum();
+    let limit = |v: Option<String>| v.unwrap_or_else(|| "no limit".into());
+    let _ = writeln!(out, "# Audit report: campaign `{campaign}`\n");
+    let _ = writeln!(
+        out,
+        "- created {} with spec hash `{}`",
+        format_rfc3339(record.created_at),
+        record.spec_hash
+    );
+    let _ = writeln!(
+        out,
+        "- objective: {}",
+        spec.objectives
+            .metrics
+            .iter()
+            .zip(&spec.objectives.directions)
+            .map(|(m, d)| format!("{m} ({})", format!("{d:?}").to_lowercase()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "- proposer `{}`, scheduler `{}`, n_trials {}, parallelism {}",
+        spec.spec.search.sampler,
+        spec.spec.search.scheduler,
+        spec.spec.search.n_trials,
+        spec.spec.search.parallelism
+    );
+    let _ = writeln!(
+        out,
+        "- governed settings have not changed since creation (changes are refused in this build)"
+    );
+    let _ = writeln!(out, "- ledger verification: {verdict}\n");
+    let _ = writeln!(out, "## Budgets\n\n| limit | set | used |\n|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| trials | max_trials {} | {} finished |",
+        limit(c.max_trials.map(|m| m.to_string())),
+        trials.iter().filter(|t| t.state.is_finished()).count()
+    );
+    let _ = writeln!(
+        out,
+        "| wall time | {} | {:.1} s over {} runs |",
+        limit(c.max_wall_time.map(|d| d.to_string())),
+        wall,
+        runs.len()
+    );
+    let _ = writeln!(
+        out,
+        "| CPU time | {} | {cpu:.1} s |",
+        limit(c.max_cpu_time.map(|d| d.to_string()))
+    );
+    let _ = writeln!(
+        out,
+        "| energy | {} | {:.6} kWh at {} W per core |\n",
+        limit(c.max_energy_kwh.map(|e| format!("{e} kWh"))),
+        cpu * c.watts_per_core / 3.6e6,
+        c.watts_per_core
+    );
+    let _ = writeln!(
+        out,
+        "## Runs\n\n| run | by | host | pid | started | ended | why |\n|---|---|---|---|---|---|---|"
+    );
+    for r in &runs {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.id,
+            r.info.os_user,
+            r.info.host,
+            r.info.pid,
+            format_rfc3339(r.started_at),
+            r.ended_at
+                .map(format_rfc3339)
+                .unwrap_or_else(|| "— (died)".into()),
+            r.end_reason.as_deref().unwrap_or("—")
+        );
+    }
+    let mut by_proposer: std::collections::BTreeMap<&str, [usize; 5]> = Default::default();
+    for t in &trials {
+        let slot = match t.state {
+            firebreak_core::TrialState::Complete => 0,
+            firebreak_core::TrialState::Pruned => 1,
+            firebreak_core::TrialState::Failed => 2,
+            firebreak_core::TrialState::Running => 3,
+            _ => 4,
+        };
+        by_proposer.entry(t.proposer.as_str()).or_default()[slot] += 1;
+    }
+    let _ = writeln!(
+        out,
+        "\n## Proposals\n\n| proposer | complete | pruned | failed | running | queued |\n|---|---|---|---|---|---|"
+    );
+    for (proposer, n) in &by_proposer {
+        let _ = writeln!(
+            out,
+            "| {proposer} | {} | {} | {} | {} | {} |",
+            n[0], n[1], n[2], n[3], n[4]
+        );
+    }
+    let requeues: Vec<String> = rows
+        .iter()
+        .filter(|e| e.campaign == campaign && e.kind == "trial_requeued")
+        .filter_map(|e| {
+            serde_json::from_str::<serde_json::Value>(&e.payload)
+                .ok()
+                .map(|p| (e.seq, p))
+        })
+        .map(|(seq, p)| {
+            format!(
+                "- seq {seq}: trial {} — {}",
+                p["data"]["number"],
+                p["data"]["reason"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "\n## Re-queued trials\n");
+    let _ = writeln!(
+        out,
+        "{}",
+        if requeues.is_empty() {
+            "None.".to_string()
+        } else {
+            requeues.join("\n")
+        }
+    );
+    let _ = writeln!(out, "\n## Champion\n");
+    match best_trials(&trials, &spec.objectives).first() {
+        Some(t) => {
+            let metrics: Vec<String> = t
+                .metrics
+                .iter()
+                .map(|(k, v)| format!("{k}={}", number(*v)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "Trial {} ({}), proposed by `{}`: {}",
+                t.number,
+                metrics.join(" "),
+                t.proposer,
+                t.rationale
+            );
+        }
+        None => {
+            let _ = writeln!(out, "No complete trial yet.");
+        }
+    }
+    let checkpoints = store.checkpoints().await?;
+    let _ = writeln!(out, "\n## Signed checkpoints\n");
+    if checkpoints.is_empty() {
+        let _ = writeln!(out, "None.");
+    }
+    for cp in checkpoints {
+        let _ = writeln!(
+            out,
+            "- tree size {}, root `{}`, signed {} by `{}`",
+            cp.tree_size, cp.root, cp.at, cp.key
+        );
+    }
+    print!("{out}");
+    Ok(0)
 }
 
 async fn export(cli: &Cli, campaign: Option<&str>) -> Outcome {

@@ -159,6 +159,12 @@ enum AuditCommand {
         #[arg(long)]
         campaign: Option<String>,
     },
+    /// A Markdown report of one campaign for auditors: its spec, runs, budgets
+    /// used, proposals per proposer, outcomes, re-queues, checkpoints, verification.
+    Report {
+        /// The campaign's name.
+        campaign: String,
+    },
     /// The inclusion proof of ledger entry SEQ.
     Proof {
         /// The entry's sequence number.

@@ -516,3 +516,20 @@ fn explain_shows_why_and_proves_inclusion() {
     assert_eq!(code, 1);
     assert!(stderr.contains("has no trial 9"), "{stderr}");
 }
+
+#[test]
+fn the_audit_report_summarises_a_campaign() {
+    let project = fresh();
+    let (code, report, stderr) = project.exec(&["audit", "report", "tamper"]);
+    assert_eq!(code, 0, "{stderr}");
+    for needle in [
+        "# Audit report: campaign `tamper`",
+        "- ledger verification: passed (15 entries",
+        "| trials | max_trials no limit | 3 finished |",
+        "| tpe | 3 | 0 | 0 | 0 | 0 |",
+        "## Re-queued trials\n\nNone.",
+        "## Signed checkpoints\n\n- tree size 15, root",
+    ] {
+        assert!(report.contains(needle), "missing {needle:?} in:\n{report}");
+    }
+}
