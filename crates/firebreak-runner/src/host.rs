@@ -19,14 +19,34 @@ fn read_host_name() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// The operating-system user running this process.
+/// The operating-system user running this process: `$USER`, else the name the
+/// password database gives the user id, else `uid:N`.
 pub fn os_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| {
-            // SAFETY: getuid never fails.
-            format!("uid:{}", unsafe { libc::getuid() })
-        })
+    if let Ok(user) = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
+        return user;
+    }
+    // SAFETY: getuid never fails.
+    let uid = unsafe { libc::getuid() };
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    let mut buffer = vec![0 as libc::c_char; 4096];
+    // SAFETY: all pointers are valid for the given sizes; getpwuid_r writes the
+    // entry's strings into `buffer` and sets `result` to `&entry` on success.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut entry,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut result,
+        )
+    };
+    if rc == 0 && !result.is_null() && !entry.pw_name.is_null() {
+        // SAFETY: pw_name points into `buffer`, NUL-terminated by getpwuid_r.
+        let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
+        return name.to_string_lossy().into_owned();
+    }
+    format!("uid:{uid}")
 }
 
 /// Sends `signal` to the process group `pgid`; errors (group gone) are ignored.
