@@ -82,7 +82,7 @@ fn kill_9_at_random_moments_loses_and_repeats_nothing() {
         "only {kills} kills landed: the trials are too fast"
     );
 
-    let (code, stdout, stderr) = project.exec(&["run", path]);
+    let (code, stdout, stderr) = project.exec_within(180, &["run", path]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let trials = project.trials("crash");
     let numbers: Vec<u64> = trials

@@ -64,6 +64,36 @@ impl Project {
         )
     }
 
+    /// Like `exec`, but kills the command and fails the test after `seconds`, so a
+    /// hang shows up as a failure instead of a stuck CI run.
+    pub fn exec_within(&self, seconds: u64, args: &[&str]) -> (i32, String, String) {
+        let mut child = self
+            .command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("firebreak started");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        while child.try_wait().expect("polled").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("reaped");
+                panic!(
+                    "`firebreak {}` did not finish within {seconds} s\n{}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().expect("reaped");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// `trials CAMPAIGN --format json`, parsed.
     pub fn trials(&self, campaign: &str) -> Vec<serde_json::Value> {
         let (code, stdout, stderr) = self.exec(&["trials", campaign, "--format", "json"]);
