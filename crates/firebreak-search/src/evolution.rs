@@ -164,14 +164,4 @@ impl Proposer for EvolutionProposer {
         );
         (child, rationale)
     }
-
-    fn sample_independent(
-        &mut self,
-        _history: &History<'_>,
-        parameter: &Parameter,
-        _drawn: &Params,
-        rng: &mut Rng,
-    ) -> ParamValue {
-        sample_uniform(&parameter.distribution, rng)
-    }
 }

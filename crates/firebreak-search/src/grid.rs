@@ -5,7 +5,6 @@ use firebreak_core::{Distribution, ParamValue, Parameter, Params, Rng, SearchSpa
 
 use crate::SearchError;
 use crate::proposer::{History, Proposer};
-use crate::random::sample_uniform;
 
 /// The most grid points a campaign may enumerate.
 const MAX_POINTS: usize = 1_000_000;
@@ -161,15 +160,5 @@ impl Proposer for GridProposer {
                 )
             }
         }
-    }
-
-    fn sample_independent(
-        &mut self,
-        _history: &History<'_>,
-        parameter: &Parameter,
-        _drawn: &Params,
-        rng: &mut Rng,
-    ) -> ParamValue {
-        sample_uniform(&parameter.distribution, rng)
     }
 }

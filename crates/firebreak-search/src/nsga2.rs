@@ -3,9 +3,7 @@
 //! complete trials, binary tournaments to pick two parents, uniform crossover and
 //! per-gene mutation. Until `population` trials are complete, proposals are random.
 
-use firebreak_core::{
-    Objectives, ParamValue, Parameter, Params, Rng, SearchSpace, Trial, TrialState,
-};
+use firebreak_core::{Objectives, ParamValue, Params, Rng, SearchSpace, Trial, TrialState};
 
 use crate::SearchError;
 use crate::proposer::{History, Proposer};
@@ -209,15 +207,5 @@ impl Proposer for Nsga2Proposer {
             }
         );
         (child, rationale)
-    }
-
-    fn sample_independent(
-        &mut self,
-        _history: &History<'_>,
-        parameter: &Parameter,
-        _drawn: &Params,
-        rng: &mut Rng,
-    ) -> ParamValue {
-        sample_uniform(&parameter.distribution, rng)
     }
 }

@@ -47,14 +47,17 @@ pub trait Proposer: Send + std::fmt::Debug {
         (Params::new(), String::new())
     }
 
-    /// Samples one parameter on its own, given the values drawn so far.
+    /// Samples one parameter on its own, given the values drawn so far. Default:
+    /// a uniform draw ([`crate::sample_uniform`]).
     fn sample_independent(
         &mut self,
-        history: &History<'_>,
+        _history: &History<'_>,
         parameter: &Parameter,
-        drawn: &Params,
+        _drawn: &Params,
         rng: &mut Rng,
-    ) -> ParamValue;
+    ) -> ParamValue {
+        crate::sample_uniform(&parameter.distribution, rng)
+    }
 
     /// Hears about a finished trial (any final state). Default: nothing.
     fn after_trial(&mut self, _history: &History<'_>, _trial: &Trial) {}

@@ -1,8 +1,8 @@
 //! Random search: every parameter drawn uniformly (on the log scale for `log`).
 
-use firebreak_core::{Distribution, ParamValue, Parameter, Params, Rng};
+use firebreak_core::{Distribution, ParamValue, Rng};
 
-use crate::proposer::{History, Proposer};
+use crate::proposer::Proposer;
 
 /// Uniform random search, the baseline every other proposer must beat.
 #[derive(Debug, Default, Clone)]
@@ -11,16 +11,6 @@ pub struct RandomProposer;
 impl Proposer for RandomProposer {
     fn name(&self) -> &'static str {
         "random"
-    }
-
-    fn sample_independent(
-        &mut self,
-        _history: &History<'_>,
-        parameter: &Parameter,
-        _drawn: &Params,
-        rng: &mut Rng,
-    ) -> ParamValue {
-        sample_uniform(&parameter.distribution, rng)
     }
 }
 
