@@ -64,17 +64,27 @@ struct State {
     queue_checked: Option<std::time::Instant>,
     /// The number the next proposal gets.
     next_number: u64,
+    /// How many trials of `history` are queued (kept by `upsert`).
+    queued: usize,
 }
 
 impl State {
     fn upsert(&mut self, trial: Trial) {
         self.next_number = self.next_number.max(trial.number + 1);
+        let queued = usize::from(trial.state == TrialState::Queued);
         match self
             .history
             .binary_search_by_key(&trial.number, |t| t.number)
         {
-            Ok(i) => self.history[i] = trial,
-            Err(i) => self.history.insert(i, trial),
+            Ok(i) => {
+                let was = usize::from(self.history[i].state == TrialState::Queued);
+                self.queued = self.queued + queued - was;
+                self.history[i] = trial;
+            }
+            Err(i) => {
+                self.queued += queued;
+                self.history.insert(i, trial);
+            }
         }
     }
 
@@ -209,6 +219,10 @@ impl<S: Store> Campaign<S> {
             .filter(|t| t.proposer == proposer.name())
             .count() as u64;
         let next_number = history.last().map_or(0, |t| t.number + 1);
+        let queued = history
+            .iter()
+            .filter(|t| t.state == TrialState::Queued)
+            .count();
         Ok(Campaign {
             store,
             spec,
@@ -220,6 +234,7 @@ impl<S: Store> Campaign<S> {
                 proposals,
                 queue_checked: None,
                 next_number,
+                queued,
             }),
             requeued,
             created,
@@ -269,7 +284,7 @@ impl<S: Store> Campaign<S> {
         let mut state = self.state.lock().await;
         // Trials queued here (retries, re-queued ones) are known; those queued by
         // other processes (`enqueue`) are looked for at most every QUEUE_POLL.
-        let known = state.history.iter().any(|t| t.state == TrialState::Queued);
+        let known = state.queued > 0;
         let stale = state
             .queue_checked
             .is_none_or(|at| at.elapsed() >= QUEUE_POLL);
@@ -459,8 +474,9 @@ impl<S: Store> Campaign<S> {
         let requeued = self.store.requeue_running(self.name(), reason).await?;
         let mut state = self.state.lock().await;
         for r in &requeued {
-            if let Some(t) = state.get_mut(r.number) {
+            if let Some(mut t) = state.get_mut(r.number).cloned() {
                 t.state = TrialState::Queued;
+                state.upsert(t);
             }
         }
         Ok(requeued)
