@@ -48,6 +48,25 @@ struct Inner {
     fault_after_state_write: std::sync::atomic::AtomicBool,
 }
 
+/// Which trials to load.
+#[derive(Debug, Clone, Copy)]
+enum Which<'a> {
+    All,
+    Campaign(&'a str),
+    Trial(&'a str, u64),
+}
+
+impl Which<'_> {
+    /// The SQL filter; its placeholders are bound in `load_trials`.
+    fn filter(self) -> &'static str {
+        match self {
+            Which::All => "",
+            Which::Campaign(_) => " WHERE campaign = ?",
+            Which::Trial(..) => " WHERE campaign = ? AND number = ?",
+        }
+    }
+}
+
 /// Where the next ledger entry goes, read once per transaction.
 struct Cursor {
     next_seq: u64,
@@ -306,47 +325,28 @@ impl SqliteStore {
         }
     }
 
-    async fn load_trials(
-        &self,
-        campaign: Option<&str>,
-    ) -> Result<Vec<(String, Trial)>, StoreError> {
-        let select = "SELECT campaign, number, state, params, metrics, error, proposer, rationale, retry_of, \
-                      started_at, finished_at, cpu_seconds, wall_seconds FROM trials";
-        let rows = match campaign {
-            Some(c) => {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{select} WHERE campaign = ? ORDER BY number"
-                )))
-                .bind(c)
-                .fetch_all(&self.inner.readers)
-                .await?
-            }
-            None => {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{select} ORDER BY campaign, number"
-                )))
-                .fetch_all(&self.inner.readers)
-                .await?
+    /// Trials with their intermediate reports, by campaign and number.
+    async fn load_trials(&self, which: Which<'_>) -> Result<Vec<(String, Trial)>, StoreError> {
+        let bind = |sql: String| {
+            let query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            match which {
+                Which::All => query,
+                Which::Campaign(c) => query.bind(c.to_string()),
+                Which::Trial(c, n) => query.bind(c.to_string()).bind(n as i64),
             }
         };
-        let reports_sql = "SELECT campaign, number, step, metrics FROM reports";
-        let report_rows = match campaign {
-            Some(c) => {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{reports_sql} WHERE campaign = ? ORDER BY number, step"
-                )))
-                .bind(c)
-                .fetch_all(&self.inner.readers)
-                .await?
-            }
-            None => {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{reports_sql} ORDER BY campaign, number, step"
-                )))
-                .fetch_all(&self.inner.readers)
-                .await?
-            }
-        };
+        let filter = which.filter();
+        let rows = bind(format!(
+            "SELECT campaign, number, state, params, metrics, error, proposer, rationale, retry_of, \
+             started_at, finished_at, cpu_seconds, wall_seconds FROM trials{filter} ORDER BY campaign, number"
+        ))
+        .fetch_all(&self.inner.readers)
+        .await?;
+        let report_rows = bind(format!(
+            "SELECT campaign, number, step, metrics FROM reports{filter} ORDER BY campaign, number, step"
+        ))
+        .fetch_all(&self.inner.readers)
+        .await?;
         let mut reports: BTreeMap<(String, u64), Vec<Report>> = BTreeMap::new();
         for row in report_rows {
             let key = (
@@ -817,7 +817,7 @@ impl Store for SqliteStore {
 
     async fn trials(&self, campaign: &str) -> Result<Vec<Trial>, StoreError> {
         Ok(self
-            .load_trials(Some(campaign))
+            .load_trials(Which::Campaign(campaign))
             .await?
             .into_iter()
             .map(|(_, t)| t)
@@ -910,7 +910,7 @@ impl Store for SqliteStore {
         }
         Ok(StateSnapshot {
             campaigns,
-            trials: self.load_trials(None).await?,
+            trials: self.load_trials(Which::All).await?,
         })
     }
 }
@@ -918,35 +918,17 @@ impl Store for SqliteStore {
 impl SqliteStore {
     /// One trial of a campaign.
     pub async fn trial(&self, campaign: &str, number: u64) -> Result<Trial, StoreError> {
-        let row = sqlx::query(
-            "SELECT campaign, number, state, params, metrics, error, proposer, rationale, retry_of, \
-             started_at, finished_at, cpu_seconds, wall_seconds FROM trials WHERE campaign = ? AND number = ?",
-        )
-        .bind(campaign)
-        .bind(number as i64)
-        .fetch_optional(&self.inner.readers)
-        .await?;
-        let Some(row) = row else {
-            return Err(StoreError::NoTrial {
+        match self
+            .load_trials(Which::Trial(campaign, number))
+            .await?
+            .pop()
+        {
+            Some((_, trial)) => Ok(trial),
+            None => Err(StoreError::NoTrial {
                 campaign: campaign.to_string(),
                 number,
-            });
-        };
-        let mut trial = trial_from_row(&row)?;
-        let reports = sqlx::query(
-            "SELECT step, metrics FROM reports WHERE campaign = ? AND number = ? ORDER BY step",
-        )
-        .bind(campaign)
-        .bind(number as i64)
-        .fetch_all(&self.inner.readers)
-        .await?;
-        for r in reports {
-            trial.intermediate.push(Report {
-                step: r.try_get::<i64, _>(0)? as u64,
-                metrics: parse(&r.try_get::<String, _>(1)?)?,
-            });
+            }),
         }
-        Ok(trial)
     }
 }
 
