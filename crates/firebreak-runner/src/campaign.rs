@@ -88,6 +88,16 @@ impl State {
         }
     }
 
+    /// Takes the next number for a proposal and enters it in the history as
+    /// running, so that concurrent proposals see it.
+    fn reserve(&mut self, new: &NewTrial) -> u64 {
+        let number = self.next_number;
+        let mut trial = Trial::queued(number, new.params.clone(), &new.proposer, &new.rationale);
+        trial.state = TrialState::Running;
+        self.upsert(trial);
+        number
+    }
+
     fn get_mut(&mut self, number: u64) -> Option<&mut Trial> {
         let i = self
             .history
@@ -330,10 +340,7 @@ impl<S: Store> Campaign<S> {
         // so concurrent proposals see it and numbers follow proposal order; the
         // commit happens outside the lock so that concurrent workers' starts and
         // finishes share one transaction (the store's group commit).
-        let mut number = state.next_number;
-        let mut trial = Trial::queued(number, new.params.clone(), &new.proposer, &new.rationale);
-        trial.state = TrialState::Running;
-        state.upsert(trial);
+        let mut number = state.reserve(&new);
         drop(state);
         loop {
             new.number = Some(number);
@@ -350,11 +357,7 @@ impl<S: Store> Campaign<S> {
                     // Another process queued a trial under this number: move on.
                     let mut state = self.state.lock().await;
                     state.history.retain(|t| t.number != number);
-                    number = state.next_number;
-                    let mut trial =
-                        Trial::queued(number, new.params.clone(), &new.proposer, &new.rationale);
-                    trial.state = TrialState::Running;
-                    state.upsert(trial);
+                    number = state.reserve(&new);
                 }
                 Err(e) => {
                     self.state
