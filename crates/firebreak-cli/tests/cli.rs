@@ -19,6 +19,19 @@ fn states(trials: &[Value]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The process of a trial that printed `PID n` (fixture mode `steps`) no longer exists.
+fn assert_process_gone(project: &Project, campaign: &str, number: &str) {
+    let (_, log, _) = project.exec(&["logs", campaign, number]);
+    let pid = log
+        .lines()
+        .find_map(|l| l.strip_prefix("PID "))
+        .expect("pid line");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "trial {number} of {campaign} still runs"
+    );
+}
+
 #[test]
 fn failing_hanging_crashing_and_nan_trials_are_data() {
     let project = Project::new();
@@ -153,15 +166,7 @@ fn median_stopping_prunes_and_the_process_is_gone() {
     // Pruned at step 1: the program was stopped long before its 29 steps.
     assert!(trials[2]["intermediate"].as_array().expect("reports").len() < 10);
     for number in ["2", "3", "4"] {
-        let (_, log, _) = project.exec(&["logs", "prune", number]);
-        let pid = log
-            .lines()
-            .find_map(|l| l.strip_prefix("PID "))
-            .expect("pid line");
-        assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "trial {number} still runs"
-        );
+        assert_process_gone(&project, "prune", number);
     }
     assert_eq!(project.verify().0, 0);
 }
@@ -457,16 +462,7 @@ fn asha_stops_command_trials_at_their_rungs() {
                 .starts_with("asha: at rung"),
             "{t}"
         );
-        let (_, log, _) = project.exec(&["logs", "asha", &t["number"].to_string()]);
-        let pid = log
-            .lines()
-            .find_map(|l| l.strip_prefix("PID "))
-            .expect("pid line");
-        assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "trial {} still runs",
-            t["number"]
-        );
+        assert_process_gone(&project, "asha", &t["number"].to_string());
     }
 }
 

@@ -174,6 +174,26 @@ fn evolution_mutates_one_gene_of_a_tournament_winner() {
     }
 }
 
+/// Float parameters `names`, each in [0, 1].
+fn unit_cube(names: &[&str]) -> SearchSpace {
+    SearchSpace::new(
+        names
+            .iter()
+            .map(|name| Parameter {
+                name: name.to_string(),
+                distribution: Distribution::Float {
+                    low: 0.0,
+                    high: 1.0,
+                    log: false,
+                    step: None,
+                },
+                condition: None,
+            })
+            .collect(),
+    )
+    .expect("valid space")
+}
+
 /// Best value found on `f` within `budget` evaluations, for one seed.
 fn best_on(
     name: &str,
@@ -282,17 +302,7 @@ fn tpe_beats_random_search_on_mixed_problems() {
 fn the_constant_liar_spreads_concurrent_proposals() {
     // 20 finished trials on a 1-d quadratic, then 8 proposals made while the earlier
     // ones still run: with the liar, the running ones count as bad and repel.
-    let space = SearchSpace::new(vec![Parameter {
-        name: "x".into(),
-        distribution: Distribution::Float {
-            low: 0.0,
-            high: 1.0,
-            log: false,
-            step: None,
-        },
-        condition: None,
-    }])
-    .expect("valid space");
+    let space = unit_cube(&["x"]);
     let objectives = Objectives::single("y", Direction::Minimize);
     let spread = |liar: bool, seed: u64| -> f64 {
         let options: Options = [("constant_liar".to_string(), serde_json::json!(liar))].into();
@@ -356,21 +366,8 @@ fn hypervolume(points: &[(f64, f64)], reference: (f64, f64)) -> f64 {
 
 #[test]
 fn nsga2_finds_a_better_front_than_random_search() {
-    let space = SearchSpace::new(
-        (0..6)
-            .map(|i| Parameter {
-                name: format!("x{i}"),
-                distribution: Distribution::Float {
-                    low: 0.0,
-                    high: 1.0,
-                    log: false,
-                    step: None,
-                },
-                condition: None,
-            })
-            .collect(),
-    )
-    .expect("valid space");
+    let names: Vec<String> = (0..6).map(|i| format!("x{i}")).collect();
+    let space = unit_cube(&names.iter().map(String::as_str).collect::<Vec<_>>());
     let objectives = Objectives {
         metrics: vec!["f1".into(), "f2".into()],
         directions: vec![Direction::Minimize, Direction::Minimize],

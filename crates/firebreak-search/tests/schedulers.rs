@@ -14,6 +14,18 @@ fn curve(rng: &mut Rng) -> impl Fn(u64) -> f64 + use<> {
     move |t| last - (last - 0.1) * (-(t as f64) / tau).exp()
 }
 
+/// `reduction_factor = 3`, `min_resource = 1`, `max_resource = 27`.
+fn halving_options() -> Options {
+    [
+        ("reduction_factor", 3),
+        ("min_resource", 1),
+        ("max_resource", 27),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+    .collect()
+}
+
 #[derive(Default)]
 struct Rung {
     seen: Vec<(u64, f64)>,
@@ -23,14 +35,7 @@ struct Rung {
 #[test]
 fn asha_promotes_only_the_top_of_each_rung_and_never_twice() {
     let objectives = Objectives::single("acc", Direction::Maximize);
-    let options: Options = [
-        ("reduction_factor", 3),
-        ("min_resource", 1),
-        ("max_resource", 27),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
-    .collect();
+    let options = halving_options();
     let asha = scheduler("asha", &options, &objectives).expect("built");
     let rungs = [1u64, 3, 9];
     let mut rng = Rng::new(11);
@@ -120,14 +125,7 @@ fn asha_promotes_only_the_top_of_each_rung_and_never_twice() {
 #[test]
 fn hyperband_brackets_split_trials_by_their_sizes() {
     let objectives = Objectives::single("acc", Direction::Maximize);
-    let options: Options = [
-        ("reduction_factor", 3),
-        ("min_resource", 1),
-        ("max_resource", 27),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
-    .collect();
+    let options = halving_options();
     let halving = firebreak_search::Halving::new(3, 1, 27).expect("valid");
     let hyperband = firebreak_search::HyperbandScheduler::new(&objectives, halving).expect("built");
     let brackets = hyperband_brackets(&halving);
