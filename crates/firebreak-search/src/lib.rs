@@ -4,7 +4,8 @@
 //!
 //! Principal types: [`Proposer`] with [`propose`] (the driver that combines joint
 //! and per-parameter sampling), [`RandomProposer`], [`GridProposer`],
-//! [`EvolutionProposer`], [`TpeProposer`], [`Nsga2Proposer`]; [`Scheduler`]
+//! [`EvolutionProposer`], [`TpeProposer`], [`Nsga2Proposer`], [`CmaEsProposer`];
+//! [`Scheduler`]
 //! with [`NoScheduler`], [`MedianScheduler`], [`AshaScheduler`] and
 //! [`HyperbandScheduler`]; [`History`], the read-only view of
 //! past trials both are given; [`proposer`] and [`scheduler`] build them by name.
@@ -17,9 +18,12 @@
 #![warn(missing_docs)]
 
 mod asha;
+mod cmaes;
+mod cube;
 mod error;
 mod evolution;
 mod grid;
+mod linalg;
 mod median;
 mod nsga2;
 mod proposer;
@@ -29,6 +33,7 @@ mod scheduler;
 mod tpe;
 
 pub use asha::{AshaScheduler, Bracket, Halving, HyperbandScheduler, hyperband_brackets};
+pub use cmaes::{CmaEsOptions, CmaEsProposer, Independent, Restart};
 pub use error::SearchError;
 pub use evolution::EvolutionProposer;
 pub use grid::GridProposer;

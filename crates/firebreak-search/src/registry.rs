@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use firebreak_core::{Objectives, SearchSpace};
 
 use crate::{
-    AshaScheduler, EvolutionProposer, GridProposer, Halving, HyperbandScheduler, MedianScheduler,
-    NoScheduler, Nsga2Proposer, Proposer, RandomProposer, Scheduler, SearchError, TpeOptions,
-    TpeProposer,
+    AshaScheduler, CmaEsOptions, CmaEsProposer, EvolutionProposer, GridProposer, Halving,
+    HyperbandScheduler, Independent, MedianScheduler, NoScheduler, Nsga2Proposer, Proposer,
+    RandomProposer, Restart, Scheduler, SearchError, TpeOptions, TpeProposer,
 };
 
 /// Component options as given in `[search.sampler_options]` or
@@ -15,7 +15,7 @@ use crate::{
 pub type Options = BTreeMap<String, serde_json::Value>;
 
 /// The proposers this build implements.
-pub const PROPOSERS: &[&str] = &["random", "grid", "evolution", "tpe", "nsga2"];
+pub const PROPOSERS: &[&str] = &["random", "grid", "evolution", "tpe", "nsga2", "cmaes"];
 
 /// The schedulers this build implements.
 pub const SCHEDULERS: &[&str] = &["none", "median", "asha", "hyperband"];
@@ -47,11 +47,50 @@ fn whole(options: &Options, key: &str, default: u64) -> Result<u64, SearchError>
     }
 }
 
+fn number(options: &Options, key: &str) -> Result<Option<f64>, SearchError> {
+    options
+        .get(key)
+        .map(|value| {
+            value.as_f64().ok_or_else(|| SearchError::BadOption {
+                key: key.to_string(),
+                message: format!("expected a number, got {value}"),
+            })
+        })
+        .transpose()
+}
+
+/// A string option that must be one of `allowed`.
+fn word<'a>(
+    options: &'a Options,
+    key: &str,
+    default: &'a str,
+    allowed: &[&str],
+) -> Result<&'a str, SearchError> {
+    let word = match options.get(key) {
+        None => default,
+        Some(value) => value.as_str().ok_or_else(|| SearchError::BadOption {
+            key: key.to_string(),
+            message: format!("expected one of {allowed:?}, got {value}"),
+        })?,
+    };
+    if allowed.contains(&word) {
+        Ok(word)
+    } else {
+        Err(SearchError::BadOption {
+            key: key.to_string(),
+            message: format!("expected one of {allowed:?}, got {word:?}"),
+        })
+    }
+}
+
 /// Builds the proposer `name`. Options: `random` none; `grid`
 /// `points_per_axis = 5` (values per float axis, and per int axis wider than 64);
 /// `evolution` `population = 10`, `sample_size = 3`; `tpe` `n_startup_trials = 10`,
 /// `n_ei_candidates = 24`, `prior_weight = 1.0`, `constant_liar = true`,
-/// `multivariate = true`; `nsga2` `population = 50`.
+/// `multivariate = true`; `nsga2` `population = 50`; `cmaes` `sigma0 = 1/6`
+/// (fraction of each range), `popsize` (default `4 + ⌊3 ln n⌋`),
+/// `restart = "ipop"` (or `"bipop"`, `"none"`), `independent = "random"` (or
+/// `"tpe"`: how categorical and conditional parameters are drawn).
 pub fn proposer(
     name: &str,
     options: &Options,
@@ -111,6 +150,31 @@ pub fn proposer(
             check_keys("sampler", name, options, &["population"])?;
             Ok(Box::new(Nsga2Proposer::new(
                 whole(options, "population", 50)? as usize,
+            )?))
+        }
+        "cmaes" => {
+            check_keys(
+                "sampler",
+                name,
+                options,
+                &["sigma0", "popsize", "restart", "independent"],
+            )?;
+            let defaults = CmaEsOptions::default();
+            let restart = word(options, "restart", "ipop", &["ipop", "bipop", "none"])?;
+            let independent = word(options, "independent", "random", &["random", "tpe"])?;
+            Ok(Box::new(CmaEsProposer::new(
+                objectives,
+                CmaEsOptions {
+                    sigma0: number(options, "sigma0")?.unwrap_or(defaults.sigma0),
+                    popsize: options
+                        .contains_key("popsize")
+                        .then(|| whole(options, "popsize", 0))
+                        .transpose()?
+                        .map(|p| p as usize),
+                    restart: Restart::from_name(restart).unwrap_or(defaults.restart),
+                    independent: Independent::from_name(independent)
+                        .unwrap_or(defaults.independent),
+                },
             )?))
         }
         "evolution" => {

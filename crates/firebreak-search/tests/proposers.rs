@@ -414,3 +414,196 @@ fn nsga2_finds_a_better_front_than_random_search() {
         "hypervolume: nsga2 {nsga2}, random {random}"
     );
 }
+
+/// Asks `proposer` once against `trials` with the stream of proposal `number`.
+fn ask(
+    proposer: &mut dyn firebreak_search::Proposer,
+    space: &SearchSpace,
+    objectives: &Objectives,
+    trials: &[Trial],
+    seed: u64,
+) -> firebreak_search::Proposal {
+    let history = History { trials, objectives };
+    let mut rng = Rng::new(firebreak_core::derive_seed(seed, &[trials.len() as u64]));
+    propose(proposer, space, &history, &mut rng)
+}
+
+#[test]
+fn every_proposer_handles_failed_pruned_and_running_trials() {
+    let space = space();
+    let objectives = Objectives::single("y", Direction::Minimize);
+    for name in PROPOSERS {
+        let mut proposer = proposer(name, &Options::new(), &space, &objectives).expect("built");
+        let mut trials: Vec<Trial> = Vec::new();
+        // Some trials fail (no metrics), some are pruned (intermediate values only).
+        for number in 0..40u64 {
+            let proposal = ask(proposer.as_mut(), &space, &objectives, &trials, 11);
+            space
+                .validate(&proposal.params)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let y = proposal.params["lr"].as_f64().unwrap_or_default();
+            let mut trial = Trial::queued(number, proposal.params, name, &proposal.rationale);
+            if number % 5 == 3 {
+                trial.state = TrialState::Failed;
+                trial.error = Some("boom".into());
+            } else if number % 7 == 4 {
+                trial.state = TrialState::Pruned;
+                trial.intermediate.push(firebreak_core::Report {
+                    step: 1,
+                    metrics: [("y".to_string(), y + 1.0)].into(),
+                });
+            } else {
+                trial.state = TrialState::Complete;
+                trial.metrics.insert("y".into(), y);
+            }
+            trials.push(trial);
+        }
+        // Six concurrent workers: each asks while the earlier ones still run.
+        let first_running = trials.len();
+        for number in 40..46u64 {
+            let proposal = ask(proposer.as_mut(), &space, &objectives, &trials, 11);
+            space
+                .validate(&proposal.params)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let mut trial = Trial::queued(number, proposal.params, name, &proposal.rationale);
+            trial.state = TrialState::Running;
+            trials.push(trial);
+        }
+        let running = &trials[first_running..];
+        for (i, a) in running.iter().enumerate() {
+            assert!(
+                running[..i].iter().all(|b| b.params != a.params),
+                "{name}: concurrent workers got the same proposal {:?}",
+                a.params
+            );
+        }
+    }
+}
+
+/// Float parameters `x0`… in `[low, high]`.
+fn boxed(d: usize, low: f64, high: f64) -> SearchSpace {
+    SearchSpace::new(
+        (0..d)
+            .map(|i| Parameter {
+                name: format!("x{i}"),
+                distribution: Distribution::Float {
+                    low,
+                    high,
+                    log: false,
+                    step: None,
+                },
+                condition: None,
+            })
+            .collect(),
+    )
+    .expect("valid space")
+}
+
+fn coordinates(params: &Params) -> Vec<f64> {
+    // Names x0…x9 sort in index order for fewer than 11 dimensions.
+    params.values().filter_map(ParamValue::as_f64).collect()
+}
+
+/// Every trial of one run of `name` on `f`, all complete.
+fn trials_on(
+    name: &str,
+    options: &Options,
+    space: &SearchSpace,
+    f: &dyn Fn(&Params) -> f64,
+    budget: usize,
+    seed: u64,
+) -> Vec<Trial> {
+    let objectives = Objectives::single("y", Direction::Minimize);
+    let mut proposer = proposer(name, options, space, &objectives).expect("built");
+    let mut trials: Vec<Trial> = Vec::new();
+    for number in 0..budget as u64 {
+        let proposal = ask(proposer.as_mut(), space, &objectives, &trials, seed);
+        space.validate(&proposal.params).expect("valid");
+        let mut trial = Trial::queued(number, proposal.params, name, &proposal.rationale);
+        trial.metrics.insert("y".into(), f(&trial.params));
+        trial.state = TrialState::Complete;
+        trials.push(trial);
+    }
+    trials
+}
+
+#[test]
+fn cmaes_converges_on_a_convex_quadratic() {
+    // A 5-D ellipsoid (condition number 100) whose optimum is off the centre.
+    let space = boxed(5, -5.0, 5.0);
+    let ellipsoid = |p: &Params| -> f64 {
+        coordinates(p)
+            .iter()
+            .enumerate()
+            .map(|(i, x)| 10f64.powf(i as f64 / 2.0) * (x - 1.0 + 0.5 * i as f64).powi(2))
+            .sum()
+    };
+    for seed in 0..3 {
+        let trials = trials_on("cmaes", &Options::new(), &space, &ellipsoid, 700, seed);
+        let best = trials
+            .iter()
+            .map(|t| t.metrics["y"])
+            .fold(f64::INFINITY, f64::min);
+        assert!(
+            best < 1e-3,
+            "seed {seed}: best {best} after 600 evaluations"
+        );
+        assert!(trials[599].rationale.starts_with("cmaes: generation "));
+    }
+}
+
+/// The `(restart, popsize)` a CMA-ES rationale names.
+fn restart_and_popsize(rationale: &str) -> (u64, u64) {
+    let after = |key: &str| -> u64 {
+        rationale
+            .split_once(key)
+            .map(|(_, rest)| rest.chars().take_while(char::is_ascii_digit).collect())
+            .and_then(|digits: String| digits.parse().ok())
+            .unwrap_or_else(|| panic!("no {key:?} in {rationale:?}"))
+    };
+    (after("restart "), after("(popsize "))
+}
+
+#[test]
+fn cmaes_restarts_with_a_larger_population_after_a_stop() {
+    // A 2-D sphere: the first run converges until tolfun stops it (after about 480
+    // evaluations), then IPOP doubles λ (6 → 12).
+    let space = boxed(2, -1.0, 1.0);
+    let sphere = |p: &Params| -> f64 { coordinates(p).iter().map(|x| (x - 0.3).powi(2)).sum() };
+    let trials = trials_on("cmaes", &Options::new(), &space, &sphere, 900, 0);
+    let runs: Vec<(u64, u64)> = trials
+        .iter()
+        .map(|t| restart_and_popsize(&t.rationale))
+        .collect();
+    assert_eq!(runs[0], (0, 6));
+    let first_restart = runs
+        .iter()
+        .position(|r| r.0 == 1)
+        .expect("the first run stopped and IPOP restarted within 900 evaluations");
+    assert_eq!(runs[first_restart], (1, 12));
+    assert!(
+        trials[first_restart]
+            .rationale
+            .contains("previous run stopped by"),
+        "{}",
+        trials[first_restart].rationale
+    );
+    // The state is rebuilt from the history alone: a fresh proposer agrees.
+    let objectives = Objectives::single("y", Direction::Minimize);
+    let mut fresh = proposer("cmaes", &Options::new(), &space, &objectives).expect("built");
+    let again = ask(
+        fresh.as_mut(),
+        &space,
+        &objectives,
+        &trials[..first_restart],
+        0,
+    );
+    assert_eq!(again.rationale, trials[first_restart].rationale);
+    assert_eq!(again.params, trials[first_restart].params);
+    // A flat objective stops at once (tolfun) and restarts too.
+    let flat = trials_on("cmaes", &Options::new(), &space, &|_| 1.0, 200, 1);
+    assert!(
+        flat.iter()
+            .any(|t| restart_and_popsize(&t.rationale) == (1, 12))
+    );
+}
