@@ -120,6 +120,23 @@ impl Axis {
     }
 }
 
+/// The choice whose cell holds coordinate `u` of a categorical parameter with
+/// `k` choices: `floor(u·k)`, kept below `k`.
+pub(crate) fn choice_index(u: f64, k: usize) -> usize {
+    let u = if u.is_nan() { 0.0 } else { u.clamp(0.0, 1.0) };
+    ((u * k as f64).floor() as usize).min(k.saturating_sub(1))
+}
+
+/// The value of any distribution at coordinate `u`: [`Axis::value_at`] for
+/// numerical ones, [`choice_index`] for categorical ones.
+pub(crate) fn value_at(distribution: &Distribution, u: f64) -> ParamValue {
+    if let Distribution::Categorical { choices } = distribution {
+        return choices[choice_index(u, choices.len())].clone();
+    }
+    // Every non-categorical distribution has an axis.
+    Axis::of(distribution).map_or(ParamValue::Float(u), |axis| axis.value_at(u))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +194,13 @@ mod tests {
         assert_eq!(wide.value_at(1.0), ParamValue::Int(1024));
         let odd = int(0, 10, false, Some(3)); // 0, 3, 6, 9
         assert_eq!(odd.value_at(1.0), ParamValue::Int(9));
+    }
+
+    #[test]
+    fn categorical_cells() {
+        assert_eq!(choice_index(0.0, 3), 0);
+        assert_eq!(choice_index(0.34, 3), 1);
+        assert_eq!(choice_index(0.999, 3), 2);
+        assert_eq!(choice_index(1.0, 3), 2);
     }
 }

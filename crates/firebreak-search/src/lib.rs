@@ -4,7 +4,7 @@
 //!
 //! Principal types: [`Proposer`] with [`propose`] (the driver that combines joint
 //! and per-parameter sampling), [`RandomProposer`], [`GridProposer`],
-//! [`EvolutionProposer`], [`TpeProposer`], [`Nsga2Proposer`], [`CmaEsProposer`];
+//! [`EvolutionProposer`], [`TpeProposer`], [`Nsga2Proposer`], [`CmaEsProposer`], [`SobolProposer`];
 //! [`Scheduler`]
 //! with [`NoScheduler`], [`MedianScheduler`], [`AshaScheduler`] and
 //! [`HyperbandScheduler`]; [`History`], the read-only view of
@@ -30,6 +30,7 @@ mod proposer;
 mod random;
 mod registry;
 mod scheduler;
+mod sobol;
 mod tpe;
 
 pub use asha::{AshaScheduler, Bracket, Halving, HyperbandScheduler, hyperband_brackets};
@@ -43,4 +44,5 @@ pub use proposer::{History, Proposal, Proposer, propose};
 pub use random::{RandomProposer, sample_uniform};
 pub use registry::{Options, PROPOSERS, SCHEDULERS, proposer, scheduler};
 pub use scheduler::{Decision, NoScheduler, Scheduler};
+pub use sobol::{SOBOL_MAX_DIMENSIONS, SobolProposer};
 pub use tpe::{TpeOptions, TpeProposer};

@@ -7,7 +7,7 @@ use firebreak_core::{Objectives, SearchSpace};
 use crate::{
     AshaScheduler, CmaEsOptions, CmaEsProposer, EvolutionProposer, GridProposer, Halving,
     HyperbandScheduler, Independent, MedianScheduler, NoScheduler, Nsga2Proposer, Proposer,
-    RandomProposer, Restart, Scheduler, SearchError, TpeOptions, TpeProposer,
+    RandomProposer, Restart, Scheduler, SearchError, SobolProposer, TpeOptions, TpeProposer,
 };
 
 /// Component options as given in `[search.sampler_options]` or
@@ -15,7 +15,15 @@ use crate::{
 pub type Options = BTreeMap<String, serde_json::Value>;
 
 /// The proposers this build implements.
-pub const PROPOSERS: &[&str] = &["random", "grid", "evolution", "tpe", "nsga2", "cmaes"];
+pub const PROPOSERS: &[&str] = &[
+    "random",
+    "grid",
+    "evolution",
+    "tpe",
+    "nsga2",
+    "cmaes",
+    "sobol",
+];
 
 /// The schedulers this build implements.
 pub const SCHEDULERS: &[&str] = &["none", "median", "asha", "hyperband"];
@@ -59,6 +67,16 @@ fn number(options: &Options, key: &str) -> Result<Option<f64>, SearchError> {
         .transpose()
 }
 
+fn flag(options: &Options, key: &str, default: bool) -> Result<bool, SearchError> {
+    match options.get(key) {
+        None => Ok(default),
+        Some(value) => value.as_bool().ok_or_else(|| SearchError::BadOption {
+            key: key.to_string(),
+            message: format!("expected true or false, got {value}"),
+        }),
+    }
+}
+
 /// A string option that must be one of `allowed`.
 fn word<'a>(
     options: &'a Options,
@@ -90,7 +108,8 @@ fn word<'a>(
 /// `multivariate = true`; `nsga2` `population = 50`; `cmaes` `sigma0 = 1/6`
 /// (fraction of each range), `popsize` (default `4 + ⌊3 ln n⌋`),
 /// `restart = "ipop"` (or `"bipop"`, `"none"`), `independent = "random"` (or
-/// `"tpe"`: how categorical and conditional parameters are drawn).
+/// `"tpe"`: how categorical and conditional parameters are drawn); `sobol`
+/// `scramble = true` (a random digital shift), `skip_first = false`.
 pub fn proposer(
     name: &str,
     options: &Options,
@@ -175,6 +194,14 @@ pub fn proposer(
                     independent: Independent::from_name(independent)
                         .unwrap_or(defaults.independent),
                 },
+            )?))
+        }
+        "sobol" => {
+            check_keys("sampler", name, options, &["scramble", "skip_first"])?;
+            Ok(Box::new(SobolProposer::new(
+                space,
+                flag(options, "scramble", true)?,
+                flag(options, "skip_first", false)?,
             )?))
         }
         "evolution" => {

@@ -607,3 +607,67 @@ fn cmaes_restarts_with_a_larger_population_after_a_stop() {
             .any(|t| restart_and_popsize(&t.rationale) == (1, 12))
     );
 }
+
+#[test]
+fn sobol_prefixes_of_two_to_the_k_points_are_stratified() {
+    // In each dimension, the first 2^k points fall one in each interval of width
+    // 2^-k, scrambled (a digital shift keeps this) or not.
+    let d = 21;
+    let space = boxed(d, 0.0, 1.0);
+    let names: Vec<String> = space.parameters().iter().map(|p| p.name.clone()).collect();
+    for scramble in [false, true] {
+        let options: Options = [("scramble".to_string(), serde_json::json!(scramble))].into();
+        let trials = trials_on("sobol", &options, &space, &|_| 0.0, 64, 5);
+        for k in [2u32, 4, 6] {
+            let n = 1usize << k;
+            for name in &names {
+                let mut cells: Vec<usize> = trials[..n]
+                    .iter()
+                    .map(|t| (t.params[name].as_f64().expect("float") * n as f64) as usize)
+                    .collect();
+                cells.sort_unstable();
+                assert_eq!(
+                    cells,
+                    (0..n).collect::<Vec<_>>(),
+                    "{name}, first {n} points, scramble = {scramble}"
+                );
+            }
+        }
+        let expected = if scramble {
+            "sobol: point 63 (scrambled, seed "
+        } else {
+            "sobol: point 63"
+        };
+        assert!(trials[63].rationale.starts_with(expected));
+    }
+    // Unscrambled, point 0 is the lower corner; point 1 the centre.
+    let plain: Options = [("scramble".to_string(), serde_json::json!(false))].into();
+    let trials = trials_on("sobol", &plain, &space, &|_| 0.0, 2, 0);
+    assert!(coordinates(&trials[0].params).iter().all(|x| *x == 0.0));
+    assert!(coordinates(&trials[1].params).iter().all(|x| *x == 0.5));
+    let mut skip = plain.clone();
+    skip.insert("skip_first".into(), serde_json::json!(true));
+    let trials = trials_on("sobol", &skip, &space, &|_| 0.0, 1, 0);
+    assert!(coordinates(&trials[0].params).iter().all(|x| *x == 0.5));
+    assert_eq!(trials[0].rationale, "sobol: point 1");
+}
+
+#[test]
+fn sobol_covers_every_choice_and_int_evenly() {
+    let space = space();
+    let options: Options = [("scramble".to_string(), serde_json::json!(false))].into();
+    let trials = trials_on("sobol", &options, &space, &|_| 0.0, 64, 0);
+    // `layers` (1..=8) takes each value 8 times, `kind` each choice 32 times.
+    for value in 1..=8 {
+        let count = trials
+            .iter()
+            .filter(|t| t.params["layers"] == ParamValue::Int(value))
+            .count();
+        assert_eq!(count, 8, "layers = {value}");
+    }
+    let deep = trials
+        .iter()
+        .filter(|t| t.params["kind"] == ParamValue::Str("deep".into()))
+        .count();
+    assert_eq!(deep, 32);
+}
