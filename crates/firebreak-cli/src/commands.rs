@@ -424,6 +424,7 @@ async fn enqueue(cli: &Cli, campaign: &str, text: &str) -> Outcome {
         retry_of: None,
         priority: 1,
         number: None,
+        policy: None,
     };
     let number = store.enqueue(campaign, &trial).await?;
     println!("queued trial {number} of {campaign}; it runs before new proposals");

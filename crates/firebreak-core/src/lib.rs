@@ -22,5 +22,5 @@ pub use error::CoreError;
 pub use objective::{Direction, Objectives};
 pub use rng::{Rng, derive_seed};
 pub use space::{Condition, Distribution, ParamValue, Parameter, Params, SearchSpace};
-pub use time::{Clock, FixedClock, SystemClock, Timestamp, format_rfc3339};
+pub use time::{Clock, FixedClock, SystemClock, Timestamp, format_rfc3339, parse_rfc3339};
 pub use trial::{Metrics, Report, Trial, TrialState};

@@ -64,6 +64,50 @@ pub fn format_rfc3339(ts: Timestamp) -> String {
     )
 }
 
+/// Parses what [`format_rfc3339`] writes (`YYYY-MM-DDTHH:MM:SS.mmmZ`, the
+/// fraction optional). Returns `None` for anything else.
+pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+    let bytes = text.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b'T' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let millis = match &text[19..] {
+        "Z" => 0,
+        rest if rest.len() == 5 && rest.starts_with('.') && rest.ends_with('Z') => num(20..23)?,
+        _ => return None,
+    };
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(((days * 86_400 + hour * 3600 + minute * 60 + second) * 1000) + millis)
+}
+
+/// A proleptic Gregorian date to days since 1970-01-01 (inverse of
+/// [`civil_from_days`]).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); the
 /// well-known era-based conversion.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -92,5 +136,18 @@ mod tests {
         check(0, "1970-01-01T00:00:00.000Z");
         check(951_782_400_000, "2000-02-29T00:00:00.000Z");
         check(1_795_874_587_250, "2026-11-28T14:03:07.250Z");
+    }
+
+    #[test]
+    fn parses_what_it_formats() {
+        for ts in [0, 951_782_400_000, 1_795_874_587_250, -86_400_001] {
+            assert_eq!(parse_rfc3339(&format_rfc3339(ts)), Some(ts));
+        }
+        assert_eq!(
+            parse_rfc3339("2026-11-28T14:03:07Z"),
+            Some(1_795_874_587_000)
+        );
+        assert_eq!(parse_rfc3339("2026-11-28 14:03:07Z"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

@@ -8,6 +8,8 @@ use firebreak_core::{Metrics, Params, Trial, TrialState};
 use serde::Deserialize;
 
 use crate::entry::{Entry, Event, FORMAT_VERSION, GENESIS, Hash, canonical_json, hex, leaf_hash};
+use crate::patch::apply_patch;
+use crate::request::{RequestState, SignedDecision, Verdict};
 
 /// The state tables as the store holds them, for comparison with the ledger.
 #[derive(Debug, Clone, Default)]
@@ -16,6 +18,8 @@ pub struct StateSnapshot {
     pub campaigns: BTreeMap<String, serde_json::Value>,
     /// Every trial with its campaign's name.
     pub trials: Vec<(String, Trial)>,
+    /// Every change request: id to (campaign, state, number of decisions).
+    pub requests: BTreeMap<String, (String, RequestState, usize)>,
 }
 
 /// Where and why a check failed.
@@ -113,6 +117,90 @@ struct Expected {
     last_seq: u64,
 }
 
+/// What the ledger says one change request is.
+#[derive(Debug)]
+struct ExpectedRequest {
+    campaign: String,
+    state: RequestState,
+    hash: String,
+    diff: serde_json::Value,
+    base_spec_hash: String,
+    requested_by: String,
+    decisions: Vec<SignedDecision>,
+    last_seq: u64,
+}
+
+/// A campaign as the replay knows it.
+#[derive(Debug)]
+struct ExpectedCampaign {
+    spec: serde_json::Value,
+    canonical: String,
+    seq: u64,
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    hex(&sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// The quorum and the approvers (name, key) of a canonical spec's governance.
+fn governance_of(spec: &serde_json::Value) -> (usize, Vec<(String, String)>) {
+    let governance = &spec["governance"];
+    let approvers: Vec<(String, String)> = governance["approvers"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter(|a| matches!(a["role"].as_str(), None | Some("approver" | "admin")))
+                .filter_map(|a| {
+                    Some((
+                        a["name"].as_str()?.to_string(),
+                        a["key"].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let quorum = governance["quorum"]
+        .as_u64()
+        .map_or(1, |q| usize::try_from(q).unwrap_or(usize::MAX));
+    (quorum, approvers)
+}
+
+/// Checks one decision against the request and the campaign's governance.
+fn check_decision(
+    seq: u64,
+    request: &ExpectedRequest,
+    decision: &SignedDecision,
+    spec: &serde_json::Value,
+) -> Result<(), Violation> {
+    decision
+        .verify(&request.hash)
+        .map_err(|e| violation(seq, format!("decision on request: {e}")))?;
+    let (_, approvers) = governance_of(spec);
+    if !approvers
+        .iter()
+        .any(|(name, key)| *name == decision.by && *key == decision.key)
+    {
+        return Err(violation(
+            seq,
+            format!(
+                "{} with key {} is not an approver of the campaign",
+                decision.by, decision.key
+            ),
+        ));
+    }
+    if decision.by == request.requested_by {
+        return Err(violation(
+            seq,
+            format!("{} decided their own request", decision.by),
+        ));
+    }
+    if request.decisions.iter().any(|d| d.by == decision.by) {
+        return Err(violation(seq, format!("{} decided twice", decision.by)));
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 struct Body {
     #[serde(flatten)]
@@ -123,8 +211,9 @@ struct Body {
 /// Returns the number of entries, or the violation with the smallest `seq`.
 pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<u64, Violation> {
     let entries = verify_chain(rows)?;
-    let mut campaigns: BTreeMap<String, (String, u64)> = BTreeMap::new();
+    let mut campaigns: BTreeMap<String, ExpectedCampaign> = BTreeMap::new();
     let mut trials: BTreeMap<(String, u64), Expected> = BTreeMap::new();
+    let mut requests: BTreeMap<String, ExpectedRequest> = BTreeMap::new();
     for row in rows {
         let seq = row.seq;
         let body: Body = serde_json::from_str(&row.payload)
@@ -159,21 +248,137 @@ pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<u64, Violation> {
         };
         match body.event {
             Event::CampaignCreated { spec, .. } => {
-                let spec = canonical_json(&spec).unwrap_or_default();
-                if campaigns.insert(campaign.clone(), (spec, seq)).is_some() {
+                let canonical = canonical_json(&spec).unwrap_or_default();
+                let expected = ExpectedCampaign {
+                    spec,
+                    canonical,
+                    seq,
+                };
+                if campaigns.insert(campaign.clone(), expected).is_some() {
                     return Err(violation(
                         seq,
                         format!("campaign {campaign:?} created twice"),
                     ));
                 }
             }
-            Event::RunStarted { .. } | Event::RunEnded { .. } => {}
+            Event::RunStarted { .. } | Event::RunEnded { .. } | Event::Denied { .. } => {}
+            Event::RequestFiled { request, hash, .. } => {
+                if request.campaign != campaign {
+                    return Err(violation(seq, "request names another campaign"));
+                }
+                if request.hash() != hash {
+                    return Err(violation(
+                        seq,
+                        format!("request {}: hash does not match its body", request.id),
+                    ));
+                }
+                if requests.contains_key(&request.id) {
+                    return Err(violation(
+                        seq,
+                        format!("request {} filed twice", request.id),
+                    ));
+                }
+                requests.insert(
+                    request.id.clone(),
+                    ExpectedRequest {
+                        campaign: campaign.clone(),
+                        state: RequestState::Pending,
+                        hash,
+                        diff: request.diff,
+                        base_spec_hash: request.base_spec_hash,
+                        requested_by: request.requested_by,
+                        decisions: Vec::new(),
+                        last_seq: seq,
+                    },
+                );
+            }
+            Event::RequestDecided { id, decision, .. } => {
+                let request = open_request(&mut requests, seq, &id, &campaign)?;
+                let spec = campaigns.get(&campaign).map(|c| &c.spec);
+                check_decision(
+                    seq,
+                    request,
+                    &decision,
+                    spec.unwrap_or(&serde_json::Value::Null),
+                )?;
+                request.decisions.push(decision);
+                request.last_seq = seq;
+            }
+            Event::RequestClosed { id, state, .. } => {
+                let spec = campaigns.get(&campaign).map(|c| c.spec.clone());
+                let request = open_request(&mut requests, seq, &id, &campaign)?;
+                let (quorum, _) = governance_of(spec.as_ref().unwrap_or(&serde_json::Value::Null));
+                let count = |verdict: Verdict| {
+                    request
+                        .decisions
+                        .iter()
+                        .filter(|d| d.decision == verdict)
+                        .count()
+                };
+                let ok = match state {
+                    RequestState::Approved => count(Verdict::Approve) >= quorum.max(1),
+                    RequestState::Rejected => count(Verdict::Reject) > 0,
+                    RequestState::Expired | RequestState::Superseded => true,
+                    RequestState::Pending => false,
+                };
+                if !ok {
+                    return Err(violation(
+                        seq,
+                        format!("request {id} closed as {state} without the decisions for it"),
+                    ));
+                }
+                request.state = state;
+                request.last_seq = seq;
+            }
+            Event::SpecChanged {
+                spec,
+                spec_hash,
+                diff,
+                request,
+                ..
+            } => {
+                let Some(current) = campaigns.get_mut(&campaign) else {
+                    return Err(violation(seq, "spec change of an unknown campaign"));
+                };
+                let canonical = canonical_json(&spec).unwrap_or_default();
+                if sha256_hex(&canonical) != spec_hash {
+                    return Err(violation(seq, "spec_hash does not match the spec"));
+                }
+                if apply_patch(&current.spec, &diff).ok().as_ref() != Some(&spec) {
+                    return Err(violation(
+                        seq,
+                        "the patch applied to the spec in effect does not give the new spec",
+                    ));
+                }
+                if let Some(id) = request {
+                    let approved = requests.get(&id).is_some_and(|r| {
+                        r.state == RequestState::Approved
+                            && r.campaign == campaign
+                            && r.diff == diff
+                            && r.base_spec_hash == sha256_hex(&current.canonical)
+                    });
+                    if !approved {
+                        return Err(violation(
+                            seq,
+                            format!(
+                                "spec changed under request {id}, which is not an approved request for this change"
+                            ),
+                        ));
+                    }
+                }
+                *current = ExpectedCampaign {
+                    spec,
+                    canonical,
+                    seq,
+                };
+            }
             Event::TrialProposed {
                 number,
                 params,
                 proposer,
                 rationale,
                 retry_of,
+                ..
             } => {
                 let key = (campaign.clone(), number);
                 if trials.contains_key(&key) {
@@ -236,7 +441,60 @@ pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<u64, Violation> {
         }
     }
     compare(entries, &campaigns, &trials, state)?;
+    compare_requests(entries, &requests, state)?;
     Ok(entries)
+}
+
+fn open_request<'a>(
+    requests: &'a mut BTreeMap<String, ExpectedRequest>,
+    seq: u64,
+    id: &str,
+    campaign: &str,
+) -> Result<&'a mut ExpectedRequest, Violation> {
+    match requests.get_mut(id) {
+        Some(r) if r.campaign == campaign && r.state == RequestState::Pending => Ok(r),
+        Some(r) if r.campaign == campaign => Err(violation(
+            seq,
+            format!("request {id} is already {}", r.state),
+        )),
+        _ => Err(violation(seq, format!("request {id} was never filed"))),
+    }
+}
+
+fn compare_requests(
+    entries: u64,
+    requests: &BTreeMap<String, ExpectedRequest>,
+    state: &StateSnapshot,
+) -> Result<(), Violation> {
+    let mut problems: Vec<Violation> = Vec::new();
+    for (id, expected) in requests {
+        let stored = state.requests.get(id);
+        let fine = stored.is_some_and(|(campaign, state, decisions)| {
+            *campaign == expected.campaign
+                && *state == expected.state
+                && *decisions == expected.decisions.len()
+        });
+        if !fine {
+            problems.push(violation(
+                expected.last_seq,
+                format!("request {id} differs from the ledger (or is missing)"),
+            ));
+        }
+    }
+    for id in state
+        .requests
+        .keys()
+        .filter(|id| !requests.contains_key(*id))
+    {
+        problems.push(violation(
+            entries,
+            format!("request {id} has no ledger entry"),
+        ));
+    }
+    match problems.into_iter().min_by_key(|v| v.seq) {
+        Some(first) => Err(first),
+        None => Ok(()),
+    }
 }
 
 fn set_state(
@@ -252,12 +510,20 @@ fn set_state(
 
 fn compare(
     entries: u64,
-    campaigns: &BTreeMap<String, (String, u64)>,
+    campaigns: &BTreeMap<String, ExpectedCampaign>,
     trials: &BTreeMap<(String, u64), Expected>,
     state: &StateSnapshot,
 ) -> Result<(), Violation> {
     let mut problems: Vec<Violation> = Vec::new();
-    for (name, (spec, seq)) in campaigns {
+    for (
+        name,
+        ExpectedCampaign {
+            canonical: spec,
+            seq,
+            ..
+        },
+    ) in campaigns
+    {
         match state.campaigns.get(name) {
             None => problems.push(violation(
                 *seq,
@@ -415,6 +681,7 @@ mod tests {
                 proposer: "random".into(),
                 rationale: String::new(),
                 retry_of: None,
+                policy: None,
             },
         ]);
         let mut state = StateSnapshot::default();

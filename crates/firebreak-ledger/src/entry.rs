@@ -5,6 +5,24 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::LedgerError;
+use crate::request::{RequestBody, RequestState, SignedDecision};
+
+/// A policy decision as recorded: allow or deny, and the policies that decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authorization {
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// Ids of the policies that decided (for a deny with no policy: empty, the
+    /// default deny).
+    pub policies: Vec<String>,
+}
+
+impl Authorization {
+    /// True for an allow.
+    pub fn allowed(&self) -> bool {
+        self.decision == "allow"
+    }
+}
 
 /// The payload format version, `v` in every payload.
 pub const FORMAT_VERSION: u32 = 1;
@@ -60,6 +78,9 @@ pub enum Event {
         /// The trial it re-runs, for retries.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_of: Option<u64>,
+        /// The policy decision that allowed the proposal.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<Authorization>,
     },
     /// A worker claimed the trial and started it.
     TrialStarted {
@@ -69,6 +90,9 @@ pub enum Event {
         run: u64,
         /// The worker slot within that run.
         worker: u32,
+        /// The policy decision that allowed the start.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<Authorization>,
     },
     /// An intermediate report.
     TrialReported {
@@ -104,6 +128,65 @@ pub enum Event {
         /// Why (the run that held it died, or was interrupted).
         reason: String,
     },
+    /// A governed change was asked for and parked as a request.
+    RequestFiled {
+        /// The hashed body.
+        request: RequestBody,
+        /// Its hash (hex), what decisions sign.
+        hash: String,
+        /// Hash of the diff alone: an identical edit reuses the request.
+        diff_hash: String,
+        /// The policy decision that let the principal ask.
+        policy: Authorization,
+    },
+    /// A signed decision on a request.
+    RequestDecided {
+        /// The request's id.
+        id: String,
+        /// The decision with its signature.
+        decision: SignedDecision,
+        /// The policy decision that let the approver decide.
+        policy: Authorization,
+    },
+    /// A request left the pending state.
+    RequestClosed {
+        /// The request's id.
+        id: String,
+        /// `approved`, `rejected`, `expired` or `superseded`.
+        state: RequestState,
+        /// Why, in words.
+        reason: String,
+    },
+    /// The campaign's spec changed: an approved request took effect, or a setting
+    /// outside governance was edited.
+    SpecChanged {
+        /// The full canonical spec now in effect.
+        spec: serde_json::Value,
+        /// Hex SHA-256 of its canonical JSON.
+        spec_hash: String,
+        /// The RFC 6902 patch applied.
+        diff: serde_json::Value,
+        /// The approved request it carries out, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<String>,
+        /// Who made the change.
+        by: String,
+    },
+    /// An action was refused: by policy, or because a proposal was out of the space.
+    Denied {
+        /// The action (`propose_trial`, `request_change`, …).
+        action: String,
+        /// Who tried.
+        principal: String,
+        /// Why.
+        reason: String,
+        /// The policy decision, when policy decided.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<Authorization>,
+        /// The refused proposal or change.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<serde_json::Value>,
+    },
 }
 
 impl Event {
@@ -118,6 +201,11 @@ impl Event {
             Event::TrialReported { .. } => "trial_reported",
             Event::TrialFinished { .. } => "trial_finished",
             Event::TrialRequeued { .. } => "trial_requeued",
+            Event::RequestFiled { .. } => "request_filed",
+            Event::RequestDecided { .. } => "request_decided",
+            Event::RequestClosed { .. } => "request_closed",
+            Event::SpecChanged { .. } => "spec_changed",
+            Event::Denied { .. } => "denied",
         }
     }
 }

@@ -22,14 +22,23 @@ mod checkpoint;
 mod entry;
 mod error;
 mod merkle;
+mod patch;
+mod request;
 
 pub use audit::{StateSnapshot, Violation, audit, verify_chain};
 pub use checkpoint::{
     CHECKPOINT_DOMAIN, Checkpoint, SigningKey, VerifyingKey, parse_private_key_pem,
     parse_public_key, private_key_pem, public_key_string,
 };
-pub use entry::{Entry, Event, FORMAT_VERSION, GENESIS, Hash, canonical_json, hex, leaf_hash};
+pub use entry::{
+    Authorization, Entry, Event, FORMAT_VERSION, GENESIS, Hash, canonical_json, hex, leaf_hash,
+};
 pub use error::LedgerError;
 pub use merkle::{
     consistency_proof, inclusion_proof, node_hash, root, verify_consistency, verify_inclusion,
+};
+pub use patch::apply_patch;
+pub use request::{
+    DECISION_DOMAIN, REQUEST_DOMAIN, Request, RequestBody, RequestKind, RequestState,
+    SignedDecision, Verdict, decision_message, diff_hash,
 };

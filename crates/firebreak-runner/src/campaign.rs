@@ -301,7 +301,7 @@ impl<S: Store> Campaign<S> {
         if known || stale {
             state.queue_checked = Some(std::time::Instant::now());
             if (known || self.store.has_queued(name).await?)
-                && let Some(trial) = self.store.claim_queued(name, self.run, worker).await?
+                && let Some(trial) = self.store.claim_queued(name, self.run, worker, None).await?
             {
                 state.upsert(trial.clone());
                 return Ok(trial);
@@ -334,6 +334,7 @@ impl<S: Store> Campaign<S> {
             retry_of: None,
             priority: 0,
             number: None,
+            policy: None,
         };
         state.proposals += 1;
         // The number is taken and the trial enters the history before the commit,
@@ -346,7 +347,7 @@ impl<S: Store> Campaign<S> {
             new.number = Some(number);
             match self
                 .store
-                .propose_and_start(name, &new, self.run, worker)
+                .propose_and_start(name, &new, self.run, worker, None)
                 .await
             {
                 Ok(trial) => {
@@ -454,6 +455,7 @@ impl<S: Store> Campaign<S> {
             retry_of: Some(trial.number),
             priority: 1,
             number: None,
+            policy: None,
         };
         let number = self.store.enqueue(self.name(), &new).await?;
         let mut queued = Trial::queued(number, new.params, &new.proposer, &new.rationale);

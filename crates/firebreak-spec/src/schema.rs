@@ -263,6 +263,11 @@ pub struct Governance {
     /// A Cedar policy file; the shipped default otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// The Cedar policy's text: written inline, or loaded by the engine from
+    /// `policy` when the campaign is created or resumed, so that an edit of the file
+    /// is a governed change like any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_text: Option<String>,
     /// How long a change request stays open.
     #[serde(default = "default_request_ttl")]
     pub request_ttl: Duration,
@@ -277,6 +282,7 @@ impl Default for Governance {
             quorum: None,
             approvers: Vec::new(),
             policy: None,
+            policy_text: None,
             request_ttl: default_request_ttl(),
             tripwires: Vec::new(),
         }
@@ -333,9 +339,13 @@ pub struct Tripwire {
     /// (threshold) Trips when the metric falls below this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub below: Option<f64>,
-    /// (rate) Largest allowed improvement per generation.
+    /// (rate) Largest allowed improvement of the best value over the last
+    /// `window` finished trials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_delta: Option<f64>,
+    /// (rate) How many finished trials the improvement is measured over (10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<u32>,
     /// (reeval) Largest allowed disagreement between report and re-evaluation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerance: Option<f64>,

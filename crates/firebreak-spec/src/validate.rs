@@ -430,6 +430,13 @@ impl CampaignSpec {
                     "list each person once",
                 ));
             }
+            if approver.name.is_empty() || approver.name.contains(':') {
+                return Err(self.error_at(
+                    &["governance", "approvers"],
+                    format!("approver name {:?} is empty or holds a `:`", approver.name),
+                    "names with `:` are reserved for local:, agent: and worker: principals",
+                ));
+            }
             if !is_ed25519_public_key(&approver.key) {
                 return Err(self.error_at(
                     &["governance", "approvers"],

@@ -57,6 +57,13 @@ pub enum StoreError {
     /// The trial number asked for is taken (by a trial another process queued).
     #[error("trial number {0} is taken")]
     NumberTaken(u64),
+    /// No request has this id.
+    #[error("no change request {0}")]
+    NoRequest(String),
+    /// A request changed between reading and deciding (another decision landed
+    /// first, or it left the pending state); read it again.
+    #[error("request {0} changed meanwhile; read it again")]
+    RequestChanged(String),
     /// A stored value could not be decoded.
     #[error("corrupt row: {0}")]
     Corrupt(String),

@@ -28,6 +28,6 @@ pub use lock::CampaignLock;
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::SqliteStore;
 pub use types::{
-    CampaignRecord, CampaignSummary, Counts, NewTrial, Outcome, ProcessInfo, Requeued, RunInfo,
-    RunRecord, Store,
+    CampaignRecord, CampaignSummary, Closing, Counts, NewTrial, Outcome, ProcessInfo, RequestDraft,
+    Requeued, RunInfo, RunRecord, SpecUpdate, Store,
 };

@@ -2,7 +2,7 @@
 //! rewrites a ledger row. The database records its version in `meta`.
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Migration `i` (1-based) brings a database from version `i - 1` to `i`.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -75,5 +75,19 @@ CREATE TABLE checkpoints (
     tree_size INTEGER NOT NULL,
     payload TEXT NOT NULL
 );
+"#,
+    // 4: governance: change requests, and the spec as people submitted it.
+    r#"
+ALTER TABLE campaigns ADD COLUMN submitted TEXT;
+CREATE TABLE requests (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL UNIQUE,
+    campaign TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    diff_hash TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX requests_campaign ON requests (campaign, state);
 "#,
 ];

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use firebreak_core::{Clock, Metrics, Params, Report, SystemClock, Timestamp, Trial, TrialState};
 use firebreak_ledger::{
-    Checkpoint, Entry, Event, GENESIS, Hash, StateSnapshot, canonical_json, hex,
+    Authorization, Checkpoint, Entry, Event, GENESIS, Hash, Request, RequestState, SignedDecision,
+    StateSnapshot, canonical_json, hex,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -20,12 +21,13 @@ use sqlx::{Connection, Row, SqliteConnection};
 
 use crate::schema::{MIGRATIONS, SCHEMA_VERSION};
 use crate::types::{
-    CampaignRecord, CampaignSummary, Counts, NewTrial, Outcome, ProcessInfo, Requeued, RunInfo,
-    RunRecord, Store,
+    CampaignRecord, CampaignSummary, Closing, Counts, NewTrial, Outcome, ProcessInfo, RequestDraft,
+    Requeued, RunInfo, RunRecord, SpecUpdate, Store,
 };
 use crate::{CampaignLock, StoreError, lock};
 
 mod fast;
+mod govern;
 
 /// The embedded store. Cheap to clone; clones share connections.
 #[derive(Debug, Clone)]
@@ -313,6 +315,7 @@ impl SqliteStore {
             proposer: trial.proposer.clone(),
             rationale: trial.rationale.clone(),
             retry_of: trial.retry_of,
+            policy: trial.policy.clone(),
         };
         self.append(w, campaign, &event).await?;
         Ok(number)
@@ -581,23 +584,26 @@ impl Store for SqliteStore {
             spec: spec.clone(),
             spec_hash,
             created_at,
+            submitted: spec.clone(),
         })
     }
 
     async fn campaign(&self, name: &str) -> Result<Option<CampaignRecord>, StoreError> {
-        let row =
-            sqlx::query("SELECT name, spec, spec_hash, created_at FROM campaigns WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&self.inner.readers)
-                .await?;
+        let row = sqlx::query(
+            "SELECT name, spec, spec_hash, created_at, submitted FROM campaigns WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.inner.readers)
+        .await?;
         row.map(|row| campaign_from_row(&row)).transpose()
     }
 
     async fn campaigns(&self) -> Result<Vec<CampaignSummary>, StoreError> {
-        let rows =
-            sqlx::query("SELECT name, spec, spec_hash, created_at FROM campaigns ORDER BY name")
-                .fetch_all(&self.inner.readers)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT name, spec, spec_hash, created_at, submitted FROM campaigns ORDER BY name",
+        )
+        .fetch_all(&self.inner.readers)
+        .await?;
         let mut out = Vec::new();
         for row in rows {
             let campaign = campaign_from_row(&row)?;
@@ -737,6 +743,7 @@ impl Store for SqliteStore {
         campaign: &str,
         run: u64,
         worker: u32,
+        policy: Option<&Authorization>,
     ) -> Result<Option<Trial>, StoreError> {
         let now = self.now();
         let mut w = self.begin().await?;
@@ -763,6 +770,7 @@ impl Store for SqliteStore {
             number,
             run,
             worker,
+            policy: policy.cloned(),
         };
         self.append(&mut w, campaign, &event).await?;
         self.commit(w).await?;
@@ -785,8 +793,9 @@ impl Store for SqliteStore {
         trial: &NewTrial,
         run: u64,
         worker: u32,
+        policy: Option<&Authorization>,
     ) -> Result<Trial, StoreError> {
-        self.fast_propose_and_start(campaign, trial, run, worker)
+        self.fast_propose_and_start(campaign, trial, run, worker, policy)
             .await
     }
 
@@ -908,10 +917,59 @@ impl Store for SqliteStore {
                 parse(&row.try_get::<String, _>(1)?)?,
             );
         }
+        let mut requests = BTreeMap::new();
+        for request in self.gov_requests(None).await? {
+            requests.insert(
+                request.body.id.clone(),
+                (
+                    request.body.campaign.clone(),
+                    request.state,
+                    request.decisions.len(),
+                ),
+            );
+        }
         Ok(StateSnapshot {
             campaigns,
             trials: self.load_trials(Which::All).await?,
+            requests,
         })
+    }
+
+    async fn file_request(&self, draft: &RequestDraft) -> Result<(Request, bool), StoreError> {
+        self.gov_file_request(draft).await
+    }
+
+    async fn requests(&self, campaign: Option<&str>) -> Result<Vec<Request>, StoreError> {
+        self.gov_requests(campaign).await
+    }
+
+    async fn decide_request(
+        &self,
+        id: &str,
+        decision: &SignedDecision,
+        policy: &Authorization,
+        decisions_seen: usize,
+        closing: Option<&Closing>,
+    ) -> Result<Request, StoreError> {
+        self.gov_decide(id, decision, policy, decisions_seen, closing)
+            .await
+    }
+
+    async fn close_request(
+        &self,
+        id: &str,
+        state: RequestState,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        self.gov_close(id, state, reason).await
+    }
+
+    async fn change_spec(&self, campaign: &str, update: &SpecUpdate) -> Result<(), StoreError> {
+        self.gov_change_spec(campaign, update).await
+    }
+
+    async fn record_denial(&self, campaign: &str, denial: &Event) -> Result<(), StoreError> {
+        self.gov_record_denial(campaign, denial).await
     }
 }
 
@@ -933,11 +991,17 @@ impl SqliteStore {
 }
 
 fn campaign_from_row(row: &SqliteRow) -> Result<CampaignRecord, StoreError> {
+    let spec: serde_json::Value = parse(&row.try_get::<String, _>(1)?)?;
+    let submitted = match row.try_get::<Option<String>, _>(4)? {
+        Some(text) => parse(&text)?,
+        None => spec.clone(),
+    };
     Ok(CampaignRecord {
         name: row.try_get(0)?,
-        spec: parse(&row.try_get::<String, _>(1)?)?,
+        spec,
         spec_hash: row.try_get(2)?,
         created_at: row.try_get(3)?,
+        submitted,
     })
 }
 
@@ -964,7 +1028,7 @@ mod tests {
         let error = SqliteStore::open(&url(&dir)).await.expect_err("refused");
         assert_eq!(
             error.to_string(),
-            "the database schema is version 1; this binary needs version 3\n\
+            "the database schema is version 1; this binary needs version 4\n\
              hint: run `firebreak storage upgrade` (it never rewrites ledger rows)"
         );
         let (store, before) = SqliteStore::upgrade(&url(&dir)).await.expect("upgraded");
@@ -989,9 +1053,10 @@ mod tests {
             retry_of: None,
             priority: 0,
             number: None,
+            policy: None,
         };
         let started = store
-            .propose_and_start("c", &trial, 1, 0)
+            .propose_and_start("c", &trial, 1, 0, None)
             .await
             .expect("started");
         let before = (

@@ -3,7 +3,10 @@
 use std::future::Future;
 
 use firebreak_core::{Metrics, Params, Report, Timestamp, Trial, TrialState};
-use firebreak_ledger::{Checkpoint, Entry, StateSnapshot};
+use firebreak_ledger::{
+    Authorization, Checkpoint, Entry, Event, Request, RequestKind, RequestState, SignedDecision,
+    StateSnapshot,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{CampaignLock, StoreError};
@@ -13,10 +16,14 @@ use crate::{CampaignLock, StoreError};
 pub struct CampaignRecord {
     /// Its unique name.
     pub name: String,
-    /// The canonical spec it was created with.
+    /// The canonical spec in effect: as created, changed by approved requests
+    /// and by edits of settings outside governance.
     pub spec: serde_json::Value,
-    /// Hex SHA-256 of the canonical spec.
+    /// Hex SHA-256 of the canonical spec in effect.
     pub spec_hash: String,
+    /// The spec as people last submitted it (approved changes asked for by
+    /// agents apply to `spec` only), what an edited spec file is compared with.
+    pub submitted: serde_json::Value,
     /// When it was created.
     pub created_at: Timestamp,
 }
@@ -100,6 +107,8 @@ pub struct NewTrial {
     /// The number to give it; `None` lets the store take the next free one. A
     /// number already taken fails with [`StoreError::NumberTaken`].
     pub number: Option<u64>,
+    /// The policy decision that allowed the proposal (recorded in the ledger).
+    pub policy: Option<Authorization>,
 }
 
 /// How a running trial ended.
@@ -162,6 +171,51 @@ pub struct Requeued {
     pub number: u64,
     /// The process it had, if one was recorded.
     pub process: Option<ProcessInfo>,
+}
+
+/// A governed change to park as a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestDraft {
+    /// The campaign.
+    pub campaign: String,
+    /// What it would change.
+    pub kind: RequestKind,
+    /// RFC 6902 patch against the spec in effect.
+    pub diff: serde_json::Value,
+    /// Hash of the spec in effect.
+    pub base_spec_hash: String,
+    /// Who asks.
+    pub requested_by: String,
+    /// Why.
+    pub reason: String,
+    /// Time to live in milliseconds.
+    pub ttl_ms: i64,
+    /// The decision that let them ask.
+    pub policy: Authorization,
+}
+
+/// A change of a campaign's spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecUpdate {
+    /// The full canonical spec now in effect.
+    pub spec: serde_json::Value,
+    /// The spec as people submitted it, when it changes too.
+    pub submitted: Option<serde_json::Value>,
+    /// The RFC 6902 patch from the old spec in effect to `spec`.
+    pub diff: serde_json::Value,
+    /// Who made the change.
+    pub by: String,
+}
+
+/// How a decision closes its request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Closing {
+    /// `approved` or `rejected`.
+    pub state: RequestState,
+    /// Why, in words.
+    pub reason: String,
+    /// For an approval: the change taking effect.
+    pub spec: Option<SpecUpdate>,
 }
 
 /// The storage primitives. Every method that changes state appends its ledger
@@ -232,16 +286,19 @@ pub trait Store: Send + Sync + 'static {
         campaign: &str,
         run: u64,
         worker: u32,
+        policy: Option<&Authorization>,
     ) -> impl Future<Output = Result<Option<Trial>, StoreError>> + Send;
     /// True when the campaign has a queued trial (a cheap read).
     fn has_queued(&self, campaign: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Adds a trial and starts it at once (the proposer's fast path).
+    /// Adds a trial and starts it at once (the proposer's fast path); `policy`
+    /// is the decision that allowed the start.
     fn propose_and_start(
         &self,
         campaign: &str,
         trial: &NewTrial,
         run: u64,
         worker: u32,
+        policy: Option<&Authorization>,
     ) -> impl Future<Output = Result<Trial, StoreError>> + Send;
     /// Records the process evaluating a running trial (not ledgered: a host fact).
     fn set_process(
@@ -285,6 +342,50 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Every stored checkpoint, oldest first.
     fn checkpoints(&self) -> impl Future<Output = Result<Vec<Checkpoint>, StoreError>> + Send;
+    /// Parks a governed change as a pending request, superseding a pending one
+    /// of the same kind; an identical pending change (same diff hash) is reused
+    /// instead (`true` in the answer).
+    fn file_request(
+        &self,
+        draft: &RequestDraft,
+    ) -> impl Future<Output = Result<(Request, bool), StoreError>> + Send;
+    /// Change requests, of one campaign or all, oldest first.
+    fn requests(
+        &self,
+        campaign: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<Request>, StoreError>> + Send;
+    /// Records a signed decision on a pending request that has exactly
+    /// `decisions_seen` decisions (a compare-and-set: [`StoreError::RequestChanged`]
+    /// otherwise), closing it and changing the spec as `closing` says, all in one
+    /// transaction.
+    fn decide_request(
+        &self,
+        id: &str,
+        decision: &SignedDecision,
+        policy: &Authorization,
+        decisions_seen: usize,
+        closing: Option<&Closing>,
+    ) -> impl Future<Output = Result<Request, StoreError>> + Send;
+    /// Closes a pending request without a decision (`expired`); false when it
+    /// was not pending.
+    fn close_request(
+        &self,
+        id: &str,
+        state: RequestState,
+        reason: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Changes settings outside governance (recorded as `spec_changed`).
+    fn change_spec(
+        &self,
+        campaign: &str,
+        update: &SpecUpdate,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records a refused action (a [`Event::Denied`] entry).
+    fn record_denial(
+        &self,
+        campaign: &str,
+        denial: &Event,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The state tables, for comparison with the ledger.
     fn snapshot(&self) -> impl Future<Output = Result<StateSnapshot, StoreError>> + Send;
 }

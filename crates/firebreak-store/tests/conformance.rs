@@ -19,6 +19,7 @@ fn new_trial(x: i64, priority: i64) -> NewTrial {
         retry_of: None,
         priority,
         number: None,
+        policy: None,
     }
 }
 
@@ -92,19 +93,19 @@ async fn numbers_queue_order_and_claims<S: Store>(store: &S) {
         2
     );
     let first = store
-        .claim_queued("q", run, 0)
+        .claim_queued("q", run, 0, None)
         .await
         .expect("claim")
         .expect("one");
     assert_eq!((first.number, first.state), (2, TrialState::Running));
     let second = store
-        .claim_queued("q", run, 0)
+        .claim_queued("q", run, 0, None)
         .await
         .expect("claim")
         .expect("one");
     assert_eq!(second.number, 0);
     let started = store
-        .propose_and_start("q", &new_trial(3, 0), run, 1)
+        .propose_and_start("q", &new_trial(3, 0), run, 1, None)
         .await
         .expect("started");
     assert_eq!((started.number, started.state), (3, TrialState::Running));
@@ -120,7 +121,7 @@ async fn finishing_is_a_compare_and_set<S: Store>(store: &S) {
         .expect("created");
     let run = store.start_run("f", &info()).await.expect("run");
     let trial = store
-        .propose_and_start("f", &new_trial(5, 0), run, 0)
+        .propose_and_start("f", &new_trial(5, 0), run, 0, None)
         .await
         .expect("started");
     let report = Report {
@@ -170,7 +171,7 @@ async fn requeue_keeps_number_and_params<S: Store>(store: &S) {
         .expect("created");
     let run = store.start_run("r", &info()).await.expect("run");
     let trial = store
-        .propose_and_start("r", &new_trial(7, 0), run, 0)
+        .propose_and_start("r", &new_trial(7, 0), run, 0, None)
         .await
         .expect("started");
     let requeued = store
@@ -180,7 +181,7 @@ async fn requeue_keeps_number_and_params<S: Store>(store: &S) {
     assert_eq!(requeued.len(), 1);
     assert_eq!(requeued[0].number, trial.number);
     let again = store
-        .claim_queued("r", run + 1, 0)
+        .claim_queued("r", run + 1, 0, None)
         .await
         .expect("claim")
         .expect("one");
@@ -205,7 +206,11 @@ async fn racing_claimers_never_share_a_trial<S: Store + Clone>(store: &S) {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
-            while let Some(t) = store.claim_queued("race", 1, worker).await.expect("claim") {
+            while let Some(t) = store
+                .claim_queued("race", 1, worker, None)
+                .await
+                .expect("claim")
+            {
                 got.push(t.number);
                 tokio::task::yield_now().await;
             }
@@ -318,7 +323,7 @@ async fn claim_helper() {
         .expect("number");
     let store = Arc::new(SqliteStore::open(&url).await.expect("opened"));
     while let Some(t) = store
-        .claim_queued("p", 100 + u64::from(worker), worker)
+        .claim_queued("p", 100 + u64::from(worker), worker, None)
         .await
         .expect("claim")
     {

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::Weak;
 
 use firebreak_core::{Metrics, Report, Trial, TrialState};
-use firebreak_ledger::{Entry, Event};
+use firebreak_ledger::{Authorization, Entry, Event};
 use sqlx::Row;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{Sqlite, SqliteArguments};
@@ -57,6 +57,7 @@ pub(super) enum Op {
         trial: NewTrial,
         run: u64,
         worker: u32,
+        policy: Option<Authorization>,
         reply: oneshot::Sender<Result<Trial, StoreError>>,
     },
     Finish {
@@ -253,12 +254,14 @@ impl SqliteStore {
         trial: &NewTrial,
         run: u64,
         worker: u32,
+        policy: Option<&Authorization>,
     ) -> Result<Trial, StoreError> {
         self.submit(|reply| Op::Propose {
             campaign: campaign.to_string(),
             trial: trial.clone(),
             run,
             worker,
+            policy: policy.cloned(),
             reply,
         })
         .await
@@ -391,6 +394,7 @@ impl SqliteStore {
                     trial,
                     run,
                     worker,
+                    policy,
                     ..
                 } => {
                     let next = self
@@ -429,11 +433,13 @@ impl SqliteStore {
                         proposer: trial.proposer.clone(),
                         rationale: trial.rationale.clone(),
                         retry_of: trial.retry_of,
+                        policy: trial.policy.clone(),
                     };
                     let started = Event::TrialStarted {
                         number,
                         run: *run,
                         worker: *worker,
+                        policy: policy.clone(),
                     };
                     for event in [proposed, started] {
                         let entry = self

@@ -1,0 +1,326 @@
+//! Change requests as the ledger records them: the body that is hashed, the
+//! signed decisions on it, and the exact bytes each signature covers.
+//!
+//! A request's hash is `SHA-256(REQUEST_DOMAIN ‖ JCS(body))`, hex. A decision's
+//! signature is Ed25519 over `DECISION_DOMAIN ‖ JCS({"decision", "reason",
+//! "request", "v"})` where `request` is that hash: a signature for one request can
+//! never count for another, nor for a modified copy of the same one.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::{Signer, SigningKey, Verifier};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::checkpoint::{parse_public_key, public_key_string};
+use crate::entry::{canonical_json, hex};
+
+/// The domain separator of request hashes.
+pub const REQUEST_DOMAIN: &[u8] = b"firebreak request v1\n";
+/// The domain separator of decision signatures.
+pub const DECISION_DOMAIN: &[u8] = b"firebreak decision v1\n";
+
+/// What a request would change (contract: *Requests JSON*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    /// `[constraints]` limits.
+    Constraints,
+    /// Space bounds, choices, added or removed parameters.
+    Space,
+    /// The Cedar policy.
+    Policy,
+    /// Approvers and quorum.
+    Approvers,
+    /// Tripwires, objective, the task's evaluation settings.
+    Evaluation,
+    /// `n_trials`.
+    Budget,
+    /// A tripped tripwire asking to go on.
+    Tripwire,
+}
+
+impl RequestKind {
+    /// The kind's name as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Constraints => "constraints",
+            RequestKind::Space => "space",
+            RequestKind::Policy => "policy",
+            RequestKind::Approvers => "approvers",
+            RequestKind::Evaluation => "evaluation",
+            RequestKind::Budget => "budget",
+            RequestKind::Tripwire => "tripwire",
+        }
+    }
+}
+
+impl std::fmt::Display for RequestKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestState {
+    /// Waiting for decisions.
+    Pending,
+    /// The quorum approved it; the change took effect.
+    Approved,
+    /// Someone rejected it.
+    Rejected,
+    /// Its time to live ran out.
+    Expired,
+    /// A newer request of the same kind replaced it.
+    Superseded,
+}
+
+impl RequestState {
+    /// The state's name as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Approved => "approved",
+            RequestState::Rejected => "rejected",
+            RequestState::Expired => "expired",
+            RequestState::Superseded => "superseded",
+        }
+    }
+}
+
+impl std::fmt::Display for RequestState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The hashed part of a request: everything a decision is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestBody {
+    /// Format version, 1.
+    pub v: u32,
+    /// Its id, unique in the database.
+    pub id: String,
+    /// The campaign it would change.
+    pub campaign: String,
+    /// What it would change.
+    pub kind: RequestKind,
+    /// RFC 6902 JSON Patch against the campaign's canonical spec (empty for a
+    /// tripwire: approving it lets the campaign go on).
+    pub diff: serde_json::Value,
+    /// Hex SHA-256 of the canonical spec the patch applies to.
+    pub base_spec_hash: String,
+    /// The principal who asked (`alice`, `local:ann`, `agent:tpe`, `tripwire:0`).
+    pub requested_by: String,
+    /// Why, in words.
+    pub reason: String,
+    /// When it was filed (RFC 3339).
+    pub created_at: String,
+    /// When it expires (RFC 3339).
+    pub expires_at: String,
+}
+
+impl RequestBody {
+    /// Hex `SHA-256(REQUEST_DOMAIN ‖ JCS(body))`.
+    pub fn hash(&self) -> String {
+        let body = canonical_json(self).unwrap_or_default();
+        let mut hasher = Sha256::new();
+        hasher.update(REQUEST_DOMAIN);
+        hasher.update(body.as_bytes());
+        hex(&hasher.finalize())
+    }
+}
+
+/// Hex SHA-256 of the canonical JSON of a diff: equal edits share it.
+pub fn diff_hash(diff: &serde_json::Value) -> String {
+    hex(&Sha256::digest(
+        canonical_json(diff).unwrap_or_default().as_bytes(),
+    ))
+}
+
+/// A request with where it stands: the stored record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// The hashed body.
+    #[serde(flatten)]
+    pub body: RequestBody,
+    /// `body.hash()`, what decisions sign.
+    pub hash: String,
+    /// Hash of the diff alone.
+    pub diff_hash: String,
+    /// Where it stands.
+    pub state: RequestState,
+    /// The signed decisions so far, in order.
+    pub decisions: Vec<SignedDecision>,
+}
+
+impl Request {
+    /// A new pending request with this body.
+    pub fn new(body: RequestBody) -> Request {
+        Request {
+            hash: body.hash(),
+            diff_hash: diff_hash(&body.diff),
+            body,
+            state: RequestState::Pending,
+            decisions: Vec::new(),
+        }
+    }
+
+    /// Names of those who approved.
+    pub fn approvals(&self) -> Vec<&str> {
+        self.names(Verdict::Approve)
+    }
+
+    /// Names of those who rejected.
+    pub fn rejections(&self) -> Vec<&str> {
+        self.names(Verdict::Reject)
+    }
+
+    fn names(&self, verdict: Verdict) -> Vec<&str> {
+        self.decisions
+            .iter()
+            .filter(|d| d.decision == verdict)
+            .map(|d| d.by.as_str())
+            .collect()
+    }
+}
+
+/// Approve or reject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Counts towards the quorum.
+    Approve,
+    /// Rejects the request at once.
+    Reject,
+}
+
+impl Verdict {
+    /// `approve` or `reject`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Approve => "approve",
+            Verdict::Reject => "reject",
+        }
+    }
+}
+
+/// A signed decision on a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedDecision {
+    /// Approve or reject.
+    pub decision: Verdict,
+    /// The request's hash the signature covers.
+    pub request: String,
+    /// The approver's name in the campaign's governance.
+    pub by: String,
+    /// The approver's public key, `ed25519:` + base64.
+    pub key: String,
+    /// Why (required for a rejection; empty for an approval).
+    pub reason: String,
+    /// Base64 Ed25519 signature over [`decision_message`].
+    pub signature: String,
+}
+
+#[derive(Serialize)]
+struct DecisionMessage<'a> {
+    v: u32,
+    decision: Verdict,
+    request: &'a str,
+    reason: &'a str,
+}
+
+/// The exact bytes a decision's signature covers.
+pub fn decision_message(decision: Verdict, request_hash: &str, reason: &str) -> Vec<u8> {
+    let body = canonical_json(&DecisionMessage {
+        v: 1,
+        decision,
+        request: request_hash,
+        reason,
+    })
+    .unwrap_or_default();
+    [DECISION_DOMAIN, body.as_bytes()].concat()
+}
+
+impl SignedDecision {
+    /// Signs a decision on the request with this hash.
+    pub fn sign(
+        key: &SigningKey,
+        by: &str,
+        decision: Verdict,
+        request_hash: &str,
+        reason: &str,
+    ) -> SignedDecision {
+        let signature = key.sign(&decision_message(decision, request_hash, reason));
+        SignedDecision {
+            decision,
+            request: request_hash.to_string(),
+            by: by.to_string(),
+            key: public_key_string(&key.verifying_key()),
+            reason: reason.to_string(),
+            signature: STANDARD.encode(signature.to_bytes()),
+        }
+    }
+
+    /// Checks the signature against the key the decision names, for the request
+    /// with hash `request_hash`.
+    pub fn verify(&self, request_hash: &str) -> Result<(), String> {
+        if self.request != request_hash {
+            return Err(format!(
+                "the decision is for request hash {}, not {request_hash}",
+                self.request
+            ));
+        }
+        let key = parse_public_key(&self.key)?;
+        let bytes = STANDARD
+            .decode(&self.signature)
+            .map_err(|e| format!("signature is not base64: {e}"))?;
+        let signature = ed25519_dalek::Signature::from_slice(&bytes)
+            .map_err(|e| format!("signature is malformed: {e}"))?;
+        key.verify(
+            &decision_message(self.decision, request_hash, &self.reason),
+            &signature,
+        )
+        .map_err(|_| format!("{}'s signature does not verify", self.by))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body() -> RequestBody {
+        RequestBody {
+            v: 1,
+            id: "R1".into(),
+            campaign: "c".into(),
+            kind: RequestKind::Budget,
+            diff: serde_json::json!([{"op": "replace", "path": "/search/n_trials", "value": 20}]),
+            base_spec_hash: "00".into(),
+            requested_by: "agent:tpe".into(),
+            reason: "results still improve".into(),
+            created_at: "2026-11-28T00:00:00.000Z".into(),
+            expires_at: "2026-12-05T00:00:00.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn a_signature_counts_only_for_the_request_it_signed() {
+        let key = SigningKey::from_bytes(&[3u8; 32]);
+        let hash = body().hash();
+        let decision = SignedDecision::sign(&key, "alice", Verdict::Approve, &hash, "");
+        assert_eq!(decision.verify(&hash), Ok(()));
+        let mut other = body();
+        other.diff =
+            serde_json::json!([{"op": "replace", "path": "/search/n_trials", "value": 40}]);
+        assert!(decision.verify(&other.hash()).is_err());
+        let mut replayed = decision.clone();
+        replayed.request = other.hash();
+        assert!(replayed.verify(&other.hash()).is_err());
+        let mut flipped = decision;
+        flipped.decision = Verdict::Reject;
+        assert!(flipped.verify(&hash).is_err());
+    }
+}
