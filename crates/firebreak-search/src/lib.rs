@@ -4,7 +4,8 @@
 //!
 //! Principal types: [`Proposer`] with [`propose`] (the driver that combines joint
 //! and per-parameter sampling), [`RandomProposer`], [`GridProposer`],
-//! [`EvolutionProposer`], [`TpeProposer`], [`Nsga2Proposer`], [`CmaEsProposer`], [`SobolProposer`];
+//! [`EvolutionProposer`], [`TpeProposer`], [`Nsga2Proposer`], [`CmaEsProposer`], [`SobolProposer`],
+//! [`GpProposer`];
 //! [`Scheduler`]
 //! with [`NoScheduler`], [`MedianScheduler`], [`AshaScheduler`] and
 //! [`HyperbandScheduler`]; [`History`], the read-only view of
@@ -22,6 +23,7 @@ mod cmaes;
 mod cube;
 mod error;
 mod evolution;
+mod gp;
 mod grid;
 mod linalg;
 mod median;
@@ -37,6 +39,7 @@ pub use asha::{AshaScheduler, Bracket, Halving, HyperbandScheduler, hyperband_br
 pub use cmaes::{CmaEsOptions, CmaEsProposer, Independent, Restart};
 pub use error::SearchError;
 pub use evolution::EvolutionProposer;
+pub use gp::{GpOptions, GpProposer};
 pub use grid::GridProposer;
 pub use median::MedianScheduler;
 pub use nsga2::Nsga2Proposer;

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use firebreak_core::{Objectives, SearchSpace};
 
 use crate::{
-    AshaScheduler, CmaEsOptions, CmaEsProposer, EvolutionProposer, GridProposer, Halving,
-    HyperbandScheduler, Independent, MedianScheduler, NoScheduler, Nsga2Proposer, Proposer,
-    RandomProposer, Restart, Scheduler, SearchError, SobolProposer, TpeOptions, TpeProposer,
+    AshaScheduler, CmaEsOptions, CmaEsProposer, EvolutionProposer, GpOptions, GpProposer,
+    GridProposer, Halving, HyperbandScheduler, Independent, MedianScheduler, NoScheduler,
+    Nsga2Proposer, Proposer, RandomProposer, Restart, Scheduler, SearchError, SobolProposer,
+    TpeOptions, TpeProposer,
 };
 
 /// Component options as given in `[search.sampler_options]` or
@@ -23,6 +24,7 @@ pub const PROPOSERS: &[&str] = &[
     "nsga2",
     "cmaes",
     "sobol",
+    "gp",
 ];
 
 /// The schedulers this build implements.
@@ -109,7 +111,9 @@ fn word<'a>(
 /// (fraction of each range), `popsize` (default `4 + ⌊3 ln n⌋`),
 /// `restart = "ipop"` (or `"bipop"`, `"none"`), `independent = "random"` (or
 /// `"tpe"`: how categorical and conditional parameters are drawn); `sobol`
-/// `scramble = true` (a random digital shift), `skip_first = false`.
+/// `scramble = true` (a random digital shift), `skip_first = false`; `gp`
+/// `n_startup_trials = 10`, `n_candidates = 1000`, `independent = "random"` (or
+/// `"tpe"`, for conditional parameters).
 pub fn proposer(
     name: &str,
     options: &Options,
@@ -202,6 +206,25 @@ pub fn proposer(
                 space,
                 flag(options, "scramble", true)?,
                 flag(options, "skip_first", false)?,
+            )?))
+        }
+        "gp" => {
+            check_keys(
+                "sampler",
+                name,
+                options,
+                &["n_startup_trials", "n_candidates", "independent"],
+            )?;
+            let defaults = GpOptions::default();
+            let independent = word(options, "independent", "random", &["random", "tpe"])?;
+            Ok(Box::new(GpProposer::new(
+                objectives,
+                GpOptions {
+                    n_startup_trials: whole(options, "n_startup_trials", 10)? as usize,
+                    n_candidates: whole(options, "n_candidates", 1000)? as usize,
+                    independent: Independent::from_name(independent)
+                        .unwrap_or(defaults.independent),
+                },
             )?))
         }
         "evolution" => {
