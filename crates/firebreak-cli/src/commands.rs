@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use firebreak_core::{Distribution, ParamValue, Params, format_rfc3339};
-use firebreak_ledger::{Checkpoint, Entry, Hash, audit, hex, public_key_string};
+use firebreak_ledger::{Checkpoint, Entry, Hash, Verdict, audit, hex, public_key_string};
 use firebreak_runner::{Campaign, ENQUEUED, Executor, RunEvent, Stop};
 use firebreak_spec::{CampaignSpec, EXAMPLE_SPEC};
 use firebreak_store::{NewTrial, SqliteStore, Store, StoreError};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
+use crate::governance::Signer;
 use crate::output::{best_trials, number, param, print_rows, trial_json, trial_rows};
 use crate::progress::Progress;
 use crate::{AuditCommand, Cli, Command, Failure, Format, KeysCommand, Outcome, StorageCommand};
@@ -21,7 +22,31 @@ pub async fn dispatch(cli: Cli) -> Outcome {
     match &cli.command {
         Command::Init { path } => init(path),
         Command::Validate { spec } => validate(spec),
-        Command::Run { spec } => run(&cli, spec).await,
+        Command::Run { spec, as_name, key } => {
+            run(&cli, spec, as_name.as_deref(), key.as_deref()).await
+        }
+        Command::Requests { campaign } => {
+            crate::governance::requests(&cli, campaign.as_deref()).await
+        }
+        Command::Approve {
+            id,
+            key,
+            as_name,
+            signature,
+        } => {
+            let signer = signer(key.as_deref(), as_name.as_deref(), signature.as_deref());
+            crate::governance::decide(&cli, id, Verdict::Approve, signer, "").await
+        }
+        Command::Reject {
+            id,
+            key,
+            as_name,
+            signature,
+            reason,
+        } => {
+            let signer = signer(key.as_deref(), as_name.as_deref(), signature.as_deref());
+            crate::governance::decide(&cli, id, Verdict::Reject, signer, reason).await
+        }
         Command::Campaigns => campaigns(&cli).await,
         Command::Status { campaign } => status(&cli, campaign.as_deref()).await,
         Command::Trials { campaign } => trials(&cli, campaign).await,
@@ -40,6 +65,19 @@ pub async fn dispatch(cli: Cli) -> Outcome {
         }
         Command::Storage(StorageCommand::Upgrade) => upgrade(&cli).await,
         Command::Keys(KeysCommand::New { name, out }) => new_key(name, out),
+    }
+}
+
+fn signer<'a>(
+    key: Option<&'a Path>,
+    name: Option<&'a str>,
+    signature: Option<&'a str>,
+) -> Signer<'a> {
+    match (key, name, signature) {
+        (_, Some(name), Some(signature)) => Signer::Signature(name, signature),
+        (Some(key), name, _) => Signer::Key(key, name),
+        // clap requires --key unless --signature (which requires --as) is given.
+        (None, _, _) => Signer::Signature(name.unwrap_or_default(), signature.unwrap_or_default()),
     }
 }
 
@@ -77,9 +115,11 @@ fn load_spec(path: &Path) -> Result<CampaignSpec, Failure> {
 }
 
 fn validate(path: &Path) -> Outcome {
-    let spec = load_spec(path)?;
+    let mut spec = load_spec(path)?;
     firebreak_runner::components(&spec)?;
     let spec_dir = path.parent().unwrap_or(Path::new("."));
+    firebreak_runner::load_policy(&mut spec, spec_dir)?;
+    firebreak_runner::authorizer(&spec)?;
     Executor::from_spec(&spec, spec_dir, "trials".into())?;
     println!(
         "{}: campaign {:?} is valid ({} parameters, {} trials, sampler {}, scheduler {})",
@@ -106,23 +146,53 @@ async fn stored_spec(store: &SqliteStore, campaign: &str) -> Result<CampaignSpec
     Ok(CampaignSpec::from_canonical(&record.spec, campaign)?)
 }
 
-async fn run(cli: &Cli, path: &Path) -> Outcome {
-    let spec = load_spec(path)?;
+async fn run(cli: &Cli, path: &Path, as_name: Option<&str>, key: Option<&Path>) -> Outcome {
+    let mut spec = load_spec(path)?;
     let store = SqliteStore::open(&cli.storage).await?;
     let spec_dir = path
         .canonicalize()
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_else(|| Path::new(".").to_path_buf());
+    firebreak_runner::load_policy(&mut spec, &spec_dir)?;
     let trials_root = store
         .path()
         .parent()
         .map(|p| p.join("trials"))
         .unwrap_or_else(|| "trials".into());
-    let executor = Executor::from_spec(&spec, &spec_dir, trials_root)?;
-    let n_trials = spec.spec.search.n_trials;
-    let campaign = Arc::new(Campaign::open(store.clone(), spec).await?);
+    // People are checked against the approvers in effect (the file's for a new
+    // campaign): an edited spec cannot list a new key and act with it at once.
+    let approvers = match store.campaign(spec.name()).await? {
+        Some(record) => {
+            CampaignSpec::from_canonical(&record.spec, spec.name())?
+                .spec
+                .governance
+                .approvers
+        }
+        None => spec.spec.governance.approvers.clone(),
+    };
+    let actor = crate::governance::actor(&approvers, as_name, key)?;
+    let campaign = Arc::new(Campaign::open_as(store.clone(), spec, actor).await?);
+    // The spec in effect (as approved) decides what runs, not the edited file.
+    let executor = Executor::from_spec(campaign.spec(), &spec_dir, trials_root)?;
+    let n_trials = campaign.spec().spec.search.n_trials;
     let name = campaign.name().to_string();
+    for (request, reused) in campaign.filed() {
+        eprintln!(
+            "firebreak: {} change request {} ({}) {}: {}; work continues within the approved limits\n  decide with `firebreak approve {} --key FILE` (quorum {})",
+            if *reused { "pending" } else { "filed" },
+            request.body.id,
+            request.body.kind,
+            if *reused {
+                "reused (same edit)"
+            } else {
+                "awaits approval"
+            },
+            request.body.reason,
+            request.body.id,
+            campaign.spec().spec.governance.quorum.unwrap_or(1)
+        );
+    }
     if !cli.quiet {
         let requeued: Vec<String> = campaign
             .requeued()
@@ -185,6 +255,7 @@ async fn run(cli: &Cli, path: &Path) -> Outcome {
     let reason = match &summary.stop {
         Stop::Done => "done".to_string(),
         Stop::Limit(reason) => format!("limit: {reason}"),
+        Stop::Firebreak { requests, .. } => format!("firebreak: {}", requests.join(", ")),
         Stop::Interrupted { .. } => "interrupted".to_string(),
     };
     let campaign =
@@ -233,6 +304,13 @@ async fn run(cli: &Cli, path: &Path) -> Outcome {
         Stop::Done => Ok(0),
         Stop::Limit(reason) => {
             eprintln!("halted before n_trials: {reason}");
+            Ok(3)
+        }
+        Stop::Firebreak { requests, reason } => {
+            eprintln!(
+                "halted at a firebreak: {reason}\nrequest(s) {} need approval: `firebreak requests {name}`, then `firebreak approve ID --key FILE`",
+                requests.join(", ")
+            );
             Ok(3)
         }
         Stop::Interrupted { requeued } => {
@@ -436,7 +514,10 @@ fn leaves(rows: &[Entry]) -> Vec<Hash> {
 }
 
 /// Signs the root of the whole ledger with the engine key and stores it.
-async fn sign_checkpoint(store: &SqliteStore, rows: &[Entry]) -> anyhow::Result<Checkpoint> {
+pub(crate) async fn sign_checkpoint(
+    store: &SqliteStore,
+    rows: &[Entry],
+) -> anyhow::Result<Checkpoint> {
     let key = crate::keys::engine_key()?;
     let leaves = leaves(rows);
     let now = firebreak_core::Clock::now(&firebreak_core::SystemClock);

@@ -2,12 +2,14 @@
 //! the library crates and prints. It is the only crate that writes to the terminal.
 //!
 //! Exit codes (`contract.md`): 0 done; 1 runtime error; 2 usage or spec error;
-//! 3 halted before `n_trials` (a limit in `[constraints]`); 4 audit verification
-//! failed; 130 interrupted.
+//! 3 halted before `n_trials` (a firebreak: a pending request or a tripped
+//! tripwire; or a limit in `[constraints]`); 4 audit verification failed;
+//! 130 interrupted.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // the one crate that prints
 
 mod commands;
+mod governance;
 mod keys;
 mod output;
 mod progress;
@@ -68,6 +70,48 @@ enum Command {
     Run {
         /// The spec file.
         spec: PathBuf,
+        /// Act as this person (a name in `[governance] approvers`); needs --key.
+        #[arg(long = "as", requires = "key")]
+        as_name: Option<String>,
+        /// The person's private key (PKCS#8 PEM), proving who they are.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// List change requests (governed changes waiting for approval, and past ones).
+    Requests {
+        /// Only this campaign's.
+        campaign: Option<String>,
+    },
+    /// Sign an approval of a change request.
+    Approve {
+        /// The request's id (`R3`).
+        id: String,
+        /// Your private key; or give --as NAME --signature SIG signed elsewhere.
+        #[arg(long, required_unless_present = "signature")]
+        key: Option<PathBuf>,
+        /// Your name in the campaign's approvers.
+        #[arg(long = "as")]
+        as_name: Option<String>,
+        /// A base64 Ed25519 signature over the decision message (docs/ledger-format.md).
+        #[arg(long, requires = "as_name")]
+        signature: Option<String>,
+    },
+    /// Sign a rejection of a change request (one rejection rejects).
+    Reject {
+        /// The request's id.
+        id: String,
+        /// Your private key; or give --as NAME --signature SIG signed elsewhere.
+        #[arg(long, required_unless_present = "signature")]
+        key: Option<PathBuf>,
+        /// Your name in the campaign's approvers.
+        #[arg(long = "as")]
+        as_name: Option<String>,
+        /// A base64 Ed25519 signature over the decision message.
+        #[arg(long, requires = "as_name")]
+        signature: Option<String>,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
     },
     /// List campaigns with state and progress.
     Campaigns,
@@ -202,9 +246,16 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
         let spec_error = error.downcast_ref::<firebreak_spec::SpecError>().is_some()
             || matches!(
                 error.downcast_ref::<R>(),
-                Some(R::Spec(_) | R::SpecChanged { .. } | R::TaskUnavailable(_) | R::Table { .. })
+                Some(R::Spec(_) | R::Ungoverned { .. } | R::TaskUnavailable(_) | R::Table { .. })
             );
-        let code = if spec_error { 2 } else { 1 };
+        let halted = matches!(error.downcast_ref::<R>(), Some(R::Halted { .. }));
+        let code = if spec_error {
+            2
+        } else if halted {
+            3
+        } else {
+            1
+        };
         Failure { code, error }
     }
 }

@@ -77,18 +77,20 @@ impl Authorizer {
     ) -> Result<Self, GovernError> {
         let schema = schema()?;
         let policies = parse_policies(policy_text.unwrap_or(DEFAULT_POLICY), &schema)?;
+        let entity_error = |e: cedar_policy::entities_errors::EntitiesError| {
+            GovernError::Policy(format!("approvers as Cedar entities: {e}"))
+        };
         let entities = schema
             .action_entities()
-            .and_then(|actions| {
-                actions.add_entities(
-                    approvers.iter().map(|a| {
-                        let parents = HashSet::from([uid("Role", &a.role)]);
-                        Entity::new_no_attrs(uid("Human", &a.name), parents)
-                    }),
-                    None,
-                )
-            })
-            .map_err(|e| GovernError::Policy(format!("approvers as Cedar entities: {e}")))?;
+            .map_err(entity_error)?
+            .add_entities(
+                approvers.iter().map(|a| {
+                    let parents = HashSet::from([uid("Role", &a.role)]);
+                    Entity::new_no_attrs(uid("Human", &a.name), parents)
+                }),
+                None,
+            )
+            .map_err(entity_error)?;
         Ok(Authorizer {
             policies,
             entities,

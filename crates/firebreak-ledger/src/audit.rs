@@ -124,7 +124,6 @@ struct ExpectedRequest {
     state: RequestState,
     hash: String,
     diff: serde_json::Value,
-    base_spec_hash: String,
     requested_by: String,
     decisions: Vec<SignedDecision>,
     last_seq: u64,
@@ -285,7 +284,6 @@ pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<u64, Violation> {
                         state: RequestState::Pending,
                         hash,
                         diff: request.diff,
-                        base_spec_hash: request.base_spec_hash,
                         requested_by: request.requested_by,
                         decisions: Vec::new(),
                         last_seq: seq,
@@ -355,7 +353,6 @@ pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<u64, Violation> {
                         r.state == RequestState::Approved
                             && r.campaign == campaign
                             && r.diff == diff
-                            && r.base_spec_hash == sha256_hex(&current.canonical)
                     });
                     if !approved {
                         return Err(violation(

@@ -1,16 +1,24 @@
 //! A campaign opened for running: the ask/tell API over a store, with the
 //! proposer, the scheduler and an in-memory view of the campaign's trials.
 
+use std::collections::HashSet;
+
 use firebreak_core::{Report, Rng, Trial, TrialState, derive_seed};
+use firebreak_govern::{Action, Principal, Tripwires};
+use firebreak_ledger::{Request, RequestKind, RequestState};
 use firebreak_search::{Decision, History, Options, Proposer, Scheduler, propose};
 use firebreak_spec::CampaignSpec;
 use firebreak_store::{
-    CampaignLock, Counts, NewTrial, Outcome, Requeued, RunInfo, Store, StoreError,
+    CampaignLock, CampaignRecord, Counts, NewTrial, Outcome, Requeued, RunInfo, Store, StoreError,
 };
+use serde_json::json;
 use tokio::sync::Mutex;
 
-use crate::RunnerError;
-use crate::host;
+use crate::governance::{self, Gov};
+use crate::{RunnerError, host};
+
+/// How many invalid proposals in a row stop a campaign.
+const MAX_INVALID_PROPOSALS: u32 = 100;
 
 /// Stream labels for [`derive_seed`], so proposals and trial seeds never share draws.
 const PROPOSAL_STREAM: u64 = 1;
@@ -44,12 +52,17 @@ pub const RETRY: &str = "retry";
 #[derive(Debug)]
 pub struct Campaign<S: Store> {
     store: S,
+    /// The spec in effect (as approved), which may differ from the file's.
     spec: CampaignSpec,
+    record: CampaignRecord,
     run: u64,
     scheduler: Box<dyn Scheduler>,
     state: Mutex<State>,
     requeued: Vec<Requeued>,
     created: bool,
+    gov: Gov,
+    filed: Vec<(Request, bool)>,
+    opened: std::time::Instant,
     _lock: CampaignLock,
 }
 
@@ -66,6 +79,22 @@ struct State {
     next_number: u64,
     /// How many trials of `history` are queued (kept by `upsert`).
     queued: usize,
+    tripwires: Tripwires,
+    /// Set when a tripwire tripped or one's request is pending: no new trials.
+    halt: Option<Halt>,
+    /// Diff hashes of the proposer's asks already handled in this run.
+    asked: HashSet<String>,
+    /// CPU seconds of the trials finished in this run.
+    cpu_this_run: f64,
+}
+
+/// Why a campaign takes no new trials.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Halt {
+    /// The pending request.
+    pub request: String,
+    /// What tripped, in words.
+    pub reason: String,
 }
 
 impl State {
@@ -173,37 +202,65 @@ pub fn components(spec: &CampaignSpec) -> Result<Components, RunnerError> {
 }
 
 impl<S: Store> Campaign<S> {
-    /// Creates the campaign the spec names, or resumes it: takes its run lock,
-    /// records a run, and re-queues the trials a dead run left running (killing
-    /// what remains of their processes on this host).
+    /// Creates the campaign the spec names, or resumes it, as the local
+    /// operating-system user; see [`Campaign::open_as`].
     pub async fn open(store: S, spec: CampaignSpec) -> Result<Self, RunnerError> {
-        let (proposer, scheduler) = components(&spec)?;
-        let name = spec.name().to_string();
+        let actor = Principal::Local {
+            user: host::os_user(),
+        };
+        Self::open_as(store, spec, actor).await
+    }
+
+    /// Creates the campaign the spec names, or resumes it, acting as `actor`:
+    /// takes its run lock; on resume, applies edits outside governance and files a
+    /// change request for each kind of governed edit (the campaign then runs with
+    /// the spec in effect, inside the approved limits); expires requests past their
+    /// time to live; records a run; and re-queues the trials a dead run left
+    /// running (killing what remains of their processes on this host).
+    pub async fn open_as(
+        store: S,
+        file_spec: CampaignSpec,
+        actor: Principal,
+    ) -> Result<Self, RunnerError> {
+        components(&file_spec)?;
+        governance::authorizer(&file_spec)?;
+        let name = file_spec.name().to_string();
         let pid = std::process::id();
         let host_name = host::host_name();
         let mut lock = store
             .lock_campaign(&name, &format!("pid {pid} on {host_name}"))
             .await?;
-        let canonical = spec.canonical_json();
-        let created = match store.campaign(&name).await? {
-            None => {
-                store.create_campaign(&name, &canonical).await?;
-                true
-            }
-            Some(existing) => {
-                let changes: Vec<_> = firebreak_spec::diff(&existing.spec, &canonical)
-                    .into_iter()
-                    .filter(|c| c.path != "/campaign/description")
-                    .collect();
-                if !changes.is_empty() {
-                    return Err(RunnerError::SpecChanged {
-                        campaign: name,
-                        changes,
-                    });
-                }
-                false
-            }
+        let canonical = file_spec.canonical_json();
+        let (mut record, created) = match store.campaign(&name).await? {
+            None => (store.create_campaign(&name, &canonical).await?, true),
+            Some(existing) => (existing, false),
         };
+        let stored = CampaignSpec::from_canonical(&record.spec, &name)?;
+        let gov = Gov::new(&stored, actor.clone())?;
+        let filed = governance::reconcile(&store, &mut record, &canonical, &gov).await?;
+        let spec = CampaignSpec::from_canonical(&record.spec, &name)?;
+        let gov = Gov::new(&spec, actor)?;
+        let (proposer, scheduler) = components(&spec)?;
+        let now = firebreak_core::Clock::now(&firebreak_core::SystemClock);
+        let mut halt = None;
+        for request in store.requests(Some(&name)).await? {
+            if request.state != RequestState::Pending {
+                continue;
+            }
+            let expired =
+                firebreak_core::parse_rfc3339(&request.body.expires_at).is_none_or(|at| now > at);
+            if expired {
+                let why = format!("its time to live ran out at {}", request.body.expires_at);
+                store
+                    .close_request(&request.body.id, RequestState::Expired, &why)
+                    .await?;
+            } else if request.body.kind == RequestKind::Tripwire {
+                halt = Some(Halt {
+                    request: request.body.id.clone(),
+                    reason: request.body.reason.clone(),
+                });
+            }
+        }
         let info = RunInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             os_user: host::os_user(),
@@ -235,7 +292,6 @@ impl<S: Store> Campaign<S> {
             .count();
         Ok(Campaign {
             store,
-            spec,
             run,
             scheduler,
             state: Mutex::new(State {
@@ -245,11 +301,31 @@ impl<S: Store> Campaign<S> {
                 queue_checked: None,
                 next_number,
                 queued,
+                tripwires: Gov::tripwires(&spec),
+                halt,
+                asked: HashSet::new(),
+                cpu_this_run: 0.0,
             }),
+            spec,
+            record,
             requeued,
             created,
+            gov,
+            filed,
+            opened: std::time::Instant::now(),
             _lock: lock,
         })
+    }
+
+    /// The requests this open filed for edits of governed settings, each with
+    /// `true` when an identical pending request was reused.
+    pub fn filed(&self) -> &[(Request, bool)] {
+        &self.filed
+    }
+
+    /// Why the campaign takes no new trials, if it does not.
+    pub async fn halted(&self) -> Option<Halt> {
+        self.state.lock().await.halt.clone()
     }
 
     /// The spec the campaign runs.
@@ -288,10 +364,47 @@ impl<S: Store> Campaign<S> {
     }
 
     /// Starts the next trial on `worker`: the first queued one (people's
-    /// configurations, retries, re-queued trials), else a new proposal.
+    /// configurations, retries, re-queued trials), else a new proposal. Every
+    /// proposal is checked against the space and authorised by the policy
+    /// (`propose_trial` by the proposer as an agent), every start too
+    /// (`start_trial` by the worker); refusals are recorded in the ledger.
     pub async fn ask(&self, worker: u32) -> Result<Trial, RunnerError> {
         let name = self.name();
+        let start = self.gov.authorizer.require(
+            &Principal::Worker {
+                run: self.run,
+                slot: worker,
+            },
+            Action::StartTrial,
+            json!({}),
+        );
+        let start = match start {
+            Ok(allowed) => allowed,
+            Err((decision, error)) => {
+                let who = Principal::Worker {
+                    run: self.run,
+                    slot: worker,
+                };
+                governance::deny(
+                    &self.store,
+                    name,
+                    Action::StartTrial.id(),
+                    &who,
+                    error.to_string(),
+                    Some(decision),
+                    None,
+                )
+                .await?;
+                return Err(error.into());
+            }
+        };
         let mut state = self.state.lock().await;
+        if let Some(halt) = &state.halt {
+            return Err(RunnerError::Halted {
+                request: halt.request.clone(),
+                reason: halt.reason.clone(),
+            });
+        }
         // Trials queued here (retries, re-queued ones) are known; those queued by
         // other processes (`enqueue`) are looked for at most every QUEUE_POLL.
         let known = state.queued > 0;
@@ -301,42 +414,90 @@ impl<S: Store> Campaign<S> {
         if known || stale {
             state.queue_checked = Some(std::time::Instant::now());
             if (known || self.store.has_queued(name).await?)
-                && let Some(trial) = self.store.claim_queued(name, self.run, worker, None).await?
+                && let Some(trial) = self
+                    .store
+                    .claim_queued(name, self.run, worker, Some(&start))
+                    .await?
             {
                 state.upsert(trial.clone());
                 return Ok(trial);
             }
         }
-        let mut rng = Rng::new(derive_seed(
-            self.spec.spec.campaign.seed,
-            &[PROPOSAL_STREAM, state.proposals],
-        ));
-        let State {
-            proposer, history, ..
-        } = &mut *state;
-        let view = History {
-            trials: history,
-            objectives: &self.spec.objectives,
+        let mut invalid = 0u32;
+        let (proposal, proposer_name) = loop {
+            let mut rng = Rng::new(derive_seed(
+                self.spec.spec.campaign.seed,
+                &[PROPOSAL_STREAM, state.proposals],
+            ));
+            state.proposals += 1;
+            let State {
+                proposer, history, ..
+            } = &mut *state;
+            let view = History {
+                trials: history,
+                objectives: &self.spec.objectives,
+            };
+            let proposal = propose(proposer.as_mut(), &self.spec.space, &view, &mut rng);
+            let proposer_name = proposer.name().to_string();
+            let Err(error) = self.spec.space.validate(&proposal.params) else {
+                break (proposal, proposer_name);
+            };
+            // Never clipped or repaired: refused, recorded, and asked again.
+            invalid += 1;
+            let agent = Principal::Agent {
+                name: proposer_name.clone(),
+            };
+            let reason = format!("out of the campaign's space: {error}");
+            governance::deny(
+                &self.store,
+                name,
+                Action::ProposeTrial.id(),
+                &agent,
+                reason.clone(),
+                None,
+                serde_json::to_value(&proposal.params).ok(),
+            )
+            .await?;
+            if invalid >= MAX_INVALID_PROPOSALS {
+                return Err(RunnerError::Proposer {
+                    proposer: proposer_name,
+                    count: invalid,
+                    last: reason,
+                });
+            }
         };
-        let proposal = propose(proposer.as_mut(), &self.spec.space, &view, &mut rng);
-        if let Err(error) = self.spec.space.validate(&proposal.params) {
-            // A proposer bug, never repaired silently.
-            return Err(RunnerError::Spec(self.spec.error_at(
-                &["search", "sampler"],
-                format!("the proposer made an invalid proposal: {error}"),
-                "report this as a bug in the proposer",
-            )));
-        }
+        let agent = Principal::Agent {
+            name: proposer_name.clone(),
+        };
+        let allowed = match self
+            .gov
+            .authorizer
+            .require(&agent, Action::ProposeTrial, json!({}))
+        {
+            Ok(allowed) => allowed,
+            Err((decision, error)) => {
+                governance::deny(
+                    &self.store,
+                    name,
+                    Action::ProposeTrial.id(),
+                    &agent,
+                    error.to_string(),
+                    Some(decision),
+                    serde_json::to_value(&proposal.params).ok(),
+                )
+                .await?;
+                return Err(error.into());
+            }
+        };
         let mut new = NewTrial {
             params: proposal.params,
-            proposer: proposer.name().to_string(),
+            proposer: proposer_name,
             rationale: proposal.rationale,
             retry_of: None,
             priority: 0,
             number: None,
-            policy: None,
+            policy: Some(allowed),
         };
-        state.proposals += 1;
         // The number is taken and the trial enters the history before the commit,
         // so concurrent proposals see it and numbers follow proposal order; the
         // commit happens outside the lock so that concurrent workers' starts and
@@ -347,7 +508,7 @@ impl<S: Store> Campaign<S> {
             new.number = Some(number);
             match self
                 .store
-                .propose_and_start(name, &new, self.run, worker, None)
+                .propose_and_start(name, &new, self.run, worker, Some(&start))
                 .await
             {
                 Ok(trial) => {
@@ -423,7 +584,63 @@ impl<S: Store> Campaign<S> {
         if outcome.state == TrialState::Failed {
             self.maybe_retry(&mut state, &trial).await?;
         }
+        self.watch(&mut state, &trial).await?;
         Ok(true)
+    }
+
+    /// After a finished trial: checks the tripwires (a trip halts new trials and
+    /// files a request) and, with `ask_changes`, turns the proposer's asks into
+    /// change requests.
+    async fn watch(&self, state: &mut State, trial: &Trial) -> Result<(), RunnerError> {
+        state.cpu_this_run += trial.cpu_seconds.unwrap_or(0.0);
+        let wall = self.opened.elapsed().as_secs_f64();
+        let cpu = state.cpu_this_run;
+        let State {
+            tripwires,
+            history,
+            halt,
+            ..
+        } = &mut *state;
+        if halt.is_none()
+            && let Some(trip) = tripwires.check(history, trial, cpu, wall)
+        {
+            let request = governance::file_trip(
+                &self.store,
+                &self.record,
+                &self.gov,
+                trip.index,
+                trip.reason.clone(),
+            )
+            .await?;
+            *halt = Some(Halt {
+                request: request.body.id,
+                reason: trip.reason,
+            });
+        }
+        if !self.spec.spec.search.ask_changes {
+            return Ok(());
+        }
+        let State {
+            proposer,
+            history,
+            asked,
+            ..
+        } = &mut *state;
+        let view = History {
+            trials: history,
+            objectives: &self.spec.objectives,
+        };
+        let asks = proposer.asks(&self.spec.space, &view, self.spec.spec.search.n_trials);
+        let proposer_name = proposer.name().to_string();
+        for ask in asks {
+            let key = format!("{ask:?}");
+            if !asked.insert(key) {
+                continue;
+            }
+            governance::file_ask(&self.store, &self.record, &self.gov, &proposer_name, &ask)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn maybe_retry(&self, state: &mut State, trial: &Trial) -> Result<(), RunnerError> {

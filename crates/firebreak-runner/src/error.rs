@@ -13,13 +13,38 @@ pub enum RunnerError {
     /// The store failed or refused.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The spec of an existing campaign changed in a governed way.
+    /// The spec of a campaign without approvers changed in a governed way.
     #[error("{}", spec_changed_message(.campaign, .changes))]
-    SpecChanged {
+    Ungoverned {
         /// The campaign.
         campaign: String,
         /// What changed.
         changes: Vec<Change>,
+    },
+    /// A governance rule or the policy refused an action.
+    #[error(transparent)]
+    Governance(#[from] firebreak_govern::GovernError),
+    /// A tripwire tripped (now or in an earlier run) and its request is pending.
+    #[error(
+        "halted at a firebreak: {reason}; request {request} must be approved before new trials start\nhint: `firebreak requests` shows it; `firebreak approve {request} --key FILE` decides it"
+    )]
+    Halted {
+        /// The pending request.
+        request: String,
+        /// What tripped.
+        reason: String,
+    },
+    /// A proposer kept proposing outside the space.
+    #[error(
+        "proposer {proposer} made {count} invalid proposals in a row (last: {last}); every one is recorded in the ledger\nhint: fix or replace the proposer"
+    )]
+    Proposer {
+        /// The proposer.
+        proposer: String,
+        /// How many in a row.
+        count: u32,
+        /// The last reason.
+        last: String,
     },
     /// The task kind exists in the spec language but not in this build.
     #[error("task kind {0:?} is not available in this build\nhint: use kind = \"command\"")]
@@ -49,7 +74,7 @@ pub enum RunnerError {
 
 fn spec_changed_message(campaign: &str, changes: &[Change]) -> String {
     let mut text = format!(
-        "the spec of existing campaign {campaign:?} changed; only [campaign] description may change\n"
+        "campaign {campaign:?} has no approvers, so its governed settings cannot change:\n"
     );
     for change in changes {
         let show = |v: &Option<serde_json::Value>| {
@@ -63,8 +88,8 @@ fn spec_changed_message(campaign: &str, changes: &[Change]) -> String {
         ));
     }
     text.push_str(
-        "hint: governed changes need approval, which this build does not support yet; \
-         revert the edit, or give the campaign a new name to start a new one",
+        "hint: revert the edit, or start a new campaign (a new name) whose [governance] \
+         lists approvers, so that such changes can be requested and approved",
     );
     text
 }

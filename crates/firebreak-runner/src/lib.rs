@@ -22,15 +22,17 @@
 mod campaign;
 mod command;
 mod error;
+mod governance;
 mod host;
 mod protocol;
 mod run;
 mod table;
 
-pub use campaign::{Campaign, Components, ENQUEUED, RETRY, components, counts_of};
+pub use campaign::{Campaign, Components, ENQUEUED, Halt, RETRY, components, counts_of};
 pub use command::{CommandTask, GRACE_PERIOD, expand_args, param_env_name};
 pub use error::RunnerError;
 pub use firebreak_store::Outcome;
+pub use governance::{authorizer, load_policy};
 pub use host::{host_name, os_user};
 pub use protocol::{LOG_TAIL_BYTES, Line, parse_line};
 pub use run::{Executor, RunEvent, RunSummary, Stop, run};

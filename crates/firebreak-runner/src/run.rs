@@ -103,6 +103,14 @@ pub enum Stop {
     Done,
     /// A `[constraints]` limit was reached first.
     Limit(String),
+    /// Halted at a firebreak: a tripwire tripped, or `n_trials` was reached with
+    /// change requests pending.
+    Firebreak {
+        /// The pending requests' ids.
+        requests: Vec<String>,
+        /// Why, in words.
+        reason: String,
+    },
     /// The run was interrupted (Ctrl-C, SIGTERM); running trials were re-queued.
     Interrupted {
         /// The re-queued trials.
@@ -244,11 +252,21 @@ pub async fn run<S: Store>(
                     let _ = limit_tx.send(Some(reason));
                     return Ok(());
                 }
+                if campaign.halted().await.is_some() {
+                    return Ok(());
+                }
                 if taken.fetch_add(1, Ordering::SeqCst) >= n_trials {
                     taken.fetch_sub(1, Ordering::SeqCst);
                     return Ok(());
                 }
-                let trial = campaign.ask(worker).await?;
+                let trial = match campaign.ask(worker).await {
+                    Ok(trial) => trial,
+                    Err(RunnerError::Halted { .. }) => {
+                        taken.fetch_sub(1, Ordering::SeqCst);
+                        return Ok(());
+                    }
+                    Err(other) => return Err(other),
+                };
                 let _ = events.send(RunEvent::Started {
                     number: trial.number,
                 });
@@ -309,6 +327,11 @@ pub async fn run<S: Store>(
         Stop::Interrupted {
             requeued: requeued.into_iter().map(|r| r.number).collect(),
         }
+    } else if let Some(halt) = campaign.halted().await {
+        Stop::Firebreak {
+            requests: vec![halt.request],
+            reason: halt.reason,
+        }
     } else if let Some(reason) = limit_rx.borrow().clone() {
         Stop::Limit(reason)
     } else {
@@ -320,6 +343,30 @@ pub async fn run<S: Store>(
             "only {} of n_trials = {n_trials} trials could finish",
             counts.finished()
         )),
+        Stop::Done => {
+            let pending: Vec<_> = campaign
+                .store()
+                .requests(Some(campaign.name()))
+                .await?
+                .into_iter()
+                .filter(|r| r.state == firebreak_ledger::RequestState::Pending)
+                .collect();
+            if pending.is_empty() {
+                Stop::Done
+            } else {
+                let list: Vec<String> = pending
+                    .iter()
+                    .map(|r| format!("{} ({}: {})", r.body.id, r.body.kind, r.body.reason))
+                    .collect();
+                Stop::Firebreak {
+                    requests: pending.into_iter().map(|r| r.body.id).collect(),
+                    reason: format!(
+                        "n_trials = {n_trials} reached within the approved limits; pending: {}",
+                        list.join("; ")
+                    ),
+                }
+            }
+        }
         other => other,
     };
     Ok(RunSummary {

@@ -88,6 +88,15 @@ fn mutate(parameter: &Parameter, current: &ParamValue, rng: &mut Rng) -> Option<
 }
 
 impl Proposer for EvolutionProposer {
+    fn asks(
+        &mut self,
+        space: &SearchSpace,
+        history: &History<'_>,
+        n_trials: u64,
+    ) -> Vec<crate::ChangeAsk> {
+        crate::suggest_changes(space, history, n_trials)
+    }
+
     fn name(&self) -> &'static str {
         "evolution"
     }

@@ -18,7 +18,9 @@
 //! schedulers never hold a storage handle and do no IO.
 #![warn(missing_docs)]
 
+mod adversary;
 mod asha;
+mod asks;
 mod cmaes;
 mod cube;
 mod error;
@@ -35,7 +37,9 @@ mod scheduler;
 mod sobol;
 mod tpe;
 
+pub use adversary::AdversaryProposer;
 pub use asha::{AshaScheduler, Bracket, Halving, HyperbandScheduler, hyperband_brackets};
+pub use asks::{ChangeAsk, suggest_changes};
 pub use cmaes::{CmaEsOptions, CmaEsProposer, Independent, Restart};
 pub use error::SearchError;
 pub use evolution::EvolutionProposer;

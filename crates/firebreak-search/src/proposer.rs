@@ -61,6 +61,19 @@ pub trait Proposer: Send + std::fmt::Debug {
 
     /// Hears about a finished trial (any final state). Default: nothing.
     fn after_trial(&mut self, _history: &History<'_>, _trial: &Trial) {}
+
+    /// Changes of the campaign's own limits this proposer asks for, given the
+    /// history and the current `n_trials`; called after each finished trial when
+    /// `[search] ask_changes = true`. Asking decides nothing: each ask becomes a
+    /// change request that needs people's approval. Default: none.
+    fn asks(
+        &mut self,
+        _space: &SearchSpace,
+        _history: &History<'_>,
+        _n_trials: u64,
+    ) -> Vec<crate::ChangeAsk> {
+        Vec::new()
+    }
 }
 
 /// One proposal: joint sampling of the relative space, then per-parameter sampling

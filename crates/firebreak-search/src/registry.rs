@@ -25,6 +25,7 @@ pub const PROPOSERS: &[&str] = &[
     "cmaes",
     "sobol",
     "gp",
+    "adversary",
 ];
 
 /// The schedulers this build implements.
@@ -124,6 +125,12 @@ pub fn proposer(
         "random" => {
             check_keys("sampler", name, options, &[])?;
             Ok(Box::new(RandomProposer))
+        }
+        "adversary" => {
+            check_keys("sampler", name, options, &["every"])?;
+            Ok(Box::new(crate::AdversaryProposer::new(whole(
+                options, "every", 3,
+            )?)))
         }
         "grid" => {
             check_keys("sampler", name, options, &["points_per_axis"])?;

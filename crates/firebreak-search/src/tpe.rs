@@ -665,6 +665,15 @@ impl TpeProposer {
 }
 
 impl Proposer for TpeProposer {
+    fn asks(
+        &mut self,
+        space: &SearchSpace,
+        history: &History<'_>,
+        n_trials: u64,
+    ) -> Vec<crate::ChangeAsk> {
+        crate::suggest_changes(space, history, n_trials)
+    }
+
     fn name(&self) -> &'static str {
         "tpe"
     }

@@ -143,6 +143,10 @@ pub struct SearchSection {
     pub scheduler: String,
     /// Total finished trials of any state over all runs; governed.
     pub n_trials: u64,
+    /// Let the proposer ask for changes of the campaign's own limits (wider
+    /// bounds, more trials); each ask becomes a change request for people to decide.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ask_changes: bool,
     /// Trials evaluated at once on this machine.
     #[serde(default = "default_parallelism")]
     pub parallelism: u32,

@@ -1,0 +1,330 @@
+//! Governance commands: who acts (`--as NAME --key FILE`), `requests`, `approve`
+//! and `reject`.
+
+use std::path::Path;
+
+use anyhow::anyhow;
+use firebreak_core::{Clock, SystemClock};
+use firebreak_govern::{Action, GovernError, Outcome as Decided, Principal};
+use firebreak_ledger::{
+    Event, Request, RequestKind, RequestState, SignedDecision, Verdict, apply_patch,
+    public_key_string,
+};
+use firebreak_spec::{Approver, CampaignSpec};
+use firebreak_store::{Closing, SpecUpdate, SqliteStore, Store, StoreError};
+use serde_json::{Value, json};
+
+use crate::output::print_rows;
+use crate::{Cli, Failure, Outcome};
+
+/// The principal behind a command: `--as NAME --key FILE` checked against the
+/// approvers listed in `approvers`, else the local operating-system user.
+pub fn actor(
+    approvers: &[Approver],
+    name: Option<&str>,
+    key: Option<&Path>,
+) -> Result<Principal, Failure> {
+    let Some(path) = key else {
+        if let Some(name) = name {
+            return Err(Failure::new(
+                2,
+                anyhow!("--as {name} needs --key FILE: a person is who their key proves"),
+            ));
+        }
+        return Ok(Principal::Local {
+            user: firebreak_runner::os_user(),
+        });
+    };
+    let public = public_key_string(&crate::keys::read_key(path)?.verifying_key());
+    let listed = approvers
+        .iter()
+        .find(|a| a.key == public && name.is_none_or(|n| n == a.name))
+        .ok_or_else(|| {
+            Failure::new(
+                2,
+                anyhow!(
+                    "the key in {} ({public}) is not listed{} in the campaign's [governance] approvers",
+                    path.display(),
+                    name.map(|n| format!(" for {n}")).unwrap_or_default()
+                ),
+            )
+        })?;
+    Ok(Principal::Human {
+        name: listed.name.clone(),
+        role: listed.role.clone(),
+    })
+}
+
+/// A principal named on the command line without a key (`--as` with
+/// `--signature`): people by their listed role, machines by their prefix.
+fn named(approvers: &[Approver], name: &str) -> Principal {
+    if let Some(agent) = name.strip_prefix("agent:") {
+        return Principal::Agent {
+            name: agent.to_string(),
+        };
+    }
+    if let Some(worker) = name.strip_prefix("worker:") {
+        let (run, slot) = worker.split_once('/').unwrap_or((worker, "0"));
+        return Principal::Worker {
+            run: run.parse().unwrap_or(0),
+            slot: slot.parse().unwrap_or(0),
+        };
+    }
+    if let Some(user) = name.strip_prefix("local:") {
+        return Principal::Local {
+            user: user.to_string(),
+        };
+    }
+    let role = approvers
+        .iter()
+        .find(|a| a.name == name)
+        .map_or("none".to_string(), |a| a.role.clone());
+    Principal::Human {
+        name: name.to_string(),
+        role,
+    }
+}
+
+/// The contract's JSON of a request, plus its hash and reason.
+pub fn request_json(r: &Request) -> Value {
+    json!({
+        "id": r.body.id,
+        "campaign": r.body.campaign,
+        "kind": r.body.kind,
+        "state": r.state,
+        "diff": r.body.diff,
+        "requested_by": r.body.requested_by,
+        "approvals": r.approvals(),
+        "rejections": r.rejections(),
+        "created_at": r.body.created_at,
+        "expires_at": r.body.expires_at,
+        "reason": r.body.reason,
+        "hash": r.hash,
+    })
+}
+
+pub async fn requests(cli: &Cli, campaign: Option<&str>) -> Outcome {
+    let store = SqliteStore::open_existing(&cli.storage).await?;
+    let list = store.requests(campaign).await?;
+    let mut rows = vec![
+        [
+            "id",
+            "campaign",
+            "kind",
+            "state",
+            "requested_by",
+            "approvals",
+            "expires_at",
+            "reason",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for r in &list {
+        rows.push(vec![
+            r.body.id.clone(),
+            r.body.campaign.clone(),
+            r.body.kind.to_string(),
+            r.state.to_string(),
+            r.body.requested_by.clone(),
+            r.approvals().join(" "),
+            r.body.expires_at.clone(),
+            r.body.reason.clone(),
+        ]);
+    }
+    let json = Value::Array(list.iter().map(request_json).collect());
+    print_rows(cli.format, &rows, &json);
+    Ok(0)
+}
+
+/// How a decision is signed: here with a private key, or elsewhere (a signature
+/// made offline over the request's hash).
+pub enum Signer<'a> {
+    /// Sign here with this key file, optionally as this name.
+    Key(&'a Path, Option<&'a str>),
+    /// A base64 signature made elsewhere by `name`.
+    Signature(&'a str, &'a str),
+}
+
+pub async fn decide(
+    cli: &Cli,
+    id: &str,
+    verdict: Verdict,
+    signer: Signer<'_>,
+    reason: &str,
+) -> Outcome {
+    let store = SqliteStore::open_existing(&cli.storage).await?;
+    let request = store
+        .requests(None)
+        .await?
+        .into_iter()
+        .find(|r| r.body.id == id)
+        .ok_or_else(|| Failure::new(1, StoreError::NoRequest(id.to_string())))?;
+    let campaign = request.body.campaign.clone();
+    let record = store
+        .campaign(&campaign)
+        .await?
+        .ok_or_else(|| StoreError::NoCampaign(campaign.clone()))?;
+    let spec = CampaignSpec::from_canonical(&record.spec, &campaign)?;
+    let approvers = &spec.spec.governance.approvers;
+    let quorum = spec.spec.governance.quorum.unwrap_or(1) as usize;
+    let (principal, decision) = match signer {
+        Signer::Key(path, name) => {
+            let principal = actor(approvers, name, Some(path))?;
+            let key = crate::keys::read_key(path)?;
+            let decision =
+                SignedDecision::sign(&key, &principal.id(), verdict, &request.hash, reason);
+            (principal, decision)
+        }
+        Signer::Signature(name, signature) => {
+            let principal = named(approvers, name);
+            let key = approvers
+                .iter()
+                .find(|a| a.name == name)
+                .map(|a| a.key.clone())
+                .unwrap_or_default();
+            let decision = SignedDecision {
+                decision: verdict,
+                request: request.hash.clone(),
+                by: name.to_string(),
+                key,
+                reason: reason.to_string(),
+                signature: signature.to_string(),
+            };
+            (principal, decision)
+        }
+    };
+    let action = if verdict == Verdict::Approve {
+        Action::Approve
+    } else {
+        Action::Reject
+    };
+    let authorizer = firebreak_runner::authorizer(&spec)?;
+    let context = json!({
+        "own_request": principal.id() == request.body.requested_by,
+        "kind": request.body.kind.as_str(),
+        "request": id,
+    });
+    let policy = authorizer.authorize(&principal, action, context);
+    let now = SystemClock.now();
+    let refusal = if policy.allowed() {
+        firebreak_govern::check_decision(&request, &principal, &decision, approvers, now).err()
+    } else {
+        Some(GovernError::Denied {
+            principal: principal.id(),
+            action: action.id().to_string(),
+            policies: policy.policies.clone(),
+        })
+    };
+    if let Some(error) = refusal {
+        let denial = Event::Denied {
+            action: action.id().to_string(),
+            principal: principal.id(),
+            reason: format!("request {id}: {error}"),
+            policy: Some(policy),
+            subject: serde_json::to_value(&decision).ok(),
+        };
+        store.record_denial(&campaign, &denial).await?;
+        if request.state == RequestState::Pending
+            && firebreak_core::parse_rfc3339(&request.body.expires_at).is_none_or(|at| now > at)
+        {
+            let why = format!("its time to live ran out at {}", request.body.expires_at);
+            store.close_request(id, RequestState::Expired, &why).await?;
+        }
+        return Err(Failure::new(1, anyhow!("refused: {error}")));
+    }
+    let mut after = request.clone();
+    after.decisions.push(decision.clone());
+    let closing = match firebreak_govern::outcome(&after, quorum) {
+        Decided::Pending => None,
+        Decided::Rejected => Some(Closing {
+            state: RequestState::Rejected,
+            reason: format!("rejected by {}: {reason}", principal.id()),
+            spec: None,
+        }),
+        Decided::Approved => Some(Closing {
+            state: RequestState::Approved,
+            reason: format!("approved by {}", after.approvals().join(", ")),
+            spec: approved_change(&request, &record.spec, &record.submitted, &campaign)?,
+        }),
+    };
+    let decided = store
+        .decide_request(
+            id,
+            &decision,
+            &policy,
+            request.decisions.len(),
+            closing.as_ref(),
+        )
+        .await?;
+    let ledger = store.ledger().await?;
+    let checkpoint = crate::commands::sign_checkpoint(&store, &ledger).await;
+    if !cli.quiet {
+        match &closing {
+            Some(c) if c.state == RequestState::Approved => println!(
+                "request {id} approved ({}); the change is in effect: run the campaign again to continue",
+                decided.approvals().join(", ")
+            ),
+            Some(_) => println!("request {id} rejected by {}", principal.id()),
+            None => println!(
+                "{} recorded on request {id}: {} of {quorum} approvals",
+                verdict.as_str(),
+                decided.approvals().len()
+            ),
+        }
+        if let Ok(checkpoint) = checkpoint {
+            println!(
+                "checkpoint: tree size {}, root {}",
+                checkpoint.tree_size, checkpoint.root
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// The spec change an approved request makes, checked to give a valid spec.
+fn approved_change(
+    request: &Request,
+    spec: &Value,
+    submitted: &Value,
+    campaign: &str,
+) -> Result<Option<SpecUpdate>, Failure> {
+    if request.body.kind == RequestKind::Tripwire {
+        return Ok(None);
+    }
+    let diff = &request.body.diff;
+    let apply = |doc: &Value| {
+        apply_patch(doc, diff).map_err(|e| {
+            Failure::new(
+                1,
+                anyhow!(
+                    "request {} no longer applies to the spec in effect: {e}",
+                    request.body.id
+                ),
+            )
+        })
+    };
+    let new = apply(spec)?;
+    CampaignSpec::from_canonical(&new, campaign).map_err(|e| {
+        Failure::new(
+            1,
+            anyhow!(
+                "approving request {} would make the spec invalid: {e}",
+                request.body.id
+            ),
+        )
+    })?;
+    let by_person = !["agent:", "tripwire:", "worker:"]
+        .iter()
+        .any(|p| request.body.requested_by.starts_with(p));
+    Ok(Some(SpecUpdate {
+        spec: new,
+        submitted: if by_person {
+            Some(apply(submitted)?)
+        } else {
+            None
+        },
+        diff: diff.clone(),
+        by: request.body.requested_by.clone(),
+    }))
+}

@@ -1,0 +1,333 @@
+//! Governance through the command line: a runaway proposer contained by
+//! firebreaks, the rules of approving, custom Cedar policies, tripwires.
+
+mod common;
+
+use common::{Project, spec};
+use serde_json::Value;
+
+/// Makes a key pair; returns (private key path, `ed25519:` public key).
+fn key(project: &Project, name: &str) -> (String, String) {
+    let path = project.path().join(format!("{name}.pem"));
+    let (code, stdout, stderr) =
+        project.exec(&["keys", "new", name, "--out", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stderr}");
+    let public = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("ed25519:"))
+        .expect("public key printed")
+        .to_string();
+    (path.display().to_string(), public)
+}
+
+fn requests(project: &Project) -> Vec<Value> {
+    let (code, stdout, stderr) = project.exec(&["requests", "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str(&stdout).expect("requests JSON")
+}
+
+fn pending(project: &Project, kind: &str) -> String {
+    requests(project)
+        .iter()
+        .find(|r| r["kind"] == kind && r["state"] == "pending")
+        .unwrap_or_else(|| panic!("a pending {kind} request in {:?}", requests(project)))["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+fn export(project: &Project) -> Vec<Value> {
+    let (code, stdout, stderr) = project.exec(&["audit", "export"]);
+    assert_eq!(code, 0, "{stderr}");
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON line"))
+        .collect()
+}
+
+/// The payloads of every ledger entry of this kind.
+fn entries(project: &Project, kind: &str) -> Vec<Value> {
+    export(project)
+        .into_iter()
+        .filter(|e| e.get("payload").is_some())
+        .map(|e| {
+            serde_json::from_str::<Value>(e["payload"].as_str().expect("payload"))
+                .expect("payload JSON")
+        })
+        .filter(|p| p["kind"] == kind)
+        .collect()
+}
+
+fn governed_spec(name: &str, sampler: &str, n_trials: u64, governance: &str) -> String {
+    spec(
+        name,
+        r#"x = { type = "float", low = 0.0, high = 1.0 }"#,
+        &format!("sampler = \"{sampler}\"\nn_trials = {n_trials}\nask_changes = true"),
+        &format!("env = {{ MODE = \"ok\" }}\n\n{governance}"),
+    )
+}
+
+fn approvers(list: &[(&str, &str)], quorum: u32, extra: &str) -> String {
+    let entries: Vec<String> = list
+        .iter()
+        .map(|(name, key)| format!("{{ name = \"{name}\", key = \"{key}\" }}"))
+        .collect();
+    format!(
+        "[governance]\nquorum = {quorum}\napprovers = [{}]\n{extra}",
+        entries.join(", ")
+    )
+}
+
+fn xs(project: &Project, campaign: &str) -> Vec<f64> {
+    project
+        .trials(campaign)
+        .iter()
+        .map(|t| t["params"]["x"].as_f64().expect("x"))
+        .collect()
+}
+
+#[test]
+fn a_runaway_proposer_is_contained_until_a_quorum_approves() {
+    let project = Project::new();
+    let (alice_key, alice) = key(&project, "alice");
+    let (bob_key, bob) = key(&project, "bob");
+    let (carol_key, carol) = key(&project, "carol");
+    let governance = approvers(
+        &[("alice", &alice), ("bob", &bob), ("carol", &carol)],
+        2,
+        "",
+    );
+    let path = project.spec(
+        "spec.toml",
+        &governed_spec("runaway", "adversary", 6, &governance),
+    );
+    let path = path.to_str().expect("utf-8");
+
+    // The adversary proposes out of bounds every third time and asks for wider
+    // bounds and double the trials every third trial: none of it takes effect.
+    let (code, _, stderr) = project.exec_within(120, &["run", path]);
+    assert_eq!(code, 3, "halted at the firebreak: {stderr}");
+    assert!(stderr.contains("firebreak"), "{stderr}");
+    let before = xs(&project, "runaway");
+    assert_eq!(before.len(), 6, "no trial past the original budget");
+    assert!(before.iter().all(|x| (0.0..=1.0).contains(x)), "{before:?}");
+    let denied = entries(&project, "denied");
+    assert!(
+        denied.iter().any(|d| d["data"]["action"] == "propose_trial"
+            && d["data"]["principal"] == "agent:adversary"),
+        "out-of-bounds proposals are recorded: {denied:?}"
+    );
+    let budget = pending(&project, "budget");
+    let space = pending(&project, "space");
+    let filed = entries(&project, "request_filed");
+    assert!(
+        filed
+            .iter()
+            .all(|f| f["data"]["request"]["requested_by"] == "agent:adversary")
+    );
+
+    // The rules: an agent never decides, nobody decides their own request, a
+    // signature counts only for the request it signed, one decision per person,
+    // a local user without a key never decides.
+    let (code, _, stderr) = project.exec(&[
+        "approve",
+        &budget,
+        "--as",
+        "agent:adversary",
+        "--signature",
+        "AAAA",
+    ]);
+    assert_eq!(code, 1, "an agent's approval is refused: {stderr}");
+    assert!(stderr.contains("machines-never-decide"), "{stderr}");
+    let (code, _, stderr) = project.exec(&["approve", &budget, "--key", &bob_key]);
+    assert_eq!(code, 0, "{stderr}");
+    let bob_signature = entries(&project, "request_decided")[0]["data"]["decision"]["signature"]
+        .as_str()
+        .expect("signature")
+        .to_string();
+    let (code, _, stderr) = project.exec(&[
+        "approve",
+        &space,
+        "--as",
+        "bob",
+        "--signature",
+        &bob_signature,
+    ]);
+    assert_eq!(code, 1, "a replayed approval is refused: {stderr}");
+    assert!(stderr.contains("signature"), "{stderr}");
+    let (code, _, stderr) = project.exec(&["approve", &budget, "--key", &bob_key]);
+    assert_eq!(
+        code, 1,
+        "a second approval by one person is refused: {stderr}"
+    );
+    assert!(stderr.contains("already decided"), "{stderr}");
+
+    // A person's own edit: alice asks for more trials and cannot approve it.
+    let edited = governed_spec("runaway", "adversary", 7, &governance);
+    std::fs::write(project.path().join("spec.toml"), edited).expect("edited");
+    let (code, _, stderr) =
+        project.exec_within(60, &["run", path, "--as", "alice", "--key", &alice_key]);
+    assert_eq!(code, 3, "{stderr}");
+    let own = requests(&project)
+        .into_iter()
+        .find(|r| r["requested_by"] == "alice")
+        .expect("alice's request");
+    assert_eq!(own["state"], "pending");
+    let own_id = own["id"].as_str().expect("id");
+    let (code, _, stderr) = project.exec(&["approve", own_id, "--key", &alice_key]);
+    assert_eq!(code, 1, "self-approval is refused: {stderr}");
+    // Her request superseded the agent's budget request (one pending per kind).
+    let states: Vec<(String, String)> = requests(&project)
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap_or_default().to_string(),
+                r["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(budget.clone(), "superseded".to_string())),
+        "{states:?}"
+    );
+    assert_eq!(
+        xs(&project, "runaway").len(),
+        6,
+        "still nothing past the approved budget"
+    );
+
+    // With the quorum's signed approvals the change takes effect.
+    for key in [&bob_key, &carol_key] {
+        let (code, _, stderr) = project.exec(&["approve", own_id, "--key", key]);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let (code, _, stderr) = project.exec_within(60, &["run", path]);
+    assert!(code == 0 || code == 3, "{stderr}");
+    let after = xs(&project, "runaway");
+    assert_eq!(after.len(), 7, "the approved budget: {stderr}");
+    assert!(
+        after.iter().all(|x| (0.0..=1.0).contains(x)),
+        "the space was never approved: {after:?}"
+    );
+    let (code, report) = project.verify();
+    assert_eq!(code, 0, "{report}");
+}
+
+#[test]
+fn an_expired_request_cannot_be_approved() {
+    let project = Project::new();
+    let (_, alice) = key(&project, "alice");
+    let (bob_key, bob) = key(&project, "bob");
+    let governance = approvers(
+        &[("alice", &alice), ("bob", &bob)],
+        1,
+        "request_ttl = \"1s\"",
+    );
+    let path = project.spec("spec.toml", &governed_spec("ttl", "random", 2, &governance));
+    let path = path.to_str().expect("utf-8");
+    assert_eq!(project.exec_within(60, &["run", path]).0, 0);
+    std::fs::write(
+        project.path().join("spec.toml"),
+        governed_spec("ttl", "random", 3, &governance),
+    )
+    .expect("edited");
+    let (code, _, stderr) = project.exec_within(60, &["run", path]);
+    assert_eq!(code, 3, "{stderr}");
+    let id = pending(&project, "budget");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (code, _, stderr) = project.exec(&["approve", &id, "--key", &bob_key]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("expired"), "{stderr}");
+    let state = requests(&project)
+        .into_iter()
+        .find(|r| r["id"] == id.as_str())
+        .expect("request")["state"]
+        .clone();
+    assert_eq!(state, "expired");
+    assert_eq!(project.verify().0, 0);
+}
+
+#[test]
+fn a_campaign_without_approvers_cannot_change_its_governed_settings() {
+    let project = Project::new();
+    let text = |n: u64| {
+        spec(
+            "frozen",
+            r#"x = { type = "float", low = 0.0, high = 1.0 }"#,
+            &format!("n_trials = {n}"),
+            "env = { MODE = \"ok\" }",
+        )
+    };
+    let path = project.spec("spec.toml", &text(2));
+    let path = path.to_str().expect("utf-8");
+    assert_eq!(project.exec_within(60, &["run", path]).0, 0);
+    std::fs::write(project.path().join("spec.toml"), text(4)).expect("edited");
+    let (code, _, stderr) = project.exec(&["run", path]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("has no approvers"), "{stderr}");
+    assert!(stderr.contains("/search/n_trials"), "{stderr}");
+}
+
+#[test]
+fn a_custom_policy_that_denies_proposals_stops_the_campaign_naming_it() {
+    let project = Project::new();
+    std::fs::write(
+        project.path().join("policy.cedar"),
+        "@id(\"no-proposals\")\nforbid (principal, action == Firebreak::Action::\"propose_trial\", resource);\n\
+         @id(\"workers\")\npermit (principal is Firebreak::Worker, action == Firebreak::Action::\"start_trial\", resource);\n",
+    )
+    .expect("policy written");
+    let path = project.spec(
+        "spec.toml",
+        &spec(
+            "denied",
+            r#"x = { type = "float", low = 0.0, high = 1.0 }"#,
+            "n_trials = 3",
+            "env = { MODE = \"ok\" }\n\n[governance]\npolicy = \"policy.cedar\"",
+        ),
+    );
+    let (code, _, stderr) = project.exec_within(60, &["run", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("no-proposals"), "{stderr}");
+    assert!(project.trials("denied").is_empty());
+    let denied = entries(&project, "denied");
+    assert_eq!(
+        denied[0]["data"]["policy"]["policies"][0], "no-proposals",
+        "{denied:?}"
+    );
+    // An edited policy file is a governed change of a campaign without approvers.
+    std::fs::write(project.path().join("policy.cedar"), "// nothing\n").expect("edited");
+    let (code, _, stderr) = project.exec(&["run", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("/governance/policy_text"), "{stderr}");
+}
+
+#[test]
+fn a_tripped_tripwire_halts_until_approved() {
+    let project = Project::new();
+    let (alice_key, alice) = key(&project, "alice");
+    let tripwire = "[[governance.tripwires]]\nkind = \"threshold\"\nmetric = \"y\"\nbelow = 0.5";
+    let governance = approvers(&[("alice", &alice)], 1, tripwire);
+    let path = project.spec(
+        "spec.toml",
+        &governed_spec("wire", "random", 12, &governance),
+    );
+    let path = path.to_str().expect("utf-8");
+    let (code, _, stderr) = project.exec_within(60, &["run", path]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("tripwire 0"), "{stderr}");
+    let id = pending(&project, "tripwire");
+    assert!(stderr.contains(&id), "the request is named: {stderr}");
+    let tripped = project.trials("wire").len();
+    assert!(tripped < 12);
+    // Halted: a new run starts nothing until a person approves.
+    let (code, _, stderr) = project.exec_within(60, &["run", path]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(project.trials("wire").len(), tripped);
+    let (code, _, stderr) = project.exec(&["approve", &id, "--key", &alice_key]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = project.exec_within(60, &["run", path]);
+    assert!(code == 0 || code == 3, "{stderr}");
+    assert!(project.trials("wire").len() > tripped, "{stderr}");
+    assert_eq!(project.verify().0, 0);
+}

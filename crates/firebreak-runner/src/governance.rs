@@ -1,0 +1,301 @@
+//! Governance at run time: the policy of the spec in effect, edited specs turned
+//! into change requests, proposers' asks turned into requests, refusals recorded.
+
+use std::path::Path;
+
+use firebreak_govern::{Action, Authorizer, Principal, Tripwires, classify, patch_of};
+use firebreak_ledger::{Authorization, Event, Request, RequestKind, apply_patch};
+use firebreak_search::ChangeAsk;
+use firebreak_spec::CampaignSpec;
+use firebreak_store::{CampaignRecord, RequestDraft, SpecUpdate, Store};
+use serde_json::{Value, json};
+
+use crate::RunnerError;
+
+/// Reads the Cedar policy file `[governance] policy` names (relative to the spec's
+/// folder) into `policy_text`, so the policy is part of the canonical spec and an
+/// edit of the file is a governed change.
+pub fn load_policy(spec: &mut CampaignSpec, spec_dir: &Path) -> Result<(), RunnerError> {
+    let governance = &mut spec.spec.governance;
+    if let Some(file) = &governance.policy {
+        let path = spec_dir.join(file);
+        let text = std::fs::read_to_string(&path).map_err(|source| RunnerError::Io {
+            context: format!("cannot read the policy {}", path.display()),
+            source,
+        })?;
+        governance.policy_text = Some(text);
+    }
+    Ok(())
+}
+
+/// The authoriser of a spec's governance: its policy (the shipped default when it
+/// names none) and its approvers' roles. A policy that does not parse or fit the
+/// schema is a spec error at `[governance] policy`.
+pub fn authorizer(spec: &CampaignSpec) -> Result<Authorizer, RunnerError> {
+    let governance = &spec.spec.governance;
+    if governance.policy.is_some() && governance.policy_text.is_none() {
+        return Err(RunnerError::Spec(spec.error_at(
+            &["governance", "policy"],
+            "the policy file was not loaded",
+            "load it with firebreak_runner::load_policy before opening the campaign",
+        )));
+    }
+    Authorizer::new(
+        governance.policy_text.as_deref(),
+        &governance.approvers,
+        spec.name(),
+    )
+    .map_err(|e| {
+        RunnerError::Spec(spec.error_at(
+            &["governance", "policy"],
+            e.to_string(),
+            "see docs/governance.md for the schema and the shipped default policy",
+        ))
+    })
+}
+
+/// The governance of the spec in effect, as the campaign needs it.
+#[derive(Debug)]
+pub(crate) struct Gov {
+    pub authorizer: Authorizer,
+    pub actor: Principal,
+    pub quorum: usize,
+    pub has_approvers: bool,
+    pub ttl_ms: i64,
+}
+
+impl Gov {
+    pub fn new(spec: &CampaignSpec, actor: Principal) -> Result<Self, RunnerError> {
+        let governance = &spec.spec.governance;
+        Ok(Gov {
+            authorizer: authorizer(spec)?,
+            actor,
+            quorum: governance.quorum.unwrap_or(1) as usize,
+            has_approvers: !governance.approvers.is_empty(),
+            ttl_ms: i64::try_from(governance.request_ttl.0.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+        })
+    }
+
+    pub fn tripwires(spec: &CampaignSpec) -> Tripwires {
+        Tripwires::new(&spec.spec.governance.tripwires, &spec.objectives)
+    }
+
+    /// The policy's decision on asking for a change of `kind`.
+    pub fn may_ask(&self, who: &Principal, kind: RequestKind) -> Authorization {
+        self.authorizer.authorize(
+            who,
+            Action::Change(kind),
+            json!({"stage": "request", "approvals": 0, "quorum": self.quorum, "kind": kind.as_str()}),
+        )
+    }
+}
+
+/// Records a refusal in the ledger.
+pub(crate) async fn deny<S: Store>(
+    store: &S,
+    campaign: &str,
+    action: &str,
+    principal: &Principal,
+    reason: String,
+    policy: Option<Authorization>,
+    subject: Option<Value>,
+) -> Result<(), RunnerError> {
+    let event = Event::Denied {
+        action: action.to_string(),
+        principal: principal.id(),
+        reason,
+        policy,
+        subject,
+    };
+    store.record_denial(campaign, &event).await?;
+    Ok(())
+}
+
+/// Brings a resumed campaign in line with its edited spec file: changes outside
+/// governance take effect (recorded), governed ones become requests (one per kind,
+/// an identical pending edit reused). Returns the requests filed or reused.
+pub(crate) async fn reconcile<S: Store>(
+    store: &S,
+    record: &mut CampaignRecord,
+    file: &Value,
+    gov: &Gov,
+) -> Result<Vec<(Request, bool)>, RunnerError> {
+    let name = record.name.clone();
+    let split = classify(firebreak_spec::diff(&record.submitted, file));
+    if !split.free.is_empty() {
+        let diff = patch_of(&split.free);
+        let apply = |doc: &Value| {
+            apply_patch(doc, &diff).map_err(|e| RunnerError::Io {
+                context: format!("applying the edit of campaign {name:?}"),
+                source: std::io::Error::other(e),
+            })
+        };
+        let update = SpecUpdate {
+            spec: apply(&record.spec)?,
+            submitted: Some(apply(&record.submitted)?),
+            diff: diff.clone(),
+            by: gov.actor.id(),
+        };
+        store.change_spec(&name, &update).await?;
+        record.spec = update.spec;
+        record.submitted = update.submitted.unwrap_or_default();
+    }
+    if split.governed.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !gov.has_approvers {
+        return Err(RunnerError::Ungoverned {
+            campaign: name,
+            changes: split.governed.into_values().flatten().collect(),
+        });
+    }
+    let mut filed = Vec::new();
+    for (kind, changes) in split.governed {
+        let diff = patch_of(&changes);
+        let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+        let reason = format!("edited spec: {}", paths.join(", "));
+        filed.push(request(store, record, gov, &gov.actor, kind, diff, reason).await?);
+    }
+    Ok(filed)
+}
+
+/// Files (or reuses) a request after the policy allows the principal to ask.
+async fn request<S: Store>(
+    store: &S,
+    record: &CampaignRecord,
+    gov: &Gov,
+    who: &Principal,
+    kind: RequestKind,
+    diff: Value,
+    reason: String,
+) -> Result<(Request, bool), RunnerError> {
+    let policy = gov.may_ask(who, kind);
+    if !policy.allowed() {
+        let error = firebreak_govern::GovernError::Denied {
+            principal: who.id(),
+            action: Action::Change(kind).id().to_string(),
+            policies: policy.policies.clone(),
+        };
+        deny(
+            store,
+            &record.name,
+            Action::Change(kind).id(),
+            who,
+            error.to_string(),
+            Some(policy),
+            Some(diff),
+        )
+        .await?;
+        return Err(error.into());
+    }
+    let draft = RequestDraft {
+        campaign: record.name.clone(),
+        kind,
+        diff,
+        base_spec_hash: record.spec_hash.clone(),
+        requested_by: who.id(),
+        reason,
+        ttl_ms: gov.ttl_ms,
+        policy,
+    };
+    Ok(store.file_request(&draft).await?)
+}
+
+/// Turns a proposer's ask into a request; `None` when it changes nothing. On a
+/// campaign without approvers the ask is recorded as refused.
+pub(crate) async fn file_ask<S: Store>(
+    store: &S,
+    record: &CampaignRecord,
+    gov: &Gov,
+    proposer: &str,
+    ask: &ChangeAsk,
+) -> Result<Option<(Request, bool)>, RunnerError> {
+    let agent = Principal::Agent {
+        name: proposer.to_string(),
+    };
+    let (kind, diff, why) = match ask {
+        ChangeAsk::Trials { n_trials, why } => (
+            RequestKind::Budget,
+            json!([{"op": "replace", "path": "/search/n_trials", "value": n_trials}]),
+            why,
+        ),
+        ChangeAsk::Bounds {
+            parameter,
+            low,
+            high,
+            why,
+        } => {
+            let Some(current) = record.spec["space"].get(parameter) else {
+                return Ok(None);
+            };
+            let integral = current["type"] == "int";
+            let value = |v: f64| {
+                if integral {
+                    json!(v.round() as i64)
+                } else {
+                    json!(v)
+                }
+            };
+            let pointer = |side: &str| {
+                format!(
+                    "/space/{}/{side}",
+                    parameter.replace('~', "~0").replace('/', "~1")
+                )
+            };
+            let mut ops = Vec::new();
+            if let Some(low) = low {
+                ops.push(json!({"op": "replace", "path": pointer("low"), "value": value(*low)}));
+            }
+            if let Some(high) = high {
+                ops.push(json!({"op": "replace", "path": pointer("high"), "value": value(*high)}));
+            }
+            (RequestKind::Space, Value::Array(ops), why)
+        }
+    };
+    if apply_patch(&record.spec, &diff).ok().as_ref() == Some(&record.spec) {
+        return Ok(None);
+    }
+    if !gov.has_approvers {
+        deny(
+            store,
+            &record.name,
+            Action::Change(kind).id(),
+            &agent,
+            format!("campaign has no approvers, so its governed settings cannot change ({why})"),
+            None,
+            Some(diff),
+        )
+        .await?;
+        return Ok(None);
+    }
+    match request(store, record, gov, &agent, kind, diff, why.clone()).await {
+        Ok(filed) => Ok(Some(filed)),
+        Err(RunnerError::Governance(_)) => Ok(None), // refused and recorded
+        Err(other) => Err(other),
+    }
+}
+
+/// Files the request a tripped tripwire raises.
+pub(crate) async fn file_trip<S: Store>(
+    store: &S,
+    record: &CampaignRecord,
+    gov: &Gov,
+    index: usize,
+    reason: String,
+) -> Result<Request, RunnerError> {
+    let draft = RequestDraft {
+        campaign: record.name.clone(),
+        kind: RequestKind::Tripwire,
+        diff: json!([]),
+        base_spec_hash: record.spec_hash.clone(),
+        requested_by: format!("tripwire:{index}"),
+        reason,
+        ttl_ms: gov.ttl_ms,
+        policy: Authorization {
+            decision: "allow".into(),
+            policies: vec!["(tripwires always halt)".into()],
+        },
+    };
+    Ok(store.file_request(&draft).await?.0)
+}
