@@ -25,7 +25,7 @@
 //!
 //! Direction numbers: S. Joe and F. Y. Kuo, "Constructing Sobol sequences with
 //! better two-dimensional projections", SIAM J. Sci. Comput. 30 (2008) 2635–2654,
-//! the table `new-joe-kuo-6.21201` (https://web.maths.unsw.edu.au/~fkuo/sobol/),
+//! the table `new-joe-kuo-6.21201` (<https://web.maths.unsw.edu.au/~fkuo/sobol/>),
 //! dimensions 2 to 40; dimension 1 is the van der Corput sequence.
 
 use firebreak_core::{Params, Rng, SearchSpace};
