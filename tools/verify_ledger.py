@@ -6,7 +6,8 @@ docs/ledger-format.md alone; it trusts nothing the firebreak binary computed.
     python3 tools/verify_ledger.py ledger.jsonl [--trusted-checkpoint cp.json]
 
 It recomputes every payload's canonical form (RFC 8785), every leaf hash, the
-`prev` chain, the RFC 6962 root at each checkpoint, each checkpoint's Ed25519
+`prev` chain, every change request's hash and every signed decision's Ed25519
+signature (nobody deciding their own request or deciding twice), the RFC 6962 root at each checkpoint, each checkpoint's Ed25519
 signature, an inclusion proof for every entry and a consistency proof between
 successive checkpoints (generating and verifying the proofs itself). Exit 0 when
 everything holds; 1 with the first problem otherwise. Needs Python 3 and the
@@ -23,6 +24,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 DOMAIN = b"firebreak checkpoint v1\n"
+REQUEST_DOMAIN = b"firebreak request v1\n"
+DECISION_DOMAIN = b"firebreak decision v1\n"
 
 
 class Bad(Exception):
@@ -204,8 +207,43 @@ def check_checkpoint(cp, leaves):
         raise Bad("checkpoint at tree size %d: the entries do not have its root" % size)
 
 
+def ed25519_key(text):
+    if not text.startswith("ed25519:"):
+        raise Bad("%r is not an ed25519 key" % text)
+    return Ed25519PublicKey.from_public_bytes(base64.b64decode(text[len("ed25519:"):]))
+
+
+def check_governance(seq, body, requests):
+    """Request hashes and decision signatures (docs/ledger-format.md, *Change
+    requests and signed decisions*)."""
+    kind, data = body["kind"], body["data"]
+    if kind == "request_filed":
+        request = data["request"]
+        digest = sha256(REQUEST_DOMAIN + canonical(request).encode()).hex()
+        if digest != data["hash"]:
+            raise Bad("seq %d: request %s: hash does not match its body" % (seq, request["id"]))
+        requests[request["id"]] = {"hash": digest, "by": request["requested_by"], "deciders": set()}
+    elif kind == "request_decided":
+        request = requests.get(data["id"])
+        if request is None:
+            raise Bad("seq %d: decision on unknown request %s" % (seq, data["id"]))
+        decision = data["decision"]
+        if decision["request"] != request["hash"]:
+            raise Bad("seq %d: decision is for another request" % seq)
+        message = DECISION_DOMAIN + canonical({
+            "v": 1, "decision": decision["decision"], "request": decision["request"],
+            "reason": decision["reason"]}).encode()
+        try:
+            ed25519_key(decision["key"]).verify(base64.b64decode(decision["signature"]), message)
+        except InvalidSignature:
+            raise Bad("seq %d: %s's decision signature does not verify" % (seq, decision["by"]))
+        if decision["by"] == request["by"] or decision["by"] in request["deciders"]:
+            raise Bad("seq %d: %s may not decide request %s" % (seq, decision["by"], data["id"]))
+        request["deciders"].add(decision["by"])
+
+
 def verify(lines, trusted=None):
-    leaves, checkpoints, prev = [], [], bytes(32)
+    leaves, checkpoints, prev, requests = [], [], bytes(32), {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -233,6 +271,7 @@ def verify(lines, trusted=None):
             digest = leaf_hash(payload.encode())
             if digest.hex() != record["hash"]:
                 raise Bad("seq %d: hash does not match the payload" % seq)
+            check_governance(seq, body, requests)
         leaves.append(digest)
         prev = digest
     checkpoints.sort(key=lambda c: c["tree_size"])

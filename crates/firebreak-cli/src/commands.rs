@@ -732,8 +732,25 @@ async fn explain(cli: &Cli, campaign: &str, number: u64) -> Outcome {
         .and_then(|h| h["seq"].as_u64())
         .ok_or_else(|| anyhow!("trial {number} has no trial_proposed entry in the ledger\nhint: run `firebreak audit verify`"))?;
     let proof = inclusion(&store, &rows, proposed).await?;
-    let policy =
-        "no policy engine yet: every proposal was validated against the campaign's search space";
+    let decision = rows
+        .get(proposed as usize)
+        .and_then(|e| serde_json::from_str::<serde_json::Value>(&e.payload).ok())
+        .map(|p| p["data"]["policy"].clone())
+        .unwrap_or_default();
+    let policy = match decision["policies"].as_array() {
+        Some(ids) => format!(
+            "Cedar: {} by policy {} (the proposal was first checked against the campaign's space)",
+            decision["decision"].as_str().unwrap_or("?"),
+            ids.iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => format!(
+            "{} (proposed by a person or a retry, or before policies were recorded)",
+            trial.proposer
+        ),
+    };
     if cli.format == Format::Json {
         let value = json!({
             "campaign": campaign,
@@ -851,11 +868,12 @@ async fn report(cli: &Cli, campaign: &str) -> Outcome {
         spec.spec.search.n_trials,
         spec.spec.search.parallelism
     );
-    let _ = writeln!(
-        out,
-        "- governed settings have not changed since creation (changes are refused in this build)"
-    );
     let _ = writeln!(out, "- ledger verification: {verdict}\n");
+    out.push_str(&crate::governance::report_sections(
+        &rows,
+        campaign,
+        &store.requests(Some(campaign)).await?,
+    ));
     let _ = writeln!(out, "## Budgets\n\n| limit | set | used |\n|---|---|---|");
     let _ = writeln!(
         out,

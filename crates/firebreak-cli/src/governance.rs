@@ -328,3 +328,135 @@ fn approved_change(
         by: request.body.requested_by.clone(),
     }))
 }
+
+/// The governance sections of `audit report`: constraint history, firebreaks with
+/// who decided them, tripwires fired, refusals.
+pub fn report_sections(
+    rows: &[firebreak_ledger::Entry],
+    campaign: &str,
+    requests: &[Request],
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let payloads: Vec<(u64, Value)> = rows
+        .iter()
+        .filter(|e| e.campaign == campaign)
+        .filter_map(|e| Some((e.seq, serde_json::from_str::<Value>(&e.payload).ok()?)))
+        .collect();
+    let _ = writeln!(out, "## Constraint history\n");
+    let changes: Vec<&(u64, Value)> = payloads
+        .iter()
+        .filter(|(_, p)| p["kind"] == "spec_changed")
+        .collect();
+    if changes.is_empty() {
+        let _ = writeln!(
+            out,
+            "The spec has not changed since the campaign was created.\n"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "| seq | at | by | request | change |\n|---|---|---|---|---|"
+        );
+        for (seq, p) in changes {
+            let data = &p["data"];
+            let ops: Vec<String> = data["diff"]
+                .as_array()
+                .map(|ops| {
+                    ops.iter()
+                        .map(|op| {
+                            format!(
+                                "{} `{}` = `{}`",
+                                op["op"].as_str().unwrap_or_default(),
+                                op["path"].as_str().unwrap_or_default(),
+                                op["value"]
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "| {seq} | {} | {} | {} | {} |",
+                p["at"].as_str().unwrap_or_default(),
+                data["by"].as_str().unwrap_or_default(),
+                data["request"].as_str().unwrap_or("— (outside governance)"),
+                ops.join("; ")
+            );
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "## Firebreaks\n");
+    if requests.is_empty() {
+        let _ = writeln!(out, "No change was requested.\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "| request | kind | asked by | why | state | decisions |\n|---|---|---|---|---|---|"
+        );
+        for r in requests {
+            let decisions: Vec<String> = r
+                .decisions
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{} by {} (signed, key {})",
+                        d.decision.as_str(),
+                        d.by,
+                        d.key
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                r.body.id,
+                r.body.kind,
+                r.body.requested_by,
+                r.body.reason.replace('|', "/"),
+                r.state,
+                if decisions.is_empty() {
+                    "—".to_string()
+                } else {
+                    decisions.join("; ")
+                }
+            );
+        }
+        out.push('\n');
+    }
+    let trips: Vec<&Request> = requests
+        .iter()
+        .filter(|r| r.body.kind == RequestKind::Tripwire)
+        .collect();
+    let _ = writeln!(out, "## Tripwires fired\n");
+    if trips.is_empty() {
+        let _ = writeln!(out, "None.\n");
+    } else {
+        for r in trips {
+            let _ = writeln!(out, "- {} ({}): {}", r.body.id, r.state, r.body.reason);
+        }
+        out.push('\n');
+    }
+    let mut refusals: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for (_, p) in payloads.iter().filter(|(_, p)| p["kind"] == "denied") {
+        let key = (
+            p["data"]["principal"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            p["data"]["action"].as_str().unwrap_or_default().to_string(),
+        );
+        *refusals.entry(key).or_default() += 1;
+    }
+    let _ = writeln!(out, "## Refused actions\n");
+    if refusals.is_empty() {
+        let _ = writeln!(out, "None.\n");
+    } else {
+        let _ = writeln!(out, "| principal | action | times |\n|---|---|---|");
+        for ((principal, action), n) in refusals {
+            let _ = writeln!(out, "| {principal} | {action} | {n} |");
+        }
+        out.push('\n');
+    }
+    out
+}

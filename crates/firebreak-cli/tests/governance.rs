@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Project, spec};
+use common::{Project, forge, independent_verifier, spec};
 use serde_json::Value;
 
 /// Makes a key pair; returns (private key path, `ed25519:` public key).
@@ -330,4 +330,91 @@ fn a_tripped_tripwire_halts_until_approved() {
     assert!(code == 0 || code == 3, "{stderr}");
     assert!(project.trials("wire").len() > tripped, "{stderr}");
     assert_eq!(project.verify().0, 0);
+    let (code, report, stderr) = project.exec(&["audit", "report", "wire"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(report.contains("## Tripwires fired"), "{report}");
+    assert!(report.contains(&format!("{id} (approved)")), "{report}");
+    assert!(report.contains("approve by alice (signed"), "{report}");
+    let (code, explain, stderr) = project.exec(&["explain", "wire", "0"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(explain.contains("allow by policy propose-within-space"), "{explain}");
+}
+
+#[test]
+fn the_independent_verifier_checks_requests_and_signed_decisions() {
+    let project = Project::new();
+    let (_, alice) = key(&project, "alice");
+    let (bob_key, bob) = key(&project, "bob");
+    let governance = approvers(&[("alice", &alice), ("bob", &bob)], 1, "");
+    let path = project.spec(
+        "spec.toml",
+        &governed_spec("signed", "random", 2, &governance),
+    );
+    let path = path.to_str().expect("utf-8");
+    assert_eq!(project.exec_within(60, &["run", path]).0, 0);
+    for n in [3, 4] {
+        std::fs::write(
+            project.path().join("spec.toml"),
+            governed_spec("signed", "random", n, &governance),
+        )
+        .expect("edited");
+        assert_eq!(project.exec_within(60, &["run", path]).0, 3);
+        let id = pending(&project, "budget");
+        let (code, _, stderr) = project.exec(&["approve", &id, "--key", &bob_key]);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let (code, export, stderr) = project.exec(&["audit", "export"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (ok, text) = independent_verifier(&project, &export, "original.jsonl");
+    assert!(ok, "{text}");
+    let seq_of = |kind: &str, nth: usize| {
+        export
+            .lines()
+            .filter(|l| l.contains(&format!("\"kind\":\"{kind}\"")))
+            .nth(nth)
+            .and_then(|l| serde_json::from_str::<Value>(l).ok())
+            .and_then(|r| r["seq"].as_u64())
+            .expect("entry") as usize
+    };
+    let first_decision: Value = entries(&project, "request_decided")[0]["data"].clone();
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "edited request, hashes recomputed",
+            forge(&export, seq_of("request_filed", 0), |p| {
+                p["data"]["request"]["diff"][0]["value"] = serde_json::json!(1000)
+            }),
+        ),
+        (
+            "forged decision signature",
+            forge(&export, seq_of("request_decided", 0), |p| {
+                p["data"]["decision"]["signature"] = first_decision["decision"]["key"]
+                    .as_str()
+                    .map(|k| Value::String(k.replace("ed25519:", "")))
+                    .unwrap_or_default();
+            }),
+        ),
+        (
+            "swapped public key",
+            forge(&export, seq_of("request_decided", 0), |p| {
+                p["data"]["decision"]["key"] = Value::String(alice.clone())
+            }),
+        ),
+        (
+            "approval replayed for another request",
+            forge(&export, seq_of("request_decided", 1), |p| {
+                p["data"]["decision"] = first_decision["decision"].clone()
+            }),
+        ),
+        (
+            "self-approval",
+            forge(&export, seq_of("request_filed", 1), |p| {
+                p["data"]["request"]["requested_by"] = Value::String("bob".into())
+            }),
+        ),
+    ];
+    for (i, (name, tampered)) in cases.iter().enumerate() {
+        assert_ne!(tampered, &export, "{name}: nothing was changed");
+        let (ok, text) = independent_verifier(&project, tampered, &format!("tampered-{i}.jsonl"));
+        assert!(!ok, "{name}: accepted: {text}");
+    }
 }

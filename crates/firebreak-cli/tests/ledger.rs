@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Project, spec};
+use common::{Project, forge, independent_verifier, spec};
 use serde_json::Value;
 use sqlx::Connection;
 
@@ -329,56 +329,6 @@ fn keys_are_pem_files_with_mode_0600() {
         0,
         "never overwrites"
     );
-}
-
-/// Runs tools/verify_ledger.py (the independent verifier) on `export`.
-fn independent_verifier(project: &Project, export: &str, name: &str) -> (bool, String) {
-    let path = project.path().join(name);
-    std::fs::write(&path, export).expect("export written");
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/verify_ledger.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg(&path)
-        .output()
-        .expect("python3 runs");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
-
-/// The export with entry `seq`'s payload edited by `edit` and every later entry's
-/// `prev` and hash recomputed, as a careful forger would.
-fn forge(export: &str, seq: usize, edit: impl Fn(&mut Value)) -> String {
-    let mut prev: Option<String> = None;
-    export
-        .lines()
-        .map(|line| {
-            let mut record: Value = serde_json::from_str(line).expect("JSON line");
-            let Some(s) = record["seq"].as_u64().map(|s| s as usize) else {
-                return line.to_string(); // a checkpoint
-            };
-            if s >= seq {
-                let mut payload: Value =
-                    serde_json::from_str(record["payload"].as_str().expect("payload"))
-                        .expect("JSON");
-                if s == seq {
-                    edit(&mut payload);
-                }
-                if let Some(p) = &prev {
-                    payload["prev"] = Value::String(p.clone());
-                }
-                let text = firebreak_ledger::canonical_json(&payload).expect("canonical");
-                record["hash"] = Value::String(firebreak_ledger::hex(
-                    &firebreak_ledger::leaf_hash(text.as_bytes()),
-                ));
-                record["payload"] = Value::String(text);
-            }
-            prev = record["hash"].as_str().map(str::to_string);
-            record.to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[test]
