@@ -17,6 +17,9 @@ use crate::output::{best_trials, number, param, print_rows, trial_json, trial_ro
 use crate::progress::Progress;
 use crate::{AuditCommand, Cli, Command, Failure, Format, KeysCommand, Outcome, StorageCommand};
 
+/// How often a long `run` signs a checkpoint (it also signs one when it ends).
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Runs the parsed command line.
 pub async fn dispatch(cli: Cli) -> Outcome {
     match &cli.command {
@@ -245,9 +248,22 @@ async fn run(cli: &Cli, path: &Path, as_name: Option<&str>, key: Option<&Path>) 
         events_tx,
         interrupt_rx,
     ));
+    // A signed checkpoint every few minutes, so a long run leaves roots to publish.
+    let checkpointer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(CHECKPOINT_EVERY).await;
+                if let Ok(ledger) = store.ledger().await {
+                    let _ = sign_checkpoint(&store, &ledger).await;
+                }
+            }
+        })
+    };
     while let Some(event) = events_rx.recv().await {
         progress.on(&event);
     }
+    checkpointer.abort();
     progress.finish();
     let summary = runner
         .await
@@ -331,6 +347,19 @@ async fn campaign_state(
 ) -> Result<String, Failure> {
     if let Some(holder) = store.lock_holder(name).await? {
         return Ok(format!("running ({holder})"));
+    }
+    let pending: Vec<String> = store
+        .requests(Some(name))
+        .await?
+        .into_iter()
+        .filter(|r| r.state == firebreak_ledger::RequestState::Pending)
+        .map(|r| format!("{} {}", r.body.id, r.body.kind))
+        .collect();
+    if !pending.is_empty() {
+        return Ok(format!(
+            "halted at a firebreak (pending: {}; `firebreak requests {name}`)",
+            pending.join(", ")
+        ));
     }
     if finished >= n_trials {
         return Ok("done".to_string());

@@ -224,7 +224,7 @@ pub async fn decide(
             policy: Some(policy),
             subject: serde_json::to_value(&decision).ok(),
         };
-        store.record_denial(&campaign, &denial).await?;
+        store.record_note(&campaign, &denial).await?;
         if request.state == RequestState::Pending
             && firebreak_core::parse_rfc3339(&request.body.expires_at).is_none_or(|at| now > at)
         {

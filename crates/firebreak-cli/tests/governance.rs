@@ -337,7 +337,10 @@ fn a_tripped_tripwire_halts_until_approved() {
     assert!(report.contains("approve by alice (signed"), "{report}");
     let (code, explain, stderr) = project.exec(&["explain", "wire", "0"]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(explain.contains("allow by policy propose-within-space"), "{explain}");
+    assert!(
+        explain.contains("allow by policy propose-within-space"),
+        "{explain}"
+    );
 }
 
 #[test]
@@ -417,4 +420,39 @@ fn the_independent_verifier_checks_requests_and_signed_decisions() {
         let (ok, text) = independent_verifier(&project, tampered, &format!("tampered-{i}.jsonl"));
         assert!(!ok, "{name}: accepted: {text}");
     }
+}
+
+#[test]
+fn a_champion_whose_re_evaluation_disagrees_trips_the_reeval_tripwire() {
+    let project = Project::new();
+    let (_, alice) = key(&project, "alice");
+    let tripwire =
+        "[[governance.tripwires]]\nkind = \"reeval\"\nmetric = \"y\"\ntolerance = 0.000001";
+    let governance = approvers(&[("alice", &alice)], 1, tripwire);
+    let honest = spec(
+        "honest",
+        r#"x = { type = "float", low = 0.0, high = 1.0 }"#,
+        "sampler = \"random\"\nn_trials = 4",
+        &format!("env = {{ MODE = \"ok\" }}\n\n{governance}"),
+    );
+    let path = project.spec("honest.toml", &honest);
+    let (code, _, stderr) = project.exec_within(60, &["run", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "an honest program never trips: {stderr}");
+    assert!(
+        !entries(&project, "trial_reevaluated").is_empty(),
+        "champions were re-evaluated"
+    );
+    let gaming = honest
+        .replace("\"honest\"", "\"gaming\"")
+        .replace("MODE = \"ok\"", "MODE = \"seeded\"");
+    let path = project.spec("gaming.toml", &gaming);
+    let (code, _, stderr) = project.exec_within(60, &["run", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("reeval"), "{stderr}");
+    assert_eq!(
+        project.trials("gaming").len(),
+        1,
+        "halted after the first champion"
+    );
+    assert_eq!(project.verify().0, 0);
 }

@@ -260,7 +260,10 @@ pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<u64, Violation> {
                     ));
                 }
             }
-            Event::RunStarted { .. } | Event::RunEnded { .. } | Event::Denied { .. } => {}
+            Event::RunStarted { .. }
+            | Event::RunEnded { .. }
+            | Event::Denied { .. }
+            | Event::TrialReevaluated { .. } => {}
             Event::RequestFiled { request, hash, .. } => {
                 if request.campaign != campaign {
                     return Err(violation(seq, "request names another campaign"));

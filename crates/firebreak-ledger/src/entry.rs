@@ -172,6 +172,19 @@ pub enum Event {
         /// Who made the change.
         by: String,
     },
+    /// A trial was evaluated again, independently (a `reeval` tripwire's check): a
+    /// fresh process with another seed. Changes no state.
+    TrialReevaluated {
+        /// The trial.
+        number: u64,
+        /// The seed of the re-evaluation.
+        seed: u64,
+        /// Its final metrics.
+        metrics: Metrics,
+        /// Why it failed, if it did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// An action was refused: by policy, or because a proposal was out of the space.
     Denied {
         /// The action (`propose_trial`, `request_change`, …).
@@ -205,6 +218,7 @@ impl Event {
             Event::RequestDecided { .. } => "request_decided",
             Event::RequestClosed { .. } => "request_closed",
             Event::SpecChanged { .. } => "spec_changed",
+            Event::TrialReevaluated { .. } => "trial_reevaluated",
             Event::Denied { .. } => "denied",
         }
     }

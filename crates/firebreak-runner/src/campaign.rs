@@ -23,6 +23,7 @@ const MAX_INVALID_PROPOSALS: u32 = 100;
 /// Stream labels for [`derive_seed`], so proposals and trial seeds never share draws.
 const PROPOSAL_STREAM: u64 = 1;
 const TRIAL_SEED_STREAM: u64 = 2;
+const REEVAL_SEED_STREAM: u64 = 3;
 
 /// How often `ask` looks for trials queued by other processes.
 const QUEUE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
@@ -361,6 +362,92 @@ impl<S: Store> Campaign<S> {
     /// The per-trial seed handed to the trial's program (`FIREBREAK_SEED`).
     pub fn trial_seed(&self, number: u64) -> u64 {
         derive_seed(self.spec.spec.campaign.seed, &[TRIAL_SEED_STREAM, number]) % (1 << 31)
+    }
+
+    /// The seed of a trial's independent re-evaluation (never its own seed).
+    pub fn reeval_seed(&self, number: u64) -> u64 {
+        derive_seed(self.spec.spec.campaign.seed, &[REEVAL_SEED_STREAM, number]) % (1 << 31)
+    }
+
+    /// True when the campaign has `reeval` tripwires, is not halted, and trial
+    /// `number` just became the champion (strictly better than every other
+    /// complete trial on the first objective): it must be re-evaluated.
+    pub async fn reeval_due(&self, number: u64) -> bool {
+        let state = self.state.lock().await;
+        if state.halt.is_some() || state.tripwires.reevals().is_empty() {
+            return false;
+        }
+        let metric = &self.spec.objectives.metrics[0];
+        let direction = self.spec.objectives.directions[0];
+        let value = |t: &Trial| {
+            (t.state == TrialState::Complete)
+                .then(|| t.metrics.get(metric).copied())
+                .flatten()
+        };
+        let Some(mine) = state
+            .history
+            .iter()
+            .find(|t| t.number == number)
+            .and_then(value)
+        else {
+            return false;
+        };
+        state
+            .history
+            .iter()
+            .filter(|t| t.number != number)
+            .filter_map(value)
+            .all(|other| direction.better(mine, other))
+    }
+
+    /// Records an independent re-evaluation of trial `number` and checks the
+    /// `reeval` tripwires: a reported metric that disagrees beyond the tolerance
+    /// (or a re-evaluation that fails) trips and halts the campaign.
+    pub async fn reevaluated(&self, number: u64, again: Outcome) -> Result<(), RunnerError> {
+        let event = firebreak_ledger::Event::TrialReevaluated {
+            number,
+            seed: self.reeval_seed(number),
+            metrics: again.metrics.clone(),
+            error: again.error.clone(),
+        };
+        self.store.record_note(self.name(), &event).await?;
+        let mut state = self.state.lock().await;
+        let Some(trial) = state.history.iter().find(|t| t.number == number).cloned() else {
+            return Ok(());
+        };
+        for (index, metric, tolerance) in state.tripwires.reevals() {
+            let Some(reported) = trial.metrics.get(&metric).copied() else {
+                continue;
+            };
+            let trip = match again.metrics.get(&metric) {
+                Some(value) => {
+                    Tripwires::reeval_disagrees(index, &metric, tolerance, number, reported, *value)
+                }
+                None => Some(firebreak_govern::Trip {
+                    index,
+                    reason: format!(
+                        "tripwire {index} (reeval: trial {number} reported {metric} = {reported}, but its re-evaluation gave none: {})",
+                        again.error.as_deref().unwrap_or("no result")
+                    ),
+                }),
+            };
+            if let Some(trip) = trip {
+                let request = governance::file_trip(
+                    &self.store,
+                    &self.record,
+                    &self.gov,
+                    trip.index,
+                    trip.reason.clone(),
+                )
+                .await?;
+                state.halt = Some(Halt {
+                    request: request.body.id,
+                    reason: trip.reason,
+                });
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Starts the next trial on `worker`: the first queued one (people's

@@ -80,6 +80,16 @@ impl CommandTask {
     }
 }
 
+/// What an execution is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// The trial itself: reports go to the scheduler, the process is recorded.
+    Trial,
+    /// An independent re-evaluation (a `reeval` tripwire): a fresh folder, no
+    /// checkpoint to resume from, another seed, nothing reported to the scheduler.
+    Reeval,
+}
+
 /// How a trial's execution ended.
 #[derive(Debug)]
 pub enum Ended {
@@ -147,13 +157,25 @@ pub async fn execute<S: Store>(
     campaign: &Campaign<S>,
     task: &CommandTask,
     trial: &Trial,
+    attempt: Attempt,
     mut interrupt: watch::Receiver<bool>,
 ) -> Result<Ended, RunnerError> {
     let name = campaign.name().to_string();
     let number = trial.number;
-    let work = task.work_dir(&name, number)?;
+    let reeval = attempt == Attempt::Reeval;
+    let mut work = task.work_dir(&name, number)?;
     let base = work.parent().map(Path::to_path_buf).unwrap_or_default();
-    let checkpoint = base.join("checkpoint");
+    let mut checkpoint = base.join("checkpoint");
+    if reeval {
+        work = base.join("reeval");
+        checkpoint = base.join("reeval-checkpoint");
+        if checkpoint.exists() {
+            std::fs::remove_dir_all(&checkpoint).map_err(|source| RunnerError::Io {
+                context: format!("clearing {}", checkpoint.display()),
+                source,
+            })?;
+        }
+    }
     let io = |context: String| move |source| RunnerError::Io { context, source };
     if work.exists() {
         std::fs::remove_dir_all(&work).map_err(io(format!("clearing {}", work.display())))?;
@@ -171,7 +193,11 @@ pub async fn execute<S: Store>(
         .map(|mut d| d.next().is_some())
         .unwrap_or(false);
 
-    let seed = campaign.trial_seed(number);
+    let seed = if reeval {
+        campaign.reeval_seed(number)
+    } else {
+        campaign.trial_seed(number)
+    };
     let builtins = [
         ("trial_number", number.to_string()),
         ("seed", seed.to_string()),
@@ -241,8 +267,10 @@ pub async fn execute<S: Store>(
             event = rx.recv() => match event {
                 Some(Event::Spawned(pid)) => {
                     pgid = pid;
-                    let process = ProcessInfo { host: host::host_name(), pid };
-                    campaign.store().set_process(&name, number, &process).await?;
+                    if !reeval {
+                        let process = ProcessInfo { host: host::host_name(), pid };
+                        campaign.store().set_process(&name, number, &process).await?;
+                    }
                 }
                 Some(Event::SpawnFailed(message)) => break Err(message),
                 Some(Event::Stderr(line)) => log.push(&line),
@@ -262,6 +290,7 @@ pub async fn execute<S: Store>(
                         }
                         if stop.is_none()
                             && !interrupted
+                            && !reeval
                             && let Decision::Stop { reason } = campaign.report(number, report).await?
                         {
                             stop = Some((TrialState::Pruned, reason));

@@ -108,7 +108,7 @@ pub(crate) async fn deny<S: Store>(
         policy,
         subject,
     };
-    store.record_denial(campaign, &event).await?;
+    store.record_note(campaign, &event).await?;
     Ok(())
 }
 

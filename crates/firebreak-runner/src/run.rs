@@ -10,7 +10,7 @@ use firebreak_core::TrialState;
 use firebreak_store::{Counts, Store};
 use tokio::sync::{mpsc, watch};
 
-use crate::command::{CommandTask, Ended, execute};
+use crate::command::{Attempt, CommandTask, Ended, execute};
 use crate::table::TableTask;
 use crate::{Campaign, RunnerError};
 
@@ -59,9 +59,14 @@ fn evaluate_table<S: Store>(
     campaign: &Campaign<S>,
     table: &TableTask,
     trial: &firebreak_core::Trial,
+    attempt: Attempt,
 ) -> Ended {
     let started = Instant::now();
-    let mut rng = firebreak_core::Rng::new(campaign.trial_seed(trial.number));
+    let seed = match attempt {
+        Attempt::Trial => campaign.trial_seed(trial.number),
+        Attempt::Reeval => campaign.reeval_seed(trial.number),
+    };
+    let mut rng = firebreak_core::Rng::new(seed);
     let mut outcome = match table.evaluate(&trial.params, &mut rng) {
         Ok(value) => {
             let metric = campaign.spec().objectives.metrics[0].clone();
@@ -272,9 +277,11 @@ pub async fn run<S: Store>(
                 });
                 let ended = match &executor {
                     Executor::Command(task) => {
-                        execute(&campaign, task, &trial, interrupt.clone()).await?
+                        execute(&campaign, task, &trial, Attempt::Trial, interrupt.clone()).await?
                     }
-                    Executor::Table(table) => evaluate_table(&campaign, table, &trial),
+                    Executor::Table(table) => {
+                        evaluate_table(&campaign, table, &trial, Attempt::Trial)
+                    }
                 };
                 match ended {
                     Ended::Interrupted => return Ok(()),
@@ -289,6 +296,21 @@ pub async fn run<S: Store>(
                             .and_then(|m| outcome.metrics.get(m).copied());
                         campaign.tell(trial.number, outcome).await?;
                         finished.fetch_add(1, Ordering::SeqCst);
+                        if campaign.reeval_due(trial.number).await {
+                            let again = match &executor {
+                                Executor::Command(task) => {
+                                    let attempt = Attempt::Reeval;
+                                    execute(&campaign, task, &trial, attempt, interrupt.clone())
+                                        .await?
+                                }
+                                Executor::Table(table) => {
+                                    evaluate_table(&campaign, table, &trial, Attempt::Reeval)
+                                }
+                            };
+                            if let Ended::Finished(again) = again {
+                                campaign.reevaluated(trial.number, again).await?;
+                            }
+                        }
                         let _ = events.send(RunEvent::Finished {
                             number: trial.number,
                             state,

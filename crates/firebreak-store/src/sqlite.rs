@@ -968,8 +968,8 @@ impl Store for SqliteStore {
         self.gov_change_spec(campaign, update).await
     }
 
-    async fn record_denial(&self, campaign: &str, denial: &Event) -> Result<(), StoreError> {
-        self.gov_record_denial(campaign, denial).await
+    async fn record_note(&self, campaign: &str, note: &Event) -> Result<(), StoreError> {
+        self.gov_record_note(campaign, note).await
     }
 }
 

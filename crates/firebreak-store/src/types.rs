@@ -380,11 +380,12 @@ pub trait Store: Send + Sync + 'static {
         campaign: &str,
         update: &SpecUpdate,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Records a refused action (a [`Event::Denied`] entry).
-    fn record_denial(
+    /// Records an event that changes no state: a refused action
+    /// ([`Event::Denied`]) or a re-evaluation ([`Event::TrialReevaluated`]).
+    fn record_note(
         &self,
         campaign: &str,
-        denial: &Event,
+        note: &Event,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The state tables, for comparison with the ledger.
     fn snapshot(&self) -> impl Future<Output = Result<StateSnapshot, StoreError>> + Send;

@@ -223,19 +223,19 @@ impl SqliteStore {
         self.commit(w).await
     }
 
-    pub(super) async fn gov_record_denial(
+    pub(super) async fn gov_record_note(
         &self,
         campaign: &str,
-        denial: &Event,
+        note: &Event,
     ) -> Result<(), StoreError> {
-        if !matches!(denial, Event::Denied { .. }) {
+        if !matches!(note, Event::Denied { .. } | Event::TrialReevaluated { .. }) {
             return Err(StoreError::Corrupt(format!(
-                "record_denial takes a `denied` event, not {}",
-                denial.kind()
+                "record_note takes a `denied` or `trial_reevaluated` event, not {}",
+                note.kind()
             )));
         }
         let mut w = self.begin().await?;
-        self.append(&mut w, campaign, denial).await?;
+        self.append(&mut w, campaign, note).await?;
         self.commit(w).await
     }
 }
