@@ -11,7 +11,6 @@ use firebreak_spec::CampaignSpec;
 use firebreak_store::{
     CampaignLock, CampaignRecord, Counts, NewTrial, Outcome, Requeued, RunInfo, Store, StoreError,
 };
-use serde_json::json;
 use tokio::sync::Mutex;
 
 use crate::governance::{self, Gov};
@@ -457,13 +456,12 @@ impl<S: Store> Campaign<S> {
     /// (`start_trial` by the worker); refusals are recorded in the ledger.
     pub async fn ask(&self, worker: u32) -> Result<Trial, RunnerError> {
         let name = self.name();
-        let start = self.gov.authorizer.require(
+        let start = self.gov.require(
             &Principal::Worker {
                 run: self.run,
                 slot: worker,
             },
             Action::StartTrial,
-            json!({}),
         );
         let start = match start {
             Ok(allowed) => allowed,
@@ -556,11 +554,7 @@ impl<S: Store> Campaign<S> {
         let agent = Principal::Agent {
             name: proposer_name.clone(),
         };
-        let allowed = match self
-            .gov
-            .authorizer
-            .require(&agent, Action::ProposeTrial, json!({}))
-        {
+        let allowed = match self.gov.require(&agent, Action::ProposeTrial) {
             Ok(allowed) => allowed,
             Err((decision, error)) => {
                 governance::deny(

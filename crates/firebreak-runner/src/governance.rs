@@ -62,7 +62,13 @@ pub(crate) struct Gov {
     pub quorum: usize,
     pub has_approvers: bool,
     pub ttl_ms: i64,
+    /// Decisions of actions without context, by principal and action. With a
+    /// fixed policy and entities such a decision cannot change, so it is taken
+    /// once per run (and still recorded with every trial).
+    decided: std::sync::Mutex<std::collections::HashMap<(String, &'static str), Decided>>,
 }
+
+type Decided = Result<Authorization, (Authorization, firebreak_govern::GovernError)>;
 
 impl Gov {
     pub fn new(spec: &CampaignSpec, actor: Principal) -> Result<Self, RunnerError> {
@@ -74,7 +80,22 @@ impl Gov {
             has_approvers: !governance.approvers.is_empty(),
             ttl_ms: i64::try_from(governance.request_ttl.0.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
+            decided: Default::default(),
         })
+    }
+
+    /// The policy's decision on an action that takes no context (`propose_trial`,
+    /// `start_trial`), taken once per principal and action.
+    pub fn require(&self, who: &Principal, action: Action) -> Decided {
+        let key = (who.id(), action.id());
+        let mut decided = self
+            .decided
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        decided
+            .entry(key)
+            .or_insert_with(|| self.authorizer.require(who, action, json!({})))
+            .clone()
     }
 
     pub fn tripwires(spec: &CampaignSpec) -> Tripwires {
