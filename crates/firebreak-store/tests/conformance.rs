@@ -6,8 +6,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use firebreak_core::{Metrics, ParamValue, Params, Report, TrialState};
-use firebreak_ledger::audit;
-use firebreak_store::{NewTrial, Outcome, RunInfo, SqliteStore, Store, StoreError};
+use firebreak_ledger::{
+    Authorization, RequestKind, RequestState, SignedDecision, SigningKey, Verdict, audit,
+};
+use firebreak_store::{
+    Closing, NewTrial, Outcome, RequestDraft, RunInfo, SpecUpdate, SqliteStore, Store, StoreError,
+};
 
 fn new_trial(x: i64, priority: i64) -> NewTrial {
     let mut params = Params::new();
@@ -248,7 +252,97 @@ async fn checkpoints_round_trip<S: Store>(store: &S) {
     );
 }
 
+fn draft(n_trials: u64, by: &str) -> RequestDraft {
+    RequestDraft {
+        campaign: "g".into(),
+        kind: RequestKind::Budget,
+        diff: serde_json::json!([{"op": "replace", "path": "/search/n_trials", "value": n_trials}]),
+        base_spec_hash: String::new(),
+        requested_by: by.into(),
+        reason: "more".into(),
+        ttl_ms: 60_000,
+        policy: Authorization {
+            decision: "allow".into(),
+            policies: vec!["anyone-may-ask".into()],
+        },
+    }
+}
+
+async fn requests_supersede_reuse_and_decide_by_compare_and_set<S: Store>(store: &S) {
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let public = firebreak_ledger::public_key_string(&key.verifying_key());
+    let spec = serde_json::json!({
+        "campaign": {"name": "g"},
+        "search": {"n_trials": 10},
+        "governance": {"quorum": 1, "approvers": [{"name": "bob", "key": public, "role": "approver"}]}
+    });
+    store.create_campaign("g", &spec).await.expect("created");
+    let (first, reused) = store
+        .file_request(&draft(20, "agent:tpe"))
+        .await
+        .expect("filed");
+    assert!(!reused);
+    let (again, reused) = store
+        .file_request(&draft(20, "agent:tpe"))
+        .await
+        .expect("filed");
+    assert!(reused, "an identical pending change is reused");
+    assert_eq!(again.body.id, first.body.id);
+    let (second, _) = store
+        .file_request(&draft(40, "alice"))
+        .await
+        .expect("filed");
+    let states: Vec<(String, RequestState)> = store
+        .requests(Some("g"))
+        .await
+        .expect("requests")
+        .into_iter()
+        .map(|r| (r.body.id, r.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (first.body.id.clone(), RequestState::Superseded),
+            (second.body.id.clone(), RequestState::Pending)
+        ]
+    );
+    let decision = SignedDecision::sign(&key, "bob", Verdict::Approve, &second.hash, "");
+    let allow = draft(0, "").policy;
+    let stale = store
+        .decide_request(&second.body.id, &decision, &allow, 1, None)
+        .await
+        .expect_err("a stale decision count is refused");
+    assert!(matches!(stale, StoreError::RequestChanged(_)), "{stale}");
+    let new_spec = firebreak_ledger::apply_patch(&spec, &second.body.diff).expect("applies");
+    let closing = Closing {
+        state: RequestState::Approved,
+        reason: "approved by bob".into(),
+        spec: Some(SpecUpdate {
+            spec: new_spec.clone(),
+            submitted: Some(new_spec.clone()),
+            diff: second.body.diff.clone(),
+            by: "alice".into(),
+        }),
+    };
+    let decided = store
+        .decide_request(&second.body.id, &decision, &allow, 0, Some(&closing))
+        .await
+        .expect("decided");
+    assert_eq!(decided.state, RequestState::Approved);
+    let record = store.campaign("g").await.expect("read").expect("exists");
+    assert_eq!(record.spec["search"]["n_trials"], 40);
+    assert!(
+        !store
+            .close_request(&second.body.id, RequestState::Expired, "late")
+            .await
+            .expect("closed"),
+        "a closed request stays closed"
+    );
+    audited(store).await;
+}
+
 async fn suite<S: Store + Clone>(store: S) {
+    requests_supersede_reuse_and_decide_by_compare_and_set(&store).await;
     campaigns_are_unique(&store).await;
     numbers_queue_order_and_claims(&store).await;
     finishing_is_a_compare_and_set(&store).await;
