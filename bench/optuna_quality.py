@@ -1,5 +1,10 @@
 """Optuna's side of bench/quality.sh: the same problems as the `quality` example
-(see its header), Optuna 5's samplers with default options, one JSON line per seed."""
+(see its header), Optuna 5's samplers with default options, one JSON line per seed.
+
+    optuna_quality.py PROBLEM SAMPLER BUDGET SEEDS [FIRST_SEED]
+
+SAMPLER is tpe, random, cmaes (needs the `cmaes` package) or gp (needs torch and
+scipy; bench/optuna_gp_reference.sh runs it and commits its results)."""
 import csv
 import json
 import math
@@ -75,13 +80,16 @@ def sampler(name, seed):
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)  # needs torch and scipy
     raise SystemExit("unknown sampler " + name)
 
 
 def main():
     problem, name, budget, seeds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    first = int(sys.argv[5]) if len(sys.argv) > 5 else 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for seed in range(seeds):
+    for seed in range(first, first + seeds):
         curve = []
         if problem.startswith("table:"):
             path, direction = problem[len("table:"):].rsplit(":", 1)

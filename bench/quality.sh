@@ -6,6 +6,9 @@
 #   bench/quality.sh [BENCHDATA_DIR]     # default ../shared/benchdata; the bundled
 #                                        # NAS-Bench-201 table is always included
 # SEEDS (20), TABLE_BUDGET (100), FUNCTION_BUDGET (200), FUNCTIONS, TABLES override.
+# On the functions, CMA-ES runs SEEDS seeds on both sides; GP-BO runs GP_SEEDS (5):
+# firebreak's here, Optuna's GPSampler (torch and scipy, slow) from the committed
+# bench/results/optuna_gp_reference.jsonl that bench/optuna_gp_reference.sh writes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/benchdata}
@@ -13,11 +16,12 @@ SEEDS=${SEEDS:-20}
 TABLE_BUDGET=${TABLE_BUDGET:-100}
 FUNCTION_BUDGET=${FUNCTION_BUDGET:-200}
 FUNCTIONS=${FUNCTIONS:-"branin hartmann6 rosenbrock10 ackley10 styblinski_tang10"}
+GP_SEEDS=${GP_SEEDS:-5}
 
 VENV=bench/.venv
-if ! "$VENV/bin/python" -c 'import optuna, sys; sys.exit(not optuna.__version__.startswith("5."))' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import optuna, cmaes, sys; sys.exit(not optuna.__version__.startswith("5."))' 2>/dev/null; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet "optuna==5.0.0"
+  "$VENV/bin/pip" install --quiet "optuna==5.0.0" "cmaes==0.13.1"
 fi
 cargo build --quiet --release -p firebreak-runner --example quality
 BIN=target/release/examples/quality
@@ -39,7 +43,16 @@ for problem in $TABLES; do
 done
 for problem in $FUNCTIONS; do
   echo "$problem" >&2
-  for p in tpe random; do "$BIN" "$problem" "$p" "$FUNCTION_BUDGET" "$SEEDS" >> "$results"; done
-  for p in tpe random; do "$VENV/bin/python" bench/optuna_quality.py "$problem" "$p" "$FUNCTION_BUDGET" "$SEEDS" >> "$results"; done
+  for p in tpe random cmaes; do "$BIN" "$problem" "$p" "$FUNCTION_BUDGET" "$SEEDS" >> "$results"; done
+  "$BIN" "$problem" gp "$FUNCTION_BUDGET" "$GP_SEEDS" >> "$results"
+  for p in tpe random cmaes; do "$VENV/bin/python" bench/optuna_quality.py "$problem" "$p" "$FUNCTION_BUDGET" "$SEEDS" >> "$results"; done
+  # Optuna's GP: committed reference lines of this problem and budget.
+  if [ -f bench/results/optuna_gp_reference.jsonl ]; then
+    python3 -c 'import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r["problem"] == sys.argv[2] and len(r["curve"]) == int(sys.argv[3]):
+        print(line, end="")' bench/results/optuna_gp_reference.jsonl "$problem" "$FUNCTION_BUDGET" >> "$results"
+  fi
 done
 python3 bench/report.py "$results" bench/results/quality.md

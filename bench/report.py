@@ -1,6 +1,7 @@
 """Summarises bench/quality.sh's JSON lines: median and quartiles of the final
-score per problem, engine and proposer; a one-sided Mann-Whitney U test of
-firebreak's TPE against Optuna's TPE (normal approximation with tie correction);
+score per problem, engine and proposer; one-sided Mann-Whitney U tests of
+firebreak's TPE, CMA-ES and GP-BO against Optuna's samplers of the same kind
+(normal approximation with tie correction);
 writes Markdown to the file given and prints it."""
 import json
 import math
@@ -61,14 +62,19 @@ def main():
                 continue
             q1, med, q3 = quartiles(values)
             lines.append("| %s | %s | %d | %.6g | %.6g – %.6g |" % (engine, proposer, len(values), med, q1, q3))
-        ours, theirs = runs.get((problem, "firebreak", "tpe")), runs.get((problem, "optuna", "tpe"))
-        if ours and theirs:
+        compared = False
+        for proposer, label in (("tpe", "TPE"), ("cmaes", "CMA-ES"), ("gp", "GP")):
+            ours, theirs = runs.get((problem, "firebreak", proposer)), runs.get((problem, "optuna", proposer))
+            if not (ours and theirs):
+                continue
             worse = mann_whitney_less(ours, theirs) if maximize else mann_whitney_less([-v for v in ours], [-v for v in theirs])
             better = mann_whitney_less(theirs, ours) if maximize else mann_whitney_less([-v for v in theirs], [-v for v in ours])
             verdict = "worse" if worse < 0.05 else ("better" if better < 0.05 else "no significant difference")
-            lines.append("")
-            lines.append("firebreak TPE vs Optuna TPE: one-sided Mann-Whitney p(worse) = %.3g, p(better) = %.3g: **%s**."
-                         % (worse, better, verdict))
+            if not compared:
+                lines.append("")
+                compared = True
+            lines.append("- firebreak %s vs Optuna %s (%d vs %d seeds): one-sided Mann-Whitney p(worse) = %.3g, p(better) = %.3g: **%s**."
+                         % (label, label, len(ours), len(theirs), worse, better, verdict))
         lines.append("")
     text = "\n".join(lines)
     open(out, "w").write(text + "\n")

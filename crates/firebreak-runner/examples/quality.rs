@@ -1,6 +1,8 @@
 //! firebreak's side of bench/quality.sh: one proposer on one problem for several
 //! seeds, in memory (no store), printing one JSON line per seed with the final
-//! score and the anytime curve.
+//! score and the anytime curve. PROPOSER is any name of
+//! `firebreak_search::PROPOSERS` (`tpe`, `random`, `evolution`, `cmaes`, `gp`,
+//! `sobol`, …) with its default options.
 //!
 //! Problems: `table:PATH:maximize|minimize` (every non-seed column a categorical
 //! parameter; a configuration's score is one present seed drawn per evaluation; the
