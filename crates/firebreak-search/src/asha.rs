@@ -11,7 +11,7 @@
 //! Hyperband runs several ASHA brackets with different starting resources; trial
 //! `n` joins bracket `s` in proportion to the bracket's size `n_s`.
 
-use firebreak_core::{Direction, Objectives, Trial};
+use firebreak_core::{Direction, Objectives, Trial, TrialState};
 
 use crate::SearchError;
 use crate::proposer::History;
@@ -113,11 +113,14 @@ fn halving_decision(
     {
         if let Some((_, v)) = rung_value(other, rung, metric) {
             results.push((other.number, v));
-            // Promoted past this rung: it reported a step beyond the rung.
-            if other
-                .intermediate
-                .iter()
-                .any(|r| r.step > rung && r.step <= next.max(rung + 1))
+            // Promoted past this rung: it reported a step beyond the rung, or it is
+            // still running after its report here (promoted, its next report not
+            // in yet).
+            if other.state == TrialState::Running
+                || other
+                    .intermediate
+                    .iter()
+                    .any(|r| r.step > rung && r.step <= next.max(rung + 1))
             {
                 promoted += 1;
             }
@@ -152,6 +155,60 @@ fn halving_decision(
             ),
         }
     }
+}
+
+/// ASHA's promotion (Li et al. 2020, `get_job`): from the highest rung down, the
+/// best paused trial — stopped at that rung, not promoted — that is in the top
+/// ⌊n/η⌋ of the rung's results, while the rung has promoted fewer than ⌊n/η⌋.
+fn promotable(
+    halving: &Halving,
+    objective: &Objective,
+    history: &History<'_>,
+    peers: &dyn Fn(&Trial) -> bool,
+) -> Option<u64> {
+    let (metric, direction) = (objective.metric.as_str(), objective.direction);
+    let rungs = halving.rungs();
+    for (index, &rung) in rungs.iter().enumerate().rev() {
+        let next = rungs
+            .get(index + 1)
+            .copied()
+            .unwrap_or(halving.max_resource);
+        let mut results: Vec<(u64, f64, bool)> = Vec::new();
+        let mut promoted = 0usize;
+        for t in history.trials.iter().filter(|t| peers(t)) {
+            let Some((_, v)) = rung_value(t, rung, metric) else {
+                continue;
+            };
+            let beyond = t
+                .intermediate
+                .iter()
+                .any(|r| r.step > rung && r.step <= next.max(rung + 1));
+            if t.state == TrialState::Running || beyond {
+                promoted += 1;
+            }
+            let paused = t.state == TrialState::Pruned
+                && !beyond
+                && t.intermediate.last().is_some_and(|r| r.step == rung);
+            results.push((t.number, v, paused));
+        }
+        let quota = results.len() / halving.reduction_factor as usize;
+        if promoted >= quota {
+            continue;
+        }
+        results.sort_by(|a, b| {
+            let order = a.1.total_cmp(&b.1);
+            let order = if direction == Direction::Maximize {
+                order.reverse()
+            } else {
+                order
+            };
+            order.then(a.0.cmp(&b.0))
+        });
+        if let Some((number, _, _)) = results[..quota].iter().find(|r| r.2) {
+            return Some(*number);
+        }
+    }
+    None
 }
 
 fn single(objectives: &Objectives, name: &str) -> Result<Objective, SearchError> {
@@ -201,6 +258,10 @@ impl Scheduler for AshaScheduler {
             history,
             &|_| true,
         )
+    }
+
+    fn promote(&self, history: &History<'_>) -> Option<u64> {
+        promotable(&self.halving, &self.objective, history, &|_| true)
     }
 }
 
@@ -287,6 +348,17 @@ impl Scheduler for HyperbandScheduler {
             history,
             &same,
         )
+    }
+
+    fn promote(&self, history: &History<'_>) -> Option<u64> {
+        self.brackets.iter().find_map(|bracket| {
+            let halving = Halving {
+                min_resource: bracket.min_resource,
+                ..self.halving
+            };
+            let same = |t: &Trial| self.bracket_of(t.number).s == bracket.s;
+            promotable(&halving, &self.objective, history, &same)
+        })
     }
 }
 

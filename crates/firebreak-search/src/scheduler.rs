@@ -24,6 +24,14 @@ pub trait Scheduler: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
     /// Continue or stop `trial`, which just reported `step`.
     fn decide(&self, trial: &Trial, step: u64, history: &History<'_>) -> Decision;
+
+    /// A trial stopped earlier that now deserves to go on from its checkpoint
+    /// (ASHA's promotion of a paused trial), asked whenever a worker is free and
+    /// before any new trial starts. Only for tasks that save checkpoints.
+    /// Default: none.
+    fn promote(&self, _history: &History<'_>) -> Option<u64> {
+        None
+    }
 }
 
 /// Never stops a trial.
