@@ -560,23 +560,26 @@ pub(crate) async fn sign_checkpoint(
     Ok(checkpoint)
 }
 
-/// Why `checkpoint` does not describe the ledger `leaves`, if it does not.
-fn check_checkpoint(checkpoint: &Checkpoint, leaves: &[Hash]) -> Option<(Option<u64>, String)> {
+/// Why `checkpoint` does not describe the ledger whose tree is `tree`, if it does not.
+fn check_checkpoint(
+    checkpoint: &Checkpoint,
+    tree: &firebreak_ledger::MerkleTree,
+) -> Option<(Option<u64>, String)> {
     if let Err(e) = checkpoint.verify_signature() {
         return Some((None, e));
     }
-    let size = checkpoint.tree_size as usize;
-    if size > leaves.len() {
+    let size = checkpoint.tree_size;
+    let Some(root) = tree.root(size) else {
         return Some((
-            Some(leaves.len() as u64),
+            Some(tree.len()),
             format!(
                 "the checkpoint signed at {} covers {size} entries but the ledger has {}: entries were removed",
                 checkpoint.at,
-                leaves.len()
+                tree.len()
             ),
         ));
-    }
-    if hex(&firebreak_ledger::root(&leaves[..size])) != checkpoint.root {
+    };
+    if hex(&root) != checkpoint.root {
         return Some((
             None,
             format!(
@@ -595,13 +598,15 @@ async fn verify(cli: &Cli, campaign: Option<&str>, trusted: Option<&str>) -> Out
     }
     let rows = store.ledger().await?;
     let state = store.snapshot().await?;
-    let leaves = leaves(&rows);
+    // Every subtree hashed once (on every core): each checkpoint's root is then a
+    // few lookups.
+    let tree = firebreak_ledger::MerkleTree::new(leaves(&rows));
     let mut failure: Option<(Option<u64>, String)> =
         audit(&rows, &state).err().map(|v| (v.seq, v.reason));
     let stored = store.checkpoints().await?;
     for checkpoint in &stored {
         if failure.is_none() {
-            failure = check_checkpoint(checkpoint, &leaves);
+            failure = check_checkpoint(checkpoint, &tree);
         }
     }
     match trusted {
@@ -616,7 +621,7 @@ async fn verify(cli: &Cli, campaign: Option<&str>, trusted: Option<&str>) -> Out
                         None,
                         "no stored checkpoint is signed by the trusted key".into(),
                     ));
-                } else if signed.iter().map(|c| c.tree_size).max() < Some(leaves.len() as u64) {
+                } else if signed.iter().map(|c| c.tree_size).max() < Some(tree.len()) {
                     // Entries after the last trusted checkpoint are vouched for by the chain only.
                 }
             }
@@ -627,12 +632,12 @@ async fn verify(cli: &Cli, campaign: Option<&str>, trusted: Option<&str>) -> Out
             let checkpoint: Checkpoint = serde_json::from_str(&text)
                 .map_err(|e| Failure::new(2, anyhow!("--trusted {path}: not a checkpoint: {e}")))?;
             if failure.is_none() {
-                failure = check_checkpoint(&checkpoint, &leaves);
+                failure = check_checkpoint(&checkpoint, &tree);
             }
         }
     }
     let head = rows.last().map(|e| hex(&e.hash));
-    let root = hex(&firebreak_ledger::root(&leaves));
+    let root = hex(&tree.root(tree.len()).unwrap_or_default());
     let of_campaign = campaign.map(|c| rows.iter().filter(|e| e.campaign == c).count());
     let ok = failure.is_none();
     let (first_bad, reason) = failure.unzip();
@@ -732,13 +737,57 @@ async fn inclusion(
 
 async fn proof(cli: &Cli, seq: u64) -> Outcome {
     let store = open(cli).await?;
-    let rows = store.ledger().await?;
-    let value = inclusion(&store, &rows, seq).await?;
+    // From the stored leaf hashes and the Merkle cache, without reading the whole
+    // ledger; anything short of a proof that verifies is redone from every entry,
+    // whose answer stands.
+    let value = match cached_inclusion(&store, seq).await? {
+        Some(value) if value["verified"] == true => value,
+        _ => {
+            let rows = store.ledger().await?;
+            inclusion(&store, &rows, seq).await?
+        }
+    };
     println!(
         "{}",
         serde_json::to_string_pretty(&value).unwrap_or_default()
     );
     Ok(if value["verified"] == true { 0 } else { 4 })
+}
+
+/// [`inclusion`] from the store's cached subtree hashes; `None` when the store
+/// cannot give the proof that way.
+async fn cached_inclusion(
+    store: &SqliteStore,
+    seq: u64,
+) -> Result<Option<serde_json::Value>, Failure> {
+    let entries = store.ledger_size().await?;
+    if seq >= entries {
+        return Ok(None);
+    }
+    let checkpoint = store
+        .checkpoints()
+        .await?
+        .into_iter()
+        .rev()
+        .find(|c| c.tree_size > seq && c.tree_size <= entries);
+    let size = checkpoint.as_ref().map_or(entries, |c| c.tree_size);
+    let Some(proof) = store.inclusion_proof(seq, size).await? else {
+        return Ok(None);
+    };
+    let verified =
+        firebreak_ledger::verify_inclusion(&proof.leaf, seq, size, &proof.path, &proof.root)
+            && checkpoint
+                .as_ref()
+                .is_none_or(|c| c.root == hex(&proof.root));
+    Ok(Some(json!({
+        "seq": seq,
+        "leaf_hash": hex(&proof.leaf),
+        "tree_size": size,
+        "root": hex(&proof.root),
+        "proof": proof.path.iter().map(|h| hex(h)).collect::<Vec<_>>(),
+        "checkpoint": checkpoint,
+        "verified": verified,
+    })))
 }
 
 async fn explain(cli: &Cli, campaign: &str, number: u64) -> Outcome {

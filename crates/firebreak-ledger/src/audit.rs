@@ -11,6 +11,8 @@ use crate::entry::{Entry, Event, FORMAT_VERSION, GENESIS, Hash, canonical_json, 
 use crate::patch::apply_patch;
 use crate::request::{RequestState, SignedDecision, Verdict};
 
+mod canonical;
+
 /// The state tables as the store holds them, for comparison with the ledger.
 #[derive(Debug, Clone, Default)]
 pub struct StateSnapshot {
@@ -48,59 +50,157 @@ struct Header {
     kind: String,
 }
 
+/// Entries per thread below which `verify_chain` does not split the work.
+const MIN_ENTRIES_PER_THREAD: usize = 4_096;
+
 /// Checks sequence numbers, `prev` links, canonical form, the columns against the
 /// payload and every hash. Returns the number of entries.
+///
+/// The entries are checked in contiguous chunks on every available core: entry
+/// `n`'s `prev` is compared with the stored hash of entry `n - 1`, which equals
+/// the recomputed one whenever entry `n - 1` passed, so the first violation found
+/// (lowest chunk, first within it) is exactly the one a sequential pass reports.
 pub fn verify_chain(rows: &[Entry]) -> Result<u64, Violation> {
-    let mut prev: Hash = GENESIS;
-    for (index, row) in rows.iter().enumerate() {
-        let seq = index as u64;
-        if row.seq != seq {
-            return Err(violation(
-                seq,
-                format!(
-                    "expected entry {seq}, found entry {} (a gap or reordering)",
-                    row.seq
-                ),
-            ));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(rows.len() / MIN_ENTRIES_PER_THREAD)
+        .max(1);
+    let chunk = rows.len().div_ceil(threads).max(1);
+    let check_range = |start: usize| -> Result<(), Violation> {
+        let end = (start + chunk).min(rows.len());
+        let mut prev = if start == 0 {
+            &GENESIS
+        } else {
+            &rows[start - 1].hash
+        };
+        for (index, row) in rows[start..end].iter().enumerate() {
+            check_entry((start + index) as u64, row, prev)?;
+            prev = &row.hash;
         }
-        let header: Header = serde_json::from_str(&row.payload)
-            .map_err(|e| violation(seq, format!("payload is not a ledger entry: {e}")))?;
-        let value: serde_json::Value = serde_json::from_str(&row.payload)
-            .map_err(|e| violation(seq, format!("payload is not JSON: {e}")))?;
-        if canonical_json(&value).ok().as_deref() != Some(row.payload.as_str()) {
-            return Err(violation(
-                seq,
-                "payload is not in canonical (RFC 8785) form",
-            ));
-        }
-        if header.v != FORMAT_VERSION {
-            return Err(violation(
-                seq,
-                format!("unknown format version {}", header.v),
-            ));
-        }
-        if header.seq != seq {
-            return Err(violation(seq, format!("payload says seq {}", header.seq)));
-        }
-        if header.prev != hex(&prev) {
-            return Err(violation(
-                seq,
-                "prev does not match the previous entry's hash",
-            ));
-        }
-        if header.campaign != row.campaign || header.kind != row.kind {
-            return Err(violation(
-                seq,
-                "campaign or kind column disagrees with the payload",
-            ));
-        }
-        let hash = leaf_hash(row.payload.as_bytes());
-        if hash != row.hash {
-            return Err(violation(seq, "hash does not match the payload"));
-        }
-        prev = hash;
-    }
+        Ok(())
+    };
+    let results: Vec<Result<(), Violation>> = if threads == 1 {
+        vec![check_range(0)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let check_range = &check_range;
+                    scope.spawn(move || check_range(t * chunk))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    };
+    results.into_iter().collect::<Result<(), _>>()?;
     Ok(rows.len() as u64)
+}
+
+/// Checks one entry whose predecessor's stored hash is `prev`.
+fn check_entry(seq: u64, row: &Entry, prev: &Hash) -> Result<(), Violation> {
+    if row.seq != seq {
+        return Err(violation(
+            seq,
+            format!(
+                "expected entry {seq}, found entry {} (a gap or reordering)",
+                row.seq
+            ),
+        ));
+    }
+    let header = match fast_header(&row.payload) {
+        Some(header) => header,
+        None => plain_header(seq, &row.payload)?,
+    };
+    if header.v != FORMAT_VERSION {
+        return Err(violation(
+            seq,
+            format!("unknown format version {}", header.v),
+        ));
+    }
+    if header.seq != seq {
+        return Err(violation(seq, format!("payload says seq {}", header.seq)));
+    }
+    if !hex_equals(&header.prev, prev) {
+        return Err(violation(
+            seq,
+            "prev does not match the previous entry's hash",
+        ));
+    }
+    if header.campaign != row.campaign || header.kind != row.kind {
+        return Err(violation(
+            seq,
+            "campaign or kind column disagrees with the payload",
+        ));
+    }
+    if leaf_hash(row.payload.as_bytes()) != row.hash {
+        return Err(violation(seq, "hash does not match the payload"));
+    }
+    Ok(())
+}
+
+/// The header of a payload proved canonical in one pass (see `canonical`), or
+/// `None` when that proof fails or a member is missing or of another type.
+fn fast_header(payload: &str) -> Option<Header> {
+    let (mut v, mut seq, mut prev, mut campaign, mut kind) = (None, None, None, None, None);
+    canonical::canonical_object(payload, |key, span| match key {
+        "v" => v = Some(span),
+        "seq" => seq = Some(span),
+        "prev" => prev = Some(span),
+        "campaign" => campaign = Some(span),
+        "kind" => kind = Some(span),
+        _ => {}
+    })?;
+    let text = |span: Option<&str>| -> Option<String> {
+        let span = span?;
+        match canonical::plain_string(span) {
+            Some(plain) => Some(plain.to_string()),
+            None => serde_json::from_str(span).ok(),
+        }
+    };
+    Some(Header {
+        v: v?.parse().ok()?,
+        seq: seq?.parse().ok()?,
+        prev: text(prev)?,
+        campaign: text(campaign)?,
+        kind: text(kind)?,
+    })
+}
+
+/// The plain check: parse the header, parse the whole payload, serialize it
+/// canonically and compare. It decides every payload the one-pass proof does not
+/// accept, and names what is wrong.
+fn plain_header(seq: u64, payload: &str) -> Result<Header, Violation> {
+    let header: Header = serde_json::from_str(payload)
+        .map_err(|e| violation(seq, format!("payload is not a ledger entry: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(payload)
+        .map_err(|e| violation(seq, format!("payload is not JSON: {e}")))?;
+    if canonical_json(&value).ok().as_deref() != Some(payload) {
+        return Err(violation(
+            seq,
+            "payload is not in canonical (RFC 8785) form",
+        ));
+    }
+    Ok(header)
+}
+
+/// `text == hex(hash)`, without allocating.
+fn hex_equals(text: &str, hash: &Hash) -> bool {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    text.len() == 64
+        && text
+            .as_bytes()
+            .chunks_exact(2)
+            .zip(hash)
+            .all(|(pair, byte)| {
+                pair[0] == DIGITS[usize::from(byte >> 4)]
+                    && pair[1] == DIGITS[usize::from(byte & 15)]
+            })
 }
 
 /// What the ledger says one trial is.
@@ -213,9 +313,12 @@ pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<u64, Violation> {
     let mut campaigns: BTreeMap<String, ExpectedCampaign> = BTreeMap::new();
     let mut trials: BTreeMap<(String, u64), Expected> = BTreeMap::new();
     let mut requests: BTreeMap<String, ExpectedRequest> = BTreeMap::new();
+    let mut bodies = parse_bodies(rows).into_iter();
     for row in rows {
         let seq = row.seq;
-        let body: Body = serde_json::from_str(&row.payload)
+        let body: Body = bodies
+            .next()
+            .unwrap_or_else(|| serde_json::from_str(&row.payload))
             .map_err(|e| violation(seq, format!("unknown event: {e}")))?;
         let campaign = row.campaign.clone();
         if !matches!(body.event, Event::CampaignCreated { .. })
@@ -445,6 +548,37 @@ pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<u64, Violation> {
     Ok(entries)
 }
 
+/// Every payload parsed as an event, in order, on every available core (parsing
+/// is most of the replay's time; the replay itself stays sequential).
+fn parse_bodies(rows: &[Entry]) -> Vec<serde_json::Result<Body>> {
+    let parse = |rows: &[Entry]| -> Vec<serde_json::Result<Body>> {
+        rows.iter()
+            .map(|row| serde_json::from_str(&row.payload))
+            .collect()
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(rows.len() / MIN_ENTRIES_PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return parse(rows);
+    }
+    let chunk = rows.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = rows
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || parse(part)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
 fn open_request<'a>(
     requests: &'a mut BTreeMap<String, ExpectedRequest>,
     seq: u64,
@@ -669,6 +803,29 @@ mod tests {
         assert!(verify_chain(&rows).is_ok());
         rows[1].payload = rows[1].payload.replace("\"x\":1", "\"x\":2");
         assert_eq!(verify_chain(&rows).expect_err("tampered").seq, Some(1));
+    }
+
+    #[test]
+    fn the_first_violation_is_found_when_the_chain_is_checked_in_parallel() {
+        let events: Vec<Event> = (0..20_000).map(|_| created()).collect();
+        let rows = chain(&events);
+        assert_eq!(verify_chain(&rows), Ok(20_000));
+        let mut late = rows.clone();
+        late[19_000].payload = late[19_000].payload.replace("\"x\":1", "\"x\": 1");
+        let found = verify_chain(&late).expect_err("tampered");
+        assert_eq!(found.seq, Some(19_000));
+        assert_eq!(found.reason, "payload is not in canonical (RFC 8785) form");
+        let mut both = late.clone();
+        both[3_000].hash[0] ^= 1;
+        // Entry 3000's own hash is wrong; entry 3001's prev no longer matches either.
+        let found = verify_chain(&both).expect_err("tampered");
+        assert_eq!(found, violation(3_000, "hash does not match the payload"));
+        let mut swapped = rows.clone();
+        swapped.swap(12_000, 12_001);
+        assert_eq!(
+            verify_chain(&swapped).expect_err("swapped").seq,
+            Some(12_000)
+        );
     }
 
     #[test]

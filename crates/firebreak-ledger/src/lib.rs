@@ -4,7 +4,8 @@
 //! Principal types: [`Event`] (what happened, the `kind` and `data` of an entry),
 //! [`Entry`] (a sealed entry: sequence number, canonical payload, hash),
 //! [`verify_chain`] and [`audit`] (checks), [`Violation`]; the RFC 6962 Merkle
-//! tree ([`root`], inclusion and consistency proofs) and signed [`Checkpoint`]s.
+//! tree ([`root`], [`MerkleTree`], inclusion and consistency proofs) and signed
+//! [`Checkpoint`]s.
 //!
 //! Format (see `docs/ledger-format.md`): the payload is the RFC 8785 (JCS) canonical
 //! JSON of `{"v", "seq", "prev", "campaign", "kind", "at", "data"}`; the entry hash is
@@ -35,7 +36,8 @@ pub use entry::{
 };
 pub use error::LedgerError;
 pub use merkle::{
-    consistency_proof, inclusion_proof, node_hash, root, verify_consistency, verify_inclusion,
+    MerkleTree, Node, consistency_proof, inclusion_proof, inclusion_proof_from, node_hash,
+    proof_nodes, root, root_from, verify_consistency, verify_inclusion,
 };
 pub use patch::apply_patch;
 pub use request::{

@@ -26,7 +26,7 @@ mod types;
 pub use error::StoreError;
 pub use lock::CampaignLock;
 pub use schema::SCHEMA_VERSION;
-pub use sqlite::SqliteStore;
+pub use sqlite::{LedgerProof, SqliteStore};
 pub use types::{
     CampaignRecord, CampaignSummary, Closing, Counts, NewTrial, Outcome, ProcessInfo, RequestDraft,
     Requeued, RunInfo, RunRecord, SpecUpdate, Store,

@@ -2,7 +2,7 @@
 //! rewrites a ledger row. The database records its version in `meta`.
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Migration `i` (1-based) brings a database from version `i - 1` to `i`.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -89,5 +89,16 @@ CREATE TABLE requests (
     record TEXT NOT NULL
 );
 CREATE INDEX requests_campaign ON requests (campaign, state);
+"#,
+    // 5: a cache of the Merkle tree: the hash of every complete perfect subtree of
+    // 2^level ledger entries (level >= 8), so an inclusion proof reads a few dozen
+    // rows instead of every leaf hash. Derived data: never trusted by a verifier.
+    r#"
+CREATE TABLE merkle_nodes (
+    level INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
 "#,
 ];

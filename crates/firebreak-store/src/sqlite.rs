@@ -2,7 +2,7 @@
 //! concurrent processes queue on SQLite's lock instead of failing on upgrade), a
 //! small pool of readers, WAL journal, `synchronous = NORMAL`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use firebreak_core::{Clock, Metrics, Params, Report, SystemClock, Timestamp, Trial, TrialState};
 use firebreak_ledger::{
-    Authorization, Checkpoint, Entry, Event, GENESIS, Hash, Request, RequestState, SignedDecision,
-    StateSnapshot, canonical_json, hex,
+    Authorization, Checkpoint, Entry, Event, GENESIS, Hash, MerkleTree, Node, Request,
+    RequestState, SignedDecision, StateSnapshot, canonical_json, hex,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -79,6 +79,22 @@ struct Cursor {
 struct Tx {
     tx: sqlx::Transaction<'static, sqlx::Sqlite>,
     cursor: Cursor,
+}
+
+/// An inclusion proof computed by the store: entry `seq` is in the tree of the
+/// first `tree_size` entries, whose root is `root`, by the audit path `path`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerProof {
+    /// The entry.
+    pub seq: u64,
+    /// The size of the tree.
+    pub tree_size: u64,
+    /// The entry's stored leaf hash.
+    pub leaf: Hash,
+    /// The root of the tree, computed from the same stored hashes.
+    pub root: Hash,
+    /// The RFC 6962 audit path, bottom up.
+    pub path: Vec<Hash>,
 }
 
 impl SqliteStore {
@@ -511,6 +527,208 @@ pub(crate) async fn migrate(
     Ok(())
 }
 
+/// The smallest subtrees the Merkle cache keeps: 2^8 = 256 entries. A proof reads
+/// at most two blocks of that many leaf hashes; the cache holds about one row per
+/// 128 entries.
+const CACHE_LEVEL: u32 = 8;
+
+/// How many complete blocks of `2^CACHE_LEVEL` entries the cache covers. It is
+/// filled in order and every level above at once, so level `j` holds exactly the
+/// nodes `0..(blocks >> (j - CACHE_LEVEL))`.
+async fn cached_blocks<'e, E>(executor: E) -> Result<u64, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let blocks: i64 =
+        sqlx::query("SELECT COALESCE(MAX(idx) + 1, 0) FROM merkle_nodes WHERE level = ?")
+            .bind(CACHE_LEVEL as i64)
+            .fetch_one(executor)
+            .await?
+            .try_get(0)?;
+    Ok(blocks.max(0) as u64)
+}
+
+/// Adds the cache nodes of every complete block below `size` that it lacks, and
+/// the levels above, inside `tx`. Leaf hashes come from `recent` (the hashes of
+/// entries `recent.0..`, just appended) where it has them, else from the ledger.
+/// Does nothing when a leaf row is missing (the cache stays short; proofs then use
+/// every leaf).
+async fn extend_merkle_cache(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    size: u64,
+    recent: Option<(u64, &[Hash])>,
+) -> Result<(), StoreError> {
+    let have = cached_blocks(&mut **tx).await?;
+    let want = size >> CACHE_LEVEL;
+    if have >= want {
+        return Ok(());
+    }
+    let (start, end) = (have << CACHE_LEVEL, want << CACHE_LEVEL);
+    let mut leaves: Vec<Hash> = Vec::with_capacity((end - start) as usize);
+    let stored_until = recent.map_or(end, |(first, _)| first.clamp(start, end));
+    if stored_until > start {
+        let rows =
+            sqlx::query("SELECT seq, hash FROM ledger WHERE seq >= ? AND seq < ? ORDER BY seq")
+                .bind(start as i64)
+                .bind(stored_until as i64)
+                .fetch_all(&mut **tx)
+                .await?;
+        for (offset, row) in rows.iter().enumerate() {
+            if row.try_get::<i64, _>(0)? as u64 != start + offset as u64 {
+                return Ok(());
+            }
+            leaves.push(to_hash(row.try_get::<&[u8], _>(1)?));
+        }
+    }
+    if let Some((first, hashes)) = recent {
+        let skip = (stored_until - first) as usize;
+        let take = (end - stored_until) as usize;
+        leaves.extend(hashes.iter().skip(skip).take(take));
+    }
+    if leaves.len() as u64 != end - start {
+        return Ok(());
+    }
+    // Level CACHE_LEVEL from the leaves, each level above from the one below; a
+    // level's first new node may pair with the last cached node on its left.
+    let mut new_nodes: Vec<(u32, u64, Hash)> = Vec::new();
+    let mut level_nodes: Vec<Hash> = leaves
+        .chunks_exact(1 << CACHE_LEVEL)
+        .map(firebreak_ledger::root)
+        .collect();
+    let (mut level, mut first) = (CACHE_LEVEL, have);
+    loop {
+        new_nodes.extend(
+            level_nodes
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (level, first + i as u64, *h)),
+        );
+        let (next_first, next_end) = (first / 2, (first + level_nodes.len() as u64) / 2);
+        if next_end <= next_first {
+            break;
+        }
+        let mut below = level_nodes;
+        if first % 2 == 1 {
+            let left: Vec<u8> =
+                sqlx::query("SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?")
+                    .bind(level as i64)
+                    .bind((first - 1) as i64)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .map(|row| row.try_get(0))
+                    .transpose()?
+                    .unwrap_or_default();
+            if left.len() != 32 {
+                return Ok(());
+            }
+            below.insert(0, to_hash(&left));
+        }
+        level_nodes = below
+            .chunks_exact(2)
+            .map(|pair| firebreak_ledger::node_hash(&pair[0], &pair[1]))
+            .collect();
+        level += 1;
+        first = next_first;
+    }
+    for chunk in new_nodes.chunks(300) {
+        let mut sql = String::from("INSERT OR IGNORE INTO merkle_nodes (level, idx, hash) VALUES ");
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
+        }
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (level, index, hash) in chunk {
+            query = query
+                .bind(*level as i64)
+                .bind(*index as i64)
+                .bind(hash.to_vec());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Events per thread below which `event_members` stays on one thread.
+const MIN_EVENTS_PER_THREAD: usize = 256;
+
+/// Each event's `"data":…,"kind":"…"` members as they appear in its canonical
+/// payload (they do not depend on the chain), computed on every core: the costly
+/// part of sealing, which the hash chain would otherwise keep on one.
+fn event_members(events: &[Event]) -> Result<Vec<String>, StoreError> {
+    let members = |events: &[Event]| -> Result<Vec<String>, StoreError> {
+        events
+            .iter()
+            .map(|event| {
+                let object = canonical_json(event)?;
+                Ok(object
+                    .strip_prefix('{')
+                    .and_then(|o| o.strip_suffix('}'))
+                    .unwrap_or_default()
+                    .to_string())
+            })
+            .collect()
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(events.len() / MIN_EVENTS_PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return members(events);
+    }
+    let chunk = events.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = events
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || members(part)))
+            .collect();
+        let mut all = Vec::with_capacity(events.len());
+        for handle in handles {
+            let part = handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            all.extend(part);
+        }
+        Ok(all)
+    })
+}
+
+/// The entry `Entry::seal` makes of `event` at `cursor`, given the event's
+/// canonical members (`event_members`). The payload's members sort as `at`,
+/// `campaign`, `data`, `kind`, `prev`, `seq`, `v`, so the canonical text is those
+/// pieces in that order; a `seq` beyond 2^53 (where canonical numbers round) and
+/// an empty `members` go through `Entry::seal` itself. A test holds the two equal.
+fn seal_with(
+    cursor: &Cursor,
+    campaign: &str,
+    at: Timestamp,
+    event: &Event,
+    members: &str,
+) -> Result<Entry, StoreError> {
+    if cursor.next_seq >= 1 << 53 || members.is_empty() {
+        return Ok(Entry::seal(
+            cursor.next_seq,
+            &cursor.prev,
+            campaign,
+            at,
+            event,
+        )?);
+    }
+    let payload = format!(
+        "{{\"at\":{},\"campaign\":{},{members},\"prev\":\"{}\",\"seq\":{},\"v\":{}}}",
+        canonical_json(&firebreak_core::format_rfc3339(at))?,
+        canonical_json(&campaign)?,
+        hex(&cursor.prev),
+        cursor.next_seq,
+        firebreak_ledger::FORMAT_VERSION,
+    );
+    Ok(Entry {
+        seq: cursor.next_seq,
+        campaign: campaign.to_string(),
+        kind: event.kind().to_string(),
+        hash: firebreak_ledger::leaf_hash(payload.as_bytes()),
+        payload,
+    })
+}
+
 fn to_hash(bytes: &[u8]) -> Hash {
     let mut hash = [0u8; 32];
     if bytes.len() == 32 {
@@ -870,21 +1088,33 @@ impl Store for SqliteStore {
     }
 
     async fn ledger(&self) -> Result<Vec<Entry>, StoreError> {
-        let rows =
-            sqlx::query("SELECT seq, campaign, kind, payload, hash FROM ledger ORDER BY seq")
-                .fetch_all(&self.inner.readers)
-                .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Entry {
-                    seq: row.try_get::<i64, _>(0)? as u64,
-                    campaign: row.try_get(1)?,
-                    kind: row.try_get(2)?,
-                    payload: row.try_get(3)?,
-                    hash: to_hash(&row.try_get::<Vec<u8>, _>(4)?),
-                })
-            })
-            .collect()
+        // Two halves read at once on two reader connections (each runs SQLite on
+        // its own thread), each in slices so rows are converted as they come; the
+        // first slice is open below and the last open above, so every row is
+        // returned whatever its `seq`.
+        const SLICE: u64 = 1 << 16;
+        let size = self.ledger_size().await?;
+        let half = (size / 2).next_multiple_of(SLICE);
+        let read = |from: u64, to: u64| async move {
+            let mut rows = Vec::new();
+            let mut start = from;
+            loop {
+                let end = (start + SLICE).min(to);
+                let low = (start > 0).then_some(start);
+                let high = (end < size).then_some(end);
+                rows.extend(self.ledger_range(low, high).await?);
+                if end >= to {
+                    return Ok::<_, StoreError>(rows);
+                }
+                start = end;
+            }
+        };
+        let (low, high) = tokio::join!(read(0, half.min(size)), read(half.min(size), size));
+        let mut rows = low?;
+        if half < size {
+            rows.extend(high?);
+        }
+        Ok(rows)
     }
 
     async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
@@ -974,6 +1204,243 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Appends `events` of `campaign` to the ledger in one transaction, sealed
+    /// exactly as every state change seals its entries, and returns how many were
+    /// appended. The events change no state table: this is for records that stand
+    /// alone (imports, benchmarks); state changes append through their own methods.
+    ///
+    /// Why: a transaction per entry costs a commit each, and a statement per entry
+    /// a hand-off to the driver's thread each; here the rows go in multi-row
+    /// `INSERT`s of a single transaction.
+    pub async fn append_batch(&self, campaign: &str, events: &[Event]) -> Result<u64, StoreError> {
+        /// Rows per `INSERT` statement (5 bound values each, below SQLite's limit of
+        /// 32,766 variables).
+        const ROWS_PER_STATEMENT: usize = 500;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let members = event_members(events)?;
+        let mut w = self.begin().await?;
+        let at = self.now();
+        let first_seq = w.cursor.next_seq;
+        let mut entries = Vec::with_capacity(events.len());
+        for (event, members) in events.iter().zip(&members) {
+            let entry = seal_with(&w.cursor, campaign, at, event, members)?;
+            w.cursor.next_seq += 1;
+            w.cursor.prev = entry.hash;
+            entries.push(entry);
+        }
+        for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+            let mut sql =
+                String::from("INSERT INTO ledger (seq, campaign, kind, payload, hash) VALUES ");
+            for index in 0..chunk.len() {
+                sql.push_str(if index == 0 {
+                    "(?, ?, ?, ?, ?)"
+                } else {
+                    ", (?, ?, ?, ?, ?)"
+                });
+            }
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for entry in chunk {
+                query = query
+                    .bind(entry.seq as i64)
+                    .bind(entry.campaign.as_str())
+                    .bind(entry.kind.as_str())
+                    .bind(entry.payload.as_str())
+                    .bind(&entry.hash[..]);
+            }
+            query.execute(&mut *w.tx).await?;
+        }
+        // The tree update: cache nodes of the blocks this batch completed.
+        let hashes: Vec<Hash> = entries.iter().map(|e| e.hash).collect();
+        extend_merkle_cache(&mut w.tx, w.cursor.next_seq, Some((first_seq, &hashes))).await?;
+        self.commit(w).await?;
+        Ok(entries.len() as u64)
+    }
+
+    /// One more than the highest `seq` in the ledger: its length when intact.
+    pub async fn ledger_size(&self) -> Result<u64, StoreError> {
+        let size: i64 = sqlx::query("SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger")
+            .fetch_one(&self.inner.readers)
+            .await?
+            .try_get(0)?;
+        Ok(size.max(0) as u64)
+    }
+
+    /// Ledger rows with `low <= seq < high` (a missing bound is open), in `seq`
+    /// order.
+    async fn ledger_range(
+        &self,
+        low: Option<u64>,
+        high: Option<u64>,
+    ) -> Result<Vec<Entry>, StoreError> {
+        // Literal bounds in the SQL text let SQLite seek the primary key.
+        let filter = match (low, high) {
+            (None, None) => String::new(),
+            (Some(low), None) => format!(" WHERE seq >= {low}"),
+            (None, Some(high)) => format!(" WHERE seq < {high}"),
+            (Some(low), Some(high)) => format!(" WHERE seq >= {low} AND seq < {high}"),
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT seq, campaign, kind, payload, hash FROM ledger{filter} ORDER BY seq"
+        )))
+        .persistent(false)
+        .fetch_all(&self.inner.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Entry {
+                    seq: row.try_get::<i64, _>(0)? as u64,
+                    campaign: row.try_get(1)?,
+                    kind: row.try_get(2)?,
+                    payload: row.try_get(3)?,
+                    hash: to_hash(row.try_get::<&[u8], _>(4)?),
+                })
+            })
+            .collect()
+    }
+
+    /// Every leaf hash (the `hash` column) in `seq` order.
+    pub async fn ledger_hashes(&self) -> Result<Vec<Hash>, StoreError> {
+        let rows = sqlx::query("SELECT hash FROM ledger ORDER BY seq")
+            .fetch_all(&self.inner.readers)
+            .await?;
+        rows.iter()
+            .map(|row| Ok(to_hash(row.try_get::<&[u8], _>(0)?)))
+            .collect()
+    }
+
+    /// The inclusion proof of entry `seq` in the tree of the first `tree_size`
+    /// entries, from the stored leaf hashes and the Merkle cache (`merkle_nodes`,
+    /// brought up to `tree_size` first), reading a few hundred rows at most.
+    /// `None` when `seq >= tree_size`, when the ledger is shorter, or when a row
+    /// it needs is missing: the caller then falls back to all leaves.
+    ///
+    /// The cache is derived data and is not trusted: a proof is only as good as
+    /// its check against a signed root (`verify_inclusion`), which a forged cache
+    /// row fails.
+    pub async fn inclusion_proof(
+        &self,
+        seq: u64,
+        tree_size: u64,
+    ) -> Result<Option<LedgerProof>, StoreError> {
+        if seq >= tree_size || tree_size > self.ledger_size().await? {
+            return Ok(None);
+        }
+        self.fill_merkle_cache(tree_size).await?;
+        let needed = firebreak_ledger::proof_nodes(seq, tree_size);
+        let mut known: HashMap<Node, Hash> = HashMap::new();
+        // Cached subtrees, in one query.
+        let cached: Vec<&Node> = needed.iter().filter(|n| n.level >= CACHE_LEVEL).collect();
+        if !cached.is_empty() {
+            let mut sql = String::from("SELECT level, idx, hash FROM merkle_nodes WHERE ");
+            for (i, _) in cached.iter().enumerate() {
+                sql.push_str(if i == 0 {
+                    "(level = ? AND idx = ?)"
+                } else {
+                    " OR (level = ? AND idx = ?)"
+                });
+            }
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for node in &cached {
+                query = query.bind(node.level as i64).bind(node.index as i64);
+            }
+            for row in query.fetch_all(&self.inner.readers).await? {
+                let node = Node {
+                    level: row.try_get::<i64, _>(0)? as u32,
+                    index: row.try_get::<i64, _>(1)? as u64,
+                };
+                known.insert(node, to_hash(row.try_get::<&[u8], _>(2)?));
+            }
+        }
+        // Smaller subtrees, and the leaf, from the leaf hashes of their blocks.
+        let block = 1u64 << CACHE_LEVEL;
+        let mut blocks: Vec<u64> = needed
+            .iter()
+            .filter(|n| n.level < CACHE_LEVEL)
+            .map(|n| n.start() / block)
+            .chain([seq / block])
+            .collect();
+        blocks.sort_unstable();
+        blocks.dedup();
+        let mut leaf = None;
+        for b in blocks {
+            let (start, end) = (b * block, ((b + 1) * block).min(tree_size));
+            let Some(leaves) = self.leaf_hashes(&self.inner.readers, start, end).await? else {
+                return Ok(None);
+            };
+            if (start..end).contains(&seq) {
+                leaf = Some(leaves[(seq - start) as usize]);
+            }
+            let tree = MerkleTree::new(leaves);
+            for node in needed
+                .iter()
+                .filter(|n| n.level < CACHE_LEVEL && n.start() / block == b)
+            {
+                let local = Node {
+                    level: node.level,
+                    index: node.index - (start >> node.level),
+                };
+                if let Some(hash) = tree.node(local) {
+                    known.insert(*node, hash);
+                }
+            }
+        }
+        let lookup = |node: Node| known.get(&node).copied();
+        let (Some(leaf), Some(root), Some(path)) = (
+            leaf,
+            firebreak_ledger::root_from(tree_size, lookup),
+            firebreak_ledger::inclusion_proof_from(seq, tree_size, lookup),
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(LedgerProof {
+            seq,
+            tree_size,
+            leaf,
+            root,
+            path,
+        }))
+    }
+
+    /// Leaf hashes of entries `start..end`, `None` unless every one is there.
+    async fn leaf_hashes<'e, E>(
+        &self,
+        executor: E,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<Vec<Hash>>, StoreError>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    {
+        let rows =
+            sqlx::query("SELECT seq, hash FROM ledger WHERE seq >= ? AND seq < ? ORDER BY seq")
+                .bind(start as i64)
+                .bind(end as i64)
+                .fetch_all(executor)
+                .await?;
+        let mut leaves = Vec::with_capacity(rows.len());
+        for (offset, row) in rows.iter().enumerate() {
+            if row.try_get::<i64, _>(0)? as u64 != start + offset as u64 {
+                return Ok(None);
+            }
+            leaves.push(to_hash(row.try_get::<&[u8], _>(1)?));
+        }
+        Ok((leaves.len() as u64 == end - start).then_some(leaves))
+    }
+
+    /// Brings the Merkle cache up to the first `size` entries, in its own
+    /// transaction, when it lags.
+    async fn fill_merkle_cache(&self, size: u64) -> Result<(), StoreError> {
+        if cached_blocks(&self.inner.readers).await? >= size >> CACHE_LEVEL {
+            return Ok(());
+        }
+        let mut tx = self.inner.writer.begin_with("BEGIN IMMEDIATE").await?;
+        extend_merkle_cache(&mut tx, size, None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// One trial of a campaign.
     pub async fn trial(&self, campaign: &str, number: u64) -> Result<Trial, StoreError> {
         match self
@@ -1018,6 +1485,130 @@ mod tests {
         format!("sqlite://{}/db.sqlite", dir.path().display())
     }
 
+    fn sample_events(n: u64) -> Vec<Event> {
+        (0..n)
+            .map(|i| match i % 4 {
+                0 => serde_json::from_value(serde_json::json!({
+                    "kind": "trial_proposed",
+                    "data": {
+                        "number": i,
+                        "params": {"x\u{1F600}\"\n": 0.1 * i as f64 + 1e-7},
+                        "proposer": "tpe",
+                        "rationale": "é \u{1} tab\t",
+                        "retry_of": (i % 8 == 0).then_some(1),
+                    }
+                }))
+                .expect("an event"),
+                1 => Event::TrialStarted {
+                    number: i,
+                    run: 1,
+                    worker: 0,
+                    policy: Some(Authorization {
+                        decision: "allow".into(),
+                        policies: vec!["p".into()],
+                    }),
+                },
+                2 => Event::TrialFinished {
+                    number: i,
+                    state: TrialState::Complete,
+                    metrics: [("loss".to_string(), 1e21 + i as f64)].into(),
+                    error: None,
+                    cpu_seconds: Some(2.5),
+                    wall_seconds: None,
+                },
+                _ => Event::CampaignCreated {
+                    spec: serde_json::json!({"b": [1, 2.0, null], "a": {"z": "ü"}}),
+                    spec_hash: "abc".into(),
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batch_sealing_writes_the_bytes_entry_seal_writes() {
+        let events = sample_events(600);
+        let members = event_members(&events).expect("members");
+        let mut cursor = Cursor {
+            next_seq: 0,
+            prev: GENESIS,
+        };
+        for (event, members) in events.iter().zip(&members) {
+            let fast = seal_with(&cursor, "c\u{e9}\"", 1_234_567, event, members).expect("fast");
+            let plain = Entry::seal(cursor.next_seq, &cursor.prev, "c\u{e9}\"", 1_234_567, event)
+                .expect("plain");
+            assert_eq!(fast, plain);
+            cursor.next_seq += 1;
+            cursor.prev = plain.hash;
+        }
+    }
+
+    #[tokio::test]
+    async fn cached_inclusion_proofs_equal_proofs_from_every_leaf() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&url(&dir)).await.expect("opened");
+        // Batches of odd sizes, so blocks complete mid-batch and across batches.
+        for size in [1, 300, 255, 700, 2, 1_300] {
+            store
+                .append_batch("c", &sample_events(size))
+                .await
+                .expect("appended");
+        }
+        let total = store.ledger_size().await.expect("size");
+        assert_eq!(total, 2_558);
+        let rows = store.ledger().await.expect("ledger");
+        assert_eq!(rows.len() as u64, total);
+        assert_eq!(firebreak_ledger::verify_chain(&rows), Ok(total));
+        let hashes = store.ledger_hashes().await.expect("hashes");
+        assert_eq!(hashes, rows.iter().map(|e| e.hash).collect::<Vec<_>>());
+        let tree = MerkleTree::new(hashes.clone());
+        let check = |proof: Option<LedgerProof>, seq: u64, size: u64| {
+            let proof = proof.expect("a proof");
+            assert_eq!(proof.leaf, hashes[seq as usize]);
+            assert_eq!(Some(proof.root), tree.root(size), "root of {size}");
+            assert_eq!(
+                Some(proof.path),
+                tree.inclusion_proof(seq, size),
+                "seq {seq} of {size}"
+            );
+        };
+        for (seq, size) in [
+            (0, 1),
+            (0, 2_558),
+            (2_557, 2_558),
+            (700, 1_024),
+            (1_023, 1_025),
+            (511, 2_000),
+        ] {
+            check(
+                store.inclusion_proof(seq, size).await.expect("proof"),
+                seq,
+                size,
+            );
+        }
+        assert_eq!(store.inclusion_proof(5, 5).await.expect("none"), None);
+        assert_eq!(store.inclusion_proof(5, 9_999).await.expect("none"), None);
+        // A cache built from scratch (entries appended one by one) agrees.
+        let dir2 = tempfile::tempdir().expect("tempdir");
+        let plain = SqliteStore::open(&url(&dir2)).await.expect("opened");
+        for chunk in sample_events(600).chunks(1) {
+            let mut w = plain.begin().await.expect("begin");
+            plain.append(&mut w, "c", &chunk[0]).await.expect("append");
+            plain.commit(w).await.expect("commit");
+        }
+        let hashes2 = plain.ledger_hashes().await.expect("hashes");
+        let tree2 = MerkleTree::new(hashes2);
+        let proof = plain
+            .inclusion_proof(300, 600)
+            .await
+            .expect("proof")
+            .expect("some");
+        assert_eq!(Some(proof.path), tree2.inclusion_proof(300, 600));
+        assert_eq!(
+            cached_blocks(&plain.inner.readers).await.expect("blocks"),
+            2
+        );
+    }
+
     #[tokio::test]
     async fn an_old_schema_is_refused_until_upgraded() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1028,7 +1619,7 @@ mod tests {
         let error = SqliteStore::open(&url(&dir)).await.expect_err("refused");
         assert_eq!(
             error.to_string(),
-            "the database schema is version 1; this binary needs version 4\n\
+            "the database schema is version 1; this binary needs version 5\n\
              hint: run `firebreak storage upgrade` (it never rewrites ledger rows)"
         );
         let (store, before) = SqliteStore::upgrade(&url(&dir)).await.expect("upgraded");
