@@ -532,6 +532,7 @@ async fn enqueue(cli: &Cli, campaign: &str, text: &str) -> Outcome {
         priority: 1,
         number: None,
         policy: None,
+        exploit: None,
     };
     let number = store.enqueue(campaign, &trial).await?;
     println!("queued trial {number} of {campaign}; it runs before new proposals");

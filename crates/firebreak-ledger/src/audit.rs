@@ -839,6 +839,7 @@ mod tests {
                 rationale: String::new(),
                 retry_of: None,
                 policy: None,
+                exploit: None,
             },
         ]);
         let mut state = StateSnapshot::default();

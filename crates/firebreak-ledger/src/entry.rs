@@ -7,6 +7,15 @@ use sha2::{Digest, Sha256};
 use crate::LedgerError;
 use crate::request::{RequestBody, RequestState, SignedDecision};
 
+/// A PBT exploit: a new trial starts from a better trial's checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exploit {
+    /// The better trial whose checkpoint and parameters are copied.
+    pub from: u64,
+    /// The worse trial it replaces (stopped).
+    pub replaces: u64,
+}
+
 /// A policy decision as recorded: allow or deny, and the policies that decided.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Authorization {
@@ -81,6 +90,10 @@ pub enum Event {
         /// The policy decision that allowed the proposal.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         policy: Option<Authorization>,
+        /// For PBT: the trial whose checkpoint and parameters it copies, and the
+        /// trial it replaces.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exploit: Option<Exploit>,
     },
     /// A worker claimed the trial and started it.
     TrialStarted {

@@ -196,6 +196,7 @@ pub fn components(spec: &CampaignSpec) -> Result<Components, RunnerError> {
         &search.scheduler,
         &options(&search.scheduler_options),
         &spec.objectives,
+        &spec.space,
     )
     .map_err(|e| located("scheduler", "scheduler_options", e))?;
     Ok((proposer, scheduler))
@@ -578,6 +579,7 @@ impl<S: Store> Campaign<S> {
             priority: 0,
             number: None,
             policy: Some(allowed),
+            exploit: None,
         };
         // The number is taken and the trial enters the history before the commit,
         // so concurrent proposals see it and numbers follow proposal order; the
@@ -632,6 +634,85 @@ impl<S: Store> Campaign<S> {
             objectives: &self.spec.objectives,
         };
         Ok(self.scheduler.decide(&trial, step, &view))
+    }
+
+    /// PBT's exploit: queues a new trial with `params` that replaces trial
+    /// `stopped` and starts from trial `from`'s checkpoint (`prepare` copies it
+    /// under the new number before the trial can be claimed). Like every
+    /// proposal it is checked against the space and authorised (`agent:pbt`).
+    /// Returns the new number, or `None` when the budget has no room for it.
+    pub async fn exploit(
+        &self,
+        stopped: u64,
+        from: u64,
+        params: firebreak_core::Params,
+        reason: &str,
+        prepare: impl FnOnce(u64) -> Result<(), RunnerError>,
+    ) -> Result<Option<u64>, RunnerError> {
+        let agent = Principal::Agent {
+            name: "pbt".to_string(),
+        };
+        if let Err(error) = self.spec.space.validate(&params) {
+            let reason = format!("out of the campaign's space: {error}");
+            let subject = serde_json::to_value(&params).ok();
+            governance::deny(
+                &self.store,
+                self.name(),
+                Action::ProposeTrial.id(),
+                &agent,
+                reason,
+                None,
+                subject,
+            )
+            .await?;
+            return Ok(None);
+        }
+        let allowed = match self.gov.require(&agent, Action::ProposeTrial) {
+            Ok(allowed) => allowed,
+            Err((decision, error)) => {
+                let subject = serde_json::to_value(&params).ok();
+                governance::deny(
+                    &self.store,
+                    self.name(),
+                    Action::ProposeTrial.id(),
+                    &agent,
+                    error.to_string(),
+                    Some(decision),
+                    subject,
+                )
+                .await?;
+                return Err(error.into());
+            }
+        };
+        let mut state = self.state.lock().await;
+        let counts = counts_of(&state.history);
+        // The stopped trial is still counted as running; it is about to finish.
+        if counts.finished() + counts.running + counts.queued >= self.spec.spec.search.n_trials {
+            return Ok(None);
+        }
+        let number = state.next_number;
+        prepare(number)?;
+        let new = NewTrial {
+            params,
+            proposer: "pbt".to_string(),
+            rationale: reason.to_string(),
+            retry_of: None,
+            priority: 2,
+            number: Some(number),
+            policy: Some(allowed),
+            exploit: Some(firebreak_ledger::Exploit {
+                from,
+                replaces: stopped,
+            }),
+        };
+        let number = self.store.enqueue(self.name(), &new).await?;
+        state.upsert(Trial::queued(
+            number,
+            new.params,
+            &new.proposer,
+            &new.rationale,
+        ));
+        Ok(Some(number))
     }
 
     /// Finishes a running trial. A failed trial with retries left is queued again
@@ -754,6 +835,7 @@ impl<S: Store> Campaign<S> {
             priority: 1,
             number: None,
             policy: None,
+            exploit: None,
         };
         let number = self.store.enqueue(self.name(), &new).await?;
         let mut queued = Trial::queued(number, new.params, &new.proposer, &new.rationale);

@@ -90,6 +90,45 @@ pub enum Attempt {
     Reeval,
 }
 
+/// Copies trial `from`'s checkpoint folder into trial `to`'s (PBT's exploit), so
+/// that `to` starts with `FIREBREAK_RESUME_FROM` pointing at the copy.
+fn copy_checkpoint(
+    task: &CommandTask,
+    campaign: &str,
+    from: u64,
+    to: u64,
+) -> Result<(), RunnerError> {
+    let dir = |number: u64| -> Result<PathBuf, RunnerError> {
+        let work = task.work_dir(campaign, number)?;
+        Ok(work
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+            .join("checkpoint"))
+    };
+    copy_tree(&dir(from)?, &dir(to)?).map_err(|source| RunnerError::Io {
+        context: format!("copying the checkpoint of trial {from} for trial {to}"),
+        source,
+    })
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    if !from.exists() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
 /// How a trial's execution ended.
 #[derive(Debug)]
 pub enum Ended {
@@ -288,14 +327,21 @@ pub async fn execute<S: Store>(
                         if has_objectives(objectives, &report.metrics) {
                             candidate = Some(report.metrics.clone());
                         }
-                        if stop.is_none()
-                            && !interrupted
-                            && !reeval
-                            && let Decision::Stop { reason } = campaign.report(number, report).await?
-                        {
-                            stop = Some((TrialState::Pruned, reason));
-                            host::signal_group(pgid, libc::SIGTERM);
-                            kill_at = Some(tokio::time::Instant::now() + GRACE_PERIOD);
+                        if stop.is_none() && !interrupted && !reeval {
+                            let reason = match campaign.report(number, report).await? {
+                                Decision::Continue => None,
+                                Decision::Stop { reason } => Some(reason),
+                                Decision::Exploit { from, params, reason } => {
+                                    let copy = |new: u64| copy_checkpoint(task, &name, from, new);
+                                    campaign.exploit(number, from, params, &reason, copy).await?;
+                                    Some(reason)
+                                }
+                            };
+                            if let Some(reason) = reason {
+                                stop = Some((TrialState::Pruned, reason));
+                                host::signal_group(pgid, libc::SIGTERM);
+                                kill_at = Some(tokio::time::Instant::now() + GRACE_PERIOD);
+                            }
                         }
                     }
                 },

@@ -7,8 +7,8 @@
 //! [`EvolutionProposer`], [`TpeProposer`], [`Nsga2Proposer`], [`CmaEsProposer`], [`SobolProposer`],
 //! [`GpProposer`];
 //! [`Scheduler`]
-//! with [`NoScheduler`], [`MedianScheduler`], [`AshaScheduler`] and
-//! [`HyperbandScheduler`]; [`History`], the read-only view of
+//! with [`NoScheduler`], [`MedianScheduler`], [`AshaScheduler`],
+//! [`HyperbandScheduler`] and [`PbtScheduler`]; [`History`], the read-only view of
 //! past trials both are given; [`proposer`] and [`scheduler`] build them by name.
 //!
 //! The proposer contract follows Optuna's sampler: infer a joint ("relative")
@@ -30,6 +30,7 @@ mod grid;
 mod linalg;
 mod median;
 mod nsga2;
+mod pbt;
 mod proposer;
 mod random;
 mod registry;
@@ -47,6 +48,7 @@ pub use gp::{GpOptions, GpProposer};
 pub use grid::GridProposer;
 pub use median::MedianScheduler;
 pub use nsga2::Nsga2Proposer;
+pub use pbt::{PbtOptions, PbtScheduler};
 pub use proposer::{History, Proposal, Proposer, propose};
 pub use random::{RandomProposer, sample_uniform};
 pub use registry::{Options, PROPOSERS, SCHEDULERS, proposer, scheduler};

@@ -29,7 +29,7 @@ pub const PROPOSERS: &[&str] = &[
 ];
 
 /// The schedulers this build implements.
-pub const SCHEDULERS: &[&str] = &["none", "median", "asha", "hyperband"];
+pub const SCHEDULERS: &[&str] = &["none", "median", "asha", "hyperband", "pbt"];
 
 fn check_keys(
     component: &'static str,
@@ -258,6 +258,7 @@ pub fn scheduler(
     name: &str,
     options: &Options,
     objectives: &Objectives,
+    space: &SearchSpace,
 ) -> Result<Box<dyn Scheduler>, SearchError> {
     match name {
         "none" => {
@@ -290,6 +291,33 @@ pub fn scheduler(
             } else {
                 Ok(Box::new(HyperbandScheduler::new(objectives, halving)?))
             }
+        }
+        "pbt" => {
+            check_keys(
+                "scheduler",
+                name,
+                options,
+                &[
+                    "interval",
+                    "quantile",
+                    "resample_probability",
+                    "perturbation",
+                    "last_step",
+                ],
+            )?;
+            let defaults = crate::PbtOptions::default();
+            let pbt = crate::PbtOptions {
+                interval: whole(options, "interval", defaults.interval)?,
+                quantile: number(options, "quantile")?.unwrap_or(defaults.quantile),
+                resample_probability: number(options, "resample_probability")?
+                    .unwrap_or(defaults.resample_probability),
+                perturbation: number(options, "perturbation")?.unwrap_or(defaults.perturbation),
+                last_step: options
+                    .get("last_step")
+                    .map(|_| whole(options, "last_step", 0))
+                    .transpose()?,
+            };
+            Ok(Box::new(crate::PbtScheduler::new(objectives, space, pbt)?))
         }
         _ => Err(SearchError::Unknown {
             component: "scheduler",

@@ -14,6 +14,17 @@ pub enum Decision {
         /// Why, in words recorded with the trial.
         reason: String,
     },
+    /// Stop it now (`pruned`, with this reason) and replace it by a new trial with
+    /// `params` that starts from trial `from`'s checkpoint (PBT's exploit and
+    /// explore). Without checkpoints the new trial starts afresh.
+    Exploit {
+        /// The better trial whose checkpoint is copied.
+        from: u64,
+        /// The new trial's parameters (explored from `from`'s).
+        params: firebreak_core::Params,
+        /// Why, in words recorded with both trials.
+        reason: String,
+    },
 }
 
 /// Decides from intermediate results which running trials continue. Like Optuna's

@@ -36,7 +36,8 @@ struct Rung {
 fn asha_promotes_only_the_top_of_each_rung_and_never_twice() {
     let objectives = Objectives::single("acc", Direction::Maximize);
     let options = halving_options();
-    let asha = scheduler("asha", &options, &objectives).expect("built");
+    let space = firebreak_core::SearchSpace::default();
+    let asha = scheduler("asha", &options, &objectives, &space).expect("built");
     let rungs = [1u64, 3, 9];
     let mut rng = Rng::new(11);
     let mut trials: Vec<Trial> = Vec::new();
@@ -100,7 +101,7 @@ fn asha_promotes_only_the_top_of_each_rung_and_never_twice() {
             assert_eq!(decision, Decision::Continue, "a stop away from a rung");
         }
         running[w] = match decision {
-            Decision::Stop { .. } => {
+            Decision::Stop { .. } | Decision::Exploit { .. } => {
                 trials[index].state = TrialState::Pruned;
                 None
             }
@@ -137,5 +138,6 @@ fn hyperband_brackets_split_trials_by_their_sizes() {
     for bracket in &brackets {
         assert_eq!(counts[&bracket.s], bracket.n, "bracket {}", bracket.s);
     }
-    assert!(scheduler("hyperband", &options, &objectives).is_ok());
+    let space = firebreak_core::SearchSpace::default();
+    assert!(scheduler("hyperband", &options, &objectives, &space).is_ok());
 }

@@ -52,7 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             } else {
                 halving.clone()
             };
-            let chosen = scheduler(name, &options, objectives)?;
+            let chosen = scheduler(name, &options, objectives, &spec.space)?;
             let mut random = proposer("random", &Options::new(), &spec.space, objectives)?;
             let sim = Simulation {
                 workers: WORKERS,

@@ -218,7 +218,8 @@ pub fn simulate(
         };
         let decision = scheduler.decide(&trials[slot.index], slot.epoch, &history);
         let finished = match decision {
-            Decision::Stop { reason } => {
+            // PBT's exploit is not simulated: the trial stops like any other.
+            Decision::Stop { reason } | Decision::Exploit { reason, .. } => {
                 trials[slot.index].state = TrialState::Pruned;
                 trials[slot.index].error = Some(reason);
                 true

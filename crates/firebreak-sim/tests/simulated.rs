@@ -41,7 +41,7 @@ fn run(scheduler_name: &str, workers: usize, n_trials: u64, seed: u64) -> SimRep
     } else {
         halving()
     };
-    let chosen = scheduler(scheduler_name, &options, &objectives).expect("scheduler");
+    let chosen = scheduler(scheduler_name, &options, &objectives, &space).expect("scheduler");
     let sim = Simulation {
         workers,
         max_epochs: 27,

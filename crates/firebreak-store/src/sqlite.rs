@@ -332,6 +332,7 @@ impl SqliteStore {
             rationale: trial.rationale.clone(),
             retry_of: trial.retry_of,
             policy: trial.policy.clone(),
+            exploit: trial.exploit,
         };
         self.append(w, campaign, &event).await?;
         Ok(number)
@@ -1645,6 +1646,7 @@ mod tests {
             priority: 0,
             number: None,
             policy: None,
+            exploit: None,
         };
         let started = store
             .propose_and_start("c", &trial, 1, 0, None)

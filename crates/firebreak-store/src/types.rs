@@ -4,8 +4,8 @@ use std::future::Future;
 
 use firebreak_core::{Metrics, Params, Report, Timestamp, Trial, TrialState};
 use firebreak_ledger::{
-    Authorization, Checkpoint, Entry, Event, Request, RequestKind, RequestState, SignedDecision,
-    StateSnapshot,
+    Authorization, Checkpoint, Entry, Event, Exploit, Request, RequestKind, RequestState,
+    SignedDecision, StateSnapshot,
 };
 use serde::{Deserialize, Serialize};
 
@@ -109,6 +109,8 @@ pub struct NewTrial {
     pub number: Option<u64>,
     /// The policy decision that allowed the proposal (recorded in the ledger).
     pub policy: Option<Authorization>,
+    /// For PBT: which trial's checkpoint it copies and which it replaces.
+    pub exploit: Option<Exploit>,
 }
 
 /// How a running trial ended.

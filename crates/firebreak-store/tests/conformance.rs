@@ -24,6 +24,7 @@ fn new_trial(x: i64, priority: i64) -> NewTrial {
         priority,
         number: None,
         policy: None,
+        exploit: None,
     }
 }
 

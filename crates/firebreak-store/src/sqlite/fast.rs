@@ -434,6 +434,7 @@ impl SqliteStore {
                         rationale: trial.rationale.clone(),
                         retry_of: trial.retry_of,
                         policy: trial.policy.clone(),
+                        exploit: trial.exploit,
                     };
                     let started = Event::TrialStarted {
                         number,

@@ -1,0 +1,68 @@
+//! Population-based training on the worked example (`examples/pbt.toml`): each
+//! exploit copies a better trial's checkpoint, the new trial really resumes from
+//! it, and the ledger records both trial numbers.
+
+mod common;
+
+use common::Project;
+use serde_json::Value;
+
+#[test]
+fn pbt_copies_better_trials_checkpoints_and_records_both_numbers() {
+    let project = Project::new();
+    let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/pbt.toml");
+    let (code, _, stderr) = project.exec_within(300, &["run", spec.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stderr}");
+    let trials = project.trials("digits-pbt");
+    let (code, export, stderr) = project.exec(&["audit", "export"]);
+    assert_eq!(code, 0, "{stderr}");
+    let exploits: Vec<Value> = export
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|r| serde_json::from_str::<Value>(r["payload"].as_str()?).ok())
+        .filter(|p| p["kind"] == "trial_proposed" && p["data"].get("exploit").is_some())
+        .collect();
+    assert!(!exploits.is_empty(), "no exploit happened");
+    for entry in &exploits {
+        let data = &entry["data"];
+        let (number, from, replaces) = (
+            data["number"].as_u64().expect("number"),
+            data["exploit"]["from"].as_u64().expect("from"),
+            data["exploit"]["replaces"].as_u64().expect("replaces"),
+        );
+        assert_eq!(data["proposer"], "pbt");
+        // Only from a better trial: the stopped trial's reason gives both values.
+        let replaced = &trials[replaces as usize];
+        assert_eq!(replaced["state"], "pruned");
+        let reason = replaced["error"].as_str().expect("reason");
+        let mine: f64 = reason
+            .split(" = ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|v| v.parse().ok())
+            .expect("its value");
+        let marker = format!("exploit trial {from} (");
+        let theirs: f64 = reason
+            .split(&marker)
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|v| v.parse().ok())
+            .expect("the donor's value");
+        assert!(
+            theirs > mine,
+            "trial {replaces} copied worse trial {from}: {reason}"
+        );
+        // The new trial resumed from the copied checkpoint.
+        let first = trials[number as usize]["intermediate"][0]["step"]
+            .as_u64()
+            .expect("a first report");
+        assert!(first > 1, "trial {number} started from scratch");
+        let (code, log, _) = project.exec(&["logs", "digits-pbt", &number.to_string()]);
+        assert_eq!(code, 0);
+        assert!(
+            log.contains(&format!("resumed from epoch {}", first - 1)),
+            "{log}"
+        );
+    }
+    assert_eq!(project.verify().0, 0);
+}
