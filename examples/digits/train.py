@@ -123,12 +123,14 @@ def main():
         val_acc, val_loss = evaluate(net, val)
         if not math.isfinite(val_loss):
             val_loss = float("nan")
-        print(json.dumps({"step": epoch, "val_accuracy": val_acc, "val_loss": val_loss}), flush=True)
+        # Save before reporting: a scheduler may stop the trial as soon as it reads
+        # the report, and a paused or copied trial must find this epoch saved.
         if checkpoints:
             tmp = os.path.join(checkpoints, "state.json.tmp")
             with open(tmp, "w") as f:
                 json.dump({"net": net[:4], "epoch": epoch}, f)
             os.replace(tmp, os.path.join(checkpoints, "state.json"))
+        print(json.dumps({"step": epoch, "val_accuracy": val_acc, "val_loss": val_loss}), flush=True)
     if val_acc is None:
         val_acc, val_loss = evaluate(net, val)
     test_acc, test_loss = evaluate(net, test)

@@ -510,6 +510,14 @@ pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<u64, Violation> {
                 transition(&mut trials, number, &[TrialState::Running])?;
                 set_state(&mut trials, &campaign, number, TrialState::Queued);
             }
+            Event::TrialResumed { number, .. } => {
+                transition(&mut trials, number, &[TrialState::Pruned])?;
+                if let Some(t) = trials.get_mut(&(campaign.clone(), number)) {
+                    t.state = TrialState::Running;
+                    t.error = None;
+                    t.metrics = Metrics::new();
+                }
+            }
             Event::TrialReported {
                 number,
                 step,

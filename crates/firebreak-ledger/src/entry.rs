@@ -134,6 +134,18 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         wall_seconds: Option<f64>,
     },
+    /// A trial a scheduler paused (pruned at a rung, its checkpoint kept) was
+    /// promoted and resumed from its checkpoint.
+    TrialResumed {
+        /// Its number.
+        number: u64,
+        /// The run that resumed it.
+        run: u64,
+        /// The worker slot.
+        worker: u32,
+        /// Why (the promotion).
+        reason: String,
+    },
     /// A running trial went back to the queue, keeping number and parameters.
     TrialRequeued {
         /// Its number.
@@ -227,6 +239,7 @@ impl Event {
             Event::TrialReported { .. } => "trial_reported",
             Event::TrialFinished { .. } => "trial_finished",
             Event::TrialRequeued { .. } => "trial_requeued",
+            Event::TrialResumed { .. } => "trial_resumed",
             Event::RequestFiled { .. } => "request_filed",
             Event::RequestDecided { .. } => "request_decided",
             Event::RequestClosed { .. } => "request_closed",

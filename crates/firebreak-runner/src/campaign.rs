@@ -636,6 +636,35 @@ impl<S: Store> Campaign<S> {
         Ok(self.scheduler.decide(&trial, step, &view))
     }
 
+    /// Resumes, on `worker`, a paused trial the scheduler promotes now (ASHA with
+    /// `pause = true`), from its own checkpoint; `None` when there is none or the
+    /// campaign is halted.
+    pub async fn resume_promoted(&self, worker: u32) -> Result<Option<Trial>, RunnerError> {
+        let mut state = self.state.lock().await;
+        if state.halt.is_some() {
+            return Ok(None);
+        }
+        let view = History {
+            trials: &state.history,
+            objectives: &self.spec.objectives,
+        };
+        let Some(number) = self.scheduler.promote(&view) else {
+            return Ok(None);
+        };
+        let reason = format!(
+            "{}: promoted from the top of its rung; resumes from its checkpoint",
+            self.scheduler.name()
+        );
+        let resumed = self
+            .store
+            .resume_paused(self.name(), number, self.run, worker, &reason)
+            .await?;
+        if let Some(trial) = &resumed {
+            state.upsert(trial.clone());
+        }
+        Ok(resumed)
+    }
+
     /// PBT's exploit: queues a new trial with `params` that replaces trial
     /// `stopped` and starts from trial `from`'s checkpoint (`prepare` copies it
     /// under the new number before the trial can be claimed). Like every

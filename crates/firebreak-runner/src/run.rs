@@ -260,17 +260,23 @@ pub async fn run<S: Store>(
                 if campaign.halted().await.is_some() {
                     return Ok(());
                 }
-                if taken.fetch_add(1, Ordering::SeqCst) >= n_trials {
-                    taken.fetch_sub(1, Ordering::SeqCst);
-                    return Ok(());
-                }
-                let trial = match campaign.ask(worker).await {
-                    Ok(trial) => trial,
-                    Err(RunnerError::Halted { .. }) => {
-                        taken.fetch_sub(1, Ordering::SeqCst);
-                        return Ok(());
+                // A promoted paused trial goes first; it is not a new start.
+                let trial = match campaign.resume_promoted(worker).await? {
+                    Some(trial) => trial,
+                    None => {
+                        if taken.fetch_add(1, Ordering::SeqCst) >= n_trials {
+                            taken.fetch_sub(1, Ordering::SeqCst);
+                            return Ok(());
+                        }
+                        match campaign.ask(worker).await {
+                            Ok(trial) => trial,
+                            Err(RunnerError::Halted { .. }) => {
+                                taken.fetch_sub(1, Ordering::SeqCst);
+                                return Ok(());
+                            }
+                            Err(other) => return Err(other),
+                        }
                     }
-                    Err(other) => return Err(other),
                 };
                 let _ = events.send(RunEvent::Started {
                     number: trial.number,

@@ -231,6 +231,7 @@ fn single(objectives: &Objectives, name: &str) -> Result<Objective, SearchError>
 pub struct AshaScheduler {
     halving: Halving,
     objective: Objective,
+    pause: bool,
 }
 
 impl AshaScheduler {
@@ -239,7 +240,16 @@ impl AshaScheduler {
         Ok(AshaScheduler {
             halving,
             objective: single(objectives, "asha")?,
+            pause: false,
         })
+    }
+
+    /// With `pause`, a trial stopped at a rung is paused, not ended: it is
+    /// promoted later ([`Scheduler::promote`]) when it ranks in its rung's top
+    /// ⌊n/η⌋ (the original ASHA; needs a task that saves checkpoints).
+    pub fn pausing(mut self, pause: bool) -> Self {
+        self.pause = pause;
+        self
     }
 }
 
@@ -261,6 +271,9 @@ impl Scheduler for AshaScheduler {
     }
 
     fn promote(&self, history: &History<'_>) -> Option<u64> {
+        if !self.pause {
+            return None;
+        }
         promotable(&self.halving, &self.objective, history, &|_| true)
     }
 }
@@ -300,6 +313,7 @@ pub struct HyperbandScheduler {
     halving: Halving,
     brackets: Vec<Bracket>,
     objective: Objective,
+    pause: bool,
 }
 
 impl HyperbandScheduler {
@@ -309,7 +323,14 @@ impl HyperbandScheduler {
             brackets: hyperband_brackets(&halving),
             halving,
             objective: single(objectives, "hyperband")?,
+            pause: false,
         })
+    }
+
+    /// Pause and promote as [`AshaScheduler::pausing`] does, per bracket.
+    pub fn pausing(mut self, pause: bool) -> Self {
+        self.pause = pause;
+        self
     }
 
     /// The bracket of trial `number`: round robin over a cycle in which bracket
@@ -351,6 +372,9 @@ impl Scheduler for HyperbandScheduler {
     }
 
     fn promote(&self, history: &History<'_>) -> Option<u64> {
+        if !self.pause {
+            return None;
+        }
         self.brackets.iter().find_map(|bracket| {
             let halving = Halving {
                 min_resource: bracket.min_resource,

@@ -279,17 +279,22 @@ pub fn scheduler(
                 "scheduler",
                 name,
                 options,
-                &["reduction_factor", "min_resource", "max_resource"],
+                &["reduction_factor", "min_resource", "max_resource", "pause"],
             )?;
             let halving = Halving::new(
                 whole(options, "reduction_factor", 3)?,
                 whole(options, "min_resource", 1)?,
                 whole(options, "max_resource", 27)?,
             )?;
+            let pause = flag(options, "pause", false)?;
             if name == "asha" {
-                Ok(Box::new(AshaScheduler::new(objectives, halving)?))
+                Ok(Box::new(
+                    AshaScheduler::new(objectives, halving)?.pausing(pause),
+                ))
             } else {
-                Ok(Box::new(HyperbandScheduler::new(objectives, halving)?))
+                Ok(Box::new(
+                    HyperbandScheduler::new(objectives, halving)?.pausing(pause),
+                ))
             }
         }
         "pbt" => {

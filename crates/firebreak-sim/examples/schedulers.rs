@@ -44,6 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+    .chain([("pause".to_string(), serde_json::json!(true))])
     .collect();
     let run =
         |name: &str, seed: u64, n_trials: u64| -> Result<SimReport, Box<dyn std::error::Error>> {

@@ -29,6 +29,7 @@ fn halving() -> Options {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+    .chain([("pause".to_string(), serde_json::json!(true))])
     .collect()
 }
 

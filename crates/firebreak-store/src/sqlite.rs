@@ -949,6 +949,40 @@ impl Store for SqliteStore {
         Ok(requeued)
     }
 
+    async fn resume_paused(
+        &self,
+        campaign: &str,
+        number: u64,
+        run: u64,
+        worker: u32,
+        reason: &str,
+    ) -> Result<Option<Trial>, StoreError> {
+        let mut w = self.begin().await?;
+        let resumed = sqlx::query(
+            "UPDATE trials SET state = 'running', error = NULL, metrics = '{}', run = ?, worker = ?, \
+             process = NULL, finished_at = NULL \
+             WHERE campaign = ? AND number = ? AND state = 'pruned' RETURNING number",
+        )
+        .bind(run as i64)
+        .bind(i64::from(worker))
+        .bind(campaign)
+        .bind(number as i64)
+        .fetch_optional(&mut *w.tx)
+        .await?;
+        if resumed.is_none() {
+            return Ok(None); // not paused any more; the empty transaction rolls back
+        }
+        let event = Event::TrialResumed {
+            number,
+            run,
+            worker,
+            reason: reason.to_string(),
+        };
+        self.append(&mut w, campaign, &event).await?;
+        self.commit(w).await?;
+        Ok(Some(self.trial(campaign, number).await?))
+    }
+
     async fn enqueue(&self, campaign: &str, trial: &NewTrial) -> Result<u64, StoreError> {
         self.require_campaign(campaign).await?;
         let mut w = self.begin().await?;

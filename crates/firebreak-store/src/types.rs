@@ -275,6 +275,17 @@ pub trait Store: Send + Sync + 'static {
         campaign: &str,
         reason: &str,
     ) -> impl Future<Output = Result<Vec<Requeued>, StoreError>> + Send;
+    /// Resumes a paused trial (pruned by a scheduler, its checkpoint kept) that
+    /// the scheduler promoted: a compare-and-set from `pruned` to `running` on
+    /// `run`/`worker`, recorded as `trial_resumed`. `None` when it was not pruned.
+    fn resume_paused(
+        &self,
+        campaign: &str,
+        number: u64,
+        run: u64,
+        worker: u32,
+        reason: &str,
+    ) -> impl Future<Output = Result<Option<Trial>, StoreError>> + Send;
     /// Adds a queued trial; returns its number.
     fn enqueue(
         &self,
