@@ -232,6 +232,7 @@ pub struct AshaScheduler {
     halving: Halving,
     objective: Objective,
     pause: bool,
+    synchronous: bool,
 }
 
 impl AshaScheduler {
@@ -241,7 +242,26 @@ impl AshaScheduler {
             halving,
             objective: single(objectives, "asha")?,
             pause: false,
+            synchronous: false,
         })
+    }
+
+    /// Synchronous successive halving instead of ASHA: trials are taken in
+    /// brackets of `η^(number of rungs)` by number; every trial pauses at each rung
+    /// until all of its bracket that should reach the rung have, then the top
+    /// ⌊n/η⌋ of them are promoted. Implies pausing (needs checkpoints); a last,
+    /// incomplete bracket never fills its rungs, so choose `n_trials` as a
+    /// multiple of the bracket size.
+    pub fn synchronous(mut self, synchronous: bool) -> Self {
+        self.synchronous = synchronous;
+        self.pause |= synchronous;
+        self
+    }
+
+    /// Trials per synchronous bracket: `η^(number of rungs)`.
+    pub fn bracket_size(&self) -> u64 {
+        let rungs = self.halving.rungs().len() as u32;
+        self.halving.reduction_factor.saturating_pow(rungs)
     }
 
     /// With `pause`, a trial stopped at a rung is paused, not ended: it is
@@ -259,6 +279,17 @@ impl Scheduler for AshaScheduler {
     }
 
     fn decide(&self, trial: &Trial, step: u64, history: &History<'_>) -> Decision {
+        if self.synchronous {
+            return match self.halving.rungs().iter().position(|r| *r == step) {
+                Some(index) => Decision::Stop {
+                    reason: format!(
+                        "successive halving: paused at rung {index} (step {step}) until its bracket of {} has reached it",
+                        self.bracket_size()
+                    ),
+                },
+                None => Decision::Continue,
+            };
+        }
         halving_decision(
             "asha",
             &self.halving,
@@ -274,7 +305,63 @@ impl Scheduler for AshaScheduler {
         if !self.pause {
             return None;
         }
+        if self.synchronous {
+            return self.promote_synchronously(history);
+        }
         promotable(&self.halving, &self.objective, history, &|_| true)
+    }
+}
+
+impl AshaScheduler {
+    /// Synchronous successive halving's promotion: in a bracket whose rung has
+    /// been reached by all `size / η^k` trials that should reach it, the best
+    /// paused one among its top ⌊n/η⌋.
+    fn promote_synchronously(&self, history: &History<'_>) -> Option<u64> {
+        let (metric, direction) = (self.objective.metric.as_str(), self.objective.direction);
+        let eta = self.halving.reduction_factor;
+        let size = self.bracket_size();
+        let brackets = history
+            .trials
+            .iter()
+            .map(|t| t.number / size)
+            .max()
+            .map_or(0, |b| b + 1);
+        for bracket in 0..brackets {
+            let members: Vec<&Trial> = history
+                .trials
+                .iter()
+                .filter(|t| t.number / size == bracket)
+                .collect();
+            for (k, &rung) in self.halving.rungs().iter().enumerate().rev() {
+                let expected = size / eta.saturating_pow(k as u32);
+                let mut at: Vec<(u64, f64, bool)> = members
+                    .iter()
+                    .filter_map(|t| {
+                        let (_, v) = rung_value(t, rung, metric)?;
+                        let paused = t.state == TrialState::Pruned
+                            && t.intermediate.last().is_some_and(|r| r.step == rung);
+                        Some((t.number, v, paused))
+                    })
+                    .collect();
+                if (at.len() as u64) < expected {
+                    continue;
+                }
+                at.sort_by(|a, b| {
+                    let order = a.1.total_cmp(&b.1);
+                    let order = if direction == Direction::Maximize {
+                        order.reverse()
+                    } else {
+                        order
+                    };
+                    order.then(a.0.cmp(&b.0))
+                });
+                let quota = at.len() / eta as usize;
+                if let Some((number, _, _)) = at[..quota].iter().find(|r| r.2) {
+                    return Some(*number);
+                }
+            }
+        }
+        None
     }
 }
 

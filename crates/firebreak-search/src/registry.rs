@@ -279,7 +279,13 @@ pub fn scheduler(
                 "scheduler",
                 name,
                 options,
-                &["reduction_factor", "min_resource", "max_resource", "pause"],
+                &[
+                    "reduction_factor",
+                    "min_resource",
+                    "max_resource",
+                    "pause",
+                    "synchronous",
+                ],
             )?;
             let halving = Halving::new(
                 whole(options, "reduction_factor", 3)?,
@@ -287,9 +293,18 @@ pub fn scheduler(
                 whole(options, "max_resource", 27)?,
             )?;
             let pause = flag(options, "pause", false)?;
+            if name == "hyperband" && options.contains_key("synchronous") {
+                return Err(SearchError::BadOption {
+                    key: "synchronous".into(),
+                    message: "synchronous successive halving is an option of asha only".into(),
+                });
+            }
             if name == "asha" {
+                let synchronous = flag(options, "synchronous", false)?;
                 Ok(Box::new(
-                    AshaScheduler::new(objectives, halving)?.pausing(pause),
+                    AshaScheduler::new(objectives, halving)?
+                        .pausing(pause)
+                        .synchronous(synchronous),
                 ))
             } else {
                 Ok(Box::new(

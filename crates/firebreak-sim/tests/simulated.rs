@@ -34,13 +34,23 @@ fn halving() -> Options {
 }
 
 fn run(scheduler_name: &str, workers: usize, n_trials: u64, seed: u64) -> SimReport {
+    run_with(scheduler_name, halving(), workers, n_trials, seed)
+}
+
+fn run_with(
+    scheduler_name: &str,
+    halving: Options,
+    workers: usize,
+    n_trials: u64,
+    seed: u64,
+) -> SimReport {
     let objectives = Objectives::single("acc", Direction::Maximize);
     let space = space();
     let mut random = proposer("random", &Options::new(), &space, &objectives).expect("random");
     let options = if scheduler_name == "none" {
         Options::new()
     } else {
-        halving()
+        halving
     };
     let chosen = scheduler(scheduler_name, &options, &objectives, &space).expect("scheduler");
     let sim = Simulation {
@@ -185,4 +195,50 @@ fn asha_spends_a_fraction_of_full_trainings_compute() {
         full.compute_seconds
     );
     assert!(SimReport::LABEL.starts_with("SIMULATED"));
+}
+
+#[test]
+fn synchronous_successive_halving_waits_for_each_rung_to_fill() {
+    let mut options = halving();
+    options.insert("synchronous".into(), serde_json::json!(true));
+    // Brackets of 3^3 = 27 trials: 27 at rung 1, 9 at rung 3, 3 at rung 9, 1 to 27.
+    let report = run_with("asha", options, 4, 54, 7);
+    for bracket in 0..2u64 {
+        let members = |step: u64| {
+            report
+                .trials
+                .iter()
+                .filter(|t| t.number / 27 == bracket)
+                .filter(|t| t.intermediate.iter().any(|r| r.step == step))
+                .count()
+        };
+        assert_eq!(
+            [members(1), members(2), members(4), members(10), members(27)],
+            [27, 9, 3, 1, 1],
+            "bracket {bracket}"
+        );
+        // Nobody passes a rung before the whole bracket has reached it.
+        for (rung, next) in [(1u64, 2u64), (3, 4), (9, 10)] {
+            let mut epochs: BTreeMap<u64, u64> = BTreeMap::new();
+            let mut filled = 0.0_f64;
+            let mut first_beyond = f64::INFINITY;
+            for epoch in report.busy.iter().filter(|b| b.trial / 27 == bracket) {
+                let step = {
+                    let count = epochs.entry(epoch.trial).or_default();
+                    *count += 1;
+                    *count
+                };
+                if step == rung {
+                    filled = filled.max(epoch.end);
+                }
+                if step == next {
+                    first_beyond = first_beyond.min(epoch.start);
+                }
+            }
+            assert!(
+                first_beyond >= filled,
+                "bracket {bracket}: a trial went past rung {rung} at {first_beyond} before the rung filled at {filled}"
+            );
+        }
+    }
 }
