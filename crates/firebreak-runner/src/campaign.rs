@@ -364,6 +364,33 @@ impl<S: Store> Campaign<S> {
         derive_seed(self.spec.spec.campaign.seed, &[TRIAL_SEED_STREAM, number]) % (1 << 31)
     }
 
+    /// The policy's decision on a context-free action (taken once per principal
+    /// and action); a deny is recorded in the ledger and returned as an error
+    /// naming the deciding policies.
+    async fn authorize(
+        &self,
+        who: &Principal,
+        action: Action,
+        subject: Option<serde_json::Value>,
+    ) -> Result<firebreak_ledger::Authorization, RunnerError> {
+        match self.gov.require(who, action) {
+            Ok(allowed) => Ok(allowed),
+            Err((decision, error)) => {
+                governance::deny(
+                    &self.store,
+                    self.name(),
+                    action.id(),
+                    who,
+                    error.to_string(),
+                    Some(decision),
+                    subject,
+                )
+                .await?;
+                Err(error.into())
+            }
+        }
+    }
+
     /// The seed of a trial's independent re-evaluation (never its own seed).
     pub fn reeval_seed(&self, number: u64) -> u64 {
         derive_seed(self.spec.spec.campaign.seed, &[REEVAL_SEED_STREAM, number]) % (1 << 31)
@@ -457,33 +484,13 @@ impl<S: Store> Campaign<S> {
     /// (`start_trial` by the worker); refusals are recorded in the ledger.
     pub async fn ask(&self, worker: u32) -> Result<Trial, RunnerError> {
         let name = self.name();
-        let start = self.gov.require(
-            &Principal::Worker {
-                run: self.run,
-                slot: worker,
-            },
-            Action::StartTrial,
-        );
-        let start = match start {
-            Ok(allowed) => allowed,
-            Err((decision, error)) => {
-                let who = Principal::Worker {
-                    run: self.run,
-                    slot: worker,
-                };
-                governance::deny(
-                    &self.store,
-                    name,
-                    Action::StartTrial.id(),
-                    &who,
-                    error.to_string(),
-                    Some(decision),
-                    None,
-                )
-                .await?;
-                return Err(error.into());
-            }
+        let worker_principal = Principal::Worker {
+            run: self.run,
+            slot: worker,
         };
+        let start = self
+            .authorize(&worker_principal, Action::StartTrial, None)
+            .await?;
         let mut state = self.state.lock().await;
         if let Some(halt) = &state.halt {
             return Err(RunnerError::Halted {
@@ -555,22 +562,10 @@ impl<S: Store> Campaign<S> {
         let agent = Principal::Agent {
             name: proposer_name.clone(),
         };
-        let allowed = match self.gov.require(&agent, Action::ProposeTrial) {
-            Ok(allowed) => allowed,
-            Err((decision, error)) => {
-                governance::deny(
-                    &self.store,
-                    name,
-                    Action::ProposeTrial.id(),
-                    &agent,
-                    error.to_string(),
-                    Some(decision),
-                    serde_json::to_value(&proposal.params).ok(),
-                )
-                .await?;
-                return Err(error.into());
-            }
-        };
+        let subject = serde_json::to_value(&proposal.params).ok();
+        let allowed = self
+            .authorize(&agent, Action::ProposeTrial, subject)
+            .await?;
         let mut new = NewTrial {
             params: proposal.params,
             proposer: proposer_name,
@@ -696,23 +691,10 @@ impl<S: Store> Campaign<S> {
             .await?;
             return Ok(None);
         }
-        let allowed = match self.gov.require(&agent, Action::ProposeTrial) {
-            Ok(allowed) => allowed,
-            Err((decision, error)) => {
-                let subject = serde_json::to_value(&params).ok();
-                governance::deny(
-                    &self.store,
-                    self.name(),
-                    Action::ProposeTrial.id(),
-                    &agent,
-                    error.to_string(),
-                    Some(decision),
-                    subject,
-                )
-                .await?;
-                return Err(error.into());
-            }
-        };
+        let subject = serde_json::to_value(&params).ok();
+        let allowed = self
+            .authorize(&agent, Action::ProposeTrial, subject)
+            .await?;
         let mut state = self.state.lock().await;
         let counts = counts_of(&state.history);
         // The stopped trial is still counted as running; it is about to finish.

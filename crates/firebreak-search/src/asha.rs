@@ -72,6 +72,17 @@ fn rung_value(trial: &Trial, step: u64, metric: &str) -> Option<(u64, f64)> {
         .filter(|(_, v)| v.is_finite())
 }
 
+/// Orders (trial number, value) pairs best first, ties by number.
+pub(crate) fn best_first(direction: Direction, a: (u64, f64), b: (u64, f64)) -> std::cmp::Ordering {
+    let order = a.1.total_cmp(&b.1);
+    let order = if direction == Direction::Maximize {
+        order.reverse()
+    } else {
+        order
+    };
+    order.then(a.0.cmp(&b.0))
+}
+
 /// The single objective a halving scheduler ranks by.
 #[derive(Debug, Clone)]
 struct Objective {
@@ -132,15 +143,7 @@ fn halving_decision(
     results.push((trial.number, mine));
     let n = results.len();
     let quota = n / halving.reduction_factor as usize;
-    results.sort_by(|a, b| {
-        let order = a.1.total_cmp(&b.1);
-        let order = if direction == Direction::Maximize {
-            order.reverse()
-        } else {
-            order
-        };
-        order.then(a.0.cmp(&b.0))
-    });
+    results.sort_by(|a, b| best_first(direction, (a.0, a.1), (b.0, b.1)));
     let rank = results
         .iter()
         .position(|(number, _)| *number == trial.number)
@@ -195,15 +198,7 @@ fn promotable(
         if promoted >= quota {
             continue;
         }
-        results.sort_by(|a, b| {
-            let order = a.1.total_cmp(&b.1);
-            let order = if direction == Direction::Maximize {
-                order.reverse()
-            } else {
-                order
-            };
-            order.then(a.0.cmp(&b.0))
-        });
+        results.sort_by(|a, b| best_first(direction, (a.0, a.1), (b.0, b.1)));
         if let Some((number, _, _)) = results[..quota].iter().find(|r| r.2) {
             return Some(*number);
         }
@@ -346,15 +341,7 @@ impl AshaScheduler {
                 if (at.len() as u64) < expected {
                     continue;
                 }
-                at.sort_by(|a, b| {
-                    let order = a.1.total_cmp(&b.1);
-                    let order = if direction == Direction::Maximize {
-                        order.reverse()
-                    } else {
-                        order
-                    };
-                    order.then(a.0.cmp(&b.0))
-                });
+                at.sort_by(|a, b| best_first(direction, (a.0, a.1), (b.0, b.1)));
                 let quota = at.len() / eta as usize;
                 if let Some((number, _, _)) = at[..quota].iter().find(|r| r.2) {
                     return Some(*number);

@@ -10,6 +10,7 @@ use firebreak_core::{
     derive_seed,
 };
 
+use crate::asha::best_first;
 use crate::proposer::History;
 use crate::scheduler::{Decision, Scheduler};
 use crate::{SearchError, sample_uniform};
@@ -163,15 +164,7 @@ impl Scheduler for PbtScheduler {
         if k == 0 {
             return Decision::Continue;
         }
-        population.sort_by(|a, b| {
-            let order = a.1.total_cmp(&b.1);
-            let order = if self.direction == Direction::Maximize {
-                order.reverse()
-            } else {
-                order
-            };
-            order.then(a.0.cmp(&b.0))
-        });
+        population.sort_by(|a, b| best_first(self.direction, (a.0, a.1), (b.0, b.1)));
         let Some(rank) = population
             .iter()
             .position(|(number, _)| *number == trial.number)
