@@ -19,9 +19,9 @@ FUNCTIONS=${FUNCTIONS:-"branin hartmann6 rosenbrock10 ackley10 styblinski_tang10
 GP_SEEDS=${GP_SEEDS:-5}
 
 VENV=bench/.venv
-if ! "$VENV/bin/python" -c 'import optuna, cmaes, sys; sys.exit(not optuna.__version__.startswith("5."))' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import optuna, cmaes, matplotlib, sys; sys.exit(not optuna.__version__.startswith("5."))' 2>/dev/null; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet "optuna==5.0.0" "cmaes==0.13.1"
+  "$VENV/bin/pip" install --quiet "optuna==5.0.0" "cmaes==0.13.1" "matplotlib==3.11.2"
 fi
 cargo build --quiet --release -p firebreak-runner --example quality
 BIN=target/release/examples/quality
@@ -56,3 +56,4 @@ for line in open(sys.argv[1]):
   fi
 done
 python3 bench/report.py "$results" bench/results/quality.md
+"$VENV/bin/python" bench/plot.py "$results" bench/results/quality.png
