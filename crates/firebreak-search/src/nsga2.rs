@@ -43,7 +43,7 @@ impl Nsga2Proposer {
 }
 
 /// Non-dominated fronts of `points` (indices), best front first.
-fn fronts(objectives: &Objectives, points: &[Vec<f64>]) -> Vec<Vec<usize>> {
+pub(crate) fn fronts(objectives: &Objectives, points: &[Vec<f64>]) -> Vec<Vec<usize>> {
     let n = points.len();
     let mut dominated_by = vec![0usize; n];
     let mut dominates: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -74,7 +74,7 @@ fn fronts(objectives: &Objectives, points: &[Vec<f64>]) -> Vec<Vec<usize>> {
 }
 
 /// Crowding distances of the members of one front.
-fn crowding(front: &[usize], points: &[Vec<f64>]) -> Vec<f64> {
+pub(crate) fn crowding(front: &[usize], points: &[Vec<f64>]) -> Vec<f64> {
     let mut distance = vec![0.0; front.len()];
     let m = points.first().map_or(0, Vec::len);
     // One column of objective values per objective, in front order.

@@ -62,21 +62,14 @@ impl Default for TpeOptions {
 #[derive(Debug, Clone)]
 pub struct TpeProposer {
     options: TpeOptions,
-    metric: String,
-    direction: Direction,
+    objectives: Objectives,
 }
 
 impl TpeProposer {
-    /// TPE with `options` on the single objective of `objectives`.
+    /// TPE with `options` on `objectives`: one, or several (multi-objective TPE,
+    /// Ozaki et al. 2020: the good group is filled front by front of the
+    /// non-dominated sorting, ties in the last front broken by crowding distance).
     pub fn new(objectives: &Objectives, options: TpeOptions) -> Result<Self, SearchError> {
-        let ([metric], [direction]) = (
-            objectives.metrics.as_slice(),
-            objectives.directions.as_slice(),
-        ) else {
-            return Err(SearchError::Unsupported(
-                "tpe in this build optimises exactly one objective".into(),
-            ));
-        };
         if options.n_ei_candidates == 0
             || options.prior_weight.is_nan()
             || options.prior_weight <= 0.0
@@ -88,34 +81,47 @@ impl TpeProposer {
         }
         Ok(TpeProposer {
             options,
-            metric: metric.clone(),
-            direction: *direction,
+            objectives: objectives.clone(),
         })
     }
 
     /// The trials TPE learns from, best first, and how many form the good group.
     fn ranked<'a>(&self, history: &History<'a>) -> (Vec<&'a Trial>, usize) {
-        let value = |t: &Trial| {
-            t.metrics
-                .get(&self.metric)
-                .copied()
-                .filter(|v| v.is_finite())
+        let values = |t: &Trial| {
+            self.objectives
+                .values(&t.metrics)
+                .filter(|v| v.iter().all(|x| x.is_finite()))
         };
-        let mut complete: Vec<&Trial> = history
+        let complete: Vec<(&Trial, Vec<f64>)> = history
             .trials
             .iter()
-            .filter(|t| t.state == TrialState::Complete && value(t).is_some())
+            .filter(|t| t.state == TrialState::Complete)
+            .filter_map(|t| Some((t, values(t)?)))
             .collect();
-        complete.sort_by(|a, b| {
-            let (x, y) = (value(a).unwrap_or(f64::NAN), value(b).unwrap_or(f64::NAN));
-            let order = x.total_cmp(&y);
-            let order = if self.direction == Direction::Maximize {
-                order.reverse()
-            } else {
-                order
-            };
-            order.then(a.number.cmp(&b.number))
-        });
+        let mut complete: Vec<&Trial> = if let [direction] = self.objectives.directions[..] {
+            let mut sorted = complete;
+            sorted.sort_by(|(a, x), (b, y)| {
+                let order = x[0].total_cmp(&y[0]);
+                let order = if direction == Direction::Maximize {
+                    order.reverse()
+                } else {
+                    order
+                };
+                order.then(a.number.cmp(&b.number))
+            });
+            sorted.into_iter().map(|(t, _)| t).collect()
+        } else {
+            // Front by front; within a front the least crowded first.
+            let points: Vec<Vec<f64>> = complete.iter().map(|(_, v)| v.clone()).collect();
+            let mut order = Vec::with_capacity(points.len());
+            for front in crate::nsga2::fronts(&self.objectives, &points) {
+                let distance = crate::nsga2::crowding(&front, &points);
+                let mut members: Vec<(usize, f64)> = front.into_iter().zip(distance).collect();
+                members.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                order.extend(members.into_iter().map(|(i, _)| complete[i].0));
+            }
+            order
+        };
         // Pruned trials (and, with the constant liar, running ones) rank below every
         // complete trial: they only ever inform `g`.
         let worse = history.trials.iter().filter(|t| {

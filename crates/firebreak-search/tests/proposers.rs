@@ -366,7 +366,7 @@ fn hypervolume(points: &[(f64, f64)], reference: (f64, f64)) -> f64 {
 }
 
 #[test]
-fn nsga2_finds_a_better_front_than_random_search() {
+fn nsga2_and_multi_objective_tpe_find_better_fronts_than_random_search() {
     let names: Vec<String> = (0..6).map(|i| format!("x{i}")).collect();
     let space = unit_cube(&names.iter().map(String::as_str).collect::<Vec<_>>());
     let objectives = Objectives {
@@ -410,9 +410,10 @@ fn nsga2_finds_a_better_front_than_random_search() {
     let seeds = 8;
     let nsga2: f64 = (0..seeds).map(|s| volume("nsga2", s)).sum::<f64>() / seeds as f64;
     let random: f64 = (0..seeds).map(|s| volume("random", s)).sum::<f64>() / seeds as f64;
+    let tpe: f64 = (0..seeds).map(|s| volume("tpe", s)).sum::<f64>() / seeds as f64;
     assert!(
-        nsga2 > random + 0.5,
-        "hypervolume: nsga2 {nsga2}, random {random}"
+        nsga2 > random + 0.5 && tpe > random + 0.5,
+        "hypervolume: nsga2 {nsga2}, tpe {tpe}, random {random}"
     );
 }
 
