@@ -456,3 +456,28 @@ fn a_champion_whose_re_evaluation_disagrees_trips_the_reeval_tripwire() {
     );
     assert_eq!(project.verify().0, 0);
 }
+
+#[test]
+fn settings_outside_governance_change_at_once_and_are_recorded() {
+    let project = Project::new();
+    let text = |sampler: &str| {
+        spec(
+            "free",
+            r#"x = { type = "float", low = 0.0, high = 1.0 }"#,
+            &format!("sampler = \"{sampler}\"\nn_trials = 2"),
+            "env = { MODE = \"ok\" }",
+        )
+    };
+    let path = project.spec("spec.toml", &text("random"));
+    let path = path.to_str().expect("utf-8");
+    assert_eq!(project.exec_within(60, &["run", path]).0, 0);
+    std::fs::write(project.path().join("spec.toml"), text("tpe")).expect("edited");
+    let (code, _, stderr) = project.exec_within(60, &["run", path]);
+    assert_eq!(code, 0, "no approvers are needed for the sampler: {stderr}");
+    assert!(requests(&project).is_empty());
+    let changed = entries(&project, "spec_changed");
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0]["data"]["diff"][0]["path"], "/search/sampler");
+    assert!(changed[0]["data"].get("request").is_none());
+    assert_eq!(project.verify().0, 0);
+}

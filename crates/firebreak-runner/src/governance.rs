@@ -159,8 +159,10 @@ pub(crate) async fn reconcile<S: Store>(
             by: gov.actor.id(),
         };
         store.change_spec(&name, &update).await?;
-        record.spec = update.spec;
-        record.submitted = update.submitted.unwrap_or_default();
+        *record = store
+            .campaign(&name)
+            .await?
+            .ok_or_else(|| firebreak_store::StoreError::NoCampaign(name.clone()))?;
     }
     if split.governed.is_empty() {
         return Ok(Vec::new());
