@@ -1359,21 +1359,10 @@ impl SqliteStore {
         seq: u64,
         tree_size: u64,
     ) -> Result<Option<LedgerProof>, StoreError> {
-        // The ledger's size and the cache's extent in one round trip.
-        let row = sqlx::query(
-            "SELECT (SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger), \
-                    (SELECT COALESCE(MAX(idx) + 1, 0) FROM merkle_nodes WHERE level = ?)",
-        )
-        .bind(CACHE_LEVEL as i64)
-        .fetch_one(&self.inner.readers)
-        .await?;
-        let (size, blocks) = (row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?);
-        if seq >= tree_size || tree_size > size.max(0) as u64 {
+        if seq >= tree_size || tree_size > self.ledger_size().await? {
             return Ok(None);
         }
-        if (blocks.max(0) as u64) < tree_size >> CACHE_LEVEL {
-            self.fill_merkle_cache(tree_size).await?;
-        }
+        self.fill_merkle_cache(tree_size).await?;
         let needed = firebreak_ledger::proof_nodes(seq, tree_size);
         let mut known: HashMap<Node, Hash> = HashMap::new();
         // Cached subtrees, in one query.
@@ -1410,36 +1399,11 @@ impl SqliteStore {
         blocks.sort_unstable();
         blocks.dedup();
         let mut leaf = None;
-        // Every block's leaf hashes in one query.
-        let ranges: Vec<(u64, u64)> = blocks
-            .iter()
-            .map(|b| (b * block, ((b + 1) * block).min(tree_size)))
-            .collect();
-        let mut sql = String::from("SELECT seq, hash FROM ledger WHERE ");
-        for (i, _) in ranges.iter().enumerate() {
-            sql.push_str(if i == 0 {
-                "(seq >= ? AND seq < ?)"
-            } else {
-                " OR (seq >= ? AND seq < ?)"
-            });
-        }
-        sql.push_str(" ORDER BY seq");
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (start, end) in &ranges {
-            query = query.bind(*start as i64).bind(*end as i64);
-        }
-        let rows = query.fetch_all(&self.inner.readers).await?;
-        let mut rows = rows.iter();
-        for (b, (start, end)) in blocks.into_iter().zip(ranges) {
-            let mut leaves = Vec::with_capacity((end - start) as usize);
-            for expected in start..end {
-                match rows.next() {
-                    Some(row) if row.try_get::<i64, _>(0)? as u64 == expected => {
-                        leaves.push(to_hash(row.try_get::<&[u8], _>(1)?));
-                    }
-                    _ => return Ok(None),
-                }
-            }
+        for b in blocks {
+            let (start, end) = (b * block, ((b + 1) * block).min(tree_size));
+            let Some(leaves) = self.leaf_hashes(&self.inner.readers, start, end).await? else {
+                return Ok(None);
+            };
             if (start..end).contains(&seq) {
                 leaf = Some(leaves[(seq - start) as usize]);
             }
@@ -1472,6 +1436,32 @@ impl SqliteStore {
             root,
             path,
         }))
+    }
+
+    /// Leaf hashes of entries `start..end`, `None` unless every one is there.
+    async fn leaf_hashes<'e, E>(
+        &self,
+        executor: E,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<Vec<Hash>>, StoreError>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    {
+        let rows =
+            sqlx::query("SELECT seq, hash FROM ledger WHERE seq >= ? AND seq < ? ORDER BY seq")
+                .bind(start as i64)
+                .bind(end as i64)
+                .fetch_all(executor)
+                .await?;
+        let mut leaves = Vec::with_capacity(rows.len());
+        for (offset, row) in rows.iter().enumerate() {
+            if row.try_get::<i64, _>(0)? as u64 != start + offset as u64 {
+                return Ok(None);
+            }
+            leaves.push(to_hash(row.try_get::<&[u8], _>(1)?));
+        }
+        Ok((leaves.len() as u64 == end - start).then_some(leaves))
     }
 
     /// Brings the Merkle cache up to the first `size` entries, in its own
