@@ -1359,10 +1359,21 @@ impl SqliteStore {
         seq: u64,
         tree_size: u64,
     ) -> Result<Option<LedgerProof>, StoreError> {
-        if seq >= tree_size || tree_size > self.ledger_size().await? {
+        // The ledger's size and the cache's extent in one round trip.
+        let row = sqlx::query(
+            "SELECT (SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger), \
+                    (SELECT COALESCE(MAX(idx) + 1, 0) FROM merkle_nodes WHERE level = ?)",
+        )
+        .bind(CACHE_LEVEL as i64)
+        .fetch_one(&self.inner.readers)
+        .await?;
+        let (size, blocks) = (row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?);
+        if seq >= tree_size || tree_size > size.max(0) as u64 {
             return Ok(None);
         }
-        self.fill_merkle_cache(tree_size).await?;
+        if (blocks.max(0) as u64) < tree_size >> CACHE_LEVEL {
+            self.fill_merkle_cache(tree_size).await?;
+        }
         let needed = firebreak_ledger::proof_nodes(seq, tree_size);
         let mut known: HashMap<Node, Hash> = HashMap::new();
         // Cached subtrees, in one query.
