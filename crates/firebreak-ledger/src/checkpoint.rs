@@ -71,23 +71,28 @@ impl Checkpoint {
 
     /// Checks the signature against the key the checkpoint names.
     pub fn verify_signature(&self) -> Result<(), String> {
-        let key = parse_public_key(&self.key)?;
-        let bytes = STANDARD
-            .decode(&self.signature)
-            .map_err(|e| format!("signature is not base64: {e}"))?;
-        let signature = ed25519_dalek::Signature::from_slice(&bytes)
-            .map_err(|e| format!("signature is malformed: {e}"))?;
-        key.verify(
-            &message(self.v, self.tree_size, &self.root, &self.at),
-            &signature,
-        )
-        .map_err(|_| {
-            format!(
+        let message = message(self.v, self.tree_size, &self.root, &self.at);
+        if verify_signature(&self.key, &self.signature, &message)? {
+            Ok(())
+        } else {
+            Err(format!(
                 "the signature of the checkpoint at tree size {} does not verify",
                 self.tree_size
-            )
-        })
+            ))
+        }
     }
+}
+
+/// Whether the base64 Ed25519 `signature` by the `ed25519:` `key` verifies over
+/// `message`; `Err` when the key or the signature cannot be read.
+pub(crate) fn verify_signature(key: &str, signature: &str, message: &[u8]) -> Result<bool, String> {
+    let key = parse_public_key(key)?;
+    let bytes = STANDARD
+        .decode(signature)
+        .map_err(|e| format!("signature is not base64: {e}"))?;
+    let signature = ed25519_dalek::Signature::from_slice(&bytes)
+        .map_err(|e| format!("signature is malformed: {e}"))?;
+    Ok(key.verify(message, &signature).is_ok())
 }
 
 /// `ed25519:` followed by the standard base64 of the 32-byte key.

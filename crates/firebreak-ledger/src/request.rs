@@ -8,11 +8,11 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ed25519_dalek::{Signer, SigningKey, Verifier};
+use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::checkpoint::{parse_public_key, public_key_string};
+use crate::checkpoint::{public_key_string, verify_signature};
 use crate::entry::{canonical_json, hex};
 
 /// The domain separator of request hashes.
@@ -273,17 +273,12 @@ impl SignedDecision {
                 self.request
             ));
         }
-        let key = parse_public_key(&self.key)?;
-        let bytes = STANDARD
-            .decode(&self.signature)
-            .map_err(|e| format!("signature is not base64: {e}"))?;
-        let signature = ed25519_dalek::Signature::from_slice(&bytes)
-            .map_err(|e| format!("signature is malformed: {e}"))?;
-        key.verify(
-            &decision_message(self.decision, request_hash, &self.reason),
-            &signature,
-        )
-        .map_err(|_| format!("{}'s signature does not verify", self.by))
+        let message = decision_message(self.decision, request_hash, &self.reason);
+        if verify_signature(&self.key, &self.signature, &message)? {
+            Ok(())
+        } else {
+            Err(format!("{}'s signature does not verify", self.by))
+        }
     }
 }
 
