@@ -12,7 +12,6 @@ use firebreak_store::{NewTrial, SqliteStore, Store, StoreError};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use crate::governance::Signer;
 use crate::output::{best_trials, number, param, print_rows, trial_json, trial_rows};
 use crate::progress::Progress;
 use crate::{AuditCommand, Cli, Command, Failure, Format, KeysCommand, Outcome, StorageCommand};
@@ -31,24 +30,11 @@ pub async fn dispatch(cli: Cli) -> Outcome {
         Command::Requests { campaign } => {
             crate::governance::requests(&cli, campaign.as_deref()).await
         }
-        Command::Approve {
-            id,
-            key,
-            as_name,
-            signature,
-        } => {
-            let signer = signer(key.as_deref(), as_name.as_deref(), signature.as_deref());
-            crate::governance::decide(&cli, id, Verdict::Approve, signer, "").await
+        Command::Approve { decider } => {
+            crate::governance::decide(&cli, decider, Verdict::Approve, "").await
         }
-        Command::Reject {
-            id,
-            key,
-            as_name,
-            signature,
-            reason,
-        } => {
-            let signer = signer(key.as_deref(), as_name.as_deref(), signature.as_deref());
-            crate::governance::decide(&cli, id, Verdict::Reject, signer, reason).await
+        Command::Reject { decider, reason } => {
+            crate::governance::decide(&cli, decider, Verdict::Reject, reason).await
         }
         Command::Campaigns => campaigns(&cli).await,
         Command::Status { campaign } => status(&cli, campaign.as_deref()).await,
@@ -68,19 +54,6 @@ pub async fn dispatch(cli: Cli) -> Outcome {
         }
         Command::Storage(StorageCommand::Upgrade) => upgrade(&cli).await,
         Command::Keys(KeysCommand::New { name, out }) => new_key(name, out),
-    }
-}
-
-fn signer<'a>(
-    key: Option<&'a Path>,
-    name: Option<&'a str>,
-    signature: Option<&'a str>,
-) -> Signer<'a> {
-    match (key, name, signature) {
-        (_, Some(name), Some(signature)) => Signer::Signature(name, signature),
-        (Some(key), name, _) => Signer::Key(key, name),
-        // clap requires --key unless --signature (which requires --as) is given.
-        (None, _, _) => Signer::Signature(name.unwrap_or_default(), signature.unwrap_or_default()),
     }
 }
 

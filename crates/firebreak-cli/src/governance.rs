@@ -15,7 +15,7 @@ use firebreak_store::{Closing, SpecUpdate, SqliteStore, Store, StoreError};
 use serde_json::{Value, json};
 
 use crate::output::print_rows;
-use crate::{Cli, Failure, Outcome};
+use crate::{Cli, Decider, Failure, Outcome};
 
 /// The principal behind a command: `--as NAME --key FILE` checked against the
 /// approvers listed in `approvers`, else the local operating-system user.
@@ -137,22 +137,11 @@ pub async fn requests(cli: &Cli, campaign: Option<&str>) -> Outcome {
     Ok(0)
 }
 
-/// How a decision is signed: here with a private key, or elsewhere (a signature
-/// made offline over the request's hash).
-pub enum Signer<'a> {
-    /// Sign here with this key file, optionally as this name.
-    Key(&'a Path, Option<&'a str>),
-    /// A base64 signature made elsewhere by `name`.
-    Signature(&'a str, &'a str),
-}
-
-pub async fn decide(
-    cli: &Cli,
-    id: &str,
-    verdict: Verdict,
-    signer: Signer<'_>,
-    reason: &str,
-) -> Outcome {
+/// `approve` and `reject`: a decision signed here with the decider's key, or a
+/// signature made elsewhere (`--as NAME --signature B64`), checked by policy and by
+/// the rules, then recorded (closing the request when it decides it).
+pub async fn decide(cli: &Cli, decider: &Decider, verdict: Verdict, reason: &str) -> Outcome {
+    let id = decider.id.as_str();
     let store = SqliteStore::open_existing(&cli.storage).await?;
     let request = store
         .requests(None)
@@ -168,30 +157,37 @@ pub async fn decide(
     let spec = CampaignSpec::from_canonical(&record.spec, &campaign)?;
     let approvers = &spec.spec.governance.approvers;
     let quorum = spec.spec.governance.quorum.unwrap_or(1) as usize;
-    let (principal, decision) = match signer {
-        Signer::Key(path, name) => {
-            let principal = actor(approvers, name, Some(path))?;
-            let key = crate::keys::read_key(path)?;
-            let decision =
-                SignedDecision::sign(&key, &principal.id(), verdict, &request.hash, reason);
-            (principal, decision)
-        }
-        Signer::Signature(name, signature) => {
+    // clap requires --key unless --signature, which requires --as.
+    let (principal, decision) = match (&decider.key, &decider.as_name, &decider.signature) {
+        (_, Some(name), Some(signature)) => {
             let principal = named(approvers, name);
             let key = approvers
                 .iter()
-                .find(|a| a.name == name)
+                .find(|a| &a.name == name)
                 .map(|a| a.key.clone())
                 .unwrap_or_default();
             let decision = SignedDecision {
                 decision: verdict,
                 request: request.hash.clone(),
-                by: name.to_string(),
+                by: name.clone(),
                 key,
                 reason: reason.to_string(),
-                signature: signature.to_string(),
+                signature: signature.clone(),
             };
             (principal, decision)
+        }
+        (Some(path), name, _) => {
+            let principal = actor(approvers, name.as_deref(), Some(path))?;
+            let key = crate::keys::read_key(path)?;
+            let decision =
+                SignedDecision::sign(&key, &principal.id(), verdict, &request.hash, reason);
+            (principal, decision)
+        }
+        (None, _, _) => {
+            return Err(Failure::new(
+                2,
+                anyhow!("give --key FILE, or --as NAME --signature B64"),
+            ));
         }
     };
     let action = if verdict == Verdict::Approve {

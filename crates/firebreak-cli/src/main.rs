@@ -17,7 +17,7 @@ mod progress;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Automated research with oversight built in: search, schedule and record every
 /// decision in a tamper-evident ledger.
@@ -84,31 +84,13 @@ enum Command {
     },
     /// Sign an approval of a change request.
     Approve {
-        /// The request's id (`R3`).
-        id: String,
-        /// Your private key; or give --as NAME --signature SIG signed elsewhere.
-        #[arg(long, required_unless_present = "signature")]
-        key: Option<PathBuf>,
-        /// Your name in the campaign's approvers.
-        #[arg(long = "as")]
-        as_name: Option<String>,
-        /// A base64 Ed25519 signature over the decision message (docs/ledger-format.md).
-        #[arg(long, requires = "as_name")]
-        signature: Option<String>,
+        #[command(flatten)]
+        decider: Decider,
     },
     /// Sign a rejection of a change request (one rejection rejects).
     Reject {
-        /// The request's id.
-        id: String,
-        /// Your private key; or give --as NAME --signature SIG signed elsewhere.
-        #[arg(long, required_unless_present = "signature")]
-        key: Option<PathBuf>,
-        /// Your name in the campaign's approvers.
-        #[arg(long = "as")]
-        as_name: Option<String>,
-        /// A base64 Ed25519 signature over the decision message.
-        #[arg(long, requires = "as_name")]
-        signature: Option<String>,
+        #[command(flatten)]
+        decider: Decider,
         /// Why (required).
         #[arg(long)]
         reason: String,
@@ -162,6 +144,22 @@ enum Command {
     /// Manage Ed25519 keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+}
+
+/// Who decides on a request, and how the decision is signed.
+#[derive(Debug, Args)]
+pub struct Decider {
+    /// The request's id (`R3`).
+    pub id: String,
+    /// Your private key; or give --as NAME --signature SIG signed elsewhere.
+    #[arg(long, required_unless_present = "signature")]
+    pub key: Option<PathBuf>,
+    /// Your name in the campaign's approvers.
+    #[arg(long = "as")]
+    pub as_name: Option<String>,
+    /// A base64 Ed25519 signature over the decision message (docs/ledger-format.md).
+    #[arg(long, requires = "as_name")]
+    pub signature: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -459,18 +459,8 @@ impl<S: Store> Campaign<S> {
                 }),
             };
             if let Some(trip) = trip {
-                let request = governance::file_trip(
-                    &self.store,
-                    &self.record,
-                    &self.gov,
-                    trip.index,
-                    trip.reason.clone(),
-                )
-                .await?;
-                state.halt = Some(Halt {
-                    request: request.body.id,
-                    reason: trip.reason,
-                });
+                state.halt =
+                    Some(governance::file_trip(&self.store, &self.record, &self.gov, trip).await?);
                 break;
             }
         }
@@ -777,18 +767,7 @@ impl<S: Store> Campaign<S> {
         if halt.is_none()
             && let Some(trip) = tripwires.check(history, trial, cpu, wall)
         {
-            let request = governance::file_trip(
-                &self.store,
-                &self.record,
-                &self.gov,
-                trip.index,
-                trip.reason.clone(),
-            )
-            .await?;
-            *halt = Some(Halt {
-                request: request.body.id,
-                reason: trip.reason,
-            });
+            *halt = Some(governance::file_trip(&self.store, &self.record, &self.gov, trip).await?);
         }
         if !self.spec.spec.search.ask_changes {
             return Ok(());

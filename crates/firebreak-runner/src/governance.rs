@@ -3,14 +3,14 @@
 
 use std::path::Path;
 
-use firebreak_govern::{Action, Authorizer, Principal, Tripwires, classify, patch_of};
+use firebreak_govern::{Action, Authorizer, Principal, Trip, Tripwires, classify, patch_of};
 use firebreak_ledger::{Authorization, Event, Request, RequestKind, apply_patch};
 use firebreak_search::ChangeAsk;
 use firebreak_spec::CampaignSpec;
 use firebreak_store::{CampaignRecord, RequestDraft, SpecUpdate, Store};
 use serde_json::{Value, json};
 
-use crate::RunnerError;
+use crate::{Halt, RunnerError};
 
 /// Reads the Cedar policy file `[governance] policy` names (relative to the spec's
 /// folder) into `policy_text`, so the policy is part of the canonical spec and an
@@ -299,26 +299,29 @@ pub(crate) async fn file_ask<S: Store>(
     }
 }
 
-/// Files the request a tripped tripwire raises.
+/// Files the request a tripped tripwire raises; the campaign halts on it.
 pub(crate) async fn file_trip<S: Store>(
     store: &S,
     record: &CampaignRecord,
     gov: &Gov,
-    index: usize,
-    reason: String,
-) -> Result<Request, RunnerError> {
+    trip: Trip,
+) -> Result<Halt, RunnerError> {
     let draft = RequestDraft {
         campaign: record.name.clone(),
         kind: RequestKind::Tripwire,
         diff: json!([]),
         base_spec_hash: record.spec_hash.clone(),
-        requested_by: format!("tripwire:{index}"),
-        reason,
+        requested_by: format!("tripwire:{}", trip.index),
+        reason: trip.reason.clone(),
         ttl_ms: gov.ttl_ms,
         policy: Authorization {
             decision: "allow".into(),
             policies: vec!["(tripwires always halt)".into()],
         },
     };
-    Ok(store.file_request(&draft).await?.0)
+    let (request, _) = store.file_request(&draft).await?;
+    Ok(Halt {
+        request: request.body.id,
+        reason: trip.reason,
+    })
 }

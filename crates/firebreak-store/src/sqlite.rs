@@ -325,15 +325,7 @@ impl SqliteStore {
         .execute(&mut *w.tx)
         .await?;
         let number = number as u64;
-        let event = Event::TrialProposed {
-            number,
-            params: trial.params.clone(),
-            proposer: trial.proposer.clone(),
-            rationale: trial.rationale.clone(),
-            retry_of: trial.retry_of,
-            policy: trial.policy.clone(),
-            exploit: trial.exploit,
-        };
+        let event = trial.proposed(number);
         self.append(w, campaign, &event).await?;
         Ok(number)
     }

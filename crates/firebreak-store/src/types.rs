@@ -113,6 +113,21 @@ pub struct NewTrial {
     pub exploit: Option<Exploit>,
 }
 
+impl NewTrial {
+    /// Its `trial_proposed` ledger event under `number`.
+    pub fn proposed(&self, number: u64) -> Event {
+        Event::TrialProposed {
+            number,
+            params: self.params.clone(),
+            proposer: self.proposer.clone(),
+            rationale: self.rationale.clone(),
+            retry_of: self.retry_of,
+            policy: self.policy.clone(),
+            exploit: self.exploit,
+        }
+    }
+}
+
 /// How a running trial ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {

@@ -427,15 +427,7 @@ impl SqliteStore {
                         Bind::Int(Some(i64::from(*worker))),
                         Bind::Int(Some(now)),
                     ]);
-                    let proposed = Event::TrialProposed {
-                        number,
-                        params: trial.params.clone(),
-                        proposer: trial.proposer.clone(),
-                        rationale: trial.rationale.clone(),
-                        retry_of: trial.retry_of,
-                        policy: trial.policy.clone(),
-                        exploit: trial.exploit,
-                    };
+                    let proposed = trial.proposed(number);
                     let started = Event::TrialStarted {
                         number,
                         run: *run,
