@@ -83,11 +83,11 @@ pub(crate) fn best_first(direction: Direction, a: (u64, f64), b: (u64, f64)) -> 
     order.then(a.0.cmp(&b.0))
 }
 
-/// The single objective a halving scheduler ranks by.
+/// The single objective a scheduler ranks by.
 #[derive(Debug, Clone)]
-struct Objective {
-    metric: String,
-    direction: Direction,
+pub(crate) struct Objective {
+    pub(crate) metric: String,
+    pub(crate) direction: Direction,
 }
 
 /// One successive-halving decision for `trial`, which just reported `step`, among
@@ -206,7 +206,7 @@ fn promotable(
     None
 }
 
-fn single(objectives: &Objectives, name: &str) -> Result<Objective, SearchError> {
+pub(crate) fn single(objectives: &Objectives, name: &str) -> Result<Objective, SearchError> {
     match (
         objectives.metrics.as_slice(),
         objectives.directions.as_slice(),

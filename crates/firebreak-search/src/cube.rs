@@ -10,6 +10,49 @@
 
 use firebreak_core::{Distribution, ParamValue};
 
+/// A numerical distribution's bounds as floats: ints have step 1 unless stepped.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Numeric {
+    pub(crate) low: f64,
+    pub(crate) high: f64,
+    pub(crate) log: bool,
+    pub(crate) step: Option<f64>,
+    pub(crate) int: bool,
+}
+
+impl Numeric {
+    /// The bounds of a float or int distribution; `None` for a categorical one.
+    pub(crate) fn of(distribution: &Distribution) -> Option<Numeric> {
+        match *distribution {
+            Distribution::Float {
+                low,
+                high,
+                log,
+                step,
+            } => Some(Numeric {
+                low,
+                high,
+                log,
+                step,
+                int: false,
+            }),
+            Distribution::Int {
+                low,
+                high,
+                log,
+                step,
+            } => Some(Numeric {
+                low: low as f64,
+                high: high as f64,
+                log,
+                step: Some(step.unwrap_or(1) as f64),
+                int: true,
+            }),
+            Distribution::Categorical { .. } => None,
+        }
+    }
+}
+
 /// One numerical parameter's coordinate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Axis {
@@ -30,27 +73,8 @@ pub(crate) struct Axis {
 impl Axis {
     /// The coordinate of a numerical distribution; `None` for categorical ones.
     pub(crate) fn of(distribution: &Distribution) -> Option<Axis> {
-        match *distribution {
-            Distribution::Float {
-                low,
-                high,
-                log,
-                step,
-            } => Some(Axis::new(low, high, log, step, false)),
-            Distribution::Int {
-                low,
-                high,
-                log,
-                step,
-            } => Some(Axis::new(
-                low as f64,
-                high as f64,
-                log,
-                Some(step.unwrap_or(1) as f64),
-                true,
-            )),
-            Distribution::Categorical { .. } => None,
-        }
+        let n = Numeric::of(distribution)?;
+        Some(Axis::new(n.low, n.high, n.log, n.step, n.int))
     }
 
     fn new(low: f64, high: f64, log: bool, step: Option<f64>, int: bool) -> Axis {

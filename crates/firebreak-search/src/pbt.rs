@@ -10,7 +10,7 @@ use firebreak_core::{
     derive_seed,
 };
 
-use crate::asha::best_first;
+use crate::asha::{best_first, single};
 use crate::proposer::History;
 use crate::scheduler::{Decision, Scheduler};
 use crate::{SearchError, sample_uniform};
@@ -58,14 +58,7 @@ impl PbtScheduler {
         space: &SearchSpace,
         options: PbtOptions,
     ) -> Result<Self, SearchError> {
-        let ([metric], [direction]) = (
-            objectives.metrics.as_slice(),
-            objectives.directions.as_slice(),
-        ) else {
-            return Err(SearchError::Unsupported(
-                "pbt needs exactly one objective".into(),
-            ));
-        };
+        let objective = single(objectives, "pbt")?;
         if options.interval == 0 || !(0.0 < options.quantile && options.quantile <= 0.5) {
             return Err(SearchError::BadOption {
                 key: "interval / quantile".into(),
@@ -74,8 +67,8 @@ impl PbtScheduler {
         }
         Ok(PbtScheduler {
             options,
-            metric: metric.clone(),
-            direction: *direction,
+            metric: objective.metric,
+            direction: objective.direction,
             space: space.clone(),
         })
     }

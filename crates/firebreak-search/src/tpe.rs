@@ -172,27 +172,8 @@ struct Axis {
 
 impl Axis {
     fn of(distribution: &Distribution) -> Option<Axis> {
-        match *distribution {
-            Distribution::Float {
-                low,
-                high,
-                log,
-                step,
-            } => Some(Axis::new(low, high, log, step, false)),
-            Distribution::Int {
-                low,
-                high,
-                log,
-                step,
-            } => Some(Axis::new(
-                low as f64,
-                high as f64,
-                log,
-                Some(step.unwrap_or(1) as f64),
-                true,
-            )),
-            Distribution::Categorical { .. } => None,
-        }
+        let n = crate::cube::Numeric::of(distribution)?;
+        Some(Axis::new(n.low, n.high, n.log, n.step, n.int))
     }
 
     fn new(low: f64, high: f64, log: bool, step: Option<f64>, int: bool) -> Axis {
@@ -556,25 +537,13 @@ impl Joint {
                         mixture: Mixture::with_kernels(&xs, axis.low, axis.high, Vec::new()),
                     }
                 };
+                if let Some(axis) = Axis::of(&p.distribution) {
+                    return numeric(axis);
+                }
                 match p.distribution {
-                    Distribution::Float {
-                        low,
-                        high,
-                        log,
-                        step,
-                    } => numeric(Axis::new(low, high, log, step, false)),
-                    Distribution::Int {
-                        low,
-                        high,
-                        log,
-                        step,
-                    } => numeric(Axis::new(
-                        low as f64,
-                        high as f64,
-                        log,
-                        Some(step.unwrap_or(1) as f64),
-                        true,
-                    )),
+                    Distribution::Float { .. } | Distribution::Int { .. } => {
+                        unreachable!("numerical distributions have an axis")
+                    }
                     Distribution::Categorical { ref choices } => {
                         let k = choices.len();
                         let mut rows: Vec<Vec<f64>> = chronological
