@@ -37,6 +37,7 @@ mod registry;
 mod scheduler;
 mod sobol;
 mod tpe;
+mod tpe_columns;
 
 pub use adversary::AdversaryProposer;
 pub use asha::{AshaScheduler, Bracket, Halving, HyperbandScheduler, hyperband_brackets};

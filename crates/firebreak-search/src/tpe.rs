@@ -27,6 +27,7 @@ use firebreak_core::{
 use crate::SearchError;
 use crate::proposer::{History, Proposer};
 use crate::random::sample_uniform;
+use crate::tpe_columns::Columns;
 
 /// TPE's options; the defaults are Optuna's.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,11 +59,16 @@ impl Default for TpeOptions {
     }
 }
 
-/// Univariate TPE for one objective.
+/// TPE: multivariate by default, univariate as an option; one or several
+/// objectives.
 #[derive(Debug, Clone)]
 pub struct TpeProposer {
     options: TpeOptions,
     objectives: Objectives,
+    /// The history as columns, for the multivariate fast path.
+    columns: Columns,
+    /// Always take the straightforward path (for tests of the fast one).
+    reference: bool,
 }
 
 impl TpeProposer {
@@ -82,7 +88,29 @@ impl TpeProposer {
         Ok(TpeProposer {
             options,
             objectives: objectives.clone(),
+            columns: Columns::default(),
+            reference: false,
         })
+    }
+
+    /// The same proposer computing every ask from the history's trials directly,
+    /// without the columns it otherwise keeps: slower, with the same proposals.
+    /// For tests.
+    #[doc(hidden)]
+    pub fn reference(mut self) -> Self {
+        self.reference = true;
+        self
+    }
+
+    /// Syncs the columns with the history; true when the fast path applies (the
+    /// multivariate estimator, a history in chronological order).
+    fn fast(&mut self, space: &SearchSpace, history: &History<'_>) -> bool {
+        if self.reference || !self.options.multivariate {
+            return false;
+        }
+        self.columns
+            .sync(space.parameters(), &self.objectives, history.trials);
+        self.columns.ordered
     }
 
     /// The trials TPE learns from, best first, and how many form the good group.
@@ -139,7 +167,7 @@ impl TpeProposer {
 
 /// Optuna's default observation weights for `n` trials in chronological order:
 /// equal for the 25 most recent, a linear ramp from `1/n` for older ones.
-fn recency_weights(n: usize) -> Vec<f64> {
+pub(crate) fn recency_weights(n: usize) -> Vec<f64> {
     if n < 25 {
         return vec![1.0; n];
     }
@@ -159,19 +187,19 @@ fn recency_weights(n: usize) -> Vec<f64> {
 
 /// The internal (possibly log) axis of a numerical parameter.
 #[derive(Debug, Clone, Copy)]
-struct Axis {
-    low: f64,
-    high: f64,
+pub(crate) struct Axis {
+    pub(crate) low: f64,
+    pub(crate) high: f64,
     log: bool,
     /// Grid step in the original space (1 for ints), if discrete.
-    step: Option<f64>,
+    pub(crate) step: Option<f64>,
     int: bool,
     original_low: f64,
     original_high: f64,
 }
 
 impl Axis {
-    fn of(distribution: &Distribution) -> Option<Axis> {
+    pub(crate) fn of(distribution: &Distribution) -> Option<Axis> {
         let n = crate::cube::Numeric::of(distribution)?;
         Some(Axis::new(n.low, n.high, n.log, n.step, n.int))
     }
@@ -190,7 +218,7 @@ impl Axis {
         }
     }
 
-    fn internal(&self, value: &ParamValue) -> Option<f64> {
+    pub(crate) fn internal(&self, value: &ParamValue) -> Option<f64> {
         let x = value.as_f64()?;
         Some(if self.log {
             x.max(f64::MIN_POSITIVE).ln()
@@ -200,7 +228,7 @@ impl Axis {
     }
 
     /// The valid value nearest to an internal coordinate.
-    fn snap(&self, internal: f64) -> ParamValue {
+    pub(crate) fn snap(&self, internal: f64) -> ParamValue {
         let x = if self.log { internal.exp() } else { internal };
         let x = match self.step {
             Some(q) => self.original_low + ((x - self.original_low) / q).round() * q,
@@ -215,7 +243,7 @@ impl Axis {
     }
 
     /// The internal interval a discrete value stands for.
-    fn cell(&self, value: &ParamValue) -> Option<(f64, f64)> {
+    pub(crate) fn cell(&self, value: &ParamValue) -> Option<(f64, f64)> {
         let q = self.step?;
         let x = value.as_f64()?;
         let t = |x: f64| {
@@ -244,7 +272,7 @@ struct Mixture {
 const SQRT_2: f64 = std::f64::consts::SQRT_2;
 
 /// P(lo < Z < hi) for a standard normal Z, accurate in both tails.
-fn normal_mass(lo: f64, hi: f64) -> f64 {
+pub(crate) fn normal_mass(lo: f64, hi: f64) -> f64 {
     if hi <= lo {
         return 0.0;
     }
@@ -267,6 +295,74 @@ fn log_sum_exp(values: impl Iterator<Item = f64>) -> f64 {
     top + values.iter().map(|v| (v - top).exp()).sum::<f64>().ln()
 }
 
+/// The bandwidths of kernels at the ascending observations `sorted`, by rank:
+/// the larger gap to a neighbour (the range's ends count as neighbours, but the
+/// outermost two kernels use their inner gap), clipped to
+/// `[range / min(100, 2 + n), range]`.
+pub(crate) fn bandwidths(sorted: &[f64], low: f64, high: f64, mut set: impl FnMut(usize, f64)) {
+    let range = high - low;
+    let n = sorted.len();
+    let min_sigma = range / (100.0f64).min(2.0 + n as f64);
+    for rank in 0..n {
+        let below = if rank == 0 { low } else { sorted[rank - 1] };
+        let above = if rank + 1 == n {
+            high
+        } else {
+            sorted[rank + 1]
+        };
+        let left = sorted[rank] - below;
+        let right = above - sorted[rank];
+        let sigma = if n >= 2 && rank == 0 {
+            right
+        } else if n >= 2 && rank == n - 1 {
+            left
+        } else {
+            left.max(right)
+        };
+        set(rank, sigma.clamp(min_sigma, range));
+    }
+}
+
+/// Kernel centres and bandwidths for observations `xs` (internal coordinates),
+/// plus the prior kernel (centred, spanning the range) last.
+pub(crate) fn kernels(xs: &[f64], low: f64, high: f64) -> (Vec<f64>, Vec<f64>) {
+    let n = xs.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| xs[a].total_cmp(&xs[b]));
+    let sorted: Vec<f64> = order.iter().map(|&i| xs[i]).collect();
+    let mut sigmas = vec![0.0; n + 1];
+    bandwidths(&sorted, low, high, |rank, sigma| {
+        sigmas[order[rank]] = sigma
+    });
+    sigmas[n] = high - low; // the prior spans the range
+    let mut mus = xs.to_vec();
+    mus.push((low + high) / 2.0);
+    (mus, sigmas)
+}
+
+/// Log of the mass inside `[low, high]` of the normal `(mu, sigma)`.
+pub(crate) fn log_mass(mu: f64, sigma: f64, low: f64, high: f64) -> f64 {
+    normal_mass((low - mu) / sigma, (high - mu) / sigma)
+        .max(1e-300)
+        .ln()
+}
+
+/// Rejection-samples the normal `(mu, sigma)` truncated to `[low, high]` (its
+/// mean lies inside the range and its sigma is at most the range, so acceptance
+/// is high); a uniform draw after 64 rejections.
+pub(crate) fn sample_truncated(mu: f64, sigma: f64, low: f64, high: f64, rng: &mut Rng) -> f64 {
+    for _ in 0..64 {
+        // Box–Muller.
+        let (u1, u2) = (rng.next_f64().max(f64::MIN_POSITIVE), rng.next_f64());
+        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        let x = mu + sigma * z;
+        if (low..=high).contains(&x) {
+            return x;
+        }
+    }
+    low + rng.next_f64() * (high - low)
+}
+
 impl Mixture {
     /// The Parzen estimator of observations `xs` (internal coordinates) with
     /// `weights`, plus the prior component.
@@ -282,42 +378,11 @@ impl Mixture {
     /// prior kernel (centred, spanning the range); `log_weights` may be empty when
     /// the caller weighs kernels itself (the joint estimator).
     fn with_kernels(xs: &[f64], low: f64, high: f64, log_weights: Vec<f64>) -> Mixture {
-        let range = high - low;
-        let n = xs.len();
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&a, &b| xs[a].total_cmp(&xs[b]));
-        let mut sorted = Vec::with_capacity(n + 2);
-        sorted.push(low);
-        sorted.extend(order.iter().map(|&i| xs[i]));
-        sorted.push(high);
-        let mut sigmas = vec![0.0; n + 1];
-        for (rank, &i) in order.iter().enumerate() {
-            let left = sorted[rank + 1] - sorted[rank];
-            let right = sorted[rank + 2] - sorted[rank + 1];
-            // Not the range's ends: the outermost kernels use their inner gap.
-            sigmas[i] = if n >= 2 && rank == 0 {
-                right
-            } else if n >= 2 && rank == n - 1 {
-                left
-            } else {
-                left.max(right)
-            };
-        }
-        let min_sigma = range / (100.0f64).min(2.0 + n as f64);
-        for s in &mut sigmas[..n] {
-            *s = s.clamp(min_sigma, range);
-        }
-        sigmas[n] = range; // the prior spans the range
-        let mut mus = xs.to_vec();
-        mus.push((low + high) / 2.0);
+        let (mus, sigmas) = kernels(xs, low, high);
         let log_mass = mus
             .iter()
             .zip(&sigmas)
-            .map(|(mu, s)| {
-                normal_mass((low - mu) / s, (high - mu) / s)
-                    .max(1e-300)
-                    .ln()
-            })
+            .map(|(mu, s)| log_mass(*mu, *s, low, high))
             .collect();
         Mixture {
             low,
@@ -344,20 +409,9 @@ impl Mixture {
         self.sample_component(chosen, rng)
     }
 
-    /// Rejection-samples component `i`'s truncated normal (its mean lies inside
-    /// the range and its sigma is at most the range, so acceptance is high).
+    /// Samples component `i`'s truncated normal.
     fn sample_component(&self, i: usize, rng: &mut Rng) -> f64 {
-        let (mu, sigma) = (self.mus[i], self.sigmas[i]);
-        for _ in 0..64 {
-            // Box–Muller.
-            let (u1, u2) = (rng.next_f64().max(f64::MIN_POSITIVE), rng.next_f64());
-            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-            let x = mu + sigma * z;
-            if (self.low..=self.high).contains(&x) {
-                return x;
-            }
-        }
-        self.low + rng.next_f64() * (self.high - self.low)
+        sample_truncated(self.mus[i], self.sigmas[i], self.low, self.high, rng)
     }
 
     /// Log density at `x`, or log mass of `[lo, hi]` for a discrete cell.
@@ -639,6 +693,53 @@ impl TpeProposer {
     }
 }
 
+impl TpeProposer {
+    /// Multivariate TPE from the columns (the fast path of `sample_relative`).
+    fn sample_joint(
+        &mut self,
+        space: &SearchSpace,
+        relative: &[String],
+        rng: &mut Rng,
+    ) -> (Params, String) {
+        let (good, bad) = self
+            .columns
+            .groups(&self.objectives, self.options.constant_liar);
+        let (dims, parameters): (Vec<usize>, Vec<&Parameter>) = space
+            .parameters()
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| relative.contains(&p.name))
+            .unzip();
+        let prior = self.options.prior_weight;
+        let l = self.columns.fit(&dims, &good, 0, prior);
+        let g = self.columns.fit(&dims, &bad, 1, prior);
+        let (mut l_scorer, mut g_scorer) = (l.scorer(), g.scorer());
+        let mut best: Option<(Vec<ParamValue>, f64)> = None;
+        for _ in 0..self.options.n_ei_candidates {
+            let candidate = l.sample(rng);
+            let score =
+                l_scorer.log_likelihood(&l, &candidate) - g_scorer.log_likelihood(&g, &candidate);
+            if best.as_ref().is_none_or(|(_, s)| score > *s) {
+                best = Some((candidate, score));
+            }
+        }
+        let (values, score) = best.unwrap_or_default();
+        let params: Params = parameters
+            .iter()
+            .map(|p| p.name.clone())
+            .zip(values)
+            .collect();
+        let rationale = format!(
+            "tpe: joint log l/g {score:.3} over {} parameters, best of {} candidates; {} good and {} other trials",
+            parameters.len(),
+            self.options.n_ei_candidates,
+            good.len(),
+            bad.len()
+        );
+        (params, rationale)
+    }
+}
+
 impl Proposer for TpeProposer {
     fn asks(
         &mut self,
@@ -654,6 +755,23 @@ impl Proposer for TpeProposer {
     }
 
     fn infer_relative_space(&mut self, space: &SearchSpace, history: &History<'_>) -> Vec<String> {
+        if self.fast(space, history) {
+            let (good, bad) = self
+                .columns
+                .groups(&self.objectives, self.options.constant_liar);
+            if self.columns.finished() < self.options.n_startup_trials || good.is_empty() {
+                return Vec::new(); // random start-up
+            }
+            let shared = self.columns.shared(&good);
+            let shared_bad = self.columns.shared(&bad);
+            return space
+                .parameters()
+                .iter()
+                .zip(shared.iter().zip(shared_bad))
+                .filter(|(_, (a, b))| **a && *b)
+                .map(|(p, _)| p.name.clone())
+                .collect();
+        }
         if !self.started(history) {
             return Vec::new(); // random start-up
         }
@@ -675,6 +793,9 @@ impl Proposer for TpeProposer {
         relative: &[String],
         rng: &mut Rng,
     ) -> (Params, String) {
+        if self.fast(space, history) {
+            return self.sample_joint(space, relative, rng);
+        }
         let (ranked, n_good) = self.ranked(history);
         let (good, bad) = ranked.split_at(n_good);
         let parameters: Vec<&Parameter> = space
