@@ -711,14 +711,13 @@ impl TpeProposer {
             .filter(|(_, p)| relative.contains(&p.name))
             .unzip();
         let prior = self.options.prior_weight;
-        let l = self.columns.fit(&dims, &good, 0, prior);
-        let g = self.columns.fit(&dims, &bad, 1, prior);
-        let (mut l_scorer, mut g_scorer) = (l.scorer(), g.scorer());
+        self.columns.fit(&dims, &good, 0, prior);
+        self.columns.fit(&dims, &bad, 1, prior);
+        let [l, g] = &mut self.columns.fits;
         let mut best: Option<(Vec<ParamValue>, f64)> = None;
         for _ in 0..self.options.n_ei_candidates {
             let candidate = l.sample(rng);
-            let score =
-                l_scorer.log_likelihood(&l, &candidate) - g_scorer.log_likelihood(&g, &candidate);
+            let score = l.log_likelihood(&candidate) - g.log_likelihood(&candidate);
             if best.as_ref().is_none_or(|(_, s)| score > *s) {
                 best = Some((candidate, score));
             }

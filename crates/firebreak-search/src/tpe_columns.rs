@@ -39,7 +39,7 @@ struct Column {
     sorted: Vec<u32>,
     /// Per group (good, bad), per trial: the last bandwidth, with the log of the
     /// kernel's mass in the range and the log of the bandwidth.
-    normalisers: [Vec<(f64, f64, f64)>; 2],
+    normalisers: [Vec<Normaliser>; 2],
 }
 
 /// The history as columns (see the module docs).
@@ -51,13 +51,21 @@ pub(crate) struct Columns {
     states: Vec<TrialState>,
     /// Objective values of complete trials with finite values.
     values: Vec<Option<Vec<f64>>>,
+    /// With one objective, its value made smaller-is-better (NaN when none).
+    keys: Vec<f64>,
+    /// The last split into groups, until the history changes.
+    groups: Option<(Vec<usize>, Vec<usize>)>,
     columns: Vec<Column>,
     /// Whether the trials' numbers strictly increase (the history's order is the
     /// chronological order); the fast path needs it.
     pub(crate) ordered: bool,
+    /// The good group's estimator and the other trials', reused between asks.
+    pub(crate) fits: [Fit; 2],
+    /// Scratch for the walks over sorted columns.
+    position: Vec<u32>,
+    members: Vec<u32>,
+    sorted: Vec<f64>,
 }
-
-const NO_NORMALISER: (f64, f64, f64) = (f64::NAN, 0.0, 0.0);
 
 impl Columns {
     /// Brings the columns up to date with `trials` of a campaign on `parameters`.
@@ -79,6 +87,14 @@ impl Columns {
                 ..Columns::default()
             };
         }
+        self.groups = self.groups.take().filter(|_| {
+            trials.len() == self.numbers.len()
+                && trials
+                    .iter()
+                    .zip(&self.numbers)
+                    .zip(&self.states)
+                    .all(|((t, n), s)| t.number == *n && t.state == *s)
+        });
         let same = self
             .numbers
             .iter()
@@ -99,11 +115,12 @@ impl Columns {
             self.numbers.push(trial.number);
             self.states.push(trial.state);
             self.values.push(None);
+            self.keys.push(f64::NAN);
             for column in &mut self.columns {
                 column.xs.push(f64::NAN);
                 column.has.push(false);
                 for group in &mut column.normalisers {
-                    group.push(NO_NORMALISER);
+                    group.push(Normaliser::NONE);
                 }
             }
             self.read(i, objectives, trial);
@@ -120,6 +137,7 @@ impl Columns {
         self.numbers.truncate(n);
         self.states.truncate(n);
         self.values.truncate(n);
+        self.keys.truncate(n);
         for column in &mut self.columns {
             column.xs.truncate(n);
             column.has.truncate(n);
@@ -139,6 +157,11 @@ impl Columns {
             objectives.values(&trial.metrics)
         } else {
             None
+        };
+        self.keys[i] = match (&self.values[i], &objectives.directions[..]) {
+            (Some(v), [firebreak_core::Direction::Maximize]) => -v[0],
+            (Some(v), [_]) => v[0],
+            _ => f64::NAN,
         };
         let mut changed = false;
         for ((parameter, axis), column) in self
@@ -162,7 +185,7 @@ impl Columns {
                 changed |= !column.xs[i].is_nan() || column.sorted.len() > i;
                 column.xs[i] = x;
                 for group in &mut column.normalisers {
-                    group[i] = NO_NORMALISER;
+                    group[i] = Normaliser::NONE;
                 }
             }
         }
@@ -206,7 +229,20 @@ impl Columns {
     /// The good group and the other trials TPE learns from (pruned ones, and
     /// running ones with the constant liar), each in chronological order: the same
     /// split as `TpeProposer::ranked`.
-    pub(crate) fn groups(&self, objectives: &Objectives, liar: bool) -> (Vec<usize>, Vec<usize>) {
+    pub(crate) fn groups(
+        &mut self,
+        objectives: &Objectives,
+        liar: bool,
+    ) -> (Vec<usize>, Vec<usize>) {
+        if let Some(groups) = &self.groups {
+            return groups.clone();
+        }
+        let groups = self.split(objectives, liar);
+        self.groups = Some(groups.clone());
+        groups
+    }
+
+    fn split(&self, objectives: &Objectives, liar: bool) -> (Vec<usize>, Vec<usize>) {
         let complete: Vec<usize> = (0..self.numbers.len())
             .filter(|&i| self.values[i].is_some())
             .collect();
@@ -220,16 +256,14 @@ impl Columns {
             .min(25)
             .min(complete.len());
         let value = |i: usize| self.values[i].as_deref().unwrap_or_default();
-        let mut good: Vec<usize> = if let [direction] = objectives.directions[..] {
+        let mut good: Vec<usize> = if let [_] = objectives.directions[..] {
+            // Smaller keys first (the negated value when maximising reverses the
+            // total order exactly), ties by number.
             let mut order = complete;
             let by = |&a: &usize, &b: &usize| {
-                let order = value(a)[0].total_cmp(&value(b)[0]);
-                let order = if direction == firebreak_core::Direction::Maximize {
-                    order.reverse()
-                } else {
-                    order
-                };
-                order.then(self.numbers[a].cmp(&self.numbers[b]))
+                self.keys[a]
+                    .total_cmp(&self.keys[b])
+                    .then(self.numbers[a].cmp(&self.numbers[b]))
             };
             if n_good > 0 && n_good < order.len() {
                 order.select_nth_unstable_by(n_good - 1, by);
@@ -276,103 +310,175 @@ impl Columns {
     }
 
     /// Fits the joint estimator of `rows` (chronological) over the parameters
-    /// `dims` (indices); `group` 0 is the good group, 1 the other trials.
-    pub(crate) fn fit(&mut self, dims: &[usize], rows: &[usize], group: usize, prior: f64) -> Fit {
+    /// `dims` (indices) into `self.fits[group]`; `group` 0 is the good group, 1
+    /// the other trials. The fit's buffers are reused from ask to ask.
+    pub(crate) fn fit(&mut self, dims: &[usize], rows: &[usize], group: usize, prior: f64) {
+        let fit = &mut self.fits[group];
         let n = rows.len();
         let kernels_n = n + 1;
         let mut weights = recency_weights(n);
         weights.push(prior);
         let total: f64 = weights.iter().sum();
-        let log_weights: Vec<f64> = weights.iter().map(|w| (w / total).ln()).collect();
+        fit.log_weights.clear();
+        fit.log_weights
+            .extend(weights.iter().map(|w| (w / total).ln()));
+        fit.kernels = kernels_n;
+        fit.margin = MARGIN + (kernels_n as f64).ln();
+        fit.constant.clear();
+        fit.constant.extend_from_slice(&fit.log_weights);
+        fit.upper.resize(kernels_n, 0.0);
+        fit.continuous.clear();
+        fit.discrete.clear();
+        fit.categorical.clear();
         // Position of each trial among `rows`, for the walks over sorted columns.
         let walk = n > 64;
-        let mut position = Vec::new();
+        let position = &mut self.position;
         if walk {
-            position = vec![u32::MAX; self.numbers.len()];
+            position.clear();
+            position.resize(self.numbers.len(), u32::MAX);
             for (k, &i) in rows.iter().enumerate() {
                 position[i] = k as u32;
             }
         }
-        let mut members = Vec::with_capacity(n);
-        let mut sorted = Vec::with_capacity(n);
-        let dims = dims
-            .iter()
-            .map(|&d| {
-                let column = &mut self.columns[d];
-                let Some(axis) = self.axes[d] else {
-                    let Distribution::Categorical { choices } = &self.parameters[d].distribution
-                    else {
-                        unreachable!("non-numerical parameters are categorical")
-                    };
-                    return Dim::Categorical {
-                        choices: choices.clone(),
-                        kernel_choice: rows.iter().map(|&i| column.xs[i]).collect(),
-                        p: prior / kernels_n as f64,
-                    };
+        let mut spare = std::mem::take(&mut fit.dims).into_iter();
+        for (j, &d) in dims.iter().enumerate() {
+            let column = &mut self.columns[d];
+            let recycled = spare.next();
+            let Some(axis) = self.axes[d] else {
+                let Distribution::Categorical { choices } = &self.parameters[d].distribution else {
+                    unreachable!("non-numerical parameters are categorical")
                 };
-                let (low, high) = (axis.low, axis.high);
-                let (mus, sigmas) = if walk {
-                    let mus: Vec<f64> = rows.iter().map(|&i| column.xs[i]).collect();
-                    members.clear();
-                    members.extend(
-                        column
-                            .sorted
-                            .iter()
-                            .map(|&r| position[r as usize])
-                            .filter(|&k| k != u32::MAX),
-                    );
-                    sorted.clear();
-                    sorted.extend(members.iter().map(|&k| mus[k as usize]));
-                    let mut sigmas = vec![high - low; kernels_n];
-                    bandwidths(&sorted, low, high, |rank, s| {
-                        sigmas[members[rank] as usize] = s;
-                    });
-                    let mut mus = mus;
-                    mus.push((low + high) / 2.0);
-                    (mus, sigmas)
-                } else {
-                    let xs: Vec<f64> = rows.iter().map(|&i| column.xs[i]).collect();
-                    kernels(&xs, low, high)
-                };
-                let cache = &mut column.normalisers[group];
-                let mut log_masses = Vec::with_capacity(kernels_n);
-                let mut log_sigmas = Vec::with_capacity(kernels_n);
-                for (k, &i) in rows.iter().enumerate() {
-                    let entry = &mut cache[i];
-                    if entry.0.to_bits() != sigmas[k].to_bits() {
-                        *entry = (
-                            sigmas[k],
-                            log_mass(mus[k], sigmas[k], low, high),
-                            sigmas[k].ln(),
-                        );
-                    }
-                    log_masses.push(entry.1);
-                    log_sigmas.push(entry.2);
-                }
-                log_masses.push(log_mass(mus[n], sigmas[n], low, high));
-                log_sigmas.push(sigmas[n].ln());
-                Dim::Numeric {
-                    axis,
+                let p = prior / kernels_n as f64;
+                let k = choices.len() as f64;
+                let matched = p * k + 1.0;
+                fit.categorical.push(j);
+                fit.dims.push(Dim::Categorical {
+                    choices: choices.clone(),
+                    kernel_choice: rows.iter().map(|&i| column.xs[i]).collect(),
+                    p,
+                    matched: ((p + 1.0) / matched).ln(),
+                    other: (p / matched).ln(),
+                    absent: (p / (p * k)).ln(),
+                    prior: (1.0 / k).ln(),
+                });
+                continue;
+            };
+            let (mut mus, mut sigmas, mut inverse, mut log_masses) = match recycled {
+                Some(Dim::Numeric {
                     mus,
                     sigmas,
+                    inverse,
                     log_masses,
-                    log_sigmas,
+                    ..
+                }) => (mus, sigmas, inverse, log_masses),
+                _ => Default::default(),
+            };
+            let (low, high) = (axis.low, axis.high);
+            mus.clear();
+            mus.extend(rows.iter().map(|&i| column.xs[i]));
+            mus.push((low + high) / 2.0);
+            sigmas.clear();
+            sigmas.resize(kernels_n, high - low);
+            if walk {
+                let (members, sorted) = (&mut self.members, &mut self.sorted);
+                members.clear();
+                members.resize(n, 0);
+                let mut m = 0;
+                for &r in &column.sorted {
+                    let k = position[r as usize];
+                    if k != u32::MAX {
+                        members[m] = k;
+                        m += 1;
+                    }
                 }
-            })
-            .collect();
-        Fit { log_weights, dims }
+                sorted.clear();
+                sorted.extend(members.iter().map(|&k| mus[k as usize]));
+                bandwidths(sorted, low, high, |rank, s| {
+                    sigmas[members[rank] as usize] = s;
+                });
+            } else {
+                let (_, s) = kernels(&mus[..n], low, high);
+                sigmas.copy_from_slice(&s);
+            }
+            let cache = &mut column.normalisers[group];
+            inverse.clear();
+            inverse.resize(kernels_n, 0.0);
+            log_masses.clear();
+            log_masses.resize(kernels_n, 0.0);
+            let continuous = axis.step.is_none();
+            let constant = &mut fit.constant[..kernels_n];
+            for (k, &i) in rows.iter().enumerate() {
+                let entry = &mut cache[i];
+                if entry.sigma.to_bits() != sigmas[k].to_bits() {
+                    *entry = Normaliser::new(mus[k], sigmas[k], low, high);
+                }
+                inverse[k] = entry.inverse;
+                log_masses[k] = entry.log_mass;
+                if continuous {
+                    constant[k] -= entry.term;
+                }
+            }
+            let last = Normaliser::new(mus[n], sigmas[n], low, high);
+            inverse[n] = last.inverse;
+            log_masses[n] = last.log_mass;
+            if continuous {
+                constant[n] -= last.term;
+                fit.continuous.push(j);
+            } else {
+                fit.discrete.push(j);
+            }
+            fit.dims.push(Dim::Numeric {
+                axis,
+                mus,
+                sigmas,
+                inverse,
+                log_masses,
+            });
+        }
+    }
+}
+
+/// A kernel's bandwidth with what scoring needs of it.
+#[derive(Debug, Clone, Copy)]
+struct Normaliser {
+    sigma: f64,
+    /// `sqrt(1/2) / sigma`, so that a kernel's `z²/2` is one square.
+    inverse: f64,
+    /// Log of the kernel's mass inside the range.
+    log_mass: f64,
+    /// `ln sigma + ln(2π)/2 + log_mass`: what a continuous dimension takes off
+    /// the kernel's log density besides `z²/2`.
+    term: f64,
+}
+
+impl Normaliser {
+    const NONE: Normaliser = Normaliser {
+        sigma: f64::NAN,
+        inverse: 0.0,
+        log_mass: 0.0,
+        term: 0.0,
+    };
+
+    fn new(mu: f64, sigma: f64, low: f64, high: f64) -> Normaliser {
+        let log_mass = log_mass(mu, sigma, low, high);
+        Normaliser {
+            sigma,
+            inverse: std::f64::consts::FRAC_1_SQRT_2 / sigma,
+            log_mass,
+            term: sigma.ln() + HALF_LN_TAU + log_mass,
+        }
     }
 }
 
 /// One parameter of a fitted joint estimator.
-#[derive(Debug)]
-pub(crate) enum Dim {
+#[derive(Debug, Clone)]
+enum Dim {
     Numeric {
         axis: Axis,
         mus: Vec<f64>,
         sigmas: Vec<f64>,
+        inverse: Vec<f64>,
         log_masses: Vec<f64>,
-        log_sigmas: Vec<f64>,
     },
     Categorical {
         choices: Vec<ParamValue>,
@@ -380,14 +486,33 @@ pub(crate) enum Dim {
         kernel_choice: Vec<f64>,
         /// The prior's share of each observation kernel's choice weights.
         p: f64,
+        /// Log probabilities: of a kernel's own choice, of another choice, of any
+        /// choice for a kernel without one, of any choice under the prior.
+        matched: f64,
+        other: f64,
+        absent: f64,
+        prior: f64,
     },
 }
 
-/// A fitted joint estimator: one kernel per observation, and the prior last.
-#[derive(Debug)]
+/// A fitted joint estimator: one kernel per observation and the prior last,
+/// laid out for scoring (centres and inverse bandwidths as columns, each kernel's
+/// constant terms summed once), with its scratch buffers.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Fit {
     log_weights: Vec<f64>,
     dims: Vec<Dim>,
+    kernels: usize,
+    margin: f64,
+    /// Per kernel: log weight minus the continuous dimensions' normalisers.
+    constant: Vec<f64>,
+    /// Indices into `dims` by kind.
+    continuous: Vec<usize>,
+    discrete: Vec<usize>,
+    categorical: Vec<usize>,
+    upper: Vec<f64>,
+    survivors: Vec<u32>,
+    logs: Vec<f64>,
 }
 
 impl Fit {
@@ -411,6 +536,7 @@ impl Fit {
                     choices,
                     kernel_choice,
                     p,
+                    ..
                 } => {
                     let k = choices.len();
                     let row: Vec<f64> = match kernel_choice.get(kernel) {
@@ -449,130 +575,31 @@ impl Fit {
             .collect()
     }
 
-    /// The estimator laid out for scoring.
-    pub(crate) fn scorer(&self) -> Scorer {
-        let kernels_n = self.log_weights.len();
-        let mut constant = self.log_weights.clone();
-        let mut continuous = Vec::new();
-        let mut discrete = Vec::new();
-        let mut categorical = Vec::new();
-        for (d, dim) in self.dims.iter().enumerate() {
-            match dim {
-                Dim::Numeric {
-                    axis,
-                    mus,
-                    sigmas,
-                    log_masses,
-                    log_sigmas,
-                } => {
-                    if axis.step.is_some() {
-                        discrete.push(d);
-                        continue;
-                    }
-                    for (k, c) in constant.iter_mut().enumerate() {
-                        *c -= log_sigmas[k] + HALF_LN_TAU + log_masses[k];
-                    }
-                    continuous.push((
-                        d,
-                        mus.clone(),
-                        sigmas.iter().map(|s| 1.0 / s).collect::<Vec<f64>>(),
-                    ));
-                }
-                Dim::Categorical {
-                    choices,
-                    kernel_choice,
-                    p,
-                } => {
-                    let k = choices.len() as f64;
-                    let matched = p * k + 1.0;
-                    categorical.push(CategoricalTerms {
-                        dim: d,
-                        kernel_choice: kernel_choice.clone(),
-                        matched: ((p + 1.0) / matched).ln(),
-                        other: (p / matched).ln(),
-                        absent: (p / (p * k)).ln(),
-                        prior: (1.0 / k).ln(),
-                    });
-                }
-            }
-        }
-        Scorer {
-            kernels: kernels_n,
-            margin: MARGIN + (kernels_n as f64).ln(),
-            constant,
-            continuous,
-            discrete,
-            categorical,
-            upper: vec![0.0; kernels_n],
-            survivors: Vec::with_capacity(kernels_n),
-            logs: Vec::with_capacity(kernels_n),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct CategoricalTerms {
-    dim: usize,
-    kernel_choice: Vec<f64>,
-    matched: f64,
-    other: f64,
-    absent: f64,
-    prior: f64,
-}
-
-/// A joint estimator's log density, laid out by parameter (centres and inverse
-/// bandwidths as columns) with each kernel's constant terms summed once.
-#[derive(Debug)]
-pub(crate) struct Scorer {
-    kernels: usize,
-    margin: f64,
-    /// Per kernel: log weight minus the continuous dimensions' log normalisers.
-    constant: Vec<f64>,
-    /// Continuous dimensions: (index, centres, inverse bandwidths).
-    continuous: Vec<(usize, Vec<f64>, Vec<f64>)>,
-    /// Discrete numerical dimensions (scored by their cell's mass).
-    discrete: Vec<usize>,
-    categorical: Vec<CategoricalTerms>,
-    upper: Vec<f64>,
-    survivors: Vec<u32>,
-    logs: Vec<f64>,
-}
-
-impl Scorer {
-    /// The log density of `values` under `fit` (the estimator this scorer was
-    /// made from).
-    pub(crate) fn log_likelihood(&mut self, fit: &Fit, values: &[ParamValue]) -> f64 {
+    /// The log density of `values` (one per dimension).
+    pub(crate) fn log_likelihood(&mut self, values: &[ParamValue]) -> f64 {
         // The candidate's coordinates; an unknown value has density zero.
         let mut xs = Vec::with_capacity(self.continuous.len());
-        for (d, _, _) in &self.continuous {
-            let Dim::Numeric { axis, .. } = &fit.dims[*d] else {
-                unreachable!("continuous dimensions are numerical")
-            };
-            match axis.internal(&values[*d]) {
-                Some(x) => xs.push(x),
-                None => return f64::NEG_INFINITY,
-            }
-        }
         let mut cells = Vec::with_capacity(self.discrete.len());
-        for &d in &self.discrete {
-            let Dim::Numeric { axis, .. } = &fit.dims[d] else {
-                unreachable!("discrete dimensions are numerical")
-            };
-            match axis.cell(&values[d]) {
-                Some(cell) => cells.push(cell),
-                None => return f64::NEG_INFINITY,
-            }
-        }
         let mut choices = Vec::with_capacity(self.categorical.len());
-        for terms in &self.categorical {
-            let Dim::Categorical { choices: all, .. } = &fit.dims[terms.dim] else {
-                unreachable!("categorical dimensions are categorical")
-            };
-            match all.iter().position(|c| c.matches(&values[terms.dim])) {
-                Some(c) => choices.push(c as f64),
-                None => return f64::NEG_INFINITY,
+        for (dim, value) in self.dims.iter().zip(values) {
+            match dim {
+                Dim::Numeric { axis, .. } if axis.step.is_none() => match axis.internal(value) {
+                    Some(x) => xs.push(x),
+                    None => return f64::NEG_INFINITY,
+                },
+                Dim::Numeric { axis, .. } => match axis.cell(value) {
+                    Some(cell) => cells.push(cell),
+                    None => return f64::NEG_INFINITY,
+                },
+                Dim::Categorical { choices: all, .. } => {
+                    match all.iter().position(|c| c.matches(value)) {
+                        Some(c) => choices.push(c as f64),
+                        None => return f64::NEG_INFINITY,
+                    }
+                }
             }
         }
+        let dims = &self.dims;
         // The discrete and categorical terms of kernel `k`.
         let other_terms = |k: usize| -> f64 {
             let mut v = 0.0;
@@ -582,19 +609,30 @@ impl Scorer {
                     sigmas,
                     log_masses,
                     ..
-                } = &fit.dims[d]
+                } = &dims[d]
                 else {
                     unreachable!("discrete dimensions are numerical")
                 };
                 let (mu, s) = (mus[k], sigmas[k]);
                 v += normal_mass((lo - mu) / s, (hi - mu) / s).max(1e-300).ln() - log_masses[k];
             }
-            for (terms, &c) in self.categorical.iter().zip(&choices) {
-                v += match terms.kernel_choice.get(k) {
-                    None => terms.prior,
-                    Some(kc) if kc.is_nan() => terms.absent,
-                    Some(&kc) if kc == c => terms.matched,
-                    Some(_) => terms.other,
+            for (&d, &c) in self.categorical.iter().zip(&choices) {
+                let Dim::Categorical {
+                    kernel_choice,
+                    matched,
+                    other,
+                    absent,
+                    prior,
+                    ..
+                } = &dims[d]
+                else {
+                    unreachable!("categorical dimensions are categorical")
+                };
+                v += match kernel_choice.get(k) {
+                    None => *prior,
+                    Some(kc) if kc.is_nan() => *absent,
+                    Some(&kc) if kc == c => *matched,
+                    Some(_) => *other,
                 };
             }
             v
@@ -604,23 +642,35 @@ impl Scorer {
         // each kernel's log density from above. The exact values of the prior and
         // of the kernel with the best bound bound the best kernel from below, and
         // only kernels within the margin of that are finished and summed.
-        let upper = &mut self.upper;
-        upper.copy_from_slice(&self.constant);
-        for ((_, mus, inverse), x) in self.continuous.iter().zip(&xs) {
-            for ((u, mu), inv) in upper.iter_mut().zip(mus).zip(inverse) {
-                let z = (x - mu) * inv;
-                *u -= 0.5 * z * z;
+        let n = self.kernels;
+        let upper = &mut self.upper[..n];
+        upper.copy_from_slice(&self.constant[..n]);
+        for (&d, &x) in self.continuous.iter().zip(&xs) {
+            let Dim::Numeric { mus, inverse, .. } = &dims[d] else {
+                unreachable!("continuous dimensions are numerical")
+            };
+            let (mus, inverse) = (&mus[..n], &inverse[..n]);
+            for k in 0..n {
+                let z = (x - mus[k]) * inverse[k];
+                upper[k] -= z * z;
             }
         }
-        let prior = self.kernels - 1;
-        let mut leader = prior;
-        for (k, &u) in upper.iter().enumerate() {
-            if u > upper[leader] {
-                leader = k;
+        // The best bound, in four independent lanes.
+        let mut lanes = [f64::NEG_INFINITY; 4];
+        for chunk in upper.chunks(4) {
+            for (lane, &u) in lanes.iter_mut().zip(chunk) {
+                *lane = if u > *lane { u } else { *lane };
             }
         }
-        let floor = (upper[prior] + other_terms(prior)).max(upper[leader] + other_terms(leader))
-            - self.margin;
+        let best = lanes.into_iter().fold(f64::NEG_INFINITY, f64::max);
+        let prior = n - 1;
+        let best = if self.discrete.is_empty() && self.categorical.is_empty() {
+            best // the bound is exact
+        } else {
+            let leader = upper.iter().position(|&u| u == best).unwrap_or(prior);
+            upper[leader] + other_terms(leader)
+        };
+        let floor = (upper[prior] + other_terms(prior)).max(best) - self.margin;
         let floor = if floor.is_nan() {
             f64::NEG_INFINITY
         } else {
