@@ -12,7 +12,7 @@ use firebreak_store::{NewTrial, SqliteStore, Store, StoreError};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use crate::output::{best_trials, number, param, print_rows, trial_json, trial_rows};
+use crate::output::{number, param, print_rows, trial_json, trial_rows};
 use crate::progress::Progress;
 use crate::{AuditCommand, Cli, Command, Failure, Format, KeysCommand, Outcome, StorageCommand};
 
@@ -217,7 +217,7 @@ async fn run(cli: &Cli, path: &Path, as_name: Option<&str>, key: Option<&Path>) 
     });
     let runner = tokio::spawn(firebreak_runner::run(
         campaign.clone(),
-        executor,
+        executor.clone(),
         events_tx,
         interrupt_rx,
     ));
@@ -247,8 +247,14 @@ async fn run(cli: &Cli, path: &Path, as_name: Option<&str>, key: Option<&Path>) 
         Stop::Firebreak { requests, .. } => format!("firebreak: {}", requests.join(", ")),
         Stop::Interrupted { .. } => "interrupted".to_string(),
     };
+    if !matches!(summary.stop, Stop::Interrupted { .. })
+        && let Err(e) = firebreak_runner::test_champion(&campaign, &executor).await
+    {
+        eprintln!("warning: the champion could not be evaluated on the test split: {e}");
+    }
     let campaign =
         Arc::into_inner(campaign).ok_or_else(|| anyhow!("the campaign is still in use"))?;
+    let watts_per_core = campaign.spec().spec.constraints.watts_per_core;
     campaign.close(&reason).await?;
     let trials = store.trials(&name).await?;
     let ledger = store.ledger().await?;
@@ -262,7 +268,7 @@ async fn run(cli: &Cli, path: &Path, as_name: Option<&str>, key: Option<&Path>) 
         c.failed,
         summary.finished_this_run
     );
-    for champion in best_trials(&trials, &objectives) {
+    for champion in objectives.best(&trials) {
         let metrics: Vec<String> = champion
             .metrics
             .iter()
@@ -279,7 +285,18 @@ async fn run(cli: &Cli, path: &Path, as_name: Option<&str>, key: Option<&Path>) 
             metrics.join(" "),
             params.join(" ")
         );
+        if let Executor::Builtin(task) = &executor
+            && let Ok(genome) = task.genome(&champion.params)
+        {
+            println!("architecture: {}", genome.describe());
+        }
     }
+    let cpu: f64 = trials.iter().filter_map(|t| t.cpu_seconds).sum();
+    println!(
+        "compute: {} trial CPU seconds, about {:.5} kWh at {watts_per_core} W per core",
+        number(cpu),
+        cpu * watts_per_core / 3.6e6
+    );
     println!("ledger: {} entries, head {head}", ledger.len());
     match sign_checkpoint(&store, &ledger).await {
         Ok(checkpoint) => println!(
@@ -389,7 +406,7 @@ async fn status(cli: &Cli, campaign: Option<&str>) -> Outcome {
     let counts = store.counts(name).await?;
     let n_trials = spec.spec.search.n_trials;
     let state = campaign_state(&store, name, n_trials, counts.finished()).await?;
-    let best: Vec<_> = best_trials(&trials, &spec.objectives);
+    let best: Vec<_> = spec.objectives.best(&trials);
     if cli.format == Format::Json {
         let value = json!({
             "campaign": name,
@@ -442,10 +459,7 @@ async fn best(cli: &Cli, campaign: &str) -> Outcome {
     let store = open(cli).await?;
     let spec = stored_spec(&store, campaign).await?;
     let trials = store.trials(campaign).await?;
-    let best: Vec<_> = best_trials(&trials, &spec.objectives)
-        .into_iter()
-        .cloned()
-        .collect();
+    let best: Vec<_> = spec.objectives.best(&trials).into_iter().cloned().collect();
     if best.is_empty() {
         return Err(Failure::new(1, anyhow!("no complete trial yet")));
     }
@@ -1020,7 +1034,7 @@ async fn report(cli: &Cli, campaign: &str) -> Outcome {
         }
     );
     let _ = writeln!(out, "\n## Champion\n");
-    match best_trials(&trials, &spec.objectives).first() {
+    match spec.objectives.best(&trials).first() {
         Some(t) => {
             let metrics: Vec<String> = t
                 .metrics

@@ -124,18 +124,3 @@ pub fn trial_rows(trials: &[Trial], objectives: &Objectives) -> Vec<Vec<String>>
     }
     rows
 }
-
-/// The best complete trials: the best one, or the Pareto set for several objectives.
-pub fn best_trials<'a>(trials: &'a [Trial], objectives: &Objectives) -> Vec<&'a Trial> {
-    let complete: Vec<(&Trial, Vec<f64>)> = trials
-        .iter()
-        .filter(|t| t.state == firebreak_core::TrialState::Complete)
-        .filter_map(|t| objectives.values(&t.metrics).map(|v| (t, v)))
-        .collect();
-    let points: Vec<Vec<f64>> = complete.iter().map(|(_, v)| v.clone()).collect();
-    objectives
-        .pareto_indices(&points)
-        .into_iter()
-        .map(|i| complete[i].0)
-        .collect()
-}

@@ -65,6 +65,21 @@ impl Objectives {
         strictly
     }
 
+    /// The best complete trials: the Pareto set of the complete trials with every
+    /// objective, in number order (with one objective, the first best one).
+    pub fn best<'a>(&self, trials: &'a [crate::Trial]) -> Vec<&'a crate::Trial> {
+        let complete: Vec<(&crate::Trial, Vec<f64>)> = trials
+            .iter()
+            .filter(|t| t.state == crate::TrialState::Complete)
+            .filter_map(|t| self.values(&t.metrics).map(|v| (t, v)))
+            .collect();
+        let points: Vec<Vec<f64>> = complete.iter().map(|(_, v)| v.clone()).collect();
+        self.pareto_indices(&points)
+            .into_iter()
+            .map(|i| complete[i].0)
+            .collect()
+    }
+
     /// Indices of the non-dominated vectors among `points` (the Pareto set), in input order.
     /// With one objective this is every point sharing the best value, first one first.
     pub fn pareto_indices(&self, points: &[Vec<f64>]) -> Vec<usize> {

@@ -549,6 +549,12 @@ pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<u64, Violation> {
                     t.error = error;
                 }
             }
+            Event::TrialTested { number, metrics } => {
+                transition(&mut trials, number, &[TrialState::Complete])?;
+                if let Some(t) = trials.get_mut(&(campaign.clone(), number)) {
+                    t.metrics.extend(metrics);
+                }
+            }
         }
     }
     compare(entries, &campaigns, &trials, state)?;

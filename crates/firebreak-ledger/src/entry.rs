@@ -210,6 +210,14 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A complete trial was evaluated on the held-out test split (the champion of
+    /// a built-in task); its metrics gain these.
+    TrialTested {
+        /// The trial.
+        number: u64,
+        /// The metrics added (`test_accuracy`, `test_loss`).
+        metrics: Metrics,
+    },
     /// An action was refused: by policy, or because a proposal was out of the space.
     Denied {
         /// The action (`propose_trial`, `request_change`, …).
@@ -245,6 +253,7 @@ impl Event {
             Event::RequestClosed { .. } => "request_closed",
             Event::SpecChanged { .. } => "spec_changed",
             Event::TrialReevaluated { .. } => "trial_reevaluated",
+            Event::TrialTested { .. } => "trial_tested",
             Event::Denied { .. } => "denied",
         }
     }

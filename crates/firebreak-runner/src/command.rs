@@ -72,12 +72,22 @@ impl CommandTask {
     /// (`FIREBREAK_TRIAL_DIR`); absolute because the program has its own working
     /// directory.
     pub fn work_dir(&self, campaign: &str, number: u64) -> Result<PathBuf, RunnerError> {
-        let root = std::path::absolute(&self.trials_root).map_err(|source| RunnerError::Io {
-            context: "resolving the trials folder".into(),
-            source,
-        })?;
-        Ok(root.join(campaign).join(number.to_string()).join("work"))
+        Ok(trial_folder(&self.trials_root, campaign, number)?.join("work"))
     }
+}
+
+/// The absolute folder of trial `number` of `campaign` under `trials_root`: it
+/// holds `work/` (command trials), `checkpoint/`, and the re-evaluation's folders.
+pub(crate) fn trial_folder(
+    trials_root: &Path,
+    campaign: &str,
+    number: u64,
+) -> Result<PathBuf, RunnerError> {
+    let root = std::path::absolute(trials_root).map_err(|source| RunnerError::Io {
+        context: "resolving the trials folder".into(),
+        source,
+    })?;
+    Ok(root.join(campaign).join(number.to_string()))
 }
 
 /// What an execution is for.
@@ -91,20 +101,15 @@ pub enum Attempt {
 }
 
 /// Copies trial `from`'s checkpoint folder into trial `to`'s (PBT's exploit), so
-/// that `to` starts with `FIREBREAK_RESUME_FROM` pointing at the copy.
-fn copy_checkpoint(
-    task: &CommandTask,
+/// that `to` starts from the copy.
+pub(crate) fn copy_checkpoint(
+    trials_root: &Path,
     campaign: &str,
     from: u64,
     to: u64,
 ) -> Result<(), RunnerError> {
     let dir = |number: u64| -> Result<PathBuf, RunnerError> {
-        let work = task.work_dir(campaign, number)?;
-        Ok(work
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default()
-            .join("checkpoint"))
+        Ok(trial_folder(trials_root, campaign, number)?.join("checkpoint"))
     };
     copy_tree(&dir(from)?, &dir(to)?).map_err(|source| RunnerError::Io {
         context: format!("copying the checkpoint of trial {from} for trial {to}"),
@@ -332,7 +337,7 @@ pub async fn execute<S: Store>(
                                 Decision::Continue => None,
                                 Decision::Stop { reason } => Some(reason),
                                 Decision::Exploit { from, params, reason } => {
-                                    let copy = |new: u64| copy_checkpoint(task, &name, from, new);
+                                    let copy = |new: u64| copy_checkpoint(&task.trials_root, &name, from, new);
                                     campaign.exploit(number, from, params, &reason, copy).await?;
                                     Some(reason)
                                 }

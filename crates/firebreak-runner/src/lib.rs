@@ -1,10 +1,11 @@
 //! The campaign runner: opens a campaign over a store ([`Campaign`], also the
 //! ask/tell library API), executes trials — external commands under the trial
-//! protocol ([`CommandTask`]) or benchmark-table lookups ([`TableTask`]), chosen by
-//! [`Executor`] — and drives `parallelism` workers to the end of the campaign
+//! protocol ([`CommandTask`]), benchmark-table lookups ([`TableTask`]) or networks
+//! trained in-process ([`BuiltinTask`]), chosen by [`Executor`] — and drives `parallelism` workers to the end of the campaign
 //! ([`run()`]).
 //!
-//! Principal types: [`Campaign`], [`Executor`], [`CommandTask`], [`TableTask`], [`RunEvent`], [`RunSummary`],
+//! Principal types: [`Campaign`], [`Executor`], [`CommandTask`], [`TableTask`],
+//! [`BuiltinTask`], [`RunEvent`], [`RunSummary`],
 //! [`Stop`], [`RunnerError`].
 //!
 //! Invariants: one live run per campaign, enforced by the store's OS lock; a trial
@@ -19,6 +20,7 @@
 //! trials, whatever the timing.
 #![warn(missing_docs)]
 
+mod builtin;
 mod campaign;
 mod command;
 mod error;
@@ -28,6 +30,7 @@ mod protocol;
 mod run;
 mod table;
 
+pub use builtin::{BuiltinTask, EPOCH_METRICS};
 pub use campaign::{Campaign, Components, ENQUEUED, Halt, RETRY, components, counts_of};
 pub use command::{CommandTask, GRACE_PERIOD, expand_args, param_env_name};
 pub use error::RunnerError;
@@ -35,5 +38,5 @@ pub use firebreak_store::Outcome;
 pub use governance::{authorizer, load_policy};
 pub use host::{host_name, os_user};
 pub use protocol::{LOG_TAIL_BYTES, Line, parse_line};
-pub use run::{Executor, RunEvent, RunSummary, Stop, run};
+pub use run::{Executor, RunEvent, RunSummary, Stop, run, test_champion};
 pub use table::TableTask;

@@ -10,6 +10,7 @@ use firebreak_core::TrialState;
 use firebreak_store::{Counts, Store};
 use tokio::sync::{mpsc, watch};
 
+use crate::builtin::{self, BuiltinTask};
 use crate::command::{Attempt, CommandTask, Ended, execute};
 use crate::table::TableTask;
 use crate::{Campaign, RunnerError};
@@ -22,6 +23,8 @@ pub enum Executor {
     Command(CommandTask),
     /// A lookup in a benchmark table.
     Table(Arc<TableTask>),
+    /// A network trained in-process.
+    Builtin(Arc<BuiltinTask>),
 }
 
 impl Executor {
@@ -47,11 +50,54 @@ impl Executor {
                     &spec.space,
                 )?)))
             }
-            firebreak_spec::TaskKind::Builtin => {
-                Err(RunnerError::TaskUnavailable("builtin".into()))
+            firebreak_spec::TaskKind::Builtin => Ok(Executor::Builtin(Arc::new(
+                BuiltinTask::from_spec(spec, trials_root)?,
+            ))),
+        }
+    }
+
+    /// Evaluates `trial` to its end.
+    async fn evaluate<S: Store>(
+        &self,
+        campaign: &Campaign<S>,
+        trial: &firebreak_core::Trial,
+        attempt: Attempt,
+        interrupt: watch::Receiver<bool>,
+    ) -> Result<Ended, RunnerError> {
+        match self {
+            Executor::Command(task) => execute(campaign, task, trial, attempt, interrupt).await,
+            Executor::Table(table) => Ok(evaluate_table(campaign, table, trial, attempt)),
+            Executor::Builtin(task) => {
+                builtin::execute(campaign, task, trial, attempt, interrupt).await
             }
         }
     }
+}
+
+/// Evaluates the campaign's champion (best complete trial on the first
+/// objective) once on the test split and adds `test_accuracy` and `test_loss` to
+/// its metrics, unless it has them already. Only built-in tasks have a test split.
+pub async fn test_champion<S: Store>(
+    campaign: &Campaign<S>,
+    executor: &Executor,
+) -> Result<Option<(u64, firebreak_core::Metrics)>, RunnerError> {
+    let Executor::Builtin(task) = executor else {
+        return Ok(None);
+    };
+    let objectives = &campaign.spec().objectives;
+    let trials = campaign.store().trials(campaign.name()).await?;
+    let Some(champion) = objectives.best(&trials).first().copied() else {
+        return Ok(None);
+    };
+    if champion.metrics.contains_key("test_accuracy") {
+        return Ok(None);
+    }
+    let metrics = task.test(campaign.name(), champion)?;
+    campaign
+        .store()
+        .add_metrics(campaign.name(), champion.number, &metrics)
+        .await?;
+    Ok(Some((champion.number, metrics)))
 }
 
 /// Evaluates a trial by table lookup: one present seed, drawn with the trial's RNG.
@@ -281,14 +327,9 @@ pub async fn run<S: Store>(
                 let _ = events.send(RunEvent::Started {
                     number: trial.number,
                 });
-                let ended = match &executor {
-                    Executor::Command(task) => {
-                        execute(&campaign, task, &trial, Attempt::Trial, interrupt.clone()).await?
-                    }
-                    Executor::Table(table) => {
-                        evaluate_table(&campaign, table, &trial, Attempt::Trial)
-                    }
-                };
+                let ended = executor
+                    .evaluate(&campaign, &trial, Attempt::Trial, interrupt.clone())
+                    .await?;
                 match ended {
                     Ended::Interrupted => return Ok(()),
                     Ended::Finished(outcome) => {
@@ -303,16 +344,9 @@ pub async fn run<S: Store>(
                         campaign.tell(trial.number, outcome).await?;
                         finished.fetch_add(1, Ordering::SeqCst);
                         if campaign.reeval_due(trial.number).await {
-                            let again = match &executor {
-                                Executor::Command(task) => {
-                                    let attempt = Attempt::Reeval;
-                                    execute(&campaign, task, &trial, attempt, interrupt.clone())
-                                        .await?
-                                }
-                                Executor::Table(table) => {
-                                    evaluate_table(&campaign, table, &trial, Attempt::Reeval)
-                                }
-                            };
+                            let again = executor
+                                .evaluate(&campaign, &trial, Attempt::Reeval, interrupt.clone())
+                                .await?;
                             if let Ended::Finished(again) = again {
                                 campaign.reevaluated(trial.number, again).await?;
                             }

@@ -1228,6 +1228,40 @@ impl Store for SqliteStore {
     async fn record_note(&self, campaign: &str, note: &Event) -> Result<(), StoreError> {
         self.gov_record_note(campaign, note).await
     }
+
+    async fn add_metrics(
+        &self,
+        campaign: &str,
+        number: u64,
+        metrics: &Metrics,
+    ) -> Result<bool, StoreError> {
+        let mut w = self.begin().await?;
+        let row = sqlx::query(
+            "SELECT metrics FROM trials WHERE campaign = ? AND number = ? AND state = 'complete'",
+        )
+        .bind(campaign)
+        .bind(number as i64)
+        .fetch_optional(&mut *w.tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let mut merged = parse::<Metrics>(&row.try_get::<String, _>(0)?)?;
+        merged.extend(metrics.iter().map(|(k, v)| (k.clone(), *v)));
+        sqlx::query("UPDATE trials SET metrics = ? WHERE campaign = ? AND number = ?")
+            .bind(json(&merged))
+            .bind(campaign)
+            .bind(number as i64)
+            .execute(&mut *w.tx)
+            .await?;
+        let event = Event::TrialTested {
+            number,
+            metrics: metrics.clone(),
+        };
+        self.append(&mut w, campaign, &event).await?;
+        self.commit(w).await?;
+        Ok(true)
+    }
 }
 
 impl SqliteStore {

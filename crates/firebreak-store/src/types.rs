@@ -415,6 +415,14 @@ pub trait Store: Send + Sync + 'static {
         campaign: &str,
         note: &Event,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Adds `metrics` to a complete trial's (its test-split evaluation), recorded
+    /// as `trial_tested`; false when the trial is not complete.
+    fn add_metrics(
+        &self,
+        campaign: &str,
+        number: u64,
+        metrics: &Metrics,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// The state tables, for comparison with the ledger.
     fn snapshot(&self) -> impl Future<Output = Result<StateSnapshot, StoreError>> + Send;
 }

@@ -1,0 +1,119 @@
+//! The built-in trainer's data, all offline: bundled real datasets with fixed,
+//! stratified train / validation / test splits ([`load`]), MNIST-1D generated
+//! from its published algorithm ([`mnist1d`]), and synthetic curriculum skills
+//! ([`curriculum`]). No deep-learning dependency: examples are plain `f32` rows.
+//!
+//! Principal items: [`load`], [`Dataset`], [`Split`], [`Shape`], [`DataError`].
+//!
+//! Invariant: a name always gives the same examples in the same splits (fixed
+//! seeds); the test split is never used for anything a search sees.
+
+pub mod curriculum;
+mod error;
+pub mod mnist1d;
+mod tabular;
+
+pub use error::DataError;
+
+/// A label position that is not scored (sequence tasks).
+pub const IGNORE: u32 = u32::MAX;
+
+/// Every name [`load`] accepts.
+pub const DATASETS: &[&str] = &[
+    "digits",
+    "iris",
+    "wine",
+    "breast_cancer",
+    "mnist1d",
+    "mod_add",
+    "parity",
+    "sort",
+    "copy",
+    "reverse",
+    "addition",
+];
+
+/// What one example looks like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shape {
+    /// A vector of features.
+    Tabular {
+        /// Features per example.
+        features: usize,
+    },
+    /// An image (or a 1-D signal, with height 1).
+    Image {
+        /// Channels.
+        channels: usize,
+        /// Height.
+        height: usize,
+        /// Width.
+        width: usize,
+    },
+    /// A sequence of tokens (ids stored as exact floats).
+    Sequence {
+        /// Tokens per example.
+        length: usize,
+        /// Distinct token ids (0 is padding).
+        vocab: usize,
+    },
+}
+
+impl Shape {
+    /// Values per example in [`Split::x`].
+    pub fn size(&self) -> usize {
+        match *self {
+            Shape::Tabular { features } => features,
+            Shape::Image {
+                channels,
+                height,
+                width,
+            } => channels * height * width,
+            Shape::Sequence { length, .. } => length,
+        }
+    }
+}
+
+/// Examples of one split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    /// Row-major `n × shape.size()` values.
+    pub x: Vec<f32>,
+    /// Row-major `n × targets` labels ([`IGNORE`] where not scored).
+    pub y: Vec<u32>,
+    /// Number of examples.
+    pub n: usize,
+    /// Each example's difficulty level (curriculum skills; empty elsewhere).
+    pub levels: Vec<u32>,
+}
+
+/// A dataset with its fixed splits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    /// Its name.
+    pub name: String,
+    /// What an example looks like.
+    pub shape: Shape,
+    /// Classes per label position.
+    pub classes: usize,
+    /// Labels per example (1 for classification).
+    pub targets: usize,
+    /// Training split.
+    pub train: Split,
+    /// Validation split: what proposers and schedulers see.
+    pub val: Split,
+    /// Test split: only the champion is evaluated on it.
+    pub test: Split,
+}
+
+/// The dataset called `name` (see [`DATASETS`] and the crate's README).
+pub fn load(name: &str) -> Result<Dataset, DataError> {
+    match name {
+        "digits" | "iris" | "wine" | "breast_cancer" => tabular::load(name),
+        "mnist1d" => Ok(mnist1d::dataset()),
+        other => match curriculum::Skill::from_name(other) {
+            Some(skill) => Ok(skill.dataset()),
+            None => Err(DataError::Unknown(other.to_string())),
+        },
+    }
+}

@@ -1,0 +1,278 @@
+//! The built-in executor: trains a network in-process with `firebreak-train`,
+//! one OS thread per trial (trials run in parallel up to `parallelism`). Each
+//! epoch's validation metrics go to the scheduler as a report; its answer is
+//! sent back to the training thread, which stops at once on a prune. Checkpoints
+//! live in the same per-trial folders as command trials', so pausing, resuming
+//! and PBT's exploit work the same way.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use firebreak_core::{Metrics, Params, Report, Trial, TrialState};
+use firebreak_data::Dataset;
+use firebreak_search::Decision;
+use firebreak_store::{Outcome, Store};
+use firebreak_train::{Control, EpochMetrics, Genome, Trained};
+use tokio::sync::{mpsc, watch};
+
+use crate::command::{Attempt, Ended, copy_checkpoint, trial_folder};
+use crate::{Campaign, RunnerError};
+
+/// The metrics a built-in trial reports each epoch.
+pub const EPOCH_METRICS: &[&str] = &["val_accuracy", "val_loss", "train_loss"];
+
+/// A built-in task: a dataset held in memory and a model family.
+#[derive(Debug)]
+pub struct BuiltinTask {
+    /// The dataset, loaded once per run.
+    pub data: Arc<Dataset>,
+    /// The model family (`mlp`, `cnn`, `cell`, `transformer`).
+    pub model: String,
+    /// The most epochs a trial trains.
+    pub max_epochs: u32,
+    /// Folder under which each trial gets `<campaign>/<number>/checkpoint`.
+    pub trials_root: PathBuf,
+}
+
+impl BuiltinTask {
+    /// The task of a builtin spec: loads the dataset and checks that the model,
+    /// the space's parameter names and the objectives fit it.
+    pub fn from_spec(
+        spec: &firebreak_spec::CampaignSpec,
+        trials_root: PathBuf,
+    ) -> Result<Self, RunnerError> {
+        let task = &spec.spec.task;
+        let bad = |message: String| RunnerError::TaskUnavailable(message);
+        let name = task.dataset.clone().unwrap_or_default();
+        let data = firebreak_data::load(&name).map_err(|e| bad(e.to_string()))?;
+        let model = task.model.clone().unwrap_or_else(|| "mlp".into());
+        let max_epochs = task.max_epochs.unwrap_or(20);
+        firebreak_train::genome::check_names(
+            &model,
+            spec.space.parameters().iter().map(|p| p.name.as_str()),
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        for metric in &spec.objectives.metrics {
+            if !EPOCH_METRICS.contains(&metric.as_str()) {
+                return Err(bad(format!(
+                    "objective `{metric}` is not reported by built-in trials; hint: use one of {}",
+                    EPOCH_METRICS.join(", ")
+                )));
+            }
+        }
+        Ok(BuiltinTask {
+            data: Arc::new(data),
+            model,
+            max_epochs,
+            trials_root,
+        })
+    }
+
+    /// The genome of `params`.
+    pub fn genome(&self, params: &Params) -> Result<Genome, firebreak_train::TrainError> {
+        firebreak_train::genome(&self.model, params, self.max_epochs)
+    }
+
+    /// Test-split loss and accuracy of trial `number`'s checkpointed network.
+    pub fn test(&self, campaign: &str, trial: &Trial) -> Result<Metrics, RunnerError> {
+        let failed = |e: firebreak_train::TrainError| RunnerError::TaskUnavailable(e.to_string());
+        let genome = self.genome(&trial.params).map_err(failed)?;
+        let dir = trial_folder(&self.trials_root, campaign, trial.number)?.join("checkpoint");
+        let (loss, accuracy) = firebreak_train::test(&genome, &self.data, &dir).map_err(failed)?;
+        Ok([
+            ("test_accuracy".to_string(), accuracy),
+            ("test_loss".to_string(), loss),
+        ]
+        .into())
+    }
+}
+
+/// What the training thread tells the run.
+enum Event {
+    Epoch(EpochMetrics),
+    Done {
+        result: Result<Trained, firebreak_train::TrainError>,
+        cpu_seconds: f64,
+    },
+}
+
+/// Trains one trial to its end (or the scheduler's stop).
+pub async fn execute<S: Store>(
+    campaign: &Campaign<S>,
+    task: &Arc<BuiltinTask>,
+    trial: &Trial,
+    attempt: Attempt,
+    mut interrupt: watch::Receiver<bool>,
+) -> Result<Ended, RunnerError> {
+    let name = campaign.name().to_string();
+    let number = trial.number;
+    let reeval = attempt == Attempt::Reeval;
+    let started = Instant::now();
+    let genome = match task.genome(&trial.params) {
+        Ok(genome) => genome,
+        Err(error) => return Ok(Ended::Finished(Outcome::failed(error.to_string()))),
+    };
+    let base = trial_folder(&task.trials_root, &name, number)?;
+    let checkpoint = base.join(if reeval {
+        "reeval-checkpoint"
+    } else {
+        "checkpoint"
+    });
+    if reeval && checkpoint.exists() {
+        std::fs::remove_dir_all(&checkpoint).map_err(|source| RunnerError::Io {
+            context: format!("clearing {}", checkpoint.display()),
+            source,
+        })?;
+    }
+    let seed = if reeval {
+        campaign.reeval_seed(number)
+    } else {
+        campaign.trial_seed(number)
+    };
+
+    let (events, mut rx) = mpsc::unbounded_channel();
+    let (answers, answer_rx) = std::sync::mpsc::channel::<Control>();
+    let thread_task = task.clone();
+    let thread_genome = genome.clone();
+    let thread_checkpoint = checkpoint.clone();
+    std::thread::Builder::new()
+        .name(format!("trial-{number}"))
+        .spawn(move || {
+            let epoch_events = events.clone();
+            let result = firebreak_train::train(
+                &thread_genome,
+                &thread_task.data,
+                seed,
+                Some(&thread_checkpoint),
+                |metrics| {
+                    if epoch_events.send(Event::Epoch(*metrics)).is_err() {
+                        return Control::Stop;
+                    }
+                    answer_rx.recv().unwrap_or(Control::Stop)
+                },
+            );
+            let _ = events.send(Event::Done {
+                result,
+                cpu_seconds: thread_cpu_seconds(),
+            });
+        })
+        .map_err(|source| RunnerError::Io {
+            context: format!("starting the thread of trial {number}"),
+            source,
+        })?;
+
+    let mut stop: Option<String> = None;
+    let mut log = String::new();
+    let (result, cpu_seconds) = loop {
+        tokio::select! {
+            event = rx.recv() => match event {
+                Some(Event::Epoch(metrics)) => {
+                    log.push_str(&format!(
+                        "epoch {}: train_loss {:.5} val_loss {:.5} val_accuracy {:.5}\n",
+                        metrics.epoch, metrics.train_loss, metrics.val_loss, metrics.val_accuracy
+                    ));
+                    let control = if reeval {
+                        Control::Continue
+                    } else {
+                        match report(campaign, task, number, &name, &metrics).await? {
+                            None => Control::Continue,
+                            Some(reason) => {
+                                stop = Some(reason);
+                                Control::Stop
+                            }
+                        }
+                    };
+                    let _ = answers.send(control);
+                }
+                Some(Event::Done { result, cpu_seconds }) => break (result, cpu_seconds),
+                None => break (Err(firebreak_train::TrainError::Unsupported("the training thread ended unexpectedly".into())), 0.0),
+            },
+            changed = interrupt.changed() => {
+                if changed.is_err() || *interrupt.borrow() {
+                    // The thread stops at its next epoch, when its answer channel is gone.
+                    return Ok(Ended::Interrupted);
+                }
+            }
+        }
+    };
+    let mut outcome = match (result, stop) {
+        (Err(error), _) => Outcome::failed(error.to_string()),
+        (Ok(_), Some(reason)) => Outcome {
+            state: TrialState::Pruned,
+            ..Outcome::failed(reason)
+        },
+        (Ok(trained), None) => match trained.last {
+            None => Outcome::failed("no epoch ran"),
+            Some(last) => {
+                let mut metrics = epoch_metrics(&last);
+                metrics.insert("params".into(), trained.params as f64);
+                metrics.insert("flops_per_sample".into(), trained.flops_per_sample as f64);
+                if reeval {
+                    let dir = checkpoint.clone();
+                    if let Ok((loss, accuracy)) = firebreak_train::test(&genome, &task.data, &dir) {
+                        metrics.insert("test_accuracy".into(), accuracy);
+                        metrics.insert("test_loss".into(), loss);
+                    }
+                }
+                Outcome::complete(metrics)
+            }
+        },
+    };
+    outcome.cpu_seconds = Some(cpu_seconds);
+    outcome.wall_seconds = Some(started.elapsed().as_secs_f64());
+    outcome.log = Some(log);
+    Ok(Ended::Finished(outcome))
+}
+
+/// Reports an epoch to the campaign; `Some(reason)` when the trial must stop.
+async fn report<S: Store>(
+    campaign: &Campaign<S>,
+    task: &BuiltinTask,
+    number: u64,
+    name: &str,
+    metrics: &EpochMetrics,
+) -> Result<Option<String>, RunnerError> {
+    let report = Report {
+        step: u64::from(metrics.epoch),
+        metrics: epoch_metrics(metrics),
+    };
+    Ok(match campaign.report(number, report).await? {
+        Decision::Continue => None,
+        Decision::Stop { reason } => Some(reason),
+        Decision::Exploit {
+            from,
+            params,
+            reason,
+        } => {
+            let root = task.trials_root.clone();
+            let copy = |new: u64| copy_checkpoint(&root, name, from, new);
+            campaign
+                .exploit(number, from, params, &reason, copy)
+                .await?;
+            Some(reason)
+        }
+    })
+}
+
+fn epoch_metrics(m: &EpochMetrics) -> Metrics {
+    [
+        ("val_accuracy".to_string(), m.val_accuracy),
+        ("val_loss".to_string(), m.val_loss),
+        ("train_loss".to_string(), m.train_loss),
+    ]
+    .into()
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu_seconds() -> f64 {
+    // SAFETY: timespec is plain data; clock_gettime fills it.
+    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer and a clock id every Linux has.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    if rc == 0 {
+        t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+    } else {
+        0.0
+    }
+}

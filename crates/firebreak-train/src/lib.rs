@@ -1,0 +1,18 @@
+//! The built-in trainer of `kind = "builtin"` trials: a point of the search space
+//! is read as a [`Genome`] (an architecture and its training hyperparameters),
+//! built as a burn network on the pure-Rust `flex` CPU backend, and trained on
+//! one thread on a bundled dataset, reporting validation metrics every epoch and
+//! checkpointing before each report.
+//!
+//! Principal items: [`genome()`], [`Genome`], [`train()`], [`EpochMetrics`],
+//! [`Control`], [`test()`], [`TrainError`].
+
+mod error;
+pub mod genome;
+mod net;
+mod train;
+
+pub use error::TrainError;
+pub use genome::{Genome, MODELS, genome, known_names};
+pub use net::Net;
+pub use train::{Control, EpochMetrics, Trained, build, test, train};

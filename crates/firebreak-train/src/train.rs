@@ -1,0 +1,319 @@
+//! The training loop of one trial, on one thread: shuffled mini-batches, the
+//! genome's optimiser and schedule, an evaluation on the validation split after
+//! every epoch, a checkpoint written before that epoch is reported, and a stop as
+//! soon as the caller says so.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use firebreak_core::{Rng, derive_seed};
+use firebreak_data::{Dataset, IGNORE, Split};
+
+use crate::TrainError;
+use crate::genome::{Genome, Optimizer};
+use crate::net::Net;
+
+/// What one epoch measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochMetrics {
+    /// 1-based epoch.
+    pub epoch: u32,
+    /// Mean training loss over the epoch's batches.
+    pub train_loss: f64,
+    /// Loss on the validation split.
+    pub val_loss: f64,
+    /// Accuracy on the validation split (a sequence counts when every scored
+    /// position is right).
+    pub val_accuracy: f64,
+}
+
+/// The caller's answer to an epoch's report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Train on.
+    Continue,
+    /// Stop now (a scheduler's decision, an interrupt).
+    Stop,
+}
+
+/// What a finished (or stopped) training left.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trained {
+    /// The last epoch's metrics (none if no epoch ran).
+    pub last: Option<EpochMetrics>,
+    /// Trainable parameters.
+    pub params: usize,
+    /// Estimated FLOPs per sample of a forward pass.
+    pub flops_per_sample: u64,
+    /// True when the caller stopped it.
+    pub stopped: bool,
+}
+
+/// Files of a checkpoint folder.
+const MODEL: &str = "model.bpk";
+const OPTIMIZER: &str = "optimizer.bpk";
+const STATE: &str = "state.json";
+
+/// What a checkpoint folder records besides the weights.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct State {
+    epoch: u32,
+    last: Option<(f64, f64, f64)>,
+}
+
+fn checkpoint_error(path: &Path, message: impl std::fmt::Display) -> TrainError {
+    TrainError::Checkpoint {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// The network of `genome` for `data`, its weights seeded by `seed`.
+pub fn build(genome: &Genome, data: &Dataset, seed: u64, device: &Device) -> Net {
+    device.seed(seed);
+    Net::new(genome, &data.shape, data.classes, data.targets, device)
+}
+
+/// Trains `genome` on `data`. With `checkpoint`, resumes from the folder when it
+/// holds a checkpoint and writes one after every epoch. `on_epoch` sees each
+/// epoch's metrics (after its checkpoint is written) and may stop the training.
+pub fn train(
+    genome: &Genome,
+    data: &Dataset,
+    seed: u64,
+    checkpoint: Option<&Path>,
+    mut on_epoch: impl FnMut(&EpochMetrics) -> Control,
+) -> Result<Trained, TrainError> {
+    let device = Device::flex().autodiff();
+    let mut net = build(genome, data, seed, &device);
+    let mut optimizer = optimizer(genome);
+    let mut start = 0;
+    let mut last = None;
+    if let Some(dir) = checkpoint.filter(|d| d.join(STATE).exists()) {
+        let (model, optim, state) = load(dir, net, optimizer)?;
+        net = model;
+        optimizer = optim;
+        start = state.epoch;
+        last = state
+            .last
+            .map(|(train_loss, val_loss, val_accuracy)| EpochMetrics {
+                epoch: state.epoch,
+                train_loss,
+                val_loss,
+                val_accuracy,
+            });
+    }
+    let params = net.trainable_params();
+    let flops_per_sample = net.flops_per_sample();
+    let mut stopped = false;
+    let train = &data.train;
+    let size = data.shape.size();
+    let batch = genome.batch_size.min(train.n).max(1);
+    let steps = train.n.div_ceil(batch);
+    for epoch in start..genome.epochs {
+        let mut rng = Rng::new(derive_seed(seed, &[u64::from(epoch)]));
+        let mut order: Vec<usize> = (0..train.n).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let mut loss_sum = 0.0;
+        for (step, rows) in order.chunks(batch).enumerate() {
+            let (x, y, mask) = batch_tensors(train, rows, size, data.targets, &device);
+            let logits = net.forward(x);
+            let loss = masked_cross_entropy(logits, y, mask);
+            loss_sum += f64::from(loss.clone().into_scalar::<f32>());
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            let t = f64::from(epoch) + step as f64 / steps as f64;
+            let lr = genome.schedule.rate(genome.lr, t, genome.epochs);
+            net = optimizer.step(lr, net, grads);
+        }
+        let train_loss = loss_sum / steps as f64;
+        if !train_loss.is_finite() {
+            return Err(TrainError::Diverged {
+                epoch: epoch + 1,
+                loss: train_loss,
+            });
+        }
+        let (val_loss, val_accuracy) = evaluate(&net, &data.val, size, data.targets);
+        let metrics = EpochMetrics {
+            epoch: epoch + 1,
+            train_loss,
+            val_loss,
+            val_accuracy,
+        };
+        if let Some(dir) = checkpoint {
+            save(dir, &net, &optimizer, &metrics)?;
+        }
+        last = Some(metrics);
+        if on_epoch(&metrics) == Control::Stop {
+            stopped = true;
+            break;
+        }
+    }
+    Ok(Trained {
+        last,
+        params,
+        flops_per_sample,
+        stopped,
+    })
+}
+
+/// Loss and accuracy on the test split of the network checkpointed in `dir`.
+pub fn test(genome: &Genome, data: &Dataset, dir: &Path) -> Result<(f64, f64), TrainError> {
+    let device = Device::flex().autodiff();
+    let net = build(genome, data, 0, &device);
+    let (net, _, _) = load(dir, net, optimizer(genome))?;
+    Ok(evaluate(&net, &data.test, data.shape.size(), data.targets))
+}
+
+fn optimizer(genome: &Genome) -> ModuleOptimizer {
+    let decay =
+        (genome.weight_decay > 0.0).then(|| WeightDecayConfig::new(genome.weight_decay as f32));
+    match genome.optimizer {
+        Optimizer::Sgd { momentum } => SgdConfig::new()
+            .with_momentum((momentum > 0.0).then(|| {
+                MomentumConfig::new()
+                    .with_momentum(momentum)
+                    .with_dampening(0.0)
+            }))
+            .with_weight_decay(decay)
+            .init(),
+        Optimizer::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+        Optimizer::AdamW => AdamWConfig::new()
+            .with_weight_decay(genome.weight_decay as f32)
+            .init(),
+    }
+}
+
+fn save(
+    dir: &Path,
+    net: &Net,
+    optimizer: &ModuleOptimizer,
+    metrics: &EpochMetrics,
+) -> Result<(), TrainError> {
+    std::fs::create_dir_all(dir).map_err(|e| checkpoint_error(dir, e))?;
+    // Written beside, then renamed: a kill mid-write leaves the previous checkpoint.
+    let tmp = |name: &str| -> PathBuf { dir.join(format!(".{name}.tmp")) };
+    net.clone()
+        .save_file(tmp(MODEL))
+        .map_err(|e| checkpoint_error(&tmp(MODEL), e))?;
+    optimizer
+        .save(tmp(OPTIMIZER))
+        .map_err(|e| checkpoint_error(&tmp(OPTIMIZER), e))?;
+    let state = State {
+        epoch: metrics.epoch,
+        last: Some((metrics.train_loss, metrics.val_loss, metrics.val_accuracy)),
+    };
+    std::fs::write(tmp(STATE), serde_json::to_vec(&state).unwrap_or_default())
+        .map_err(|e| checkpoint_error(&tmp(STATE), e))?;
+    // The state file goes last: it is what says a checkpoint exists.
+    for name in [MODEL, OPTIMIZER, STATE] {
+        std::fs::rename(tmp(name), dir.join(name))
+            .map_err(|e| checkpoint_error(&dir.join(name), e))?;
+    }
+    Ok(())
+}
+
+fn load(
+    dir: &Path,
+    net: Net,
+    optimizer: ModuleOptimizer,
+) -> Result<(Net, ModuleOptimizer, State), TrainError> {
+    let state_path = dir.join(STATE);
+    let text = std::fs::read(&state_path).map_err(|e| checkpoint_error(&state_path, e))?;
+    let state: State =
+        serde_json::from_slice(&text).map_err(|e| checkpoint_error(&state_path, e))?;
+    let net = net
+        .try_load_file(dir.join(MODEL))
+        .map_err(|e| checkpoint_error(&dir.join(MODEL), e))?;
+    let bytes = std::fs::read(dir.join(OPTIMIZER))
+        .map_err(|e| checkpoint_error(&dir.join(OPTIMIZER), e))?;
+    let optimizer = optimizer
+        .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(|e| checkpoint_error(&dir.join(OPTIMIZER), e))?;
+    Ok((net, optimizer, state))
+}
+
+/// Inputs `[rows, size]`, labels `[rows · targets]` (ignored positions as 0)
+/// and the mask of scored positions.
+fn batch_tensors(
+    split: &Split,
+    rows: &[usize],
+    size: usize,
+    targets: usize,
+    device: &Device,
+) -> (Tensor<2>, Tensor<1, Int>, Tensor<1>) {
+    let mut x = Vec::with_capacity(rows.len() * size);
+    let mut y = Vec::with_capacity(rows.len() * targets);
+    let mut mask = Vec::with_capacity(rows.len() * targets);
+    for &r in rows {
+        x.extend_from_slice(&split.x[r * size..(r + 1) * size]);
+        for &label in &split.y[r * targets..(r + 1) * targets] {
+            let scored = label != IGNORE;
+            y.push(if scored { i64::from(label) } else { 0 });
+            mask.push(if scored { 1.0f32 } else { 0.0 });
+        }
+    }
+    let n = rows.len();
+    (
+        Tensor::from_data(TensorData::new(x, [n, size]), device),
+        Tensor::from_data(TensorData::new(y, [n * targets]), device),
+        Tensor::from_data(TensorData::new(mask, [n * targets]), device),
+    )
+}
+
+/// Mean cross-entropy over the scored positions.
+fn masked_cross_entropy(logits: Tensor<2>, y: Tensor<1, Int>, mask: Tensor<1>) -> Tensor<1> {
+    let [rows, _] = logits.dims();
+    let picked = log_softmax(logits, 1)
+        .gather(1, y.reshape([rows, 1]))
+        .reshape([rows]);
+    let count = mask.clone().sum().clamp_min(1.0);
+    -(picked * mask).sum() / count
+}
+
+/// Loss and accuracy of `net` (in evaluation mode) on `split`.
+fn evaluate(net: &Net, split: &Split, size: usize, targets: usize) -> (f64, f64) {
+    let net = net.valid();
+    let device = Device::flex();
+    let mut loss_sum = 0.0;
+    let mut scored = 0.0;
+    let mut correct = 0usize;
+    let rows: Vec<usize> = (0..split.n).collect();
+    for chunk in rows.chunks(512) {
+        let (x, y, mask) = batch_tensors(split, chunk, size, targets, &device);
+        let logits = net.forward(x);
+        let predicted: Vec<i64> = logits
+            .clone()
+            .argmax(1)
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .unwrap_or_default();
+        let labels = &split.y;
+        let n_scored = chunk
+            .iter()
+            .flat_map(|&r| &labels[r * targets..(r + 1) * targets])
+            .filter(|&&l| l != IGNORE)
+            .count() as f64;
+        let loss = f64::from(masked_cross_entropy(logits, y, mask).into_scalar::<f32>());
+        loss_sum += loss * n_scored;
+        scored += n_scored;
+        for (i, &r) in chunk.iter().enumerate() {
+            let right = (0..targets).all(|t| {
+                let label = labels[r * targets + t];
+                label == IGNORE || predicted.get(i * targets + t) == Some(&i64::from(label))
+            });
+            correct += usize::from(right);
+        }
+    }
+    (
+        loss_sum / scored.max(1.0),
+        correct as f64 / split.n.max(1) as f64,
+    )
+}

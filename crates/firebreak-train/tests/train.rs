@@ -1,0 +1,156 @@
+//! The trainer on real bundled data: genomes' parameter counts against
+//! hand-computed literals, a tiny network that must learn digits, checkpoint
+//! resume, stopping, and the genome reader's errors.
+
+use firebreak_core::{ParamValue, Params};
+use firebreak_train::{Control, Genome, genome, test, train};
+
+fn params(pairs: &[(&str, ParamValue)]) -> Params {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn int(i: i64) -> ParamValue {
+    ParamValue::Int(i)
+}
+
+fn text(s: &str) -> ParamValue {
+    ParamValue::Str(s.into())
+}
+
+/// burn's CPU backend draws initial weights and dropout masks from one
+/// process-wide generator, seeded per trial: tests that compare seeded runs take
+/// turns (as trials do at `parallelism = 1`, where determinism is promised).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn digits() -> firebreak_data::Dataset {
+    firebreak_data::load("digits").expect("bundled digits")
+}
+
+fn count(model: &str, p: &Params, data: &firebreak_data::Dataset) -> usize {
+    let g = genome(model, p, 1).expect("genome");
+    let device = burn::tensor::Device::flex().autodiff();
+    firebreak_train::build(&g, data, 0, &device).trainable_params()
+}
+
+#[test]
+fn parameter_counts_equal_hand_computed_literals() {
+    let data = digits(); // 1×8×8 inputs, 10 classes
+    // MLP 64→32→16→10: (64·32+32) + (32·16+16) + (16·10+10).
+    let mlp = params(&[("width_1", int(32)), ("width_2", int(16))]);
+    assert_eq!(count("mlp", &mlp, &data), 2_080 + 528 + 170);
+    // Batch norm adds γ and β per unit (running statistics are not parameters).
+    let mut normed = mlp.clone();
+    normed.insert("norm".into(), text("batch"));
+    assert_eq!(count("mlp", &normed, &data), 2_778 + 2 * (32 + 16));
+    // CNN: conv 1→8 3×3 (72+8), conv 8→16 3×3 (1152+16), two 2×2 pools leave
+    // 16×2×2 = 64 features for the 64·10+10 head.
+    let cnn = params(&[("channels_1", int(8)), ("channels_2", int(16))]);
+    assert_eq!(count("cnn", &cnn, &data), 80 + 1_168 + 650);
+    // Cell: stem 1→16 3×3 without bias (144) + BN (32); two cells of six
+    // conv3×3 edges, each 16·16·9 + BN 32; global pooling, head 16·10+10.
+    let cell = params(&[]);
+    assert_eq!(
+        count("cell", &cell, &data),
+        176 + 2 * 6 * (2_304 + 32) + 170
+    );
+    // Edges that are none, skip or pooling carry no parameters.
+    let sparse = params(&[
+        ("op0", text("nor_conv_1x1")),
+        ("op1", text("none")),
+        ("op2", text("skip_connect")),
+        ("op3", text("avg_pool_3x3")),
+        ("op4", text("none")),
+        ("op5", text("none")),
+        ("cells", int(1)),
+    ]);
+    assert_eq!(count("cell", &sparse, &data), 176 + (256 + 32) + 170);
+}
+
+#[test]
+fn a_tiny_network_learns_digits_above_90_percent_in_seconds() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = digits();
+    let g = genome("mlp", &params(&[("width", int(32))]), 12).expect("genome");
+    let started = std::time::Instant::now();
+    let trained = train(&g, &data, 1, None, |_| Control::Continue).expect("trains");
+    let last = trained.last.expect("epochs ran");
+    assert_eq!(last.epoch, 12);
+    assert!(last.val_accuracy > 0.9, "{last:?}");
+    assert!(
+        started.elapsed().as_secs() < 60,
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_stop_ends_training_at_once_and_a_checkpoint_resumes_where_it_stopped() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = digits();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g: Genome = genome("mlp", &params(&[("width", int(16))]), 6).expect("genome");
+    let mut seen = Vec::new();
+    let first = train(&g, &data, 3, Some(dir.path()), |m| {
+        seen.push(m.epoch);
+        if m.epoch == 2 {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    })
+    .expect("trains");
+    assert!(first.stopped);
+    assert_eq!(seen, [1, 2], "no epoch after the stop");
+    let (_, stopped_accuracy) = test(&g, &data, dir.path()).expect("checkpoint loads");
+    assert!(stopped_accuracy > 0.1);
+    let mut resumed = Vec::new();
+    let second = train(&g, &data, 3, Some(dir.path()), |m| {
+        resumed.push(m.epoch);
+        Control::Continue
+    })
+    .expect("resumes");
+    assert_eq!(
+        resumed,
+        [3, 4, 5, 6],
+        "resumes after the checkpointed epoch"
+    );
+    assert!(!second.stopped);
+    // The same seed from scratch reaches the same last epoch's training loss:
+    // the resume lost nothing (optimiser state included).
+    let straight = train(&g, &data, 3, None, |_| Control::Continue).expect("trains");
+    let (a, b) = (
+        second.last.expect("ran").train_loss,
+        straight.last.expect("ran").train_loss,
+    );
+    assert!((a - b).abs() < 1e-4 * b.max(1e-3), "{a} vs {b}");
+}
+
+#[test]
+fn genome_errors_name_the_parameter_and_what_is_understood() {
+    let error = genome("mlp", &params(&[("widht", int(3))]), 5)
+        .expect_err("typo")
+        .to_string();
+    assert!(
+        error.contains("`widht`") && error.contains("width_<i>"),
+        "{error}"
+    );
+    let error = genome("cnn", &params(&[("pool", text("maximum"))]), 5)
+        .expect_err("bad choice")
+        .to_string();
+    assert!(error.contains("one of none, max, avg"), "{error}");
+    let error = genome(
+        "transformer",
+        &params(&[("width", int(30)), ("heads", int(4))]),
+        5,
+    )
+    .expect_err("heads must divide width")
+    .to_string();
+    assert!(error.contains("multiple of heads"), "{error}");
+    assert!(genome("resnet", &Params::new(), 5).is_err());
+    // `epochs` is capped by the task's max_epochs.
+    let g = genome("mlp", &params(&[("epochs", int(50))]), 9).expect("genome");
+    assert_eq!(g.epochs, 9);
+}
