@@ -1,0 +1,138 @@
+//! Built-in tasks end to end through the binary: real networks trained on the
+//! bundled digits, epochs reported to ASHA, pruned trials stopping at their rung,
+//! the champion tested once on the test split (and ledgered), an energy budget
+//! stopping the campaign at its limit, and clear errors for a spec the trainer
+//! cannot read.
+
+mod common;
+
+use common::Project;
+
+fn builtin(name: &str, search: &str, task_extra: &str, constraints: &str) -> String {
+    format!(
+        r#"[campaign]
+name = "{name}"
+seed = 3
+
+[objective]
+metric = "val_accuracy"
+direction = "maximize"
+
+[space]
+width = {{ type = "int", low = 8, high = 48, log = true }}
+lr = {{ type = "float", low = 1e-3, high = 3e-2, log = true }}
+activation = {{ type = "categorical", choices = ["relu", "tanh"] }}
+
+[search]
+{search}
+
+[task]
+kind = "builtin"
+dataset = "digits"
+model = "mlp"
+{task_extra}
+
+[constraints]
+{constraints}
+"#
+    )
+}
+
+#[test]
+fn a_builtin_campaign_trains_prunes_and_tests_its_champion() {
+    let project = Project::new();
+    let text = builtin(
+        "mlp",
+        "sampler = \"random\"\nscheduler = \"asha\"\nn_trials = 9\nparallelism = 2\n[search.scheduler_options]\nmin_resource = 1\nmax_resource = 9",
+        "max_epochs = 9",
+        "",
+    );
+    let path = project.spec("mlp.toml", &text);
+    let (code, stdout, stderr) = project.exec_within(600, &["run", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("architecture: MLP"), "{stdout}");
+    assert!(stdout.contains("compute: "), "{stdout}");
+    let trials = project.trials("mlp");
+    assert_eq!(trials.len(), 9);
+    let mut pruned = 0;
+    for t in &trials {
+        let steps: Vec<u64> = t["intermediate"]
+            .as_array()
+            .expect("reports")
+            .iter()
+            .map(|r| r["step"].as_u64().expect("step"))
+            .collect();
+        assert_eq!(steps, (1..=steps.len() as u64).collect::<Vec<_>>(), "one report per epoch");
+        for r in t["intermediate"].as_array().expect("reports") {
+            for key in ["val_accuracy", "val_loss", "train_loss"] {
+                assert!(r["metrics"][key].is_number(), "{r}");
+            }
+            assert!(r["metrics"].get("test_accuracy").is_none(), "never a test metric per epoch");
+        }
+        match t["state"].as_str() {
+            Some("complete") => {
+                assert_eq!(steps.len(), 9);
+                assert!(t["metrics"]["params"].as_f64().expect("params") > 0.0);
+                assert!(t["cpu_seconds"].as_f64().expect("cpu") > 0.0);
+            }
+            Some("pruned") => {
+                pruned += 1;
+                // Stopped at a rung (1 or 3): no epoch ran after the scheduler's stop.
+                assert!(matches!(steps.len(), 1 | 3), "{steps:?}");
+            }
+            other => panic!("trial {} is {other:?}: {}", t["number"], t["error"]),
+        }
+    }
+    assert!(pruned > 0, "ASHA pruned some");
+    let tested: Vec<_> = trials
+        .iter()
+        .filter(|t| t["metrics"].get("test_accuracy").is_some())
+        .collect();
+    assert_eq!(tested.len(), 1, "only the champion is tested");
+    let champion = tested[0];
+    assert!(champion["metrics"]["test_accuracy"].as_f64().expect("acc") > 0.8, "{champion}");
+    let (code, report) = project.verify();
+    assert_eq!(code, 0, "{report}");
+    let (_, export, _) = project.exec(&["audit", "export"]);
+    assert_eq!(export.matches("\"trial_tested\"").count(), 1);
+    // A second run of the finished campaign does not test the champion again.
+    let (code, _, stderr) = project.exec(&["run", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stderr}");
+    let (_, export, _) = project.exec(&["audit", "export"]);
+    assert_eq!(export.matches("\"trial_tested\"").count(), 1);
+}
+
+#[test]
+fn an_energy_budget_stops_the_campaign_at_its_limit() {
+    let project = Project::new();
+    // 1e-6 kWh at 15 W per core is 0.24 s of trial CPU time.
+    let text = builtin(
+        "energy",
+        "sampler = \"random\"\nn_trials = 50\nparallelism = 1",
+        "max_epochs = 5",
+        "max_energy_kwh = 0.000001",
+    );
+    let path = project.spec("energy.toml", &text);
+    let (code, stdout, stderr) = project.exec_within(600, &["run", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(stderr.contains("max_energy_kwh"), "{stderr}");
+    let finished = project.trials("energy").len();
+    assert!((1..50).contains(&finished), "{finished} trials");
+}
+
+#[test]
+fn a_parameter_the_genome_does_not_know_is_a_clear_error() {
+    let project = Project::new();
+    let text = builtin("typo", "n_trials = 2", "max_epochs = 2", "")
+        .replace("width = ", "widht = ");
+    let path = project.spec("typo.toml", &text);
+    let (code, _, stderr) = project.exec(&["validate", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("`widht`") && stderr.contains("width_<i>"), "{stderr}");
+    let text = builtin("nodata", "n_trials = 2", "max_epochs = 2", "")
+        .replace("dataset = \"digits\"", "dataset = \"cifar\"");
+    let path = project.spec("nodata.toml", &text);
+    let (code, _, stderr) = project.exec(&["validate", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("unknown dataset `cifar`") && stderr.contains("mnist1d"), "{stderr}");
+}
