@@ -154,3 +154,34 @@ fn genome_errors_name_the_parameter_and_what_is_understood() {
     let g = genome("mlp", &params(&[("epochs", int(50))]), 9).expect("genome");
     assert_eq!(g.epochs, 9);
 }
+
+#[test]
+fn mnist1d_shows_the_papers_gap_between_logistic_mlp_and_cnn() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = firebreak_data::load("mnist1d").expect("mnist1d");
+    let accuracy = |model: &str, p: Params, epochs: u32| {
+        let g = genome(model, &p, epochs).expect("genome");
+        train(&g, &data, 0, None, |_| Control::Continue)
+            .expect("trains")
+            .last
+            .expect("ran")
+            .val_accuracy
+    };
+    // The paper (Greydanus 2020): logistic about 32 %, MLP 60-68 %, CNN about 94 %.
+    let logistic = accuracy("mlp", params(&[("depth", int(0))]), 20);
+    let mlp = accuracy("mlp", params(&[("width", int(100))]), 30);
+    let cnn = accuracy(
+        "cnn",
+        params(&[
+            ("blocks", int(3)),
+            ("channels", int(32)),
+            ("kernel", int(5)),
+            ("pool", text("none")),
+        ]),
+        12,
+    );
+    assert!((0.2..0.42).contains(&logistic), "logistic {logistic}");
+    assert!((0.45..0.75).contains(&mlp), "mlp {mlp}");
+    assert!(cnn > 0.85, "cnn {cnn}");
+    assert!(logistic < mlp && mlp < cnn);
+}
