@@ -12,6 +12,7 @@ use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, Sgd
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use firebreak_core::{Rng, derive_seed};
+use firebreak_data::curriculum::Schedule;
 use firebreak_data::{Dataset, IGNORE, Split};
 
 use crate::TrainError;
@@ -114,10 +115,13 @@ pub fn train(
     let train = &data.train;
     let size = data.shape.size();
     let batch = genome.batch_size.min(train.n).max(1);
-    let steps = train.n.div_ceil(batch);
+    let curriculum = Curriculum::new(genome, train)?;
+    let mut level_losses: Vec<f64> = Vec::new();
     for epoch in start..genome.epochs {
         let mut rng = Rng::new(derive_seed(seed, &[u64::from(epoch)]));
-        let mut order: Vec<usize> = (0..train.n).collect();
+        let progress = f64::from(epoch) / f64::from(genome.epochs);
+        let mut order: Vec<usize> = curriculum.rows(train, progress, &level_losses);
+        let steps = order.len().div_ceil(batch).max(1);
         for i in (1..order.len()).rev() {
             order.swap(i, rng.below(i as u64 + 1) as usize);
         }
@@ -138,6 +142,9 @@ pub fn train(
                 epoch: epoch + 1,
                 loss: train_loss,
             });
+        }
+        if curriculum.self_paced() {
+            level_losses = curriculum.losses(&net, train, size, data.targets);
         }
         let (val_loss, val_accuracy) = evaluate(&net, &data.val, size, data.targets);
         let metrics = EpochMetrics {
@@ -161,6 +168,60 @@ pub fn train(
         flops_per_sample,
         stopped,
     })
+}
+
+/// Which training examples an epoch uses: all of them, or, for a curriculum
+/// skill with a `curriculum` schedule, the levels the schedule has opened.
+struct Curriculum {
+    schedule: Option<Schedule>,
+    levels: u32,
+}
+
+impl Curriculum {
+    fn new(genome: &Genome, train: &Split) -> Result<Self, TrainError> {
+        let levels = train.levels.iter().copied().max().unwrap_or(0);
+        let schedule = match (&genome.curriculum, levels) {
+            (None, _) => None,
+            (Some(name), 0) => {
+                return Err(TrainError::Unsupported(format!(
+                    "curriculum = {name} needs a curriculum skill dataset (mod_add, parity, copy, reverse, sort, addition)"
+                )));
+            }
+            (Some(name), _) => Some(Schedule::from_name(name).ok_or_else(|| {
+                TrainError::Genome(format!("unknown curriculum schedule `{name}`"))
+            })?),
+        };
+        Ok(Curriculum { schedule, levels })
+    }
+
+    fn self_paced(&self) -> bool {
+        self.schedule == Some(Schedule::SelfPaced)
+    }
+
+    /// The training rows of an epoch at `progress`.
+    fn rows(&self, train: &Split, progress: f64, losses: &[f64]) -> Vec<usize> {
+        match self.schedule {
+            None => (0..train.n).collect(),
+            Some(schedule) => {
+                let open = schedule.levels(self.levels, progress, losses);
+                (0..train.n).filter(|&r| train.levels[r] <= open).collect()
+            }
+        }
+    }
+
+    /// The training loss of each level, easiest first (on up to 256 examples each).
+    fn losses(&self, net: &Net, train: &Split, size: usize, targets: usize) -> Vec<f64> {
+        (1..=self.levels)
+            .map(|level| {
+                let rows: Vec<usize> = (0..train.n)
+                    .filter(|&r| train.levels[r] == level)
+                    .take(256)
+                    .collect();
+                let subset = train.rows(&rows, size);
+                evaluate(net, &subset, size, targets).0
+            })
+            .collect()
+    }
 }
 
 /// Loss and accuracy on the test split of the network checkpointed in `dir`.
