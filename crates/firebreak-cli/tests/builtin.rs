@@ -62,12 +62,19 @@ fn a_builtin_campaign_trains_prunes_and_tests_its_champion() {
             .iter()
             .map(|r| r["step"].as_u64().expect("step"))
             .collect();
-        assert_eq!(steps, (1..=steps.len() as u64).collect::<Vec<_>>(), "one report per epoch");
+        assert_eq!(
+            steps,
+            (1..=steps.len() as u64).collect::<Vec<_>>(),
+            "one report per epoch"
+        );
         for r in t["intermediate"].as_array().expect("reports") {
             for key in ["val_accuracy", "val_loss", "train_loss"] {
                 assert!(r["metrics"][key].is_number(), "{r}");
             }
-            assert!(r["metrics"].get("test_accuracy").is_none(), "never a test metric per epoch");
+            assert!(
+                r["metrics"].get("test_accuracy").is_none(),
+                "never a test metric per epoch"
+            );
         }
         match t["state"].as_str() {
             Some("complete") => {
@@ -82,7 +89,10 @@ fn a_builtin_campaign_trains_prunes_and_tests_its_champion() {
                 let last = steps.last().copied().unwrap_or_default();
                 assert!(last < 9, "{steps:?}");
                 let reason = t["error"].as_str().unwrap_or_default();
-                assert!(reason.contains(&format!("step {last}")), "{reason} vs {steps:?}");
+                assert!(
+                    reason.contains(&format!("step {last}")),
+                    "{reason} vs {steps:?}"
+                );
             }
             other => panic!("trial {} is {other:?}: {}", t["number"], t["error"]),
         }
@@ -94,7 +104,10 @@ fn a_builtin_campaign_trains_prunes_and_tests_its_champion() {
         .collect();
     assert_eq!(tested.len(), 1, "only the champion is tested");
     let champion = tested[0];
-    assert!(champion["metrics"]["test_accuracy"].as_f64().expect("acc") > 0.8, "{champion}");
+    assert!(
+        champion["metrics"]["test_accuracy"].as_f64().expect("acc") > 0.8,
+        "{champion}"
+    );
     let (code, report) = project.verify();
     assert_eq!(code, 0, "{report}");
     let (_, export, _) = project.exec(&["audit", "export"]);
@@ -127,16 +140,22 @@ fn an_energy_budget_stops_the_campaign_at_its_limit() {
 #[test]
 fn a_parameter_the_genome_does_not_know_is_a_clear_error() {
     let project = Project::new();
-    let text = builtin("typo", "n_trials = 2", "max_epochs = 2", "")
-        .replace("width = ", "widht = ");
+    let text =
+        builtin("typo", "n_trials = 2", "max_epochs = 2", "").replace("width = ", "widht = ");
     let path = project.spec("typo.toml", &text);
     let (code, _, stderr) = project.exec(&["validate", path.to_str().expect("utf-8")]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("`widht`") && stderr.contains("width_<i>"), "{stderr}");
+    assert!(
+        stderr.contains("`widht`") && stderr.contains("width_<i>"),
+        "{stderr}"
+    );
     let text = builtin("nodata", "n_trials = 2", "max_epochs = 2", "")
         .replace("dataset = \"digits\"", "dataset = \"cifar\"");
     let path = project.spec("nodata.toml", &text);
     let (code, _, stderr) = project.exec(&["validate", path.to_str().expect("utf-8")]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("unknown dataset `cifar`") && stderr.contains("mnist1d"), "{stderr}");
+    assert!(
+        stderr.contains("unknown dataset `cifar`") && stderr.contains("mnist1d"),
+        "{stderr}"
+    );
 }

@@ -27,21 +27,31 @@ fn real_datasets_have_their_sizes_and_stratified_splits() {
         for class in 0..classes as u32 {
             let count = |y: &[u32]| y.iter().filter(|l| **l == class).count() as f64;
             let all = count(&d.train.y) + count(&d.val.y) + count(&d.test.y);
-            assert!((count(&d.train.y) / all - 0.6).abs() < 0.05, "{name} class {class}");
+            assert!(
+                (count(&d.train.y) / all - 0.6).abs() < 0.05,
+                "{name} class {class}"
+            );
         }
         assert_eq!(d, load(name).expect(name), "{name}: deterministic");
     }
     let digits = load("digits").expect("digits");
     assert!(digits.train.x.iter().all(|v| (0.0..=1.0).contains(v)));
     let wine = load("wine").expect("wine");
-    let mean: f32 = (0..wine.train.n).map(|r| wine.train.x[r * 13]).sum::<f32>() / wine.train.n as f32;
-    assert!(mean.abs() < 1e-4, "standardised on the training split: {mean}");
+    let mean: f32 =
+        (0..wine.train.n).map(|r| wine.train.x[r * 13]).sum::<f32>() / wine.train.n as f32;
+    assert!(
+        mean.abs() < 1e-4,
+        "standardised on the training split: {mean}"
+    );
 }
 
 #[test]
 fn an_unknown_name_lists_the_datasets() {
     let error = load("cifar").expect_err("unknown").to_string();
-    assert!(error.contains("digits") && error.contains("mnist1d"), "{error}");
+    assert!(
+        error.contains("digits") && error.contains("mnist1d"),
+        "{error}"
+    );
     assert!(DATASETS.iter().all(|n| load(n).is_ok()));
 }
 
@@ -57,8 +67,14 @@ fn curriculum_levels_have_the_requested_difficulty_and_never_leak() {
                 .collect()
         };
         let (train, val, test) = (rows(&d.train), rows(&d.val), rows(&d.test));
-        assert!(train.is_disjoint(&test), "{name}: a test example is in training");
-        assert!(train.is_disjoint(&val), "{name}: a validation example is in training");
+        assert!(
+            train.is_disjoint(&test),
+            "{name}: a test example is in training"
+        );
+        assert!(
+            train.is_disjoint(&val),
+            "{name}: a validation example is in training"
+        );
         assert!(d.train.levels.iter().all(|l| *l <= skill.train_levels()));
         assert!(d.test.levels.iter().all(|l| *l > skill.train_levels()));
         // Each level has its difficulty: the number of scored answer tokens

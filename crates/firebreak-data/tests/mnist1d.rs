@@ -16,7 +16,10 @@ fn class_stats(x: &[f32], y: &[u32], class: u32, length: usize) -> [f64; 4] {
         .filter(|(_, l)| **l == class)
         .map(|(r, _)| r)
         .collect();
-    let values: Vec<f64> = rows.iter().flat_map(|r| r.iter().map(|v| f64::from(*v))).collect();
+    let values: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| r.iter().map(|v| f64::from(*v)))
+        .collect();
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
     let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
