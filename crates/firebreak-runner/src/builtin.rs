@@ -219,6 +219,12 @@ pub async fn execute<S: Store>(
             }
         },
     };
+    if outcome.state == TrialState::Complete {
+        let watts = campaign.spec().spec.constraints.watts_per_core;
+        outcome
+            .metrics
+            .insert("energy_kwh".into(), cpu_seconds * watts / 3.6e6);
+    }
     outcome.cpu_seconds = Some(cpu_seconds);
     outcome.wall_seconds = Some(started.elapsed().as_secs_f64());
     outcome.log = Some(log);

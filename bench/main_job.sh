@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The main job's targets, measured: runs an example campaign (default
+# examples/digits.toml) for several campaign seeds on fresh databases and prints
+# wall time, trial CPU time, pruned count and the champion's validation and test
+# accuracy per seed, with medians; with NO_SCHEDULER=1 also the same campaign
+# with `scheduler = "none"` (same seeds), for ASHA's compute saving at equal
+# champion quality. Writes bench/results/main-job-<name>.md.
+#
+#   bench/main_job.sh [SPEC] [SEEDS…]        # default: examples/digits.toml 1 2 3
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SPEC=${1:-examples/digits.toml}
+shift || true
+SEEDS=${*:-1 2 3}
+cargo build --quiet --release -p firebreak-cli
+BIN=target/release/firebreak
+WORK=$(mktemp -d)
+name=$(basename "$SPEC" .toml)
+run() { # variant seed spec-file
+  local db="$WORK/$1-$2.db" start end
+  start=$(date +%s.%N)
+  "$BIN" --quiet --storage "sqlite://$db" run "$3" > "$WORK/$1-$2.out" 2>&1 || true
+  end=$(date +%s.%N)
+  "$BIN" --storage "sqlite://$db" trials "$(sed -n 's/^name = "\(.*\)"/\1/p' "$3" | head -1)" --format json > "$WORK/$1-$2.json"
+  python3 - "$WORK/$1-$2.json" "$1" "$2" "$start" "$end" <<'PY'
+import json, sys
+trials = json.load(open(sys.argv[1]))
+done = [t for t in trials if t["state"] == "complete"]
+champ = max(done, key=lambda t: t["metrics"].get("val_accuracy", 0)) if done else None
+cpu = sum(t["cpu_seconds"] or 0 for t in trials)
+print(json.dumps({"variant": sys.argv[2], "seed": int(sys.argv[3]), "wall": float(sys.argv[5]) - float(sys.argv[4]), "cpu": cpu,
+  "pruned": sum(t["state"] == "pruned" for t in trials), "trials": len(trials),
+  "val": champ and champ["metrics"].get("val_accuracy"), "test": champ and champ["metrics"].get("test_accuracy")}))
+PY
+}
+rows=""
+for seed in $SEEDS; do
+  sed "s/^seed = .*/seed = $seed/" "$SPEC" > "$WORK/asha-$seed.toml"
+  rows+=$(run asha "$seed" "$WORK/asha-$seed.toml")$'\n'
+  if [ "${NO_SCHEDULER:-0}" = 1 ]; then
+    sed -e "s/^seed = .*/seed = $seed/" -e 's/^scheduler = .*/scheduler = "none"/' "$SPEC" > "$WORK/none-$seed.toml"
+    rows+=$(run none "$seed" "$WORK/none-$seed.toml")$'\n'
+  fi
+done
+mkdir -p bench/results
+python3 - "$rows" "$SPEC" <<'PY' | tee "bench/results/main-job-$name.md"
+import json, statistics, sys
+rows = [json.loads(l) for l in sys.argv[1].splitlines() if l.strip()]
+print(f"# Main job: `{sys.argv[2]}`\n")
+print("2 cores; wall time includes the test evaluation and the ledger; trial CPU seconds summed over trials.")
+print("Rerun: `bench/main_job.sh " + sys.argv[2] + "` (`NO_SCHEDULER=1` adds the campaign without a scheduler).\n")
+print("| variant | seed | wall s | trial CPU s | pruned / trials | champion val | champion test |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for r in rows:
+    print(f"| {r['variant']} | {r['seed']} | {r['wall']:.0f} | {r['cpu']:.0f} | {r['pruned']} / {r['trials']} | {r['val']:.4f} | {r['test'] or float('nan'):.4f} |")
+for v in sorted({r["variant"] for r in rows}):
+    rs = [r for r in rows if r["variant"] == v]
+    med = lambda k: statistics.median(r[k] or 0 for r in rs)
+    print(f"| **{v} median** | | {med('wall'):.0f} | {med('cpu'):.0f} | | {med('val'):.4f} | {med('test'):.4f} |")
+PY
+rm -rf "$WORK"
