@@ -67,6 +67,21 @@ fn parameter_counts_equal_hand_computed_literals() {
         ("cells", int(1)),
     ]);
     assert_eq!(count("cell", &sparse, &data), 176 + (256 + 32) + 170);
+    // Transformer on `copy` (17 tokens, vocabulary 14), width 32, 2 heads,
+    // feed-forward 64, one layer: token and position embeddings 14·32 + 17·32;
+    // attention 4·(32·32+32); feed-forward 32·64+64 + 64·32+32; two layer norms
+    // 2·(32+32); per-position classifier 32·14+14.
+    let copy = firebreak_data::load("copy").expect("copy");
+    let transformer = params(&[
+        ("width", int(32)),
+        ("heads", int(2)),
+        ("ff_width", int(64)),
+        ("layers", int(1)),
+    ]);
+    assert_eq!(
+        count("transformer", &transformer, &copy),
+        992 + 4_224 + 4_192 + 128 + 462
+    );
 }
 
 #[test]
