@@ -2,9 +2,10 @@
 # The main job's targets, measured: runs an example campaign (default
 # examples/digits.toml) for several campaign seeds on fresh databases and prints
 # wall time, trial CPU time, pruned count and the champion's validation and test
-# accuracy per seed, with medians; with NO_SCHEDULER=1 also the same campaign
-# with `scheduler = "none"` (same seeds), for ASHA's compute saving at equal
-# champion quality. Writes bench/results/main-job-<name>.md.
+# accuracy per seed, with medians; with NO_SCHEDULER="SEEDS" also the same campaign
+# with `scheduler = "none"` (same seed), for ASHA's compute saving at equal
+# champion quality (NO_SCHEDULER lists the seeds, e.g. NO_SCHEDULER="1").
+# Writes bench/results/main-job-<name>.md.
 #
 #   bench/main_job.sh [SPEC] [SEEDS…]        # default: examples/digits.toml 1 2 3
 set -euo pipefail
@@ -19,7 +20,7 @@ name=$(basename "$SPEC" .toml)
 run() { # variant seed spec-file
   local db="$WORK/$1-$2.db" start end
   start=$(date +%s.%N)
-  "$BIN" --quiet --storage "sqlite://$db" run "$3" > "$WORK/$1-$2.out" 2>&1 || true
+  "$BIN" --quiet --storage "sqlite://$db" run "$3" > "$WORK/$1-$2.out" 2>&1 || cat "$WORK/$1-$2.out" >&2
   end=$(date +%s.%N)
   "$BIN" --storage "sqlite://$db" trials "$(sed -n 's/^name = "\(.*\)"/\1/p' "$3" | head -1)" --format json > "$WORK/$1-$2.json"
   python3 - "$WORK/$1-$2.json" "$1" "$2" "$start" "$end" <<'PY'
@@ -37,8 +38,8 @@ rows=""
 for seed in $SEEDS; do
   sed "s/^seed = .*/seed = $seed/" "$SPEC" > "$WORK/asha-$seed.toml"
   rows+=$(run asha "$seed" "$WORK/asha-$seed.toml")$'\n'
-  if [ "${NO_SCHEDULER:-0}" = 1 ]; then
-    sed -e "s/^seed = .*/seed = $seed/" -e 's/^scheduler = .*/scheduler = "none"/' "$SPEC" > "$WORK/none-$seed.toml"
+  if [[ " ${NO_SCHEDULER:-} " == *" $seed "* ]]; then
+    sed -e "s/^seed = .*/seed = $seed/" -e 's/^scheduler = .*/scheduler = "none"/' -e '/^\[search.scheduler_options\]/,/^$/d' "$SPEC" > "$WORK/none-$seed.toml"
     rows+=$(run none "$seed" "$WORK/none-$seed.toml")$'\n'
   fi
 done
@@ -48,11 +49,12 @@ import json, statistics, sys
 rows = [json.loads(l) for l in sys.argv[1].splitlines() if l.strip()]
 print(f"# Main job: `{sys.argv[2]}`\n")
 print("2 cores; wall time includes the test evaluation and the ledger; trial CPU seconds summed over trials.")
-print("Rerun: `bench/main_job.sh " + sys.argv[2] + "` (`NO_SCHEDULER=1` adds the campaign without a scheduler).\n")
+print("Rerun: `bench/main_job.sh " + sys.argv[2] + "` (NO_SCHEDULER=SEEDS adds those seeds' campaigns without a scheduler).\n")
 print("| variant | seed | wall s | trial CPU s | pruned / trials | champion val | champion test |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 for r in rows:
-    print(f"| {r['variant']} | {r['seed']} | {r['wall']:.0f} | {r['cpu']:.0f} | {r['pruned']} / {r['trials']} | {r['val']:.4f} | {r['test'] or float('nan'):.4f} |")
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"
+    print(f"| {r['variant']} | {r['seed']} | {r['wall']:.0f} | {r['cpu']:.0f} | {r['pruned']} / {r['trials']} | {fmt(r['val'])} | {fmt(r['test'])} |")
 for v in sorted({r["variant"] for r in rows}):
     rs = [r for r in rows if r["variant"] == v]
     med = lambda k: statistics.median(r[k] or 0 for r in rs)

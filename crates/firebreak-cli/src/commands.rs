@@ -131,11 +131,12 @@ async fn run(cli: &Cli, path: &Path, as_name: Option<&str>, key: Option<&Path>) 
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_else(|| Path::new(".").to_path_buf());
     firebreak_runner::load_policy(&mut spec, &spec_dir)?;
-    let trials_root = store
-        .path()
-        .parent()
-        .map(|p| p.join("trials"))
-        .unwrap_or_else(|| "trials".into());
+    // Trial folders (work, checkpoints) belong to one database: `<db>.trials`.
+    let trials_root = {
+        let mut name = store.path().as_os_str().to_owned();
+        name.push(".trials");
+        std::path::PathBuf::from(name)
+    };
     // People are checked against the approvers in effect (the file's for a new
     // campaign): an edited spec cannot list a new key and act with it at once.
     let approvers = match store.campaign(spec.name()).await? {
@@ -149,6 +150,13 @@ async fn run(cli: &Cli, path: &Path, as_name: Option<&str>, key: Option<&Path>) 
     };
     let actor = crate::governance::actor(&approvers, as_name, key)?;
     let campaign = Arc::new(Campaign::open_as(store.clone(), spec, actor).await?);
+    // A new campaign owns no trial folder yet: one left under its name (by a
+    // deleted database file of the same path) must not be resumed from.
+    let stale = trials_root.join(campaign.name());
+    if campaign.created() && stale.exists() {
+        std::fs::remove_dir_all(&stale)
+            .with_context(|| format!("removing stale trial folders {}", stale.display()))?;
+    }
     // The spec in effect (as approved) decides what runs, not the edited file.
     let executor = Executor::from_spec(campaign.spec(), &spec_dir, trials_root)?;
     let n_trials = campaign.spec().spec.search.n_trials;
