@@ -4,7 +4,8 @@
 //! `REPEATS` timings of `STEPS` optimiser steps (Adam, cross-entropy) on one
 //! thread.
 //!
-//! Usage: `train_speed [REPEATS]`.
+//! Usage: `train_speed [REPEATS] [SHAPE]`: only the shapes whose label contains
+//! `SHAPE` (e.g. `cnn`) when given.
 #![allow(clippy::print_stdout)]
 
 use firebreak_core::{ParamValue, Params};
@@ -50,10 +51,9 @@ fn synthetic(shape: Shape, n: usize) -> Dataset {
 }
 
 fn main() {
-    let repeats: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(3);
+    let args: Vec<String> = std::env::args().collect();
+    let repeats: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let only = args.get(2).map_or("", String::as_str);
     let int = ParamValue::Int;
     let shapes: Vec<(&str, &str, Shape, Params, usize)> = vec![
         (
@@ -100,6 +100,9 @@ fn main() {
         ),
     ];
     for (label, model, shape, params, n) in shapes {
+        if !label.contains(only) {
+            continue;
+        }
         let data = synthetic(shape, n);
         let g = genome(model, &params, 1).unwrap_or_else(|e| panic!("{e}"));
         let steps = n / g.batch_size;

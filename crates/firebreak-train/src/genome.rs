@@ -24,6 +24,7 @@ const COMMON: &[&str] = &[
     "activation",
     "norm",
     "curriculum",
+    "shift",
 ];
 
 /// A hidden-unit nonlinearity.
@@ -192,6 +193,10 @@ pub struct Genome {
     pub epochs: u32,
     /// Curriculum schedule for sequence skills (`None` elsewhere).
     pub curriculum: Option<String>,
+    /// Training-time augmentation of images and 1-D signals: each example is
+    /// translated by a random whole number of positions in `-shift..=shift`
+    /// along each axis longer than one, zero-filled (0: none).
+    pub shift: usize,
 }
 
 impl Genome {
@@ -229,7 +234,7 @@ impl Genome {
             ),
         };
         format!(
-            "{body}; {:?} activation, {:?} norm, dropout {}; {:?} lr {} ({:?}), weight decay {}, batch {}, {} epochs",
+            "{body}; {:?} activation, {:?} norm, dropout {}; {:?} lr {} ({:?}), weight decay {}, batch {}, {} epochs{}",
             self.activation,
             self.norm,
             self.dropout,
@@ -238,7 +243,12 @@ impl Genome {
             self.schedule,
             self.weight_decay,
             self.batch_size,
-            self.epochs
+            self.epochs,
+            if self.shift > 0 {
+                format!(", shifts of up to {}", self.shift)
+            } else {
+                String::new()
+            }
         )
     }
 }
@@ -386,6 +396,7 @@ pub fn genome(model: &str, params: &Params, max_epochs: u32) -> Result<Genome, T
             ),
             None => None,
         },
+        shift: reader.count("shift", 0, 0, 8)?,
     })
 }
 

@@ -7,6 +7,7 @@
 //! Principal items: [`genome()`], [`Genome`], [`train()`], [`EpochMetrics`],
 //! [`Control`], [`test()`], [`TrainError`].
 
+mod alloc;
 mod error;
 pub mod genome;
 mod net;

@@ -13,7 +13,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use firebreak_core::{Rng, derive_seed};
 use firebreak_data::curriculum::Schedule;
-use firebreak_data::{Dataset, IGNORE, Split};
+use firebreak_data::{Dataset, IGNORE, Shape, Split};
 
 use crate::TrainError;
 use crate::genome::{Genome, Optimizer};
@@ -90,6 +90,7 @@ pub fn train(
     checkpoint: Option<&Path>,
     mut on_epoch: impl FnMut(&EpochMetrics) -> Control,
 ) -> Result<Trained, TrainError> {
+    crate::alloc::keep_freed_blocks();
     let device = Device::flex().autodiff();
     let mut net = build(genome, data, seed, &device);
     let mut optimizer = optimizer(genome);
@@ -127,7 +128,13 @@ pub fn train(
         }
         let mut loss_sum = 0.0;
         for (step, rows) in order.chunks(batch).enumerate() {
-            let (x, y, mask) = batch_tensors(train, rows, size, data.targets, &device);
+            let (mut x, y, mask) = batch_values(train, rows, size, data.targets);
+            if genome.shift > 0 {
+                for example in x.chunks_mut(size) {
+                    translate(example, &data.shape, genome.shift, &mut rng);
+                }
+            }
+            let (x, y, mask) = tensors(x, y, mask, rows.len(), size, &device);
             let logits = net.forward(x);
             let loss = masked_cross_entropy(logits, y, mask);
             loss_sum += f64::from(loss.clone().into_scalar::<f32>());
@@ -309,6 +316,17 @@ fn batch_tensors(
     targets: usize,
     device: &Device,
 ) -> (Tensor<2>, Tensor<1, Int>, Tensor<1>) {
+    let (x, y, mask) = batch_values(split, rows, size, targets);
+    tensors(x, y, mask, rows.len(), size, device)
+}
+
+/// The inputs, labels and scoring mask of `rows`, as plain values.
+fn batch_values(
+    split: &Split,
+    rows: &[usize],
+    size: usize,
+    targets: usize,
+) -> (Vec<f32>, Vec<i64>, Vec<f32>) {
     let mut x = Vec::with_capacity(rows.len() * size);
     let mut y = Vec::with_capacity(rows.len() * targets);
     let mut mask = Vec::with_capacity(rows.len() * targets);
@@ -320,12 +338,65 @@ fn batch_tensors(
             mask.push(if scored { 1.0f32 } else { 0.0 });
         }
     }
-    let n = rows.len();
+    (x, y, mask)
+}
+
+/// The tensors of a batch of `n` examples of `size` values.
+fn tensors(
+    x: Vec<f32>,
+    y: Vec<i64>,
+    mask: Vec<f32>,
+    n: usize,
+    size: usize,
+    device: &Device,
+) -> (Tensor<2>, Tensor<1, Int>, Tensor<1>) {
+    let labels = y.len();
     (
         Tensor::from_data(TensorData::new(x, [n, size]), device),
-        Tensor::from_data(TensorData::new(y, [n * targets]), device),
-        Tensor::from_data(TensorData::new(mask, [n * targets]), device),
+        Tensor::from_data(TensorData::new(y, [labels]), device),
+        Tensor::from_data(TensorData::new(mask, [labels]), device),
     )
+}
+
+/// Translates one image (or 1-D signal) in place by a random offset in
+/// `-shift..=shift` along each axis longer than one, filling with zeros.
+/// Other shapes are left alone.
+fn translate(example: &mut [f32], shape: &Shape, shift: usize, rng: &mut Rng) {
+    let Shape::Image {
+        channels,
+        height,
+        width,
+    } = *shape
+    else {
+        return;
+    };
+    let mut offset = |len: usize| -> isize {
+        if len > 1 {
+            rng.below(2 * shift as u64 + 1) as isize - shift as isize
+        } else {
+            0
+        }
+    };
+    let (dy, dx) = (offset(height), offset(width));
+    if (dy, dx) == (0, 0) {
+        return;
+    }
+    let source = example.to_vec();
+    let plane = height * width;
+    for c in 0..channels {
+        for row in 0..height {
+            for col in 0..width {
+                let (from_row, from_col) = (row as isize - dy, col as isize - dx);
+                let inside = (0..height as isize).contains(&from_row)
+                    && (0..width as isize).contains(&from_col);
+                example[c * plane + row * width + col] = if inside {
+                    source[c * plane + from_row as usize * width + from_col as usize]
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
 }
 
 /// Mean cross-entropy over the scored positions.
@@ -377,4 +448,74 @@ fn evaluate(net: &Net, split: &Split, size: usize, targets: usize) -> (f64, f64)
         loss_sum / scored.max(1.0),
         correct as f64 / split.n.max(1) as f64,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every translation moves the picture rigidly, fills with zeros, keeps
+    /// within `shift`, and over many draws every offset occurs.
+    #[test]
+    fn translate_moves_images_within_shift() {
+        let shape = Shape::Image {
+            channels: 2,
+            height: 4,
+            width: 5,
+        };
+        let original: Vec<f32> = (1..=40).map(|v| v as f32).collect();
+        let mut rng = Rng::new(3);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let mut x = original.clone();
+            translate(&mut x, &shape, 1, &mut rng);
+            // The offset is where the first channel's top-left value went.
+            let offset = (-1..=1)
+                .flat_map(|dy| (-1..=1).map(move |dx| (dy, dx)))
+                .find(|&(dy, dx)| {
+                    (0..2).all(|c| {
+                        (0..4).all(|r| {
+                            (0..5).all(|col| {
+                                let (fr, fc) = (r as i32 - dy, col as i32 - dx);
+                                let want = if (0..4).contains(&fr) && (0..5).contains(&fc) {
+                                    original[c * 20 + fr as usize * 5 + fc as usize]
+                                } else {
+                                    0.0
+                                };
+                                x[c * 20 + r * 5 + col] == want
+                            })
+                        })
+                    })
+                })
+                .expect("a rigid translation by at most one position");
+            seen.insert(offset);
+        }
+        assert_eq!(seen.len(), 9);
+        // 1-D signals move along their length only; other shapes never move.
+        let signal = Shape::Image {
+            channels: 1,
+            height: 1,
+            width: 6,
+        };
+        let line = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        for _ in 0..20 {
+            let mut x = line.to_vec();
+            translate(&mut x, &signal, 2, &mut rng);
+            let moved = (-2i32..=2).any(|d| {
+                (0..6i32).all(|i| {
+                    let from = i - d;
+                    x[i as usize]
+                        == if (0..6).contains(&from) {
+                            line[from as usize]
+                        } else {
+                            0.0
+                        }
+                })
+            });
+            assert!(moved, "{x:?} is not the signal shifted by at most 2");
+        }
+        let mut table = vec![1.0, 2.0, 3.0];
+        translate(&mut table, &Shape::Tabular { features: 3 }, 2, &mut rng);
+        assert_eq!(table, vec![1.0, 2.0, 3.0]);
+    }
 }
