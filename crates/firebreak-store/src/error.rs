@@ -7,6 +7,14 @@ pub enum StoreError {
     /// The database driver failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// SQLite itself failed, on a path that calls its C API directly.
+    #[error("database error: SQLite code {code}: {message}")]
+    Sqlite {
+        /// SQLite's extended result code.
+        code: i32,
+        /// SQLite's message.
+        message: String,
+    },
     /// The storage URL is not understood.
     #[error(
         "unsupported storage URL {url:?}\nhint: use sqlite://PATH, e.g. sqlite://.firebreak/firebreak.db"
