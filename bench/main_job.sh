@@ -5,7 +5,8 @@
 # accuracy per seed, with medians; with NO_SCHEDULER="SEEDS" also the same campaign
 # with `scheduler = "none"` (same seed), for ASHA's compute saving at equal
 # champion quality (NO_SCHEDULER lists the seeds, e.g. NO_SCHEDULER="1").
-# Writes bench/results/main-job-<name>.md.
+# PARALLELISM=N overrides the spec's `parallelism` (trials per minute at 1 and 2
+# cores). Writes bench/results/main-job-<name>.md (<name>-p<N>.md with PARALLELISM).
 #
 #   bench/main_job.sh [SPEC] [SEEDS…]        # default: examples/digits.toml 1 2 3
 set -euo pipefail
@@ -16,7 +17,12 @@ SEEDS=${*:-1 2 3}
 cargo build --quiet --release -p firebreak-cli
 BIN=target/release/firebreak
 WORK=$(mktemp -d)
-name=$(basename "$SPEC" .toml)
+name=$(basename "$SPEC" .toml)${PARALLELISM:+-p$PARALLELISM}
+spec() { # seed [sed expressions…]: the spec for one campaign
+  local seed=$1
+  shift
+  sed -e "s/^seed = .*/seed = $seed/" ${PARALLELISM:+-e "s/^parallelism = [0-9]*/parallelism = $PARALLELISM/"} "$@" "$SPEC"
+}
 run() { # variant seed spec-file
   local db="$WORK/$1-$2.db" start end
   start=$(date +%s.%N)
@@ -36,28 +42,29 @@ PY
 }
 rows=""
 for seed in $SEEDS; do
-  sed "s/^seed = .*/seed = $seed/" "$SPEC" > "$WORK/asha-$seed.toml"
+  spec "$seed" > "$WORK/asha-$seed.toml"
   rows+=$(run asha "$seed" "$WORK/asha-$seed.toml")$'\n'
   if [[ " ${NO_SCHEDULER:-} " == *" $seed "* ]]; then
-    sed -e "s/^seed = .*/seed = $seed/" -e 's/^scheduler = .*/scheduler = "none"/' -e '/^\[search.scheduler_options\]/,/^$/d' "$SPEC" > "$WORK/none-$seed.toml"
+    spec "$seed" -e 's/^scheduler = .*/scheduler = "none"/' -e '/^\[search.scheduler_options\]/,/^$/d' > "$WORK/none-$seed.toml"
     rows+=$(run none "$seed" "$WORK/none-$seed.toml")$'\n'
   fi
 done
 mkdir -p bench/results
 python3 - "$rows" "$SPEC" <<'PY' | tee "bench/results/main-job-$name.md"
-import json, statistics, sys
+import json, os, statistics, sys
 rows = [json.loads(l) for l in sys.argv[1].splitlines() if l.strip()]
 print(f"# Main job: `{sys.argv[2]}`\n")
-print("2 cores; wall time includes the test evaluation and the ledger; trial CPU seconds summed over trials.")
+print(f"{os.cpu_count()} cores; wall time includes the test evaluation and the ledger; trial CPU seconds summed over trials.")
 print("Rerun: `bench/main_job.sh " + sys.argv[2] + "` (NO_SCHEDULER=SEEDS adds those seeds' campaigns without a scheduler).\n")
-print("| variant | seed | wall s | trial CPU s | pruned / trials | champion val | champion test |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+print("| variant | seed | wall s | trials / min | trial CPU s | pruned / trials | champion val | champion test |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
     fmt = lambda v: "-" if v is None else f"{v:.4f}"
-    print(f"| {r['variant']} | {r['seed']} | {r['wall']:.0f} | {r['cpu']:.0f} | {r['pruned']} / {r['trials']} | {fmt(r['val'])} | {fmt(r['test'])} |")
+    r["rate"] = 60 * r["trials"] / r["wall"]
+    print(f"| {r['variant']} | {r['seed']} | {r['wall']:.0f} | {r['rate']:.1f} | {r['cpu']:.0f} | {r['pruned']} / {r['trials']} | {fmt(r['val'])} | {fmt(r['test'])} |")
 for v in sorted({r["variant"] for r in rows}):
     rs = [r for r in rows if r["variant"] == v]
     med = lambda k: statistics.median(r[k] or 0 for r in rs)
-    print(f"| **{v} median** | | {med('wall'):.0f} | {med('cpu'):.0f} | | {med('val'):.4f} | {med('test'):.4f} |")
+    print(f"| **{v} median** | | {med('wall'):.0f} | {med('rate'):.1f} | {med('cpu'):.0f} | | {med('val'):.4f} | {med('test'):.4f} |")
 PY
 rm -rf "$WORK"
