@@ -1574,6 +1574,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_ledger_read_returns_every_row_whatever_its_seq() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&url(&dir)).await.expect("opened");
+        assert_eq!(store.ledger().await.expect("ledger"), Vec::new());
+        store
+            .append_batch("c", &sample_events(5))
+            .await
+            .expect("appended");
+        let mut expected = store.ledger().await.expect("ledger");
+        assert_eq!(expected.len(), 5);
+        // Rows a damaged or hand-edited ledger could hold: seq below 0 and far
+        // beyond the rest. The read returns them, in order; the chain check rejects
+        // them.
+        for seq in [-3i64, i64::MAX - 1] {
+            sqlx::query("INSERT INTO ledger (seq, campaign, kind, payload, hash) VALUES (?, 'é', 'k', '{}', x'01')")
+                .bind(seq)
+                .execute(&store.inner.writer)
+                .await
+                .expect("inserted");
+        }
+        let rows = store.ledger().await.expect("ledger");
+        let seqs: Vec<u64> = rows.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [-3i64 as u64, 0, 1, 2, 3, 4, (i64::MAX - 1) as u64]);
+        assert_eq!(rows[0].campaign, "é");
+        assert_eq!(rows[0].hash, [0u8; 32]);
+        expected.insert(0, rows[0].clone());
+        expected.push(rows[6].clone());
+        assert_eq!(rows, expected);
+        // A payload that is not text is a corrupt row, as it was through sqlx.
+        sqlx::query("INSERT INTO ledger (seq, campaign, kind, payload, hash) VALUES (9, 'c', 'k', x'7b7d', x'01')")
+            .execute(&store.inner.writer)
+            .await
+            .expect("inserted");
+        let error = store.ledger().await.expect_err("a blob payload");
+        assert_eq!(
+            error.to_string(),
+            "corrupt row: ledger row 9: payload is not text"
+        );
+    }
+
+    #[tokio::test]
     async fn cached_inclusion_proofs_equal_proofs_from_every_leaf() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(&url(&dir)).await.expect("opened");
