@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::LedgerError;
+use crate::jcs;
 use crate::request::{RequestBody, RequestState, SignedDecision};
 
 /// A PBT exploit: a new trial starts from a better trial's checkpoint.
@@ -274,15 +275,16 @@ pub struct Entry {
     pub hash: Hash,
 }
 
+/// The payload as the generic canonicalizer sees it.
 #[derive(Serialize)]
-struct Payload<'a> {
-    v: u32,
-    seq: u64,
-    prev: String,
-    campaign: &'a str,
-    at: String,
+pub(crate) struct Payload<'a> {
+    pub(crate) v: u32,
+    pub(crate) seq: u64,
+    pub(crate) prev: String,
+    pub(crate) campaign: &'a str,
+    pub(crate) at: String,
     #[serde(flatten)]
-    event: &'a Event,
+    pub(crate) event: &'a Event,
 }
 
 impl Entry {
@@ -294,14 +296,17 @@ impl Entry {
         at: Timestamp,
         event: &Event,
     ) -> Result<Entry, LedgerError> {
-        let payload = canonical_json(&Payload {
-            v: FORMAT_VERSION,
-            seq,
-            prev: hex(prev),
-            campaign,
-            at: format_rfc3339(at),
-            event,
-        })?;
+        let payload = match seal_direct(seq, prev, campaign, at, event) {
+            Some(payload) => payload,
+            None => canonical_json(&Payload {
+                v: FORMAT_VERSION,
+                seq,
+                prev: hex(prev),
+                campaign,
+                at: format_rfc3339(at),
+                event,
+            })?,
+        };
         Ok(Entry {
             seq,
             campaign: campaign.to_string(),
@@ -310,6 +315,46 @@ impl Entry {
             payload,
         })
     }
+}
+
+/// The canonical payload written directly (see `jcs`), or `None` for an event the
+/// direct writer does not cover. The payload's members sort as `at`, `campaign`,
+/// `data`, `kind`, `prev`, `seq`, `v`.
+fn seal_direct(
+    seq: u64,
+    prev: &Hash,
+    campaign: &str,
+    at: Timestamp,
+    event: &Event,
+) -> Option<String> {
+    let mut payload = String::with_capacity(384);
+    payload.push_str("{\"at\":");
+    jcs::write_string(&mut payload, &format_rfc3339(at));
+    payload.push_str(",\"campaign\":");
+    jcs::write_string(&mut payload, campaign);
+    payload.push(',');
+    jcs::write_event_members(&mut payload, event)?;
+    payload.push_str(",\"prev\":\"");
+    payload.push_str(&hex(prev));
+    payload.push_str("\",\"seq\":");
+    jcs::write_unsigned(&mut payload, seq);
+    payload.push_str(",\"v\":");
+    jcs::write_unsigned(&mut payload, u64::from(FORMAT_VERSION));
+    payload.push('}');
+    Some(payload)
+}
+
+/// RFC 8785 canonical JSON of an event (`{"data":…,"kind":"…"}`): exactly
+/// `canonical_json(event)`, written directly for the events that make up most
+/// ledgers (trials, runs) and through the generic canonicalizer for the rest.
+pub fn canonical_event(event: &Event) -> Result<String, LedgerError> {
+    let mut out = String::with_capacity(256);
+    out.push('{');
+    if jcs::write_event_members(&mut out, event).is_some() {
+        out.push('}');
+        return Ok(out);
+    }
+    canonical_json(event)
 }
 
 /// RFC 8785 canonical JSON of any serializable value.

@@ -22,6 +22,7 @@ mod audit;
 mod checkpoint;
 mod entry;
 mod error;
+mod jcs;
 mod merkle;
 mod patch;
 mod request;
@@ -32,8 +33,8 @@ pub use checkpoint::{
     parse_public_key, private_key_pem, public_key_string,
 };
 pub use entry::{
-    Authorization, Entry, Event, Exploit, FORMAT_VERSION, GENESIS, Hash, canonical_json, hex,
-    leaf_hash,
+    Authorization, Entry, Event, Exploit, FORMAT_VERSION, GENESIS, Hash, canonical_event,
+    canonical_json, hex, leaf_hash,
 };
 pub use error::LedgerError;
 pub use merkle::{

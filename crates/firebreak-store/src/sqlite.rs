@@ -11,7 +11,7 @@ use std::time::Duration;
 use firebreak_core::{Clock, Metrics, Params, Report, SystemClock, Timestamp, Trial, TrialState};
 use firebreak_ledger::{
     Authorization, Checkpoint, Entry, Event, GENESIS, Hash, MerkleTree, Node, Request,
-    RequestState, SignedDecision, StateSnapshot, canonical_json, hex,
+    RequestState, SignedDecision, StateSnapshot, canonical_event, canonical_json, hex,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -652,7 +652,7 @@ fn event_members(events: &[Event]) -> Result<Vec<String>, StoreError> {
         events
             .iter()
             .map(|event| {
-                let object = canonical_json(event)?;
+                let object = canonical_event(event)?;
                 Ok(object
                     .strip_prefix('{')
                     .and_then(|o| o.strip_suffix('}'))
@@ -685,15 +685,27 @@ fn event_members(events: &[Event]) -> Result<Vec<String>, StoreError> {
     })
 }
 
-/// The entry `Entry::seal` makes of `event` at `cursor`, given the event's
-/// canonical members (`event_members`). The payload's members sort as `at`,
-/// `campaign`, `data`, `kind`, `prev`, `seq`, `v`, so the canonical text is those
-/// pieces in that order; a `seq` beyond 2^53 (where canonical numbers round) and
-/// an empty `members` go through `Entry::seal` itself. A test holds the two equal.
+/// The payload's first members, `{"at":…,"campaign":…,`, the same for every
+/// entry of one batch.
+fn payload_prefix(campaign: &str, at: Timestamp) -> Result<String, StoreError> {
+    Ok(format!(
+        "{{\"at\":{},\"campaign\":{},",
+        canonical_json(&firebreak_core::format_rfc3339(at))?,
+        canonical_json(&campaign)?,
+    ))
+}
+
+/// The entry `Entry::seal` makes of `event` at `cursor`, given the payload's
+/// `prefix` (`payload_prefix` of `campaign` and `at`) and the event's canonical
+/// members (`event_members`). The payload's members sort as `at`, `campaign`,
+/// `data`, `kind`, `prev`, `seq`, `v`, so the canonical text is those pieces in
+/// that order; a `seq` beyond 2^53 (where canonical numbers round) and an empty
+/// `members` go through `Entry::seal` itself. A test holds the two equal.
 fn seal_with(
     cursor: &Cursor,
     campaign: &str,
     at: Timestamp,
+    prefix: &str,
     event: &Event,
     members: &str,
 ) -> Result<Entry, StoreError> {
@@ -707,9 +719,7 @@ fn seal_with(
         )?);
     }
     let payload = format!(
-        "{{\"at\":{},\"campaign\":{},{members},\"prev\":\"{}\",\"seq\":{},\"v\":{}}}",
-        canonical_json(&firebreak_core::format_rfc3339(at))?,
-        canonical_json(&campaign)?,
+        "{prefix}{members},\"prev\":\"{}\",\"seq\":{},\"v\":{}}}",
         hex(&cursor.prev),
         cursor.next_seq,
         firebreak_ledger::FORMAT_VERSION,
@@ -1276,9 +1286,10 @@ impl SqliteStore {
         let mut w = self.begin().await?;
         let at = self.now();
         let first_seq = w.cursor.next_seq;
+        let prefix = payload_prefix(campaign, at)?;
         let mut entries = Vec::with_capacity(events.len());
         for (event, members) in events.iter().zip(&members) {
-            let entry = seal_with(&w.cursor, campaign, at, event, members)?;
+            let entry = seal_with(&w.cursor, campaign, at, &prefix, event, members)?;
             w.cursor.next_seq += 1;
             w.cursor.prev = entry.hash;
             entries.push(entry);
@@ -1563,8 +1574,10 @@ mod tests {
             next_seq: 0,
             prev: GENESIS,
         };
+        let prefix = payload_prefix("c\u{e9}\"", 1_234_567).expect("prefix");
         for (event, members) in events.iter().zip(&members) {
-            let fast = seal_with(&cursor, "c\u{e9}\"", 1_234_567, event, members).expect("fast");
+            let fast =
+                seal_with(&cursor, "c\u{e9}\"", 1_234_567, &prefix, event, members).expect("fast");
             let plain = Entry::seal(cursor.next_seq, &cursor.prev, "c\u{e9}\"", 1_234_567, event)
                 .expect("plain");
             assert_eq!(fast, plain);
