@@ -1355,15 +1355,14 @@ impl SqliteStore {
         seq: u64,
         tree_size: u64,
     ) -> Result<Option<LedgerProof>, StoreError> {
-        // The ledger's size and the cache's extent in one round trip.
-        let row = sqlx::query(
-            "SELECT (SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger), \
-                    (SELECT COALESCE(MAX(idx) + 1, 0) FROM merkle_nodes WHERE level = ?)",
-        )
-        .bind(CACHE_LEVEL as i64)
-        .fetch_one(&self.inner.readers)
-        .await?;
-        let (size, blocks) = (row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?);
+        // Everything is read through SQLite's C API on one reader connection
+        // (`raw`): through sqlx, decoding the few hundred rows of leaf hashes cost
+        // more than the rest of the proof.
+        let mut conn = self.inner.readers.acquire().await?;
+        let (size, blocks) = {
+            let mut locked = conn.lock_handle().await?;
+            raw::proof_extent(&raw::Handle::new(&mut locked), CACHE_LEVEL)?
+        };
         if seq >= tree_size || tree_size > size.max(0) as u64 {
             return Ok(None);
         }
@@ -1371,30 +1370,16 @@ impl SqliteStore {
             self.fill_merkle_cache(tree_size).await?;
         }
         let needed = firebreak_ledger::proof_nodes(seq, tree_size);
-        let mut known: HashMap<Node, Hash> = HashMap::new();
-        // Cached subtrees, in one query.
-        let cached: Vec<&Node> = needed.iter().filter(|n| n.level >= CACHE_LEVEL).collect();
-        if !cached.is_empty() {
-            let mut sql = String::from("SELECT level, idx, hash FROM merkle_nodes WHERE ");
-            for (i, _) in cached.iter().enumerate() {
-                sql.push_str(if i == 0 {
-                    "(level = ? AND idx = ?)"
-                } else {
-                    " OR (level = ? AND idx = ?)"
-                });
-            }
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for node in &cached {
-                query = query.bind(node.level as i64).bind(node.index as i64);
-            }
-            for row in query.fetch_all(&self.inner.readers).await? {
-                let node = Node {
-                    level: row.try_get::<i64, _>(0)? as u32,
-                    index: row.try_get::<i64, _>(1)? as u64,
-                };
-                known.insert(node, to_hash(row.try_get::<&[u8], _>(2)?));
-            }
-        }
+        let mut locked = conn.lock_handle().await?;
+        let handle = raw::Handle::new(&mut locked);
+        // Cached subtrees: one primary-key lookup each.
+        let cached: Vec<Node> = needed
+            .iter()
+            .filter(|n| n.level >= CACHE_LEVEL)
+            .copied()
+            .collect();
+        let mut known: HashMap<Node, Hash> =
+            raw::cached_nodes(&handle, &cached)?.into_iter().collect();
         // Smaller subtrees, and the leaf, from the leaf hashes of their blocks.
         let block = 1u64 << CACHE_LEVEL;
         let mut blocks: Vec<u64> = needed
@@ -1408,7 +1393,7 @@ impl SqliteStore {
         let mut leaf = None;
         for b in blocks {
             let (start, end) = (b * block, ((b + 1) * block).min(tree_size));
-            let Some(leaves) = self.leaf_hashes(&self.inner.readers, start, end).await? else {
+            let Some(leaves) = raw::leaf_hashes(&handle, start, end)? else {
                 return Ok(None);
             };
             if (start..end).contains(&seq) {
@@ -1443,32 +1428,6 @@ impl SqliteStore {
             root,
             path,
         }))
-    }
-
-    /// Leaf hashes of entries `start..end`, `None` unless every one is there.
-    async fn leaf_hashes<'e, E>(
-        &self,
-        executor: E,
-        start: u64,
-        end: u64,
-    ) -> Result<Option<Vec<Hash>>, StoreError>
-    where
-        E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
-    {
-        let rows =
-            sqlx::query("SELECT seq, hash FROM ledger WHERE seq >= ? AND seq < ? ORDER BY seq")
-                .bind(start as i64)
-                .bind(end as i64)
-                .fetch_all(executor)
-                .await?;
-        let mut leaves = Vec::with_capacity(rows.len());
-        for (offset, row) in rows.iter().enumerate() {
-            if row.try_get::<i64, _>(0)? as u64 != start + offset as u64 {
-                return Ok(None);
-            }
-            leaves.push(to_hash(row.try_get::<&[u8], _>(1)?));
-        }
-        Ok((leaves.len() as u64 == end - start).then_some(leaves))
     }
 
     /// Brings the Merkle cache up to the first `size` entries, in its own

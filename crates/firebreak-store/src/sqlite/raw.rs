@@ -1,5 +1,5 @@
 //! Reading ledger rows straight through SQLite's C API, for `audit verify` at
-//! scale. The only `unsafe` code of the store is here.
+//! scale and for inclusion proofs. The only `unsafe` code of the store is here.
 //!
 //! Why: sqlx hands every row from its worker thread to the caller as a boxed row of
 //! owned values and decodes each column through its type machinery; for a
@@ -13,7 +13,7 @@ use std::ffi::{CStr, c_int};
 use std::marker::PhantomData;
 use std::ptr::{NonNull, null_mut};
 
-use firebreak_ledger::Entry;
+use firebreak_ledger::{Entry, Hash, Node};
 use libsqlite3_sys as ffi;
 use sqlx::sqlite::LockedSqliteHandle;
 
@@ -76,6 +76,15 @@ impl Statement {
             return Err(error(self.db));
         }
         Ok(())
+    }
+
+    /// Makes the statement ready to run again (bindings are kept until rebound).
+    fn reset(&mut self) {
+        // SAFETY: a live statement of this connection. The result repeats the last
+        // step's error, already reported there.
+        unsafe {
+            ffi::sqlite3_reset(self.stmt.as_ptr());
+        }
     }
 
     /// Steps once: `true` while a row is ready.
@@ -213,4 +222,64 @@ pub(super) fn read_ranges(
         }
         Ok(all)
     })
+}
+
+/// The ledger's size (one more than its highest `seq`) and the number of cache
+/// nodes at `level` (one more than the highest index), as `inclusion_proof`
+/// reads them.
+pub(super) fn proof_extent(handle: &Handle<'_>, level: u32) -> Result<(i64, i64), StoreError> {
+    let mut statement = Statement::prepare(
+        handle,
+        c"SELECT (SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger), \
+          (SELECT COALESCE(MAX(idx) + 1, 0) FROM merkle_nodes WHERE level = ?1)",
+    )?;
+    statement.bind_i64(1, i64::from(level))?;
+    if !statement.step()? {
+        return Ok((0, 0));
+    }
+    Ok((statement.int64(0), statement.int64(1)))
+}
+
+/// The cached hashes of `nodes` (one primary-key lookup each); missing nodes are
+/// left out.
+pub(super) fn cached_nodes(
+    handle: &Handle<'_>,
+    nodes: &[Node],
+) -> Result<Vec<(Node, Hash)>, StoreError> {
+    let mut statement = Statement::prepare(
+        handle,
+        c"SELECT hash FROM merkle_nodes WHERE level = ?1 AND idx = ?2",
+    )?;
+    let mut found = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        statement.reset();
+        statement.bind_i64(1, i64::from(node.level))?;
+        statement.bind_i64(2, node.index as i64)?;
+        if statement.step()? {
+            found.push((*node, super::to_hash(statement.bytes(0))));
+        }
+    }
+    Ok(found)
+}
+
+/// Leaf hashes of entries `start..end`, `None` unless every one is there.
+pub(super) fn leaf_hashes(
+    handle: &Handle<'_>,
+    start: u64,
+    end: u64,
+) -> Result<Option<Vec<Hash>>, StoreError> {
+    let mut statement = Statement::prepare(
+        handle,
+        c"SELECT seq, hash FROM ledger WHERE seq >= ?1 AND seq < ?2 ORDER BY seq",
+    )?;
+    statement.bind_i64(1, start as i64)?;
+    statement.bind_i64(2, end as i64)?;
+    let mut leaves = Vec::with_capacity(end.saturating_sub(start).min(1 << 16) as usize);
+    while statement.step()? {
+        if statement.int64(0) as u64 != start + leaves.len() as u64 {
+            return Ok(None);
+        }
+        leaves.push(super::to_hash(statement.bytes(1)));
+    }
+    Ok((leaves.len() as u64 == end - start).then_some(leaves))
 }
