@@ -1273,12 +1273,10 @@ impl SqliteStore {
     /// alone (imports, benchmarks); state changes append through their own methods.
     ///
     /// Why: a transaction per entry costs a commit each, and a statement per entry
-    /// a hand-off to the driver's thread each; here the rows go in multi-row
-    /// `INSERT`s of a single transaction.
+    /// through sqlx a hand-off to the driver's thread each; here the rows go in one
+    /// transaction, through one prepared statement stepped on the connection
+    /// itself (`raw`), which costs less than sqlx's binding of multi-row `INSERT`s.
     pub async fn append_batch(&self, campaign: &str, events: &[Event]) -> Result<u64, StoreError> {
-        /// Rows per `INSERT` statement (5 bound values each, below SQLite's limit of
-        /// 32,766 variables).
-        const ROWS_PER_STATEMENT: usize = 500;
         if events.is_empty() {
             return Ok(0);
         }
@@ -1294,26 +1292,9 @@ impl SqliteStore {
             w.cursor.prev = entry.hash;
             entries.push(entry);
         }
-        for chunk in entries.chunks(ROWS_PER_STATEMENT) {
-            let mut sql =
-                String::from("INSERT INTO ledger (seq, campaign, kind, payload, hash) VALUES ");
-            for index in 0..chunk.len() {
-                sql.push_str(if index == 0 {
-                    "(?, ?, ?, ?, ?)"
-                } else {
-                    ", (?, ?, ?, ?, ?)"
-                });
-            }
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for entry in chunk {
-                query = query
-                    .bind(entry.seq as i64)
-                    .bind(entry.campaign.as_str())
-                    .bind(entry.kind.as_str())
-                    .bind(entry.payload.as_str())
-                    .bind(&entry.hash[..]);
-            }
-            query.execute(&mut *w.tx).await?;
+        {
+            let mut locked = w.tx.lock_handle().await?;
+            raw::insert_entries(&raw::Handle::new(&mut locked), &entries)?;
         }
         // The tree update: cache nodes of the blocks this batch completed.
         let hashes: Vec<Hash> = entries.iter().map(|e| e.hash).collect();

@@ -78,6 +78,40 @@ impl Statement {
         Ok(())
     }
 
+    /// Binds text or a blob, copied by SQLite (`SQLITE_TRANSIENT`).
+    fn bind_bytes(&mut self, index: c_int, value: &[u8], text: bool) -> Result<(), StoreError> {
+        let len = c_int::try_from(value.len()).map_err(|_| StoreError::Sqlite {
+            code: ffi::SQLITE_TOOBIG,
+            message: "value too large to bind".into(),
+        })?;
+        // SAFETY: a live statement of this connection; `value` is valid for `len`
+        // bytes during the call, and SQLITE_TRANSIENT makes SQLite copy it before
+        // returning, so the binding does not borrow `value` afterwards.
+        let rc = unsafe {
+            if text {
+                ffi::sqlite3_bind_text(
+                    self.stmt.as_ptr(),
+                    index,
+                    value.as_ptr().cast(),
+                    len,
+                    ffi::SQLITE_TRANSIENT(),
+                )
+            } else {
+                ffi::sqlite3_bind_blob(
+                    self.stmt.as_ptr(),
+                    index,
+                    value.as_ptr().cast(),
+                    len,
+                    ffi::SQLITE_TRANSIENT(),
+                )
+            }
+        };
+        if rc != ffi::SQLITE_OK {
+            return Err(error(self.db));
+        }
+        Ok(())
+    }
+
     /// Makes the statement ready to run again (bindings are kept until rebound).
     fn reset(&mut self) {
         // SAFETY: a live statement of this connection. The result repeats the last
@@ -282,4 +316,23 @@ pub(super) fn leaf_hashes(
         leaves.push(super::to_hash(statement.bytes(1)));
     }
     Ok((leaves.len() as u64 == end - start).then_some(leaves))
+}
+
+/// Inserts `entries` into the ledger with one prepared statement, on a connection
+/// whose transaction the caller holds (and rolls back if this fails).
+pub(super) fn insert_entries(handle: &Handle<'_>, entries: &[Entry]) -> Result<(), StoreError> {
+    let mut statement = Statement::prepare(
+        handle,
+        c"INSERT INTO ledger (seq, campaign, kind, payload, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for entry in entries {
+        statement.reset();
+        statement.bind_i64(1, entry.seq as i64)?;
+        statement.bind_bytes(2, entry.campaign.as_bytes(), true)?;
+        statement.bind_bytes(3, entry.kind.as_bytes(), true)?;
+        statement.bind_bytes(4, entry.payload.as_bytes(), true)?;
+        statement.bind_bytes(5, &entry.hash, false)?;
+        statement.step()?;
+    }
+    Ok(())
 }
