@@ -33,7 +33,9 @@ run() { # variant seed spec-file
 import json, sys
 trials = json.load(open(sys.argv[1]))
 done = [t for t in trials if t["state"] == "complete"]
-champ = max(done, key=lambda t: t["metrics"].get("val_accuracy", 0)) if done else None
+# The champion is the trial the run tested (the objective's best).
+tested = [t for t in done if "test_accuracy" in t["metrics"]]
+champ = tested[0] if tested else None
 cpu = sum(t["cpu_seconds"] or 0 for t in trials)
 print(json.dumps({"variant": sys.argv[2], "seed": int(sys.argv[3]), "wall": float(sys.argv[5]) - float(sys.argv[4]), "cpu": cpu,
   "pruned": sum(t["state"] == "pruned" for t in trials), "trials": len(trials),
