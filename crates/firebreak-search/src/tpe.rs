@@ -712,12 +712,20 @@ impl TpeProposer {
             .unzip();
         let prior = self.options.prior_weight;
         self.columns.fit(&dims, &good, 0, prior);
-        self.columns.fit(&dims, &bad, 1, prior);
+        self.columns.fit_other(&dims, &bad, prior);
         let [l, g] = &mut self.columns.fits;
+        // Scoring draws nothing, so the candidates are drawn first and scored
+        // together (the same draws as one at a time).
+        let candidates: Vec<Vec<ParamValue>> = (0..self.options.n_ei_candidates)
+            .map(|_| l.sample(rng))
+            .collect();
+        let scores = l
+            .log_likelihoods(&candidates)
+            .into_iter()
+            .zip(g.log_likelihoods(&candidates))
+            .map(|(l, g)| l - g);
         let mut best: Option<(Vec<ParamValue>, f64)> = None;
-        for _ in 0..self.options.n_ei_candidates {
-            let candidate = l.sample(rng);
-            let score = l.log_likelihood(&candidate) - g.log_likelihood(&candidate);
+        for (candidate, score) in candidates.into_iter().zip(scores) {
             if best.as_ref().is_none_or(|(_, s)| score > *s) {
                 best = Some((candidate, score));
             }

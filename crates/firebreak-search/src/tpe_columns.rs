@@ -21,6 +21,8 @@ use firebreak_core::{Distribution, Objectives, ParamValue, Parameter, Rng, Trial
 
 use crate::tpe::{Axis, bandwidths, kernels, log_mass, normal_mass, recency_weights};
 
+mod kept;
+
 /// Half of `ln(2π)`.
 const HALF_LN_TAU: f64 = 0.918_938_533_204_672_8;
 
@@ -61,6 +63,9 @@ pub(crate) struct Columns {
     pub(crate) ordered: bool,
     /// The good group's estimator and the other trials', reused between asks.
     pub(crate) fits: [Fit; 2],
+    /// The other trials' fit kept from ask to ask (see `kept`); dropped when a
+    /// coordinate changes or the history shrinks.
+    kept: Option<kept::Kept>,
     /// Scratch for the walks over sorted columns.
     position: Vec<u32>,
     members: Vec<u32>,
@@ -206,6 +211,7 @@ impl Columns {
     }
 
     fn resort(&mut self) {
+        self.kept = None;
         for (axis, column) in self.axes.iter().zip(&mut self.columns) {
             column.sorted.clear();
             if axis.is_some() {
@@ -363,14 +369,15 @@ impl Columns {
                 });
                 continue;
             };
-            let (mut mus, mut sigmas, mut inverse, mut log_masses) = match recycled {
+            let (mut mus, mut sigmas, mut square, mut linear, mut log_masses) = match recycled {
                 Some(Dim::Numeric {
                     mus,
                     sigmas,
-                    inverse,
+                    square,
+                    linear,
                     log_masses,
                     ..
-                }) => (mus, sigmas, inverse, log_masses),
+                }) => (mus, sigmas, square, linear, log_masses),
                 _ => Default::default(),
             };
             let (low, high) = (axis.low, axis.high);
@@ -401,8 +408,10 @@ impl Columns {
                 sigmas.copy_from_slice(&s);
             }
             let cache = &mut column.normalisers[group];
-            inverse.clear();
-            inverse.resize(kernels_n, 0.0);
+            square.clear();
+            square.resize(kernels_n, 0.0);
+            linear.clear();
+            linear.resize(kernels_n, 0.0);
             log_masses.clear();
             log_masses.resize(kernels_n, 0.0);
             let continuous = axis.step.is_none();
@@ -412,14 +421,16 @@ impl Columns {
                 if entry.sigma.to_bits() != sigmas[k].to_bits() {
                     *entry = Normaliser::new(mus[k], sigmas[k], low, high);
                 }
-                inverse[k] = entry.inverse;
+                square[k] = entry.square;
+                linear[k] = entry.linear;
                 log_masses[k] = entry.log_mass;
                 if continuous {
                     constant[k] -= entry.term;
                 }
             }
             let last = Normaliser::new(mus[n], sigmas[n], low, high);
-            inverse[n] = last.inverse;
+            square[n] = last.square;
+            linear[n] = last.linear;
             log_masses[n] = last.log_mass;
             if continuous {
                 constant[n] -= last.term;
@@ -431,7 +442,8 @@ impl Columns {
                 axis,
                 mus,
                 sigmas,
-                inverse,
+                square,
+                linear,
                 log_masses,
             });
         }
@@ -442,33 +454,48 @@ impl Columns {
 #[derive(Debug, Clone, Copy)]
 struct Normaliser {
     sigma: f64,
-    /// `sqrt(1/2) / sigma`, so that a kernel's `z²/2` is one square.
-    inverse: f64,
+    /// With `u` the coordinate centred on the range and divided by its width,
+    /// `z²/2 = square·u² - linear·u + square·m²` for the kernel's centre `m` in
+    /// the same units: two fused multiply-adds per kernel and candidate, the
+    /// last term (constant per kernel) in `term`. Scaled to the range, `square`
+    /// stays below 5,000 (bandwidths are at least a hundredth of the range), so
+    /// the expansion loses no more than about 1e-12 to rounding.
+    square: f64,
+    linear: f64,
     /// Log of the kernel's mass inside the range.
     log_mass: f64,
-    /// `ln sigma + ln(2π)/2 + log_mass`: what a continuous dimension takes off
-    /// the kernel's log density besides `z²/2`.
+    /// `ln sigma + ln(2π)/2 + log_mass + square·m²`: what a continuous dimension
+    /// takes off the kernel's log density besides the terms in `u`.
     term: f64,
 }
 
 impl Normaliser {
     const NONE: Normaliser = Normaliser {
         sigma: f64::NAN,
-        inverse: 0.0,
+        square: 0.0,
+        linear: 0.0,
         log_mass: 0.0,
         term: 0.0,
     };
 
     fn new(mu: f64, sigma: f64, low: f64, high: f64) -> Normaliser {
         let log_mass = log_mass(mu, sigma, low, high);
+        let range = high - low;
+        let centre = centred(mu, low, high);
+        let scaled = std::f64::consts::FRAC_1_SQRT_2 * range / sigma;
+        let square = scaled * scaled;
         Normaliser {
             sigma,
-            inverse: std::f64::consts::FRAC_1_SQRT_2 / sigma,
+            square,
+            linear: 2.0 * centre * square,
             log_mass,
-            term: sigma.ln() + HALF_LN_TAU + log_mass,
+            term: sigma.ln() + HALF_LN_TAU + log_mass + centre * centre * square,
         }
     }
 }
+
+/// A candidate's discrete cells and categorical choice indices.
+type Found = (Vec<(f64, f64)>, Vec<f64>);
 
 /// One parameter of a fitted joint estimator.
 #[derive(Debug, Clone)]
@@ -477,7 +504,10 @@ enum Dim {
         axis: Axis,
         mus: Vec<f64>,
         sigmas: Vec<f64>,
-        inverse: Vec<f64>,
+        /// Continuous dimensions: the kernels' `square` and `linear` (see
+        /// `Normaliser`).
+        square: Vec<f64>,
+        linear: Vec<f64>,
         log_masses: Vec<f64>,
     },
     Categorical {
@@ -575,35 +605,90 @@ impl Fit {
             .collect()
     }
 
-    /// The log density of `values` (one per dimension).
-    pub(crate) fn log_likelihood(&mut self, values: &[ParamValue]) -> f64 {
-        // The candidate's coordinates; an unknown value has density zero.
-        let mut xs = Vec::with_capacity(self.continuous.len());
+    /// The log densities of `candidates` (each one value per dimension).
+    ///
+    /// The continuous dimensions' terms of every kernel come first, for every
+    /// candidate in one dense pass (see `bounds`); the other terms are at most
+    /// zero, so these bound each kernel's log density from above. Then, per
+    /// candidate, the exact values of the prior and of the kernel with the best
+    /// bound bound the best kernel from below, and only kernels within the
+    /// margin of that are finished and summed.
+    pub(crate) fn log_likelihoods(&mut self, candidates: &[Vec<ParamValue>]) -> Vec<f64> {
+        let n = self.kernels;
+        let width = self.continuous.len();
+        // Per candidate, its coordinates (`None`: a value outside the estimator,
+        // density zero); the continuous ones, with their squares, in `terms`.
+        let mut terms = Vec::with_capacity(candidates.len() * width);
+        let coordinates: Vec<Option<Found>> = candidates
+            .iter()
+            .map(|values| {
+                let start = terms.len();
+                let found = self.coordinates(values, &mut terms);
+                if found.is_none() {
+                    terms.truncate(start);
+                    terms.resize(start + width, (0.0, 0.0));
+                }
+                found
+            })
+            .collect();
+        let columns: Vec<(&[f64], &[f64])> = self
+            .continuous
+            .iter()
+            .map(|&d| {
+                let Dim::Numeric { square, linear, .. } = &self.dims[d] else {
+                    unreachable!("continuous dimensions are numerical")
+                };
+                (&square[..n], &linear[..n])
+            })
+            .collect();
+        self.upper.resize(candidates.len() * n, 0.0);
+        let mut best = vec![f64::NEG_INFINITY; candidates.len()];
+        bounds(
+            &mut self.upper,
+            &mut best,
+            &self.constant[..n],
+            &columns,
+            &terms,
+        );
+        coordinates
+            .iter()
+            .enumerate()
+            .map(|(c, found)| match found {
+                Some((cells, choices)) => self.finish(c, cells, choices, best[c]),
+                None => f64::NEG_INFINITY,
+            })
+            .collect()
+    }
+
+    /// A candidate's discrete cells and categorical choice indices, its
+    /// continuous coordinates (centred, with their negated squares) pushed onto
+    /// `terms`; `None` when a value is outside the estimator.
+    fn coordinates(&self, values: &[ParamValue], terms: &mut Vec<(f64, f64)>) -> Option<Found> {
         let mut cells = Vec::with_capacity(self.discrete.len());
         let mut choices = Vec::with_capacity(self.categorical.len());
         for (dim, value) in self.dims.iter().zip(values) {
             match dim {
-                Dim::Numeric { axis, .. } if axis.step.is_none() => match axis.internal(value) {
-                    Some(x) => xs.push(x),
-                    None => return f64::NEG_INFINITY,
-                },
-                Dim::Numeric { axis, .. } => match axis.cell(value) {
-                    Some(cell) => cells.push(cell),
-                    None => return f64::NEG_INFINITY,
-                },
+                Dim::Numeric { axis, .. } if axis.step.is_none() => {
+                    let u = centred(axis.internal(value)?, axis.low, axis.high);
+                    terms.push((u, -(u * u)));
+                }
+                Dim::Numeric { axis, .. } => cells.push(axis.cell(value)?),
                 Dim::Categorical { choices: all, .. } => {
-                    match all.iter().position(|c| c.matches(value)) {
-                        Some(c) => choices.push(c as f64),
-                        None => return f64::NEG_INFINITY,
-                    }
+                    choices.push(all.iter().position(|c| c.matches(value))? as f64);
                 }
             }
         }
+        Some((cells, choices))
+    }
+
+    /// Candidate `c`'s log density from its bounds (row `c` of `upper`, the
+    /// largest `best`), its discrete `cells` and categorical `choices`.
+    fn finish(&mut self, c: usize, cells: &[(f64, f64)], choices: &[f64], best: f64) -> f64 {
         let dims = &self.dims;
         // The discrete and categorical terms of kernel `k`.
         let other_terms = |k: usize| -> f64 {
             let mut v = 0.0;
-            for (&d, &(lo, hi)) in self.discrete.iter().zip(&cells) {
+            for (&d, &(lo, hi)) in self.discrete.iter().zip(cells) {
                 let Dim::Numeric {
                     mus,
                     sigmas,
@@ -616,7 +701,7 @@ impl Fit {
                 let (mu, s) = (mus[k], sigmas[k]);
                 v += normal_mass((lo - mu) / s, (hi - mu) / s).max(1e-300).ln() - log_masses[k];
             }
-            for (&d, &c) in self.categorical.iter().zip(&choices) {
+            for (&d, &c) in self.categorical.iter().zip(choices) {
                 let Dim::Categorical {
                     kernel_choice,
                     matched,
@@ -637,28 +722,8 @@ impl Fit {
             }
             v
         };
-        // The continuous dimensions' terms of every kernel, in one dense pass
-        // (columns, no branches); the other terms are at most zero, so these bound
-        // each kernel's log density from above. The exact values of the prior and
-        // of the kernel with the best bound bound the best kernel from below, and
-        // only kernels within the margin of that are finished and summed.
         let n = self.kernels;
-        let upper = &mut self.upper[..n];
-        upper.copy_from_slice(&self.constant[..n]);
-        for (&d, &x) in self.continuous.iter().zip(&xs) {
-            let Dim::Numeric { mus, inverse, .. } = &dims[d] else {
-                unreachable!("continuous dimensions are numerical")
-            };
-            dense(upper, &mus[..n], &inverse[..n], x);
-        }
-        // The best bound, in four independent lanes.
-        let mut lanes = [f64::NEG_INFINITY; 4];
-        for chunk in upper.chunks(4) {
-            for (lane, &u) in lanes.iter_mut().zip(chunk) {
-                *lane = if u > *lane { u } else { *lane };
-            }
-        }
-        let best = lanes.into_iter().fold(f64::NEG_INFINITY, f64::max);
+        let upper = &self.upper[c * n..(c + 1) * n];
         let prior = n - 1;
         let best = if self.discrete.is_empty() && self.categorical.is_empty() {
             best // the bound is exact
@@ -693,31 +758,130 @@ impl Fit {
     }
 }
 
-/// `upper[k] -= ((x - mus[k]) · inverse[k])²` for every kernel: the scoring's
-/// inner loop, in AVX2 where the CPU has it. The same operations either way
-/// (no fused multiply-add), so the same bits.
-fn dense(upper: &mut [f64], mus: &[f64], inverse: &[f64], x: f64) {
+/// `x` centred on `[low, high]` and divided by its width.
+fn centred(x: f64, low: f64, high: f64) -> f64 {
+    (x - (low + high) / 2.0) / (high - low)
+}
+
+/// For every candidate `c` and kernel `k`, `upper[c·n + k] = constant[k] +
+/// Σ (linear[k]·u + square[k]·v)` over the `(square, linear)` columns, with
+/// `(u, v)` the candidate's row of `terms` (its centred coordinate and the
+/// negated square of it); `best[c]` the largest of the candidate's. The
+/// scoring's inner loop: two fused multiply-adds per kernel, candidate and
+/// column. In AVX2 and FMA where the CPU has them; the portable path's
+/// `mul_add` rounds once too, and the columns go in the same order, so the bits
+/// are the same either way.
+fn bounds(
+    upper: &mut [f64],
+    best: &mut [f64],
+    constant: &[f64],
+    columns: &[(&[f64], &[f64])],
+    terms: &[(f64, f64)],
+) {
+    let n = constant.len();
+    assert!(
+        upper.len() == best.len() * n
+            && terms.len() == best.len() * columns.len()
+            && columns.iter().all(|c| c.0.len() == n && c.1.len() == n)
+    );
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        unsafe { dense_avx2(upper, mus, inverse, x) };
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above, and the
+        // slices' lengths agree, asserted above.
+        unsafe { bounds_avx2(upper, best, constant, columns, terms) };
         return;
     }
-    dense_portable(upper, mus, inverse, x);
+    bounds_from(0, upper, best, constant, columns, terms);
 }
 
+/// `bounds` for the kernels from `start` on, one at a time, raising `best`
+/// (inlined into `bounds_avx2`, so `mul_add` is one instruction there).
 #[inline(always)]
-fn dense_portable(upper: &mut [f64], mus: &[f64], inverse: &[f64], x: f64) {
-    let n = upper.len();
-    let (mus, inverse) = (&mus[..n], &inverse[..n]);
-    for k in 0..n {
-        let z = (x - mus[k]) * inverse[k];
-        upper[k] -= z * z;
+fn bounds_from(
+    start: usize,
+    upper: &mut [f64],
+    best: &mut [f64],
+    constant: &[f64],
+    columns: &[(&[f64], &[f64])],
+    terms: &[(f64, f64)],
+) {
+    let n = constant.len();
+    let width = columns.len();
+    for (c, top) in best.iter_mut().enumerate() {
+        let row = &terms[c * width..(c + 1) * width];
+        for k in start..n {
+            let mut sum = constant[k];
+            for (&(square, linear), &(u, v)) in columns.iter().zip(row) {
+                sum = linear[k].mul_add(u, sum);
+                sum = square[k].mul_add(v, sum);
+            }
+            upper[c * n + k] = sum;
+            *top = if sum > *top { sum } else { *top };
+        }
     }
 }
 
+/// `bounds` in blocks of 32 kernels: a block's columns stay in the first-level
+/// cache while every candidate passes over them (one pass from memory, not one
+/// per candidate), and a candidate's sums stay in eight registers across the
+/// columns (eight independent chains keep both FMA units busy).
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; the slices' lengths agree as `bounds`
+/// asserts.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn dense_avx2(upper: &mut [f64], mus: &[f64], inverse: &[f64], x: f64) {
-    dense_portable(upper, mus, inverse, x);
+#[target_feature(enable = "avx2,fma")]
+unsafe fn bounds_avx2(
+    upper: &mut [f64],
+    best: &mut [f64],
+    constant: &[f64],
+    columns: &[(&[f64], &[f64])],
+    terms: &[(f64, f64)],
+) {
+    use std::arch::x86_64::{
+        __m256d, _mm256_fmadd_pd, _mm256_loadu_pd, _mm256_max_pd, _mm256_set1_pd, _mm256_storeu_pd,
+    };
+    const VECTORS: usize = 8;
+    const BLOCK: usize = 4 * VECTORS;
+    let n = constant.len();
+    let width = columns.len();
+    let blocks = n - n % BLOCK;
+    let mut lanes: Vec<__m256d> = vec![_mm256_set1_pd(f64::NEG_INFINITY); best.len()];
+    for start in (0..blocks).step_by(BLOCK) {
+        for (c, top) in lanes.iter_mut().enumerate() {
+            let row = &terms[c * width..(c + 1) * width];
+            // SAFETY (every load and store below): `start + BLOCK <= n`, every
+            // column and `constant` have length `n`, and `upper` has `n` per
+            // candidate.
+            let mut sums = [*top; VECTORS];
+            for (v, sum) in sums.iter_mut().enumerate() {
+                *sum = unsafe { _mm256_loadu_pd(constant.as_ptr().add(start + 4 * v)) };
+            }
+            for (&(square, linear), &(u, v)) in columns.iter().zip(row) {
+                let (u, v) = (_mm256_set1_pd(u), _mm256_set1_pd(v));
+                for (j, sum) in sums.iter_mut().enumerate() {
+                    let at = start + 4 * j;
+                    let (l, q) = unsafe {
+                        (
+                            _mm256_loadu_pd(linear.as_ptr().add(at)),
+                            _mm256_loadu_pd(square.as_ptr().add(at)),
+                        )
+                    };
+                    *sum = _mm256_fmadd_pd(q, v, _mm256_fmadd_pd(l, u, *sum));
+                }
+            }
+            for (j, sum) in sums.into_iter().enumerate() {
+                unsafe { _mm256_storeu_pd(upper.as_mut_ptr().add(c * n + start + 4 * j), sum) };
+                // The earlier best where the sum is NaN, as in `bounds_from`.
+                *top = _mm256_max_pd(sum, *top);
+            }
+        }
+    }
+    for (top, lanes) in best.iter_mut().zip(lanes) {
+        let mut four = [0.0; 4];
+        // SAFETY: `four` holds four values.
+        unsafe { _mm256_storeu_pd(four.as_mut_ptr(), lanes) };
+        *top = four.into_iter().fold(f64::NEG_INFINITY, f64::max);
+    }
+    bounds_from(blocks, upper, best, constant, columns, terms);
 }
