@@ -332,7 +332,6 @@ impl Columns {
         fit.margin = MARGIN + (kernels_n as f64).ln();
         fit.constant.clear();
         fit.constant.extend_from_slice(&fit.log_weights);
-        fit.upper.resize(kernels_n, 0.0);
         fit.continuous.clear();
         fit.discrete.clear();
         fit.categorical.clear();
@@ -540,9 +539,8 @@ pub(crate) struct Fit {
     continuous: Vec<usize>,
     discrete: Vec<usize>,
     categorical: Vec<usize>,
-    upper: Vec<f64>,
-    survivors: Vec<u32>,
-    logs: Vec<f64>,
+    /// Per candidate, the kernels a scan kept (see `Scan`).
+    scans: Vec<Scan>,
 }
 
 impl Fit {
@@ -607,15 +605,20 @@ impl Fit {
 
     /// The log densities of `candidates` (each one value per dimension).
     ///
-    /// The continuous dimensions' terms of every kernel come first, for every
-    /// candidate in one dense pass (see `bounds`); the other terms are at most
-    /// zero, so these bound each kernel's log density from above. Then, per
-    /// candidate, the exact values of the prior and of the kernel with the best
-    /// bound bound the best kernel from below, and only kernels within the
-    /// margin of that are finished and summed.
+    /// The continuous dimensions' terms bound each kernel's log density from
+    /// above (the other terms are at most zero). The prior's exact value, less
+    /// the margin, is a first floor; one dense pass over the kernels computes
+    /// every candidate's bounds (see `bounds`) and keeps the kernels above its
+    /// floor, raising the floor as better bounds appear when the bounds are
+    /// exact. Then, per candidate, the exact values of the prior and of the
+    /// kernel with the best bound give the final floor, and only kept kernels
+    /// above it are finished and summed: the kernels the straightforward sum
+    /// over every kernel keeps, in the same order.
     pub(crate) fn log_likelihoods(&mut self, candidates: &[Vec<ParamValue>]) -> Vec<f64> {
         let n = self.kernels;
+        let prior = n - 1;
         let width = self.continuous.len();
+        let exact = self.discrete.is_empty() && self.categorical.is_empty();
         // Per candidate, its coordinates (`None`: a value outside the estimator,
         // density zero); the continuous ones, with their squares, in `terms`.
         let mut terms = Vec::with_capacity(candidates.len() * width);
@@ -641,23 +644,38 @@ impl Fit {
                 (&square[..n], &linear[..n])
             })
             .collect();
-        self.upper.resize(candidates.len() * n, 0.0);
-        let mut best = vec![f64::NEG_INFINITY; candidates.len()];
-        bounds(
-            &mut self.upper,
-            &mut best,
-            &self.constant[..n],
-            &columns,
-            &terms,
-        );
-        coordinates
+        // The prior's exact values: the first floors.
+        let mut priors = Vec::with_capacity(candidates.len());
+        let mut scans = std::mem::take(&mut self.scans);
+        scans.resize_with(candidates.len(), Scan::default);
+        for (c, (scan, found)) in scans.iter_mut().zip(&coordinates).enumerate() {
+            let row = &terms[c * width..(c + 1) * width];
+            let mut bound = self.constant[prior];
+            for (&(square, linear), &(u, v)) in columns.iter().zip(row) {
+                bound = linear[prior].mul_add(u, bound);
+                bound = square[prior].mul_add(v, bound);
+            }
+            let value = match found {
+                Some((cells, choices)) => bound + self.other_terms(prior, cells, choices),
+                None => f64::NEG_INFINITY,
+            };
+            priors.push((bound, value));
+            scan.start(not_nan(value - self.margin), self.margin, exact);
+        }
+        bounds(&mut scans, &self.constant[..n], &columns, &terms);
+        let values = coordinates
             .iter()
-            .enumerate()
-            .map(|(c, found)| match found {
-                Some((cells, choices)) => self.finish(c, cells, choices, best[c]),
+            .zip(&scans)
+            .zip(&priors)
+            .map(|((found, scan), &(prior_bound, prior_value))| match found {
+                Some((cells, choices)) => {
+                    self.finish(scan, prior_bound, prior_value, cells, choices)
+                }
                 None => f64::NEG_INFINITY,
             })
-            .collect()
+            .collect();
+        self.scans = scans;
+        values
     }
 
     /// A candidate's discrete cells and categorical choice indices, its
@@ -681,80 +699,131 @@ impl Fit {
         Some((cells, choices))
     }
 
-    /// Candidate `c`'s log density from its bounds (row `c` of `upper`, the
-    /// largest `best`), its discrete `cells` and categorical `choices`.
-    fn finish(&mut self, c: usize, cells: &[(f64, f64)], choices: &[f64], best: f64) -> f64 {
-        let dims = &self.dims;
-        // The discrete and categorical terms of kernel `k`.
-        let other_terms = |k: usize| -> f64 {
-            let mut v = 0.0;
-            for (&d, &(lo, hi)) in self.discrete.iter().zip(cells) {
-                let Dim::Numeric {
-                    mus,
-                    sigmas,
-                    log_masses,
-                    ..
-                } = &dims[d]
-                else {
-                    unreachable!("discrete dimensions are numerical")
-                };
-                let (mu, s) = (mus[k], sigmas[k]);
-                v += normal_mass((lo - mu) / s, (hi - mu) / s).max(1e-300).ln() - log_masses[k];
-            }
-            for (&d, &c) in self.categorical.iter().zip(choices) {
-                let Dim::Categorical {
-                    kernel_choice,
-                    matched,
-                    other,
-                    absent,
-                    prior,
-                    ..
-                } = &dims[d]
-                else {
-                    unreachable!("categorical dimensions are categorical")
-                };
-                v += match kernel_choice.get(k) {
-                    None => *prior,
-                    Some(kc) if kc.is_nan() => *absent,
-                    Some(&kc) if kc == c => *matched,
-                    Some(_) => *other,
-                };
-            }
-            v
-        };
-        let n = self.kernels;
-        let upper = &self.upper[c * n..(c + 1) * n];
-        let prior = n - 1;
-        let best = if self.discrete.is_empty() && self.categorical.is_empty() {
-            best // the bound is exact
-        } else {
-            let leader = upper.iter().position(|&u| u == best).unwrap_or(prior);
-            upper[leader] + other_terms(leader)
-        };
-        let floor = (upper[prior] + other_terms(prior)).max(best) - self.margin;
-        let floor = if floor.is_nan() {
-            f64::NEG_INFINITY
-        } else {
-            floor
-        };
-        let survivors = &mut self.survivors;
-        survivors.clear();
-        for (k, &u) in upper.iter().enumerate() {
-            if u >= floor {
-                survivors.push(k as u32);
-            }
+    /// The discrete and categorical terms of kernel `k` for a candidate's
+    /// `cells` and `choices`.
+    fn other_terms(&self, k: usize, cells: &[(f64, f64)], choices: &[f64]) -> f64 {
+        let mut v = 0.0;
+        for (&d, &(lo, hi)) in self.discrete.iter().zip(cells) {
+            let Dim::Numeric {
+                mus,
+                sigmas,
+                log_masses,
+                ..
+            } = &self.dims[d]
+            else {
+                unreachable!("discrete dimensions are numerical")
+            };
+            let (mu, s) = (mus[k], sigmas[k]);
+            v += normal_mass((lo - mu) / s, (hi - mu) / s).max(1e-300).ln() - log_masses[k];
         }
-        self.logs.clear();
+        for (&d, &c) in self.categorical.iter().zip(choices) {
+            let Dim::Categorical {
+                kernel_choice,
+                matched,
+                other,
+                absent,
+                prior,
+                ..
+            } = &self.dims[d]
+            else {
+                unreachable!("categorical dimensions are categorical")
+            };
+            v += match kernel_choice.get(k) {
+                None => *prior,
+                Some(kc) if kc.is_nan() => *absent,
+                Some(&kc) if kc == c => *matched,
+                Some(_) => *other,
+            };
+        }
+        v
+    }
+
+    /// A candidate's log density from its `scan`, the prior's bound and exact
+    /// value, its discrete `cells` and categorical `choices`.
+    fn finish(
+        &self,
+        scan: &Scan,
+        prior_bound: f64,
+        prior_value: f64,
+        cells: &[(f64, f64)],
+        choices: &[f64],
+    ) -> f64 {
+        let best = if scan.exact {
+            scan.best
+        } else {
+            match scan.leader {
+                Some(k) => scan.best + self.other_terms(k as usize, cells, choices),
+                None => prior_bound + self.other_terms(self.kernels - 1, cells, choices),
+            }
+        };
+        let floor = not_nan(prior_value.max(best) - self.margin);
+        let mut logs = Vec::with_capacity(scan.kept.len());
         let mut top = f64::NEG_INFINITY;
-        for &k in survivors.iter() {
-            let v = upper[k as usize] + other_terms(k as usize);
-            top = top.max(v);
-            self.logs.push(v);
+        for &(k, u) in &scan.kept {
+            if u >= floor {
+                let v = u + self.other_terms(k as usize, cells, choices);
+                top = top.max(v);
+                logs.push(v);
+            }
         }
         if !top.is_finite() {
             return top;
         }
-        top + self.logs.iter().map(|v| (v - top).exp()).sum::<f64>().ln()
+        top + logs.iter().map(|v| (v - top).exp()).sum::<f64>().ln()
+    }
+}
+
+/// `floor`, or no floor when it is NaN.
+fn not_nan(floor: f64) -> f64 {
+    if floor.is_nan() {
+        f64::NEG_INFINITY
+    } else {
+        floor
+    }
+}
+
+/// One candidate's pass over the kernels: the best bound with its first
+/// kernel, and the kernels whose bound reached the floor when they were seen,
+/// in kernel order. The floor starts at the prior's exact value less the
+/// margin and, when bounds are exact values, rises to the best bound less the
+/// margin; it never exceeds the final floor, so every kernel the final floor
+/// keeps is kept here.
+#[derive(Debug, Clone, Default)]
+struct Scan {
+    floor: f64,
+    margin: f64,
+    exact: bool,
+    best: f64,
+    leader: Option<u32>,
+    kept: Vec<(u32, f64)>,
+}
+
+impl Scan {
+    fn start(&mut self, floor: f64, margin: f64, exact: bool) {
+        *self = Scan {
+            floor,
+            margin,
+            exact,
+            best: f64::NEG_INFINITY,
+            leader: None,
+            kept: std::mem::take(&mut self.kept),
+        };
+        self.kept.clear();
+    }
+
+    /// Kernel `k`'s bound `u`, kernels in order.
+    #[inline(always)]
+    fn see(&mut self, k: usize, u: f64) {
+        if u >= self.floor {
+            self.kept.push((k as u32, u));
+            if u > self.best {
+                self.best = u;
+                self.leader = Some(k as u32);
+                if self.exact {
+                    self.floor = self.floor.max(u - self.margin);
+                }
+            }
+        }
     }
 }
 
@@ -763,60 +832,55 @@ fn centred(x: f64, low: f64, high: f64) -> f64 {
     (x - (low + high) / 2.0) / (high - low)
 }
 
-/// For every candidate `c` and kernel `k`, `upper[c·n + k] = constant[k] +
-/// Σ (linear[k]·u + square[k]·v)` over the `(square, linear)` columns, with
+/// For every candidate `c` and kernel `k`, the bound `constant[k] + Σ
+/// (linear[k]·u + square[k]·v)` over the `(square, linear)` columns, with
 /// `(u, v)` the candidate's row of `terms` (its centred coordinate and the
-/// negated square of it); `best[c]` the largest of the candidate's. The
+/// negated square of it), seen by the candidate's `Scan` in kernel order. The
 /// scoring's inner loop: two fused multiply-adds per kernel, candidate and
 /// column. In AVX2 and FMA where the CPU has them; the portable path's
 /// `mul_add` rounds once too, and the columns go in the same order, so the bits
 /// are the same either way.
 fn bounds(
-    upper: &mut [f64],
-    best: &mut [f64],
+    scans: &mut [Scan],
     constant: &[f64],
     columns: &[(&[f64], &[f64])],
     terms: &[(f64, f64)],
 ) {
     let n = constant.len();
     assert!(
-        upper.len() == best.len() * n
-            && terms.len() == best.len() * columns.len()
+        terms.len() == scans.len() * columns.len()
             && columns.iter().all(|c| c.0.len() == n && c.1.len() == n)
     );
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports AVX2 and FMA, checked just above, and the
         // slices' lengths agree, asserted above.
-        unsafe { bounds_avx2(upper, best, constant, columns, terms) };
+        unsafe { bounds_avx2(scans, constant, columns, terms) };
         return;
     }
-    bounds_from(0, upper, best, constant, columns, terms);
+    bounds_from(0, scans, constant, columns, terms);
 }
 
-/// `bounds` for the kernels from `start` on, one at a time, raising `best`
-/// (inlined into `bounds_avx2`, so `mul_add` is one instruction there).
+/// `bounds` for the kernels from `start` on, one at a time (inlined into
+/// `bounds_avx2`, so `mul_add` is one instruction there).
 #[inline(always)]
 fn bounds_from(
     start: usize,
-    upper: &mut [f64],
-    best: &mut [f64],
+    scans: &mut [Scan],
     constant: &[f64],
     columns: &[(&[f64], &[f64])],
     terms: &[(f64, f64)],
 ) {
-    let n = constant.len();
     let width = columns.len();
-    for (c, top) in best.iter_mut().enumerate() {
+    for (c, scan) in scans.iter_mut().enumerate() {
         let row = &terms[c * width..(c + 1) * width];
-        for k in start..n {
-            let mut sum = constant[k];
+        for (k, &base) in constant.iter().enumerate().skip(start) {
+            let mut sum = base;
             for (&(square, linear), &(u, v)) in columns.iter().zip(row) {
                 sum = linear[k].mul_add(u, sum);
                 sum = square[k].mul_add(v, sum);
             }
-            upper[c * n + k] = sum;
-            *top = if sum > *top { sum } else { *top };
+            scan.see(k, sum);
         }
     }
 }
@@ -824,7 +888,8 @@ fn bounds_from(
 /// `bounds` in blocks of 32 kernels: a block's columns stay in the first-level
 /// cache while every candidate passes over them (one pass from memory, not one
 /// per candidate), and a candidate's sums stay in eight registers across the
-/// columns (eight independent chains keep both FMA units busy).
+/// columns (eight independent chains keep both FMA units busy). A block goes to
+/// the candidate's scan only when one of its bounds reaches the scan's floor.
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA; the slices' lengths agree as `bounds`
@@ -832,28 +897,26 @@ fn bounds_from(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn bounds_avx2(
-    upper: &mut [f64],
-    best: &mut [f64],
+    scans: &mut [Scan],
     constant: &[f64],
     columns: &[(&[f64], &[f64])],
     terms: &[(f64, f64)],
 ) {
     use std::arch::x86_64::{
-        __m256d, _mm256_fmadd_pd, _mm256_loadu_pd, _mm256_max_pd, _mm256_set1_pd, _mm256_storeu_pd,
+        _CMP_GE_OQ, _mm256_cmp_pd, _mm256_fmadd_pd, _mm256_loadu_pd, _mm256_max_pd,
+        _mm256_movemask_pd, _mm256_set1_pd, _mm256_setzero_pd, _mm256_storeu_pd,
     };
     const VECTORS: usize = 8;
     const BLOCK: usize = 4 * VECTORS;
     let n = constant.len();
     let width = columns.len();
     let blocks = n - n % BLOCK;
-    let mut lanes: Vec<__m256d> = vec![_mm256_set1_pd(f64::NEG_INFINITY); best.len()];
     for start in (0..blocks).step_by(BLOCK) {
-        for (c, top) in lanes.iter_mut().enumerate() {
+        for (c, scan) in scans.iter_mut().enumerate() {
             let row = &terms[c * width..(c + 1) * width];
-            // SAFETY (every load and store below): `start + BLOCK <= n`, every
-            // column and `constant` have length `n`, and `upper` has `n` per
-            // candidate.
-            let mut sums = [*top; VECTORS];
+            // SAFETY (every load below): `start + BLOCK <= n`, and every column
+            // and `constant` have length `n`.
+            let mut sums = [_mm256_setzero_pd(); VECTORS];
             for (v, sum) in sums.iter_mut().enumerate() {
                 *sum = unsafe { _mm256_loadu_pd(constant.as_ptr().add(start + 4 * v)) };
             }
@@ -870,18 +933,21 @@ unsafe fn bounds_avx2(
                     *sum = _mm256_fmadd_pd(q, v, _mm256_fmadd_pd(l, u, *sum));
                 }
             }
-            for (j, sum) in sums.into_iter().enumerate() {
-                unsafe { _mm256_storeu_pd(upper.as_mut_ptr().add(c * n + start + 4 * j), sum) };
-                // The earlier best where the sum is NaN, as in `bounds_from`.
-                *top = _mm256_max_pd(sum, *top);
+            // NaN lanes give way (`max` returns its second operand then).
+            let lowest = _mm256_set1_pd(f64::NEG_INFINITY);
+            let top = sums.iter().fold(lowest, |m, &s| _mm256_max_pd(s, m));
+            let reached = _mm256_cmp_pd::<_CMP_GE_OQ>(top, _mm256_set1_pd(scan.floor));
+            if _mm256_movemask_pd(reached) != 0 {
+                let mut block = [0.0; BLOCK];
+                for (j, sum) in sums.into_iter().enumerate() {
+                    // SAFETY: `block` holds `BLOCK` values.
+                    unsafe { _mm256_storeu_pd(block.as_mut_ptr().add(4 * j), sum) };
+                }
+                for (k, u) in block.into_iter().enumerate() {
+                    scan.see(start + k, u);
+                }
             }
         }
     }
-    for (top, lanes) in best.iter_mut().zip(lanes) {
-        let mut four = [0.0; 4];
-        // SAFETY: `four` holds four values.
-        unsafe { _mm256_storeu_pd(four.as_mut_ptr(), lanes) };
-        *top = four.into_iter().fold(f64::NEG_INFINITY, f64::max);
-    }
-    bounds_from(blocks, upper, best, constant, columns, terms);
+    bounds_from(blocks, scans, constant, columns, terms);
 }

@@ -153,3 +153,25 @@ fn ten_floats_with_and_without_the_liar() {
     };
     same(&space, &objectives, options, 150);
 }
+
+#[test]
+fn categorical_space() {
+    let choices = ["p", "q", "r", "s"]
+        .map(|c| ParamValue::Str(c.into()))
+        .to_vec();
+    let space = SearchSpace::new(
+        ["a", "b", "c"]
+            .iter()
+            .map(|name| Parameter {
+                name: (*name).into(),
+                distribution: Distribution::Categorical {
+                    choices: choices.clone(),
+                },
+                condition: None,
+            })
+            .collect(),
+    )
+    .expect("valid space");
+    let objectives = Objectives::single("y", Direction::Minimize);
+    same(&space, &objectives, TpeOptions::default(), 150);
+}
