@@ -35,8 +35,9 @@ struct Column {
     /// Per trial: the internal coordinate (the range's midpoint when absent) of a
     /// numerical parameter, or the choice index (NaN when absent) of a categorical.
     xs: Vec<f64>,
-    /// Per trial: whether it has the parameter.
+    /// Per trial: whether it has the parameter; how many do not.
     has: Vec<bool>,
+    lacking: usize,
     /// Numerical parameters: trials by ascending coordinate, ties by position.
     sorted: Vec<u32>,
     /// Per group (good, bad), per trial: the last bandwidth, with the log of the
@@ -124,6 +125,7 @@ impl Columns {
             for column in &mut self.columns {
                 column.xs.push(f64::NAN);
                 column.has.push(false);
+                column.lacking += 1;
                 for group in &mut column.normalisers {
                     group.push(Normaliser::NONE);
                 }
@@ -146,6 +148,7 @@ impl Columns {
         for column in &mut self.columns {
             column.xs.truncate(n);
             column.has.truncate(n);
+            column.lacking = column.has.iter().filter(|h| !**h).count();
             for group in &mut column.normalisers {
                 group.truncate(n);
             }
@@ -185,7 +188,14 @@ impl Columns {
                     .map_or(f64::NAN, |c| c as f64),
                 (None, _) => f64::NAN,
             };
-            column.has[i] = value.is_some();
+            if column.has[i] != value.is_some() {
+                column.has[i] = value.is_some();
+                column.lacking = if value.is_some() {
+                    column.lacking - 1
+                } else {
+                    column.lacking + 1
+                };
+            }
             if column.xs[i].to_bits() != x.to_bits() {
                 changed |= !column.xs[i].is_nan() || column.sorted.len() > i;
                 column.xs[i] = x;
@@ -311,7 +321,7 @@ impl Columns {
     pub(crate) fn shared(&self, rows: &[usize]) -> Vec<bool> {
         self.columns
             .iter()
-            .map(|c| rows.iter().all(|&i| c.has[i]))
+            .map(|c| c.lacking == 0 || rows.iter().all(|&i| c.has[i]))
             .collect()
     }
 
@@ -328,6 +338,9 @@ impl Columns {
         fit.log_weights.clear();
         fit.log_weights
             .extend(weights.iter().map(|w| (w / total).ln()));
+        fit.weights.clear();
+        fit.weights
+            .extend(fit.log_weights.iter().map(|lw| lw.exp()));
         fit.kernels = kernels_n;
         fit.margin = MARGIN + (kernels_n as f64).ln();
         fit.constant.clear();
@@ -530,6 +543,9 @@ enum Dim {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Fit {
     log_weights: Vec<f64>,
+    /// The weights themselves, for `sample`: the full fit's (the kept fit of
+    /// the other trials is never sampled and leaves them out).
+    weights: Vec<f64>,
     dims: Vec<Dim>,
     kernels: usize,
     margin: f64,
@@ -550,8 +566,8 @@ impl Fit {
         let u = rng.next_f64();
         let mut acc = 0.0;
         let mut kernel = self.log_weights.len() - 1;
-        for (i, lw) in self.log_weights.iter().enumerate() {
-            acc += lw.exp();
+        for (i, w) in self.weights.iter().enumerate() {
+            acc += w;
             if u < acc {
                 kernel = i;
                 break;

@@ -261,6 +261,7 @@ impl Columns {
         let kernels = n + 1;
         let weights = recency_weights(n);
         let total = weights.iter().sum::<f64>() + prior;
+        fit.weights.clear(); // never sampled
         fit.log_weights.resize(kernels, 0.0);
         fit.constant.resize(kernels, 0.0);
         for (&i, w) in rows.iter().zip(&weights) {
