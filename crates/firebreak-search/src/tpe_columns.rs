@@ -12,6 +12,10 @@
 //! trial whose state changed, so the cache relies on one fact of every campaign:
 //! a trial's parameters and metrics change only together with its state.
 //!
+//! The other trials' estimator is kept from ask to ask (see `kept`), and all
+//! candidates are scored in one pass over the kernels (see `bounds`), which
+//! keeps per candidate only kernels within the margin of its best.
+//!
 //! The proposals equal those of the straightforward computation in `tpe.rs`
 //! (the same draws from the same numbers); only the scores' rounding differs,
 //! and a kernel whose log density falls more than `40 + ln(kernels)` below the
