@@ -1305,11 +1305,18 @@ impl SqliteStore {
 
     /// One more than the highest `seq` in the ledger: its length when intact.
     pub async fn ledger_size(&self) -> Result<u64, StoreError> {
-        let size: i64 = sqlx::query("SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger")
+        // The sum in Rust: SQLite would turn `MAX(seq) + 1` into a float at
+        // `i64::MAX`.
+        let last: Option<i64> = sqlx::query("SELECT MAX(seq) FROM ledger")
             .fetch_one(&self.inner.readers)
             .await?
             .try_get(0)?;
-        Ok(size.max(0) as u64)
+        match last {
+            None => Ok(0),
+            Some(seq) => u64::try_from(seq).map(|seq| seq + 1).map_err(|_| {
+                StoreError::Corrupt(format!("the ledger holds a negative sequence number {seq}"))
+            }),
+        }
     }
 
     /// Every leaf hash (the `hash` column) in `seq` order.
@@ -1565,6 +1572,36 @@ mod tests {
             error.to_string(),
             "corrupt row: ledger row 9: payload is not text"
         );
+    }
+
+    #[tokio::test]
+    async fn ledger_size_counts_up_to_the_largest_sequence_number() {
+        // Rows only a hand-edited ledger holds (the ledger is append-only).
+        for (seq, size) in [
+            (None, Ok(0)),
+            (Some(i64::MAX), Ok(1 << 63)),
+            (Some(-2), Err(())),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = SqliteStore::open(&url(&dir)).await.expect("opened");
+            if let Some(seq) = seq {
+                sqlx::query("INSERT INTO ledger (seq, campaign, kind, payload, hash) VALUES (?, 'c', 'k', '{}', x'01')")
+                    .bind(seq)
+                    .execute(&store.inner.writer)
+                    .await
+                    .expect("inserted");
+            }
+            match (store.ledger_size().await, size) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want),
+                (Err(error), Err(())) => {
+                    assert!(
+                        error.to_string().contains("negative sequence number -2"),
+                        "{error}"
+                    );
+                }
+                (got, want) => panic!("seq {seq:?}: {got:?}, expected {want:?}"),
+            }
+        }
     }
 
     #[tokio::test]
