@@ -275,7 +275,9 @@ pub struct Entry {
     pub hash: Hash,
 }
 
-/// The payload as the generic canonicalizer sees it.
+/// The payload as the generic canonicalizer sees it: the reference the tests
+/// hold `Unsealed`'s direct text to.
+#[cfg(test)]
 #[derive(Serialize)]
 pub(crate) struct Payload<'a> {
     pub(crate) v: u32,
@@ -296,52 +298,68 @@ impl Entry {
         at: Timestamp,
         event: &Event,
     ) -> Result<Entry, LedgerError> {
-        let payload = match seal_direct(seq, prev, campaign, at, event) {
-            Some(payload) => payload,
-            None => canonical_json(&Payload {
-                v: FORMAT_VERSION,
-                seq,
-                prev: hex(prev),
-                campaign,
-                at: format_rfc3339(at),
-                event,
-            })?,
-        };
-        Ok(Entry {
-            seq,
-            campaign: campaign.to_string(),
-            kind: event.kind().to_string(),
-            hash: leaf_hash(payload.as_bytes()),
-            payload,
-        })
+        Ok(Unsealed::new(campaign, at, event)?.seal(seq, prev))
     }
 }
 
-/// The canonical payload written directly (see `jcs`), or `None` for an event the
-/// direct writer does not cover. The payload's members sort as `at`, `campaign`,
-/// `data`, `kind`, `prev`, `seq`, `v`.
-fn seal_direct(
-    seq: u64,
-    prev: &Hash,
-    campaign: &str,
-    at: Timestamp,
-    event: &Event,
-) -> Option<String> {
-    let mut payload = String::with_capacity(384);
-    payload.push_str("{\"at\":");
-    jcs::write_string(&mut payload, &format_rfc3339(at));
-    payload.push_str(",\"campaign\":");
-    jcs::write_string(&mut payload, campaign);
-    payload.push(',');
-    jcs::write_event_members(&mut payload, event)?;
-    payload.push_str(",\"prev\":\"");
-    payload.push_str(&hex(prev));
-    payload.push_str("\",\"seq\":");
-    jcs::write_unsigned(&mut payload, seq);
-    payload.push_str(",\"v\":");
-    jcs::write_unsigned(&mut payload, u64::from(FORMAT_VERSION));
-    payload.push('}');
-    Some(payload)
+/// An entry before its place in the chain: its canonical payload up to the
+/// chain's members, `{"at":…,"campaign":…,"data":…,"kind":…`. Canonical JSON
+/// sorts the payload's members as `at`, `campaign`, `data`, `kind`, `prev`,
+/// `seq`, `v`, so the chain's come last, and the costly part of sealing (the
+/// event's canonical text) can run ahead, on any thread, for a whole batch.
+#[derive(Debug, Clone)]
+pub struct Unsealed {
+    campaign: String,
+    kind: &'static str,
+    head: String,
+}
+
+impl Unsealed {
+    /// The unsealed entry of `event` of `campaign` at `at`.
+    pub fn new(campaign: &str, at: Timestamp, event: &Event) -> Result<Unsealed, LedgerError> {
+        let mut head = String::with_capacity(384);
+        head.push_str("{\"at\":");
+        jcs::write_string(&mut head, &format_rfc3339(at));
+        head.push_str(",\"campaign\":");
+        jcs::write_string(&mut head, campaign);
+        head.push(',');
+        let members = head.len();
+        if jcs::write_event_members(&mut head, event).is_none() {
+            // The direct writer may stop part way: start the members again.
+            head.truncate(members);
+            let object = canonical_json(event)?;
+            head.push_str(
+                object
+                    .strip_prefix('{')
+                    .and_then(|o| o.strip_suffix('}'))
+                    .unwrap_or_default(),
+            );
+        }
+        Ok(Unsealed {
+            campaign: campaign.to_string(),
+            kind: event.kind(),
+            head,
+        })
+    }
+
+    /// Seals this as entry `seq` after the entry whose hash is `prev`.
+    pub fn seal(self, seq: u64, prev: &Hash) -> Entry {
+        let mut payload = self.head;
+        payload.push_str(",\"prev\":\"");
+        payload.push_str(&hex(prev));
+        payload.push_str("\",\"seq\":");
+        jcs::write_unsigned(&mut payload, seq);
+        payload.push_str(",\"v\":");
+        jcs::write_unsigned(&mut payload, u64::from(FORMAT_VERSION));
+        payload.push('}');
+        Entry {
+            seq,
+            campaign: self.campaign,
+            kind: self.kind.to_string(),
+            hash: leaf_hash(payload.as_bytes()),
+            payload,
+        }
+    }
 }
 
 /// RFC 8785 canonical JSON of an event (`{"data":…,"kind":"…"}`): exactly

@@ -11,7 +11,7 @@ use std::time::Duration;
 use firebreak_core::{Clock, Metrics, Params, Report, SystemClock, Timestamp, Trial, TrialState};
 use firebreak_ledger::{
     Authorization, Checkpoint, Entry, Event, GENESIS, Hash, MerkleTree, Node, Request,
-    RequestState, SignedDecision, StateSnapshot, canonical_event, canonical_json, hex,
+    RequestState, SignedDecision, StateSnapshot, Unsealed, canonical_json, hex,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -641,24 +641,17 @@ async fn extend_merkle_cache(
     Ok(())
 }
 
-/// Events per thread below which `event_members` stays on one thread.
+/// Events per thread below which `unsealed` stays on one thread.
 const MIN_EVENTS_PER_THREAD: usize = 256;
 
-/// Each event's `"data":…,"kind":"…"` members as they appear in its canonical
-/// payload (they do not depend on the chain), computed on every core: the costly
-/// part of sealing, which the hash chain would otherwise keep on one.
-fn event_members(events: &[Event]) -> Result<Vec<String>, StoreError> {
-    let members = |events: &[Event]| -> Result<Vec<String>, StoreError> {
+/// Each event of `campaign` at `at` unsealed (`Unsealed::new`: its canonical
+/// text, which does not depend on the chain), on every core: the costly part of
+/// sealing, which the hash chain would otherwise keep on one.
+fn unsealed(campaign: &str, at: Timestamp, events: &[Event]) -> Result<Vec<Unsealed>, StoreError> {
+    let unseal = |events: &[Event]| -> Result<Vec<Unsealed>, StoreError> {
         events
             .iter()
-            .map(|event| {
-                let object = canonical_event(event)?;
-                Ok(object
-                    .strip_prefix('{')
-                    .and_then(|o| o.strip_suffix('}'))
-                    .unwrap_or_default()
-                    .to_string())
-            })
+            .map(|event| Ok(Unsealed::new(campaign, at, event)?))
             .collect()
     };
     let threads = std::thread::available_parallelism()
@@ -666,13 +659,13 @@ fn event_members(events: &[Event]) -> Result<Vec<String>, StoreError> {
         .min(events.len() / MIN_EVENTS_PER_THREAD)
         .max(1);
     if threads == 1 {
-        return members(events);
+        return unseal(events);
     }
     let chunk = events.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let handles: Vec<_> = events
             .chunks(chunk)
-            .map(|part| scope.spawn(move || members(part)))
+            .map(|part| scope.spawn(move || unseal(part)))
             .collect();
         let mut all = Vec::with_capacity(events.len());
         for handle in handles {
@@ -682,54 +675,6 @@ fn event_members(events: &[Event]) -> Result<Vec<String>, StoreError> {
             all.extend(part);
         }
         Ok(all)
-    })
-}
-
-/// The payload's first members, `{"at":…,"campaign":…,`, the same for every
-/// entry of one batch.
-fn payload_prefix(campaign: &str, at: Timestamp) -> Result<String, StoreError> {
-    Ok(format!(
-        "{{\"at\":{},\"campaign\":{},",
-        canonical_json(&firebreak_core::format_rfc3339(at))?,
-        canonical_json(&campaign)?,
-    ))
-}
-
-/// The entry `Entry::seal` makes of `event` at `cursor`, given the payload's
-/// `prefix` (`payload_prefix` of `campaign` and `at`) and the event's canonical
-/// members (`event_members`). The payload's members sort as `at`, `campaign`,
-/// `data`, `kind`, `prev`, `seq`, `v`, so the canonical text is those pieces in
-/// that order; a `seq` beyond 2^53 (where canonical numbers round) and an empty
-/// `members` go through `Entry::seal` itself. A test holds the two equal.
-fn seal_with(
-    cursor: &Cursor,
-    campaign: &str,
-    at: Timestamp,
-    prefix: &str,
-    event: &Event,
-    members: &str,
-) -> Result<Entry, StoreError> {
-    if cursor.next_seq >= 1 << 53 || members.is_empty() {
-        return Ok(Entry::seal(
-            cursor.next_seq,
-            &cursor.prev,
-            campaign,
-            at,
-            event,
-        )?);
-    }
-    let payload = format!(
-        "{prefix}{members},\"prev\":\"{}\",\"seq\":{},\"v\":{}}}",
-        hex(&cursor.prev),
-        cursor.next_seq,
-        firebreak_ledger::FORMAT_VERSION,
-    );
-    Ok(Entry {
-        seq: cursor.next_seq,
-        campaign: campaign.to_string(),
-        kind: event.kind().to_string(),
-        hash: firebreak_ledger::leaf_hash(payload.as_bytes()),
-        payload,
     })
 }
 
@@ -1280,14 +1225,13 @@ impl SqliteStore {
         if events.is_empty() {
             return Ok(0);
         }
-        let members = event_members(events)?;
         let mut w = self.begin().await?;
         let at = self.now();
+        let unsealed = unsealed(campaign, at, events)?;
         let first_seq = w.cursor.next_seq;
-        let prefix = payload_prefix(campaign, at)?;
         let mut entries = Vec::with_capacity(events.len());
-        for (event, members) in events.iter().zip(&members) {
-            let entry = seal_with(&w.cursor, campaign, at, &prefix, event, members)?;
+        for entry in unsealed {
+            let entry = entry.seal(w.cursor.next_seq, &w.cursor.prev);
             w.cursor.next_seq += 1;
             w.cursor.prev = entry.hash;
             entries.push(entry);
@@ -1511,26 +1455,6 @@ mod tests {
                 },
             })
             .collect()
-    }
-
-    #[test]
-    fn batch_sealing_writes_the_bytes_entry_seal_writes() {
-        let events = sample_events(600);
-        let members = event_members(&events).expect("members");
-        let mut cursor = Cursor {
-            next_seq: 0,
-            prev: GENESIS,
-        };
-        let prefix = payload_prefix("c\u{e9}\"", 1_234_567).expect("prefix");
-        for (event, members) in events.iter().zip(&members) {
-            let fast =
-                seal_with(&cursor, "c\u{e9}\"", 1_234_567, &prefix, event, members).expect("fast");
-            let plain = Entry::seal(cursor.next_seq, &cursor.prev, "c\u{e9}\"", 1_234_567, event)
-                .expect("plain");
-            assert_eq!(fast, plain);
-            cursor.next_seq += 1;
-            cursor.prev = plain.hash;
-        }
     }
 
     #[tokio::test]
