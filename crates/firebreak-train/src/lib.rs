@@ -8,9 +8,11 @@
 //! [`Control`], [`test()`], [`TrainError`].
 
 mod alloc;
+mod conv;
 mod error;
 pub mod genome;
 mod net;
+mod pool;
 mod train;
 
 pub use error::TrainError;

@@ -5,7 +5,7 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2dConfig};
+use burn::nn::pool::{AvgPool2d, AvgPool2dConfig};
 use burn::nn::transformer::{
     TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
 };
@@ -328,7 +328,7 @@ impl Net {
             Body::Cnn(blocks) => {
                 let mut x = x.reshape([batch, channels, height, width]);
                 for block in blocks {
-                    let mut y = block.conv.forward(x);
+                    let mut y = crate::conv::conv2d(&block.conv, x);
                     if let Some(norm) = &block.norm {
                         y = norm.map(y);
                     }
@@ -338,7 +338,7 @@ impl Net {
                         let k = if h >= 2 { [2, 2] } else { [1, 2] };
                         y = match self.pool {
                             Pool::Avg => AvgPool2dConfig::new(k).with_strides(k).init().forward(y),
-                            _ => MaxPool2dConfig::new(k).with_strides(k).init().forward(y),
+                            _ => crate::pool::max_pool2d(y, k),
                         };
                     }
                     x = y;
