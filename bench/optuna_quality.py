@@ -51,6 +51,42 @@ FUNCTIONS = {
 }
 
 
+# The mixed problem, as in the `quality` example's header: floats x0, x1 in [-5, 5];
+# ints n0..n3 in [-10, 10]; int n4 in [1, 64] on a log scale; categoricals shift,
+# shape, weight. With z the distance of (x0, x1) from (1, -2):
+#   f = cost(shift) + offset(weight)
+#       + m(weight) * (sum_k w_k (n_k - t_k - s(shift))^2 + 2 (log2(n4) - 3)^2) + shape(z)
+# Global minimum 0 at shift=right, weight=heavy, shape=wave, n=(5, -1, 8, -4, 8),
+# x=(1, -2).
+MIXED_SHIFTS = {"left": (-3.0, 2.0), "none": (0.0, 1.0), "right": (3.0, 0.0)}  # s, cost
+MIXED_SHAPES = ["bowl", "cone", "wave"]
+MIXED_WEIGHTS = {"light": (0.25, 3.0), "medium": (1.0, 1.0), "heavy": (2.0, 0.0)}  # m, offset
+MIXED_INTS = [(2.0, 1.0), (-4.0, 1.5), (5.0, 2.0), (-7.0, 2.5)]  # t_k, w_k
+
+
+def suggest_mixed(trial):
+    p = {"x0": trial.suggest_float("x0", -5.0, 5.0), "x1": trial.suggest_float("x1", -5.0, 5.0)}
+    for k in range(4):
+        p["n%d" % k] = trial.suggest_int("n%d" % k, -10, 10)
+    p["n4"] = trial.suggest_int("n4", 1, 64, log=True)
+    p["shift"] = trial.suggest_categorical("shift", list(MIXED_SHIFTS))
+    p["shape"] = trial.suggest_categorical("shape", MIXED_SHAPES)
+    p["weight"] = trial.suggest_categorical("weight", list(MIXED_WEIGHTS))
+    return p
+
+
+def evaluate_mixed(p):
+    s, cost = MIXED_SHIFTS[p["shift"]]
+    m, offset = MIXED_WEIGHTS[p["weight"]]
+    ints = 2 * (math.log2(p["n4"]) - 3) ** 2
+    for k, (t, w) in enumerate(MIXED_INTS):
+        ints += w * (p["n%d" % k] - t - s) ** 2
+    z = math.hypot(p["x0"] - 1, p["x1"] + 2)
+    shape = {"bowl": z * z + 1, "cone": 2 * z + 0.5,
+             "wave": z * z + 4 * math.sin(math.pi * z) ** 2}[p["shape"]]
+    return cost + offset + m * ints + shape
+
+
 def evaluate_function(name, x):
     if name == "branin":
         a, b = x[0] * 0.75 - 1.25, x[1] * 0.75 + 3.75
@@ -79,7 +115,9 @@ def sampler(name, seed):
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed)
+        # Default behaviour; only the per-trial warning that categoricals are drawn
+        # independently (by the RandomSampler) is silenced.
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed)  # needs torch and scipy
     raise SystemExit("unknown sampler " + name)
@@ -106,11 +144,15 @@ def main():
                 key = tuple(best.params[n] for n in names)
                 curve.append(sum(scores[key]) / len(scores[key]))
         else:
-            d, low, high = FUNCTIONS[problem]
             study = optuna.create_study(direction="minimize", sampler=sampler(name, seed))
+            if problem == "mixed":
+                def objective(trial):
+                    return evaluate_mixed(suggest_mixed(trial))
+            else:
+                d, low, high = FUNCTIONS[problem]
 
-            def objective(trial):
-                return evaluate_function(problem, [trial.suggest_float("x%02d" % i, low, high) for i in range(d)])
+                def objective(trial):
+                    return evaluate_function(problem, [trial.suggest_float("x%02d" % i, low, high) for i in range(d)])
 
             def record(study, trial):
                 curve.append(study.best_value)

@@ -5,7 +5,10 @@
 #
 #   bench/quality.sh [BENCHDATA_DIR]     # default ../shared/benchdata; the bundled
 #                                        # NAS-Bench-201 table is always included
-# SEEDS (20), TABLE_BUDGET (100), FUNCTION_BUDGET (200), FUNCTIONS, TABLES override.
+# SEEDS (20), TABLE_BUDGET (100), FUNCTION_BUDGET (200), FUNCTIONS, TABLES and
+# NAS_LONG_BUDGET (500: the bundled NAS-Bench-201 table once more at this budget,
+# TPE, random search and regularized evolution; 0 skips it) override. `mixed` is
+# the mixed int/categorical problem (see the `quality` example's header).
 # On the functions, CMA-ES runs SEEDS seeds on both sides; GP-BO runs GP_SEEDS (5):
 # firebreak's here, Optuna's GPSampler (torch and scipy, slow) from the committed
 # bench/results/optuna_gp_reference.jsonl that bench/optuna_gp_reference.sh writes.
@@ -15,7 +18,8 @@ DATA=${1:-../shared/benchdata}
 SEEDS=${SEEDS:-20}
 TABLE_BUDGET=${TABLE_BUDGET:-100}
 FUNCTION_BUDGET=${FUNCTION_BUDGET:-200}
-FUNCTIONS=${FUNCTIONS:-"branin hartmann6 rosenbrock10 ackley10 styblinski_tang10"}
+FUNCTIONS=${FUNCTIONS:-"branin hartmann6 rosenbrock10 ackley10 styblinski_tang10 mixed"}
+NAS_LONG_BUDGET=${NAS_LONG_BUDGET:-500}
 GP_SEEDS=${GP_SEEDS:-5}
 
 VENV=bench/.venv
@@ -26,7 +30,8 @@ fi
 cargo build --quiet --release -p firebreak-runner --example quality
 BIN=target/release/examples/quality
 
-tables="table:examples/tables/nasbench201-cifar10.csv:maximize"
+nasbench="table:examples/tables/nasbench201-cifar10.csv:maximize"
+tables=$nasbench
 for spec in hpolib/naval_propulsion.csv:minimize hpolib/parkinsons_telemonitoring.csv:minimize \
             hpobench/australian.csv:maximize hpobench/car.csv:maximize hpobench/credit_g.csv:maximize; do
   [ -f "$DATA/${spec%:*}" ] && tables="$tables table:$DATA/$spec"
@@ -41,6 +46,12 @@ for problem in $TABLES; do
   for p in tpe random evolution; do "$BIN" "$problem" "$p" "$TABLE_BUDGET" "$SEEDS" >> "$results"; done
   for p in tpe random; do "$VENV/bin/python" bench/optuna_quality.py "$problem" "$p" "$TABLE_BUDGET" "$SEEDS" >> "$results"; done
 done
+# NAS-Bench-201 at the longer budget too; report.py groups by (problem, budget).
+if [ "$NAS_LONG_BUDGET" -gt 0 ]; then
+  echo "$nasbench @ $NAS_LONG_BUDGET" >&2
+  for p in tpe random evolution; do "$BIN" "$nasbench" "$p" "$NAS_LONG_BUDGET" "$SEEDS" >> "$results"; done
+  for p in tpe random; do "$VENV/bin/python" bench/optuna_quality.py "$nasbench" "$p" "$NAS_LONG_BUDGET" "$SEEDS" >> "$results"; done
+fi
 for problem in $FUNCTIONS; do
   echo "$problem" >&2
   for p in tpe random cmaes; do "$BIN" "$problem" "$p" "$FUNCTION_BUDGET" "$SEEDS" >> "$results"; done

@@ -8,7 +8,31 @@
 //! parameter; a configuration's score is one present seed drawn per evaluation; the
 //! final score is the mean over seeds of the best-observed configuration), or one
 //! of the functions `branin`, `hartmann6`, `rosenbrock10`, `ackley10`,
-//! `styblinski_tang10` (minimised; the final score is the best value found).
+//! `styblinski_tang10` and the mixed problem `mixed` (all minimised; the final
+//! score is the best value found).
+//!
+//! `mixed` (defined identically in bench/optuna_quality.py): 2 floats `x0`, `x1`
+//! in [-5, 5]; 4 ints `n0`..`n3` in [-10, 10]; 1 int `n4` in [1, 64] on a log
+//! scale; 3 categoricals `shift` (left, none, right), `shape` (bowl, cone, wave)
+//! and `weight` (light, medium, heavy). With `s` = -3, 0, 3 for `shift`,
+//! `z` the distance of (x0, x1) from (1, -2), `t` = (2, -4, 5, -7) and
+//! `w` = (1, 1.5, 2, 2.5):
+//!
+//! ```text
+//! f = cost(shift) + offset(weight)
+//!     + m(weight) * (sum_k w_k (n_k - t_k - s)^2 + 2 (log2(n4) - 3)^2)
+//!     + shape(z)
+//! cost:   left 2, none 1, right 0        offset: light 3, medium 1, heavy 0
+//! m:      light 0.25, medium 1, heavy 2
+//! shape:  bowl z^2 + 1, cone 2z + 0.5, wave z^2 + 4 sin^2(pi z)
+//! ```
+//!
+//! Every shift keeps the int targets inside [-10, 10], so each categorical
+//! changes where the best ints are or how much they matter; the global minimum
+//! is 0 at shift = right, weight = heavy, shape = wave, n = (5, -1, 8, -4, 8),
+//! x = (1, -2). CMA-ES and GP-BO take the categoricals as their crate
+//! documents them (CMA-ES draws them independently, uniformly, as Optuna's
+//! `CmaEsSampler` does; GP-BO models them with a Hamming kernel).
 //!
 //! Run: cargo run --release -p firebreak-runner --example quality -- table:examples/tables/nasbench201-cifar10.csv:maximize tpe 100 20
 
@@ -60,6 +84,101 @@ fn table_space(path: &str) -> Result<SearchSpace, Box<dyn std::error::Error>> {
 }
 
 type Function = fn(&[f64]) -> f64;
+
+/// The mixed problem's names and choices; see the header.
+const SHIFTS: [(&str, f64, f64); 3] =
+    [("left", -3.0, 2.0), ("none", 0.0, 1.0), ("right", 3.0, 0.0)];
+const SHAPES: [&str; 3] = ["bowl", "cone", "wave"];
+const WEIGHTS: [(&str, f64, f64); 3] = [
+    ("light", 0.25, 3.0),
+    ("medium", 1.0, 1.0),
+    ("heavy", 2.0, 0.0),
+];
+
+fn mixed_space() -> Result<SearchSpace, Box<dyn std::error::Error>> {
+    let parameter = |name: &str, distribution| Parameter {
+        name: name.to_string(),
+        distribution,
+        condition: None,
+    };
+    let float = |name: &str| {
+        parameter(
+            name,
+            Distribution::Float {
+                low: -5.0,
+                high: 5.0,
+                log: false,
+                step: None,
+            },
+        )
+    };
+    let int = |name: &str, low, high, log| {
+        parameter(
+            name,
+            Distribution::Int {
+                low,
+                high,
+                log,
+                step: None,
+            },
+        )
+    };
+    let categorical = |name: &str, choices: &[&str]| {
+        parameter(
+            name,
+            Distribution::Categorical {
+                choices: choices
+                    .iter()
+                    .map(|c| ParamValue::Str(c.to_string()))
+                    .collect(),
+            },
+        )
+    };
+    let mut parameters = vec![float("x0"), float("x1")];
+    parameters.extend((0..4).map(|k| int(&format!("n{k}"), -10, 10, false)));
+    parameters.push(int("n4", 1, 64, true));
+    parameters.push(categorical("shift", &SHIFTS.map(|s| s.0)));
+    parameters.push(categorical("shape", &SHAPES));
+    parameters.push(categorical("weight", &WEIGHTS.map(|w| w.0)));
+    Ok(SearchSpace::new(parameters)?)
+}
+
+fn mixed(params: &Params) -> Result<f64, Box<dyn std::error::Error>> {
+    let number = |name: &str| {
+        params
+            .get(name)
+            .and_then(ParamValue::as_f64)
+            .ok_or_else(|| format!("mixed: no number {name}"))
+    };
+    let choice = |name: &str| match params.get(name) {
+        Some(ParamValue::Str(s)) => Ok(s.as_str()),
+        _ => Err(format!("mixed: no choice {name}")),
+    };
+    let (shift, weight) = (choice("shift")?, choice("weight")?);
+    let (_, s, cost) = *SHIFTS
+        .iter()
+        .find(|c| c.0 == shift)
+        .ok_or("mixed: bad shift")?;
+    let (_, m, offset) = *WEIGHTS
+        .iter()
+        .find(|c| c.0 == weight)
+        .ok_or("mixed: bad weight")?;
+    let mut ints = 2.0 * (number("n4")?.log2() - 3.0).powi(2);
+    for (k, (t, w)) in [(2.0, 1.0), (-4.0, 1.5), (5.0, 2.0), (-7.0, 2.5)]
+        .into_iter()
+        .enumerate()
+    {
+        ints += w * (number(&format!("n{k}"))? - t - s).powi(2);
+    }
+    let z = (number("x0")? - 1.0).hypot(number("x1")? + 2.0);
+    let shape = match choice("shape")? {
+        "bowl" => z * z + 1.0,
+        "cone" => 2.0 * z + 0.5,
+        "wave" => z * z + 4.0 * (std::f64::consts::PI * z).sin().powi(2),
+        other => return Err(format!("mixed: bad shape {other}").into()),
+    };
+    Ok(cost + offset + m * ints + shape)
+}
 
 fn function(name: &str) -> Option<(usize, f64, f64, Function)> {
     Some(match name {
@@ -141,6 +260,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Direction::Minimize
         };
         (space, direction, Some(table), None)
+    } else if problem == "mixed" {
+        (mixed_space()?, Direction::Minimize, None, None)
     } else {
         let (d, low, high, f) = function(problem).ok_or("unknown problem")?;
         let space = SearchSpace::new(
@@ -185,7 +306,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .collect();
                     f(&x)
                 }
-                _ => unreachable!("a problem is a table or a function"),
+                (None, None) => mixed(&proposal.params)?,
             };
             if best
                 .as_ref()
