@@ -119,20 +119,8 @@ impl Columns {
         let fit = &mut self.fits[1];
         // The prior kernel goes last again at the end.
         for dim in &mut fit.dims {
-            match dim {
-                Dim::Numeric {
-                    mus,
-                    sigmas,
-                    square,
-                    linear,
-                    log_masses,
-                    ..
-                } => {
-                    for column in [mus, sigmas, square, linear, log_masses] {
-                        column.truncate(old);
-                    }
-                }
-                Dim::Categorical { .. } => {}
+            for column in dim.kernel_columns().into_iter().flatten() {
+                column.truncate(old);
             }
         }
         // Per numerical dimension, the members whose bandwidth may have changed.
@@ -142,21 +130,14 @@ impl Columns {
             kept.trials.swap_remove(s);
             kept.terms.swap_remove(s);
             for dim in &mut fit.dims {
-                match dim {
-                    Dim::Numeric {
-                        mus,
-                        sigmas,
-                        square,
-                        linear,
-                        log_masses,
-                        ..
-                    } => {
-                        for column in [mus, sigmas, square, linear, log_masses] {
+                match dim.kernel_columns() {
+                    Some(columns) => {
+                        for column in columns {
                             column.swap_remove(s);
                         }
                     }
-                    Dim::Categorical { kernel_choice, .. } => {
-                        kernel_choice.swap_remove(s);
+                    None => {
+                        dim.kernel_choice().swap_remove(s);
                     }
                 }
             }
@@ -180,21 +161,15 @@ impl Columns {
             kept.terms.push(0.0);
             for (dim, &d) in fit.dims.iter_mut().zip(&kept.dims) {
                 let x = self.columns[d].xs[i as usize];
-                match dim {
-                    Dim::Numeric {
-                        mus,
-                        sigmas,
-                        square,
-                        linear,
-                        log_masses,
-                        ..
-                    } => {
+                match dim.kernel_columns() {
+                    // The centre now, the rest once its bandwidth is known.
+                    Some([mus, rest @ ..]) => {
                         mus.push(x);
-                        for column in [sigmas, square, linear, log_masses] {
+                        for column in rest {
                             column.push(f64::NAN);
                         }
                     }
-                    Dim::Categorical { kernel_choice, .. } => kernel_choice.push(x),
+                    None => dim.kernel_choice().push(x),
                 }
             }
             for ((order, &d), touched) in kept.orders.iter_mut().zip(&kept.dims).zip(&mut touched) {
@@ -317,6 +292,32 @@ impl Columns {
             }
         }
         kept
+    }
+}
+
+impl Dim {
+    /// A numerical dimension's per-kernel columns: centres, bandwidths,
+    /// `square`, `linear` and log masses.
+    fn kernel_columns(&mut self) -> Option<[&mut Vec<f64>; 5]> {
+        match self {
+            Dim::Numeric {
+                mus,
+                sigmas,
+                square,
+                linear,
+                log_masses,
+                ..
+            } => Some([mus, sigmas, square, linear, log_masses]),
+            Dim::Categorical { .. } => None,
+        }
+    }
+
+    /// A categorical dimension's per-kernel choices.
+    fn kernel_choice(&mut self) -> &mut Vec<f64> {
+        match self {
+            Dim::Categorical { kernel_choice, .. } => kernel_choice,
+            Dim::Numeric { .. } => unreachable!("numerical dimensions have kernel columns"),
+        }
     }
 }
 
