@@ -370,18 +370,16 @@ impl Columns {
                 let Distribution::Categorical { choices } = &self.parameters[d].distribution else {
                     unreachable!("non-numerical parameters are categorical")
                 };
-                let p = prior / kernels_n as f64;
-                let k = choices.len() as f64;
-                let matched = p * k + 1.0;
+                let (p, matched, other, absent) = choice_weights(prior, kernels_n, choices.len());
                 fit.categorical.push(j);
                 fit.dims.push(Dim::Categorical {
                     choices: choices.clone(),
                     kernel_choice: rows.iter().map(|&i| column.xs[i]).collect(),
                     p,
-                    matched: ((p + 1.0) / matched).ln(),
-                    other: (p / matched).ln(),
-                    absent: (p / (p * k)).ln(),
-                    prior: (1.0 / k).ln(),
+                    matched,
+                    other,
+                    absent,
+                    prior: (1.0 / choices.len() as f64).ln(),
                 });
                 continue;
             };
@@ -464,6 +462,23 @@ impl Columns {
             });
         }
     }
+}
+
+/// A categorical dimension's kernel weights with `kernels` kernels (the prior's
+/// included), `prior` the prior's weight and `choices` choices: the prior's
+/// share `p` of each observation kernel's choice weights, and the log
+/// probabilities of a kernel's own choice, of another choice, and of any choice
+/// for a kernel without one.
+fn choice_weights(prior: f64, kernels: usize, choices: usize) -> (f64, f64, f64, f64) {
+    let p = prior / kernels as f64;
+    let k = choices as f64;
+    let total = p * k + 1.0;
+    (
+        p,
+        ((p + 1.0) / total).ln(),
+        (p / total).ln(),
+        (p / (p * k)).ln(),
+    )
 }
 
 /// A kernel's bandwidth with what scoring needs of it.

@@ -16,7 +16,7 @@
 
 use firebreak_core::Distribution;
 
-use super::{Columns, Dim, Normaliser};
+use super::{Columns, Dim, Normaliser, choice_weights};
 use crate::tpe::recency_weights;
 
 /// Below this many members the bandwidths' floor depends on the count, so every
@@ -282,12 +282,7 @@ impl Columns {
                     else {
                         unreachable!("non-numerical parameters are categorical")
                     };
-                    let k = choices.len() as f64;
-                    *p = prior / kernels as f64;
-                    let total = *p * k + 1.0;
-                    *matched = ((*p + 1.0) / total).ln();
-                    *other = (*p / total).ln();
-                    *absent = (*p / (*p * k)).ln();
+                    (*p, *matched, *other, *absent) = choice_weights(prior, kernels, choices.len());
                 }
             }
         }
