@@ -262,43 +262,14 @@ fn scatter(grad: &[f32], state: &PoolState) -> Vec<f32> {
     }
 }
 
-/// [`scatter`] for `ROWS`×2 windows: every window written whole, without branches.
-fn scatter_pairs<const ROWS: usize>(grad: &[f32], state: &PoolState) -> Vec<f32> {
-    let [batch, channels, height, width] = state.input;
-    let (oh, ow) = (height / ROWS, width / 2);
-    let mut input = vec![0.0f32; batch * channels * height * width];
-    if grad.is_empty() {
-        return input;
-    }
-    // `grad` where the window's maximum is at `position`, else 0.0.
-    let at = |g: f32, index: u8, position: u8| {
-        f32::from_bits((g + 0.0).to_bits() & u32::from(index == position).wrapping_neg())
-    };
-    let planes = input
-        .chunks_exact_mut(height * width)
-        .zip(grad.chunks_exact(oh * ow))
-        .zip(state.indices.chunks_exact(oh * ow));
-    for ((plane, grad), indices) in planes {
-        let outputs = grad.chunks_exact(ow).zip(indices.chunks_exact(ow));
-        for (rows, (grad, indices)) in plane.chunks_exact_mut(ROWS * width).zip(outputs) {
-            let (top, bottom) = rows.split_at_mut(width);
-            for ((top, &g), &index) in top.chunks_exact_mut(2).zip(grad).zip(indices) {
-                top[0] = at(g, index, 0);
-                top[1] = at(g, index, 1);
-            }
-            if ROWS == 2 {
-                for ((bottom, &g), &index) in bottom.chunks_exact_mut(2).zip(grad).zip(indices) {
-                    bottom[0] = at(g, index, 2);
-                    bottom[1] = at(g, index, 3);
-                }
-            }
-        }
-    }
-    input
-}
-
-/// [`scatter`] for any window.
-fn scatter_windows(grad: &[f32], state: &PoolState) -> Vec<f32> {
+/// The input gradient of `state`'s pooling, zero to start: `row` writes one
+/// output row's gradients (with their window positions) into the input rows
+/// its windows cover.
+fn scatter_rows(
+    grad: &[f32],
+    state: &PoolState,
+    mut row: impl FnMut(&mut [f32], &[f32], &[u8]),
+) -> Vec<f32> {
     let [batch, channels, height, width] = state.input;
     let [kh, kw] = state.kernel;
     let (oh, ow) = (height / kh, width / kw);
@@ -306,8 +277,6 @@ fn scatter_windows(grad: &[f32], state: &PoolState) -> Vec<f32> {
     if grad.is_empty() {
         return input;
     }
-    // Window position -> offset from the window's first element.
-    let offsets: Vec<usize> = (0..kh * kw).map(|p| p / kw * width + p % kw).collect();
     let planes = input
         .chunks_exact_mut(height * width)
         .zip(grad.chunks_exact(oh * ow))
@@ -315,12 +284,45 @@ fn scatter_windows(grad: &[f32], state: &PoolState) -> Vec<f32> {
     for ((plane, grad), indices) in planes {
         let outputs = grad.chunks_exact(ow).zip(indices.chunks_exact(ow));
         for (rows, (grad, indices)) in plane.chunks_exact_mut(kh * width).zip(outputs) {
-            for (ox, (&g, &index)) in grad.iter().zip(indices).enumerate() {
-                rows[ox * kw + offsets[usize::from(index)]] += g;
-            }
+            row(rows, grad, indices);
         }
     }
     input
+}
+
+/// [`scatter`] for `ROWS`×2 windows: every window written whole, without branches.
+fn scatter_pairs<const ROWS: usize>(grad: &[f32], state: &PoolState) -> Vec<f32> {
+    let width = state.input[3];
+    // `grad` where the window's maximum is at `position`, else 0.0.
+    let at = |g: f32, index: u8, position: u8| {
+        f32::from_bits((g + 0.0).to_bits() & u32::from(index == position).wrapping_neg())
+    };
+    scatter_rows(grad, state, |rows, grad, indices| {
+        let (top, bottom) = rows.split_at_mut(width);
+        for ((top, &g), &index) in top.chunks_exact_mut(2).zip(grad).zip(indices) {
+            top[0] = at(g, index, 0);
+            top[1] = at(g, index, 1);
+        }
+        if ROWS == 2 {
+            for ((bottom, &g), &index) in bottom.chunks_exact_mut(2).zip(grad).zip(indices) {
+                bottom[0] = at(g, index, 2);
+                bottom[1] = at(g, index, 3);
+            }
+        }
+    })
+}
+
+/// [`scatter`] for any window.
+fn scatter_windows(grad: &[f32], state: &PoolState) -> Vec<f32> {
+    let width = state.input[3];
+    let [kh, kw] = state.kernel;
+    // Window position -> offset from the window's first element.
+    let offsets: Vec<usize> = (0..kh * kw).map(|p| p / kw * width + p % kw).collect();
+    scatter_rows(grad, state, |rows, grad, indices| {
+        for (ox, (&g, &index)) in grad.iter().zip(indices).enumerate() {
+            rows[ox * kw + offsets[usize::from(index)]] += g;
+        }
+    })
 }
 
 #[cfg(test)]
