@@ -323,18 +323,7 @@ impl Unsealed {
         head.push_str(",\"campaign\":");
         jcs::write_string(&mut head, campaign);
         head.push(',');
-        let members = head.len();
-        if jcs::write_event_members(&mut head, event).is_none() {
-            // The direct writer may stop part way: start the members again.
-            head.truncate(members);
-            let object = canonical_json(event)?;
-            head.push_str(
-                object
-                    .strip_prefix('{')
-                    .and_then(|o| o.strip_suffix('}'))
-                    .unwrap_or_default(),
-            );
-        }
+        write_event(&mut head, event)?;
         Ok(Unsealed {
             campaign: campaign.to_string(),
             kind: event.kind(),
@@ -362,17 +351,24 @@ impl Unsealed {
     }
 }
 
-/// RFC 8785 canonical JSON of an event (`{"data":…,"kind":"…"}`): exactly
-/// `canonical_json(event)`, written directly for the events that make up most
-/// ledgers (trials, runs) and through the generic canonicalizer for the rest.
-pub fn canonical_event(event: &Event) -> Result<String, LedgerError> {
-    let mut out = String::with_capacity(256);
-    out.push('{');
-    if jcs::write_event_members(&mut out, event).is_some() {
-        out.push('}');
-        return Ok(out);
+/// Appends an event's canonical members (`"data":…,"kind":"…"`, those of
+/// `canonical_json(event)` without its braces): written directly for the events
+/// that make up most ledgers (trials, runs), through the generic canonicalizer
+/// for the rest.
+pub(crate) fn write_event(out: &mut String, event: &Event) -> Result<(), LedgerError> {
+    let start = out.len();
+    if jcs::write_event_members(out, event).is_none() {
+        // The direct writer may stop part way: start the members again.
+        out.truncate(start);
+        let object = canonical_json(event)?;
+        out.push_str(
+            object
+                .strip_prefix('{')
+                .and_then(|o| o.strip_suffix('}'))
+                .unwrap_or_default(),
+        );
     }
-    canonical_json(event)
+    Ok(())
 }
 
 /// RFC 8785 canonical JSON of any serializable value.

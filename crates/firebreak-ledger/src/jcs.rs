@@ -385,7 +385,8 @@ mod tests {
     use firebreak_core::{Rng, TrialState, format_rfc3339};
 
     use super::*;
-    use crate::entry::{Entry, Payload, canonical_event, canonical_json, hex};
+    use crate::LedgerError;
+    use crate::entry::{Entry, Payload, canonical_json, hex, write_event};
 
     /// Characters that stress escaping and key order: quotes, backslash, solidus,
     /// every control, DEL, two- three- and four-byte UTF-8, and both sides of the
@@ -473,6 +474,14 @@ mod tests {
                 sign * rng.next_f64() * scale
             }
         }
+    }
+
+    /// An event's canonical JSON through `write_event`, the path sealing takes.
+    fn canonical_event(event: &Event) -> Result<String, LedgerError> {
+        let mut out = String::from("{");
+        write_event(&mut out, event)?;
+        out.push('}');
+        Ok(out)
     }
 
     fn unsigned(rng: &mut Rng) -> u64 {
