@@ -295,32 +295,41 @@ fn log_sum_exp(values: impl Iterator<Item = f64>) -> f64 {
     top + values.iter().map(|v| (v - top).exp()).sum::<f64>().ln()
 }
 
-/// The bandwidths of kernels at the ascending observations `sorted`, by rank:
-/// the larger gap to a neighbour (the range's ends count as neighbours, but the
-/// outermost two kernels use their inner gap), clipped to
-/// `[range / min(100, 2 + n), range]`.
+/// The bandwidths of kernels at the ascending observations `sorted`, by rank
+/// (see `bandwidth`).
 pub(crate) fn bandwidths(sorted: &[f64], low: f64, high: f64, mut set: impl FnMut(usize, f64)) {
-    let range = high - low;
     let n = sorted.len();
-    let min_sigma = range / (100.0f64).min(2.0 + n as f64);
     for rank in 0..n {
-        let below = if rank == 0 { low } else { sorted[rank - 1] };
-        let above = if rank + 1 == n {
-            high
-        } else {
-            sorted[rank + 1]
-        };
-        let left = sorted[rank] - below;
-        let right = above - sorted[rank];
-        let sigma = if n >= 2 && rank == 0 {
-            right
-        } else if n >= 2 && rank == n - 1 {
-            left
-        } else {
-            left.max(right)
-        };
-        set(rank, sigma.clamp(min_sigma, range));
+        set(rank, bandwidth(n, rank, |r| sorted[r], low, high));
     }
+}
+
+/// The bandwidth of the kernel at `rank` of `n` ascending observations (`at`
+/// reads one by rank): the larger gap to a neighbour (the range's ends count as
+/// neighbours, but the outermost two kernels use their inner gap), clipped to
+/// `[range / min(100, 2 + n), range]`.
+#[inline(always)]
+pub(crate) fn bandwidth(
+    n: usize,
+    rank: usize,
+    at: impl Fn(usize) -> f64,
+    low: f64,
+    high: f64,
+) -> f64 {
+    let range = high - low;
+    let min_sigma = range / (100.0f64).min(2.0 + n as f64);
+    let below = if rank == 0 { low } else { at(rank - 1) };
+    let above = if rank + 1 == n { high } else { at(rank + 1) };
+    let left = at(rank) - below;
+    let right = above - at(rank);
+    let sigma = if n >= 2 && rank == 0 {
+        right
+    } else if n >= 2 && rank == n - 1 {
+        left
+    } else {
+        left.max(right)
+    };
+    sigma.clamp(min_sigma, range)
 }
 
 /// Kernel centres and bandwidths for observations `xs` (internal coordinates),

@@ -685,16 +685,12 @@ impl Fit {
         scans.resize_with(candidates.len(), Scan::default);
         for (c, (scan, found)) in scans.iter_mut().zip(&coordinates).enumerate() {
             let row = &terms[c * width..(c + 1) * width];
-            let mut bound = self.constant[prior];
-            for (&(square, linear), &(u, v)) in columns.iter().zip(row) {
-                bound = linear[prior].mul_add(u, bound);
-                bound = square[prior].mul_add(v, bound);
-            }
+            let prior_bound = bound(prior, self.constant[prior], &columns, row);
             let value = match found {
-                Some((cells, choices)) => bound + self.other_terms(prior, cells, choices),
+                Some((cells, choices)) => prior_bound + self.other_terms(prior, cells, choices),
                 None => f64::NEG_INFINITY,
             };
-            priors.push((bound, value));
+            priors.push((prior_bound, value));
             scan.start(not_nan(value - self.margin), self.margin, exact);
         }
         bounds(&mut scans, &self.constant[..n], &columns, &terms);
@@ -896,6 +892,18 @@ fn bounds(
     bounds_from(0, scans, constant, columns, terms);
 }
 
+/// Kernel `k`'s bound for a candidate's `row` of terms, from its `constant`:
+/// the computation `bounds_avx2` makes lane by lane, in the same order.
+#[inline(always)]
+fn bound(k: usize, constant: f64, columns: &[(&[f64], &[f64])], row: &[(f64, f64)]) -> f64 {
+    let mut sum = constant;
+    for (&(square, linear), &(u, v)) in columns.iter().zip(row) {
+        sum = linear[k].mul_add(u, sum);
+        sum = square[k].mul_add(v, sum);
+    }
+    sum
+}
+
 /// `bounds` for the kernels from `start` on, one at a time (inlined into
 /// `bounds_avx2`, so `mul_add` is one instruction there).
 #[inline(always)]
@@ -910,12 +918,7 @@ fn bounds_from(
     for (c, scan) in scans.iter_mut().enumerate() {
         let row = &terms[c * width..(c + 1) * width];
         for (k, &base) in constant.iter().enumerate().skip(start) {
-            let mut sum = base;
-            for (&(square, linear), &(u, v)) in columns.iter().zip(row) {
-                sum = linear[k].mul_add(u, sum);
-                sum = square[k].mul_add(v, sum);
-            }
-            scan.see(k, sum);
+            scan.see(k, bound(k, base, columns, row));
         }
     }
 }

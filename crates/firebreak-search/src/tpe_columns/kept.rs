@@ -14,10 +14,8 @@
 //! the scores' last bits see. `g` is only scored, never sampled, so its kernel
 //! order is free.
 
-use firebreak_core::Distribution;
-
 use super::{Columns, Dim, Normaliser, choice_weights};
-use crate::tpe::recency_weights;
+use crate::tpe::{bandwidth, recency_weights};
 
 /// Below this many members the bandwidths' floor depends on the count, so every
 /// bandwidth may change: the full fit runs instead.
@@ -208,13 +206,13 @@ impl Columns {
             };
             let column = &mut self.columns[d];
             let (low, high) = (axis.low, axis.high);
-            let min_sigma = (high - low) / (100.0f64).min(2.0 + n as f64);
             for &i in touched {
                 if kept.slots[i as usize] == u32::MAX {
                     continue; // left after it was touched
                 }
                 let r = rank(order, &column.xs, i);
-                let sigma = bandwidth(order, &column.xs, r, low, high, min_sigma);
+                let xs = &column.xs;
+                let sigma = bandwidth(n, r, |r| xs[order[r] as usize], low, high);
                 let entry = &mut column.normalisers[1][i as usize];
                 if entry.sigma.to_bits() != sigma.to_bits() {
                     *entry = Normaliser::new(column.xs[i as usize], sigma, low, high);
@@ -250,7 +248,7 @@ impl Columns {
         fit.constant[n] = log_prior;
         fit.kernels = kernels;
         fit.margin = super::MARGIN + (kernels as f64).ln();
-        for (dim, &d) in fit.dims.iter_mut().zip(&kept.dims) {
+        for dim in &mut fit.dims {
             match dim {
                 Dim::Numeric {
                     axis,
@@ -272,16 +270,13 @@ impl Columns {
                     }
                 }
                 Dim::Categorical {
+                    choices,
                     p,
                     matched,
                     other,
                     absent,
                     ..
                 } => {
-                    let Distribution::Categorical { choices } = &self.parameters[d].distribution
-                    else {
-                        unreachable!("non-numerical parameters are categorical")
-                    };
                     (*p, *matched, *other, *absent) = choice_weights(prior, kernels, choices.len());
                 }
             }
@@ -321,24 +316,6 @@ impl Dim {
 fn rank(order: &[u32], xs: &[f64], i: u32) -> usize {
     let x = xs[i as usize];
     order.partition_point(|&j| xs[j as usize].total_cmp(&x).then(j.cmp(&i)).is_lt())
-}
-
-/// The bandwidth of the member at rank `r` of `order`: the computation of
-/// `tpe::bandwidths` for one rank.
-fn bandwidth(order: &[u32], xs: &[f64], r: usize, low: f64, high: f64, min_sigma: f64) -> f64 {
-    let n = order.len();
-    let at = |r: usize| xs[order[r] as usize];
-    let below = if r == 0 { low } else { at(r - 1) };
-    let above = if r + 1 == n { high } else { at(r + 1) };
-    let (left, right) = (at(r) - below, above - at(r));
-    let sigma = if n >= 2 && r == 0 {
-        right
-    } else if n >= 2 && r == n - 1 {
-        left
-    } else {
-        left.max(right)
-    };
-    sigma.clamp(min_sigma, high - low)
 }
 
 #[cfg(test)]
