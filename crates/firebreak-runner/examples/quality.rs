@@ -2,7 +2,9 @@
 //! seeds, in memory (no store), printing one JSON line per seed with the final
 //! score and the anytime curve. PROPOSER is any name of
 //! `firebreak_search::PROPOSERS` (`tpe`, `random`, `evolution`, `cmaes`, `gp`,
-//! `sobol`, …) with its default options.
+//! `sobol`, …) with its default options, or with those of the JSON object in
+//! the environment variable `QUALITY_OPTIONS` (e.g. `{"n_ei_candidates": 64}`),
+//! for trying an option's effect.
 //!
 //! Problems: `table:PATH:maximize|minimize` (every non-seed column a categorical
 //! parameter; a configuration's score is one present seed drawn per evaluation; the
@@ -281,8 +283,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (space, Direction::Minimize, None, Some(f))
     };
     let objectives = Objectives::single("y", direction);
+    let options: Options = match std::env::var("QUALITY_OPTIONS") {
+        Ok(json) => serde_json::from_str(&json)?,
+        Err(_) => Options::new(),
+    };
     for seed in 0..seeds {
-        let mut proposer = proposer(name, &Options::new(), &space, &objectives)?;
+        let mut proposer = proposer(name, &options, &space, &objectives)?;
         let mut trials: Vec<Trial> = Vec::with_capacity(budget);
         let mut curve = Vec::with_capacity(budget);
         let mut best: Option<(f64, Params)> = None;
