@@ -8,8 +8,8 @@
 #
 # Lines of the problems and budgets not run now are kept, so the functions can be
 # run a few at a time (FUNCTIONS="rosenbrock10 ackley10" ...). On a 2-core machine
-# a seed of a 10-D function took about 2 minutes, of `mixed` about 11 (its lines
-# are not committed yet).
+# a seed of a 10-D function took about 2 minutes, of `mixed` about 9 (44 minutes
+# for its 5 seeds, at the lowest priority beside other work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GP_SEEDS=${GP_SEEDS:-5}
