@@ -1013,24 +1013,34 @@ mod tests {
         assert!(value.abs() < 1e-9);
     }
 
-    #[test]
-    fn refinement_reaches_the_acquisition_maximum() {
-        let mut rng = Rng::new(3);
-        let categorical = vec![false, false];
-        let x: Vec<Vec<f64>> = (0..20)
+    /// A posterior over `n` uniform points of the unit square observed through
+    /// `f`, with fixed lengthscales and little noise; also the observations.
+    fn posterior_2d(
+        rng: &mut Rng,
+        n: usize,
+        lengthscales: [f64; 2],
+        f: impl Fn(&[f64]) -> f64,
+    ) -> (Posterior, Vec<f64>) {
+        let x: Vec<Vec<f64>> = (0..n)
             .map(|_| vec![rng.next_f64(), rng.next_f64()])
             .collect();
-        let y: Vec<f64> = x
-            .iter()
-            .map(|p| (6.0 * p[0]).sin() * (4.0 * p[1]).cos())
-            .collect();
+        let y: Vec<f64> = x.iter().map(|p| f(p)).collect();
         let hyper = Hyper {
-            lengthscales: vec![0.15, 0.4],
+            lengthscales: lengthscales.to_vec(),
             signal: 1.0,
             noise: 1e-4,
         };
+        let posterior = Posterior::new(&[false, false], x, &y, hyper).expect("positive definite");
+        (posterior, y)
+    }
+
+    #[test]
+    fn refinement_reaches_the_acquisition_maximum() {
+        let mut rng = Rng::new(3);
+        let (posterior, y) = posterior_2d(&mut rng, 20, [0.15, 0.4], |p| {
+            (6.0 * p[0]).sin() * (4.0 * p[1]).cos()
+        });
         let best = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let posterior = Posterior::new(&categorical, x, &y, hyper).expect("positive definite");
         let mut grid_best = f64::NEG_INFINITY;
         for i in 0..=200 {
             for j in 0..=200 {
@@ -1061,20 +1071,9 @@ mod tests {
     #[test]
     fn the_acquisition_gradient_matches_finite_differences() {
         let mut rng = Rng::new(9);
-        let categorical = vec![false, false];
-        let x: Vec<Vec<f64>> = (0..15)
-            .map(|_| vec![rng.next_f64(), rng.next_f64()])
-            .collect();
-        let y: Vec<f64> = x
-            .iter()
-            .map(|p| -(p[0] - 0.3).powi(2) - (p[1] - 0.6).powi(2))
-            .collect();
-        let hyper = Hyper {
-            lengthscales: vec![0.3, 0.5],
-            signal: 1.0,
-            noise: 1e-4,
-        };
-        let posterior = Posterior::new(&categorical, x, &y, hyper).expect("positive definite");
+        let (posterior, _) = posterior_2d(&mut rng, 15, [0.3, 0.5], |p| {
+            -(p[0] - 0.3).powi(2) - (p[1] - 0.6).powi(2)
+        });
         let best = 0.0;
         let point = [0.42, 0.17];
         let (value, grad) = posterior.log_ei_with_gradient(&point, best);
