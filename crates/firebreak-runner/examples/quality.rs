@@ -87,6 +87,13 @@ fn table_space(path: &str) -> Result<SearchSpace, Box<dyn std::error::Error>> {
 
 type Function = fn(&[f64]) -> f64;
 
+/// What evaluates a proposal.
+enum Problem {
+    Table(TableTask),
+    Function(Function),
+    Mixed,
+}
+
 /// The mixed problem's names and choices; see the header.
 const SHIFTS: [(&str, f64, f64); 3] =
     [("left", -3.0, 2.0), ("none", 0.0, 1.0), ("right", 3.0, 0.0)];
@@ -252,7 +259,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(usage.into());
     };
     let (budget, seeds): (usize, u64) = (budget.parse()?, seeds.parse()?);
-    let (space, direction, table, f) = if let Some(rest) = problem.strip_prefix("table:") {
+    let (space, direction, evaluator) = if let Some(rest) = problem.strip_prefix("table:") {
         let (path, direction) = rest.rsplit_once(':').ok_or(usage)?;
         let space = table_space(path)?;
         let table = TableTask::load(std::path::Path::new(path), &space)?;
@@ -261,9 +268,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             Direction::Minimize
         };
-        (space, direction, Some(table), None)
+        (space, direction, Problem::Table(table))
     } else if problem == "mixed" {
-        (mixed_space()?, Direction::Minimize, None, None)
+        (mixed_space()?, Direction::Minimize, Problem::Mixed)
     } else {
         let (d, low, high, f) = function(problem).ok_or("unknown problem")?;
         let space = SearchSpace::new(
@@ -280,7 +287,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 })
                 .collect(),
         )?;
-        (space, Direction::Minimize, None, Some(f))
+        (space, Direction::Minimize, Problem::Function(f))
     };
     let objectives = Objectives::single("y", direction);
     let options: Options = match std::env::var("QUALITY_OPTIONS") {
@@ -299,12 +306,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let mut rng = Rng::new(derive_seed(seed, &[1, number]));
             let proposal = propose(proposer.as_mut(), &space, &history, &mut rng);
-            let value = match (&table, f) {
-                (Some(table), _) => table.evaluate(
+            let value = match &evaluator {
+                Problem::Table(table) => table.evaluate(
                     &proposal.params,
                     &mut Rng::new(derive_seed(seed, &[2, number])),
                 )?,
-                (None, Some(f)) => {
+                Problem::Function(f) => {
                     let x: Vec<f64> = proposal
                         .params
                         .values()
@@ -312,7 +319,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .collect();
                     f(&x)
                 }
-                (None, None) => mixed(&proposal.params)?,
+                Problem::Mixed => mixed(&proposal.params)?,
             };
             if best
                 .as_ref()
@@ -321,9 +328,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 best = Some((value, proposal.params.clone()));
             }
             let (observed, params) = best.as_ref().map(|(v, p)| (*v, p)).ok_or("no trial")?;
-            curve.push(match &table {
-                Some(table) => table.mean(params)?,
-                None => observed,
+            curve.push(match &evaluator {
+                Problem::Table(table) => table.mean(params)?,
+                Problem::Function(_) | Problem::Mixed => observed,
             });
             let mut trial = Trial::queued(number, proposal.params, name, &proposal.rationale);
             trial.state = TrialState::Complete;
