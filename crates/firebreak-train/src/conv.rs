@@ -162,10 +162,12 @@ fn forward(
     let bias = contiguous_f32(&bias);
     let mut values = Vec::with_capacity(batch * channels_out * pixels);
     let row_len = batch * pixels;
-    for example in (0..batch).filter(|_| row_len > 0) {
-        for (row, &b) in product.chunks_exact(row_len).zip(bias) {
-            let plane = &row[example * pixels..(example + 1) * pixels];
-            values.extend(plane.iter().map(|&value| value + b));
+    if row_len > 0 {
+        for example in 0..batch {
+            for (row, &b) in product.chunks_exact(row_len).zip(bias) {
+                let plane = &row[example * pixels..(example + 1) * pixels];
+                values.extend(plane.iter().map(|&value| value + b));
+            }
         }
     }
     let [height, width] = geometry.output;
