@@ -300,10 +300,19 @@ async fn run(cli: &Cli, path: &Path, as_name: Option<&str>, key: Option<&Path>) 
         }
     }
     let cpu: f64 = trials.iter().filter_map(|t| t.cpu_seconds).sum();
+    let refit: f64 = trials
+        .iter()
+        .filter_map(|t| t.metrics.get("refit_cpu_seconds"))
+        .sum();
+    let refit_note = if refit > 0.0 {
+        format!(" + {} refitting the champion", number(refit))
+    } else {
+        String::new()
+    };
     println!(
-        "compute: {} trial CPU seconds, about {:.5} kWh at {watts_per_core} W per core",
+        "compute: {} trial CPU seconds{refit_note}, about {:.5} kWh at {watts_per_core} W per core",
         number(cpu),
-        cpu * watts_per_core / 3.6e6
+        (cpu + refit) * watts_per_core / 3.6e6
     );
     println!("ledger: {} entries, head {head}", ledger.len());
     match sign_checkpoint(&store, &ledger).await {

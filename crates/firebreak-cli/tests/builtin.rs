@@ -1,6 +1,7 @@
 //! Built-in tasks end to end through the binary: real networks trained on the
 //! bundled digits, epochs reported to ASHA, pruned trials stopping at their rung,
-//! the champion tested once on the test split (and ledgered), an energy budget
+//! the champion tested once on the test split (and ledgered), or retrained on
+//! training and validation data first (`refit`), an energy budget
 //! stopping the campaign at its limit, and clear errors for a spec the trainer
 //! cannot read.
 
@@ -117,6 +118,49 @@ fn a_builtin_campaign_trains_prunes_and_tests_its_champion() {
     assert_eq!(code, 0, "{stderr}");
     let (_, export, _) = project.exec(&["audit", "export"]);
     assert_eq!(export.matches("\"trial_tested\"").count(), 1);
+}
+
+#[test]
+fn refit_tests_the_champion_retrained_on_training_and_validation_data() {
+    let project = Project::new();
+    let champion = |name: &str, refit: &str| {
+        let text = builtin(
+            name,
+            "sampler = \"random\"\nn_trials = 3\nparallelism = 1",
+            &format!("max_epochs = 4\n{refit}"),
+            "",
+        );
+        let path = project.spec(&format!("{name}.toml"), &text);
+        let (code, stdout, stderr) =
+            project.exec_within(600, &["run", path.to_str().expect("utf-8")]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let tested: Vec<_> = project
+            .trials(name)
+            .into_iter()
+            .filter(|t| t["metrics"].get("test_accuracy").is_some())
+            .collect();
+        assert_eq!(tested.len(), 1, "only the champion is tested");
+        (tested[0].clone(), stdout)
+    };
+    let (plain, stdout) = champion("plain", "");
+    assert!(plain["metrics"].get("refit_cpu_seconds").is_none());
+    assert!(!stdout.contains("refitting"), "{stdout}");
+    let (refit, stdout) = champion("refit", "refit = true");
+    assert!(stdout.contains("refitting the champion"), "{stdout}");
+    // One worker: the same trials, so the same champion; its test metrics come
+    // from another network, trained on more data.
+    assert_eq!(
+        (&refit["number"], &refit["params"]),
+        (&plain["number"], &plain["params"])
+    );
+    assert!(refit["metrics"]["refit_cpu_seconds"].as_f64().expect("cpu") > 0.0);
+    assert!(refit["metrics"]["test_accuracy"].as_f64().expect("acc") > 0.8);
+    assert_ne!(
+        refit["metrics"]["test_loss"], plain["metrics"]["test_loss"],
+        "{refit} {plain}"
+    );
+    let (_, export, _) = project.exec(&["audit", "export"]);
+    assert_eq!(export.matches("refit_cpu_seconds").count(), 1, "ledgered");
 }
 
 #[test]

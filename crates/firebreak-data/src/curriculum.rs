@@ -234,7 +234,8 @@ impl Split {
         }
     }
 
-    fn append(&mut self, other: Split) {
+    /// Adds `other`'s examples after this split's.
+    pub(crate) fn append(&mut self, other: Split) {
         self.x.extend(other.x);
         self.y.extend(other.y);
         self.levels.extend(other.levels);

@@ -107,6 +107,18 @@ pub struct Dataset {
     pub test: Split,
 }
 
+impl Dataset {
+    /// The same dataset with the validation examples added to the training
+    /// split: for refitting a configuration that validation has chosen, before
+    /// its one evaluation on the test split. Validation metrics of a network
+    /// trained on it are no longer held out.
+    pub fn with_validation_in_training(&self) -> Dataset {
+        let mut refit = self.clone();
+        refit.train.append(self.val.clone());
+        refit
+    }
+}
+
 /// The dataset called `name` (see [`DATASETS`] and the crate's README).
 pub fn load(name: &str) -> Result<Dataset, DataError> {
     match name {

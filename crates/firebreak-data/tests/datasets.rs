@@ -1,6 +1,6 @@
-//! The bundled datasets: sizes, documented stratified splits, scaling, and the
-//! curriculum skills' levels (the requested difficulty, no test-level example
-//! in training, determinism).
+//! The bundled datasets: sizes, documented stratified splits, scaling, the refit
+//! split (training then validation examples), and the curriculum skills' levels
+//! (the requested difficulty, no test-level example in training, determinism).
 
 use std::collections::HashSet;
 
@@ -42,6 +42,26 @@ fn real_datasets_have_their_sizes_and_stratified_splits() {
     assert!(
         mean.abs() < 1e-4,
         "standardised on the training split: {mean}"
+    );
+}
+
+#[test]
+fn refitting_trains_on_the_training_then_the_validation_examples() {
+    let digits = load("digits").expect("digits");
+    let refit = digits.with_validation_in_training();
+    assert_eq!(refit.train.n, digits.train.n + digits.val.n);
+    let width = digits.shape.size();
+    let (first, rest) = refit.train.x.split_at(digits.train.n * width);
+    assert_eq!(first, digits.train.x);
+    assert_eq!(rest, digits.val.x);
+    assert_eq!(
+        refit.train.y,
+        [&digits.train.y[..], &digits.val.y[..]].concat()
+    );
+    assert_eq!(
+        (&refit.val, &refit.test),
+        (&digits.val, &digits.test),
+        "validation and test splits unchanged"
     );
 }
 

@@ -31,6 +31,9 @@ pub struct BuiltinTask {
     pub model: String,
     /// The most epochs a trial trains.
     pub max_epochs: u32,
+    /// Whether the champion is retrained on training and validation data before
+    /// its test evaluation.
+    pub refit: bool,
     /// Folder under which each trial gets `<campaign>/<number>/checkpoint`.
     pub trials_root: PathBuf,
 }
@@ -65,6 +68,7 @@ impl BuiltinTask {
             data: Arc::new(data),
             model,
             max_epochs,
+            refit: task.refit,
             trials_root,
         })
     }
@@ -74,17 +78,36 @@ impl BuiltinTask {
         firebreak_train::genome(&self.model, params, self.max_epochs)
     }
 
-    /// Test-split loss and accuracy of trial `number`'s checkpointed network.
-    pub fn test(&self, campaign: &str, trial: &Trial) -> Result<Metrics, RunnerError> {
+    /// Test-split metrics of `trial`: `test_accuracy` and `test_loss` of its
+    /// checkpointed network or, with `refit`, of its configuration retrained from
+    /// `seed` on the training and validation splits together (then also
+    /// `refit_cpu_seconds`). Blocks for the retraining.
+    pub fn test(&self, campaign: &str, trial: &Trial, seed: u64) -> Result<Metrics, RunnerError> {
         let failed = |e: firebreak_train::TrainError| RunnerError::TaskUnavailable(e.to_string());
         let genome = self.genome(&trial.params).map_err(failed)?;
-        let dir = trial_folder(&self.trials_root, campaign, trial.number)?.join("checkpoint");
+        let folder = trial_folder(&self.trials_root, campaign, trial.number)?;
+        let mut metrics = Metrics::new();
+        let dir = if self.refit {
+            let dir = folder.join("refit-checkpoint");
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|source| RunnerError::Io {
+                    context: format!("clearing {}", dir.display()),
+                    source,
+                })?;
+            }
+            let data = self.data.with_validation_in_training();
+            let cpu = thread_cpu_seconds();
+            firebreak_train::train(&genome, &data, seed, Some(&dir), |_| Control::Continue)
+                .map_err(failed)?;
+            metrics.insert("refit_cpu_seconds".into(), thread_cpu_seconds() - cpu);
+            dir
+        } else {
+            folder.join("checkpoint")
+        };
         let (loss, accuracy) = firebreak_train::test(&genome, &self.data, &dir).map_err(failed)?;
-        Ok([
-            ("test_accuracy".to_string(), accuracy),
-            ("test_loss".to_string(), loss),
-        ]
-        .into())
+        metrics.insert("test_accuracy".into(), accuracy);
+        metrics.insert("test_loss".into(), loss);
+        Ok(metrics)
     }
 }
 

@@ -76,7 +76,9 @@ impl Executor {
 
 /// Evaluates the campaign's champion (best complete trial on the first
 /// objective) once on the test split and adds `test_accuracy` and `test_loss` to
-/// its metrics, unless it has them already. Only built-in tasks have a test split.
+/// its metrics, unless it has them already; with the task's `refit`, the network
+/// tested is the champion's configuration retrained with the trial's seed on the
+/// training and validation splits. Only built-in tasks have a test split.
 pub async fn test_champion<S: Store>(
     campaign: &Campaign<S>,
     executor: &Executor,
@@ -92,7 +94,13 @@ pub async fn test_champion<S: Store>(
     if champion.metrics.contains_key("test_accuracy") {
         return Ok(None);
     }
-    let metrics = task.test(campaign.name(), champion)?;
+    let (task, trial, name) = (task.clone(), champion.clone(), campaign.name().to_string());
+    let seed = campaign.trial_seed(trial.number);
+    let metrics = tokio::task::spawn_blocking(move || task.test(&name, &trial, seed))
+        .await
+        .map_err(|e| {
+            RunnerError::TaskUnavailable(format!("the test evaluation panicked: {e}"))
+        })??;
     campaign
         .store()
         .add_metrics(campaign.name(), champion.number, &metrics)

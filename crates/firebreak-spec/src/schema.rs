@@ -215,6 +215,10 @@ pub struct TaskSection {
     /// (builtin) Epochs of a full-length trial.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_epochs: Option<u32>,
+    /// (builtin) Retrain the champion's configuration on the training and
+    /// validation splits together before its test evaluation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refit: bool,
 }
 
 /// `[constraints]`: the campaign's governed limits. Absent means unlimited.

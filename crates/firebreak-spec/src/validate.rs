@@ -343,6 +343,7 @@ impl CampaignSpec {
                 forbid(t.dataset.is_some(), "dataset", "command")?;
                 forbid(t.model.is_some(), "model", "command")?;
                 forbid(t.max_epochs.is_some(), "max_epochs", "command")?;
+                forbid(t.refit, "refit", "command")?;
                 let Some(command) = t.command.as_ref().filter(|c| !c.is_empty()) else {
                     return Err(self.error_at(
                         &["task"],
@@ -370,6 +371,7 @@ impl CampaignSpec {
             TaskKind::Table => {
                 forbid(t.command.is_some(), "command", "table")?;
                 forbid(t.dataset.is_some(), "dataset", "table")?;
+                forbid(t.refit, "refit", "table")?;
                 if t.path.is_none() {
                     return Err(self.error_at(
                         &["task"],

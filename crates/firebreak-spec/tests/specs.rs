@@ -122,7 +122,12 @@ fn bad_specs() {
     check(
         "[constraints]",
         "foo = 1\n[constraints]",
-        "c.toml:34:1: `task.foo`: unknown key `foo`\nhint: check the spelling; the keys allowed here are `kind`, `command`, `workdir`, `env`, `path`, `dataset`, `model`, `max_epochs`",
+        "c.toml:34:1: `task.foo`: unknown key `foo`\nhint: check the spelling; the keys allowed here are `kind`, `command`, `workdir`, `env`, `path`, `dataset`, `model`, `max_epochs`, `refit`",
+    );
+    check(
+        "[constraints]",
+        "refit = true\n[constraints]",
+        "c.toml:34:1: `task.refit`: `refit` does not apply to a task of kind \"command\"\nhint: remove `refit`, or change `kind`",
     );
     check(
         "[campaign]",
