@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# TPE's overhead side by side with Optuna 5 (issue 3's targets): default TPE on
-# both sides (multivariate, 24 EI candidates, 10 start-up trials, constant liar)
+# TPE's overhead side by side with Optuna 5 (issue 3's targets): Optuna's default
+# TPE settings on both sides (multivariate, 24 EI candidates, 10 start-up trials,
+# constant liar; firebreak with scale_candidates = false), and firebreak's own
+# defaults in memory too (24 candidates per dimension on this all-float space),
 # on a 10-dimensional sphere, one worker, ask-and-tell, per-trial ask+tell time
 # with the objective left out; in memory, and through SQLite (our ask/tell API on
 # the SQLite store, with its ledger; Optuna's RDB storage on a SQLite file).
@@ -40,6 +42,8 @@ for seed in $(seq 0 $((REPEATS - 1))); do
   for n in $OURS; do
     echo "firebreak $n trials, seed $seed" >&2
     "$BIN" "$n" "$seed" >> "$raw"
+    echo "firebreak $n trials with its own defaults, seed $seed" >&2
+    "$BIN" "$n" "$seed" defaults >> "$raw"
   done
   for n in $OURS_SQLITE; do
     echo "firebreak through SQLite, $n trials, seed $seed" >&2

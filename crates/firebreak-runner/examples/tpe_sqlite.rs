@@ -23,7 +23,8 @@ fn spec(trials: usize, seed: u64) -> String {
         "[campaign]\nname = \"tpe-overhead\"\nseed = {seed}\n\n\
          [objective]\nmetric = \"y\"\ndirection = \"minimize\"\n\n\
          [space]\n{space}\n\
-         [search]\nsampler = \"tpe\"\nn_trials = {trials}\n\n\
+         [search]\nsampler = \"tpe\"\nn_trials = {trials}\n\
+         [search.sampler_options]\nscale_candidates = false\n\n\
          [task]\nkind = \"command\"\ncommand = [\"unused-by-ask-tell\"]\n"
     )
 }

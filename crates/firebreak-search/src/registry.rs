@@ -148,6 +148,7 @@ pub fn proposer(
                     "prior_weight",
                     "constant_liar",
                     "multivariate",
+                    "scale_candidates",
                 ],
             )?;
             let defaults = TpeOptions::default();
@@ -173,6 +174,7 @@ pub fn proposer(
                     prior_weight,
                     constant_liar: flag("constant_liar", defaults.constant_liar)?,
                     multivariate: flag("multivariate", defaults.multivariate)?,
+                    scale_candidates: flag("scale_candidates", defaults.scale_candidates)?,
                 },
             )?))
         }

@@ -9,6 +9,10 @@
 //! (multivariate TPE, as Falkner et al.'s BOHB and Optuna's default do): each past
 //! trial is one kernel over all of them (a product of its per-dimension kernels),
 //! so combinations that did well together are proposed together. The remaining (conditional) parameters are modelled one by one.
+//! Where the jointly modelled parameters are all numeric, `n_ei_candidates` joint
+//! draws are scored per parameter (`scale_candidates`, firebreak's departure from
+//! Optuna's defaults: it finds better points on 10-D functions and leaves spaces
+//! with categorical parameters as they were).
 //!
 //! Numerical parameters use truncated-normal mixtures on the parameter's range (on
 //! the log scale for `log = true`); a kernel's bandwidth is the larger gap to its
@@ -29,7 +33,10 @@ use crate::proposer::{History, Proposer};
 use crate::random::sample_uniform;
 use crate::tpe_columns::Columns;
 
-/// TPE's options; the defaults are Optuna's.
+/// Trials up to which `scale_candidates` keeps its full count.
+const SCALED_UP_TO: usize = 500;
+
+/// TPE's options; the defaults are Optuna's except `scale_candidates`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TpeOptions {
     /// Random proposals until this many trials have finished (complete or pruned).
@@ -45,6 +52,14 @@ pub struct TpeOptions {
     /// across all of them), which captures interactions; the others, and all of
     /// them when false, are modelled one by one.
     pub multivariate: bool,
+    /// When every jointly modelled parameter is numeric (int or float), draw
+    /// `n_ei_candidates` per parameter instead of in all: more dimensions need
+    /// more draws from `l` to find where `l/g` peaks. With a categorical among
+    /// them, more candidates commit early to the choice the first trials
+    /// favoured, so the count stays `n_ei_candidates`. Beyond 500 trials the
+    /// scaled count shrinks in proportion (never below `n_ei_candidates`), so an
+    /// ask costs no more than at 500.
+    pub scale_candidates: bool,
 }
 
 impl Default for TpeOptions {
@@ -55,6 +70,7 @@ impl Default for TpeOptions {
             prior_weight: 1.0,
             constant_liar: true,
             multivariate: true,
+            scale_candidates: true,
         }
     }
 }
@@ -703,6 +719,23 @@ impl TpeProposer {
 }
 
 impl TpeProposer {
+    /// Candidates drawn from the joint `l` over `parameters` with `observed`
+    /// trials in the two groups (see [`TpeOptions::scale_candidates`]).
+    fn joint_candidates(&self, parameters: &[&Parameter], observed: usize) -> usize {
+        let base = self.options.n_ei_candidates;
+        let numeric = parameters
+            .iter()
+            .all(|p| !matches!(p.distribution, Distribution::Categorical { .. }));
+        if !self.options.scale_candidates || !numeric {
+            return base;
+        }
+        let scaled = base * parameters.len().max(1);
+        // Scoring costs candidates × observed trials: past SCALED_UP_TO trials the
+        // scaled count shrinks so an ask costs no more than it did there.
+        let capped = scaled * SCALED_UP_TO / observed.max(SCALED_UP_TO);
+        capped.max(base)
+    }
+
     /// Multivariate TPE from the columns (the fast path of `sample_relative`).
     fn sample_joint(
         &mut self,
@@ -720,14 +753,13 @@ impl TpeProposer {
             .filter(|(_, p)| relative.contains(&p.name))
             .unzip();
         let prior = self.options.prior_weight;
+        let n = self.joint_candidates(&parameters, good.len() + bad.len());
         self.columns.fit(&dims, &good, 0, prior);
         self.columns.fit_other(&dims, &bad, prior);
         let [l, g] = &mut self.columns.fits;
         // Scoring draws nothing, so the candidates are drawn first and scored
         // together (the same draws as one at a time).
-        let candidates: Vec<Vec<ParamValue>> = (0..self.options.n_ei_candidates)
-            .map(|_| l.sample(rng))
-            .collect();
+        let candidates: Vec<Vec<ParamValue>> = (0..n).map(|_| l.sample(rng)).collect();
         let scores = l
             .log_likelihoods(&candidates)
             .into_iter()
@@ -746,9 +778,8 @@ impl TpeProposer {
             .zip(values)
             .collect();
         let rationale = format!(
-            "tpe: joint log l/g {score:.3} over {} parameters, best of {} candidates; {} good and {} other trials",
+            "tpe: joint log l/g {score:.3} over {} parameters, best of {n} candidates; {} good and {} other trials",
             parameters.len(),
-            self.options.n_ei_candidates,
             good.len(),
             bad.len()
         );
@@ -843,7 +874,8 @@ impl Proposer for TpeProposer {
         let l = Joint::fit(&parameters, good, self.options.prior_weight);
         let g = Joint::fit(&parameters, bad, self.options.prior_weight);
         let mut best: Option<(Vec<ParamValue>, f64)> = None;
-        for _ in 0..self.options.n_ei_candidates {
+        let n = self.joint_candidates(&parameters, good.len() + bad.len());
+        for _ in 0..n {
             let candidate = l.sample(rng);
             let score = l.log_likelihood(&candidate) - g.log_likelihood(&candidate);
             if best.as_ref().is_none_or(|(_, s)| score > *s) {
@@ -857,9 +889,8 @@ impl Proposer for TpeProposer {
             .zip(values)
             .collect();
         let rationale = format!(
-            "tpe: joint log l/g {score:.3} over {} parameters, best of {} candidates; {} good and {} other trials",
+            "tpe: joint log l/g {score:.3} over {} parameters, best of {n} candidates; {} good and {} other trials",
             parameters.len(),
-            self.options.n_ei_candidates,
             good.len(),
             bad.len()
         );
@@ -891,6 +922,43 @@ mod tests {
         assert!((normal_mass(-1.0, 1.0) - 0.682_689_492_137).abs() < 1e-12);
         let tail = normal_mass(8.0, 9.0); // about 6.2e-16
         assert!(tail > 6.0e-16 && tail < 6.3e-16, "{tail}");
+    }
+
+    #[test]
+    fn scaled_candidates_need_all_numeric_parameters_and_shrink_past_500_trials() {
+        let parameter = |distribution| Parameter {
+            name: "p".into(),
+            distribution,
+            condition: None,
+        };
+        let float = parameter(Distribution::Float {
+            low: 0.0,
+            high: 1.0,
+            log: false,
+            step: None,
+        });
+        let choice = parameter(Distribution::Categorical {
+            choices: vec![ParamValue::Int(1), ParamValue::Int(2)],
+        });
+        let objectives = Objectives::single("y", Direction::Minimize);
+        let tpe = TpeProposer::new(&objectives, TpeOptions::default()).expect("valid");
+        let floats = vec![&float; 10];
+        let counts: Vec<usize> = [100, 500, 1000, 4000, 100_000]
+            .map(|observed| tpe.joint_candidates(&floats, observed))
+            .to_vec();
+        assert_eq!(counts, [240, 240, 120, 30, 24]);
+        let mut mixed = floats.clone();
+        mixed.push(&choice);
+        assert_eq!(tpe.joint_candidates(&mixed, 100), 24);
+        let optuna = TpeProposer::new(
+            &objectives,
+            TpeOptions {
+                scale_candidates: false,
+                ..TpeOptions::default()
+            },
+        )
+        .expect("valid");
+        assert_eq!(optuna.joint_candidates(&floats, 100), 24);
     }
 
     #[test]
