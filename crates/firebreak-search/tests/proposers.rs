@@ -321,13 +321,13 @@ fn tpe_scores_more_candidates_on_all_numeric_spaces_and_finds_better_points() {
     };
     let (scaled, unscaled) = (median(&Options::new()), median(&fixed));
     assert!(scaled < 0.8 * unscaled, "{scaled} vs {unscaled}");
-    let rationale = |options: &Options, space: &SearchSpace| {
-        trials_on("tpe", options, space, &rosenbrock, 12, 0)[11]
+    let rationale = |options: &Options| {
+        trials_on("tpe", options, &space, &rosenbrock, 12, 0)[11]
             .rationale
             .clone()
     };
-    assert!(rationale(&Options::new(), &space).contains("best of 240 candidates"));
-    assert!(rationale(&fixed, &space).contains("best of 24 candidates"));
+    assert!(rationale(&Options::new()).contains("best of 240 candidates"));
+    assert!(rationale(&fixed).contains("best of 24 candidates"));
 }
 
 #[test]
