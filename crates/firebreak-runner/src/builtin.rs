@@ -16,7 +16,7 @@ use firebreak_store::{Outcome, Store};
 use firebreak_train::{Control, EpochMetrics, Genome, Trained};
 use tokio::sync::{mpsc, watch};
 
-use crate::command::{Attempt, Ended, copy_checkpoint, trial_folder};
+use crate::command::{Attempt, Ended, clear_dir, copy_checkpoint, trial_folder};
 use crate::{Campaign, RunnerError};
 
 /// The metrics a built-in trial reports each epoch.
@@ -89,12 +89,7 @@ impl BuiltinTask {
         let mut metrics = Metrics::new();
         let dir = if self.refit {
             let dir = folder.join("refit-checkpoint");
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(|source| RunnerError::Io {
-                    context: format!("clearing {}", dir.display()),
-                    source,
-                })?;
-            }
+            clear_dir(&dir)?;
             let data = self.data.with_validation_in_training();
             let cpu = thread_cpu_seconds();
             firebreak_train::train(&genome, &data, seed, Some(&dir), |_| Control::Continue)
@@ -142,11 +137,8 @@ pub async fn execute<S: Store>(
     } else {
         "checkpoint"
     });
-    if reeval && checkpoint.exists() {
-        std::fs::remove_dir_all(&checkpoint).map_err(|source| RunnerError::Io {
-            context: format!("clearing {}", checkpoint.display()),
-            source,
-        })?;
+    if reeval {
+        clear_dir(&checkpoint)?;
     }
     let seed = if reeval {
         campaign.reeval_seed(number)

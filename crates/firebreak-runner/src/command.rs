@@ -90,6 +90,18 @@ pub(crate) fn trial_folder(
     Ok(root.join(campaign).join(number.to_string()))
 }
 
+/// Removes `dir` and everything in it, if it exists (a fresh start for a folder
+/// an earlier attempt may have left).
+pub(crate) fn clear_dir(dir: &Path) -> Result<(), RunnerError> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|source| RunnerError::Io {
+            context: format!("clearing {}", dir.display()),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// What an execution is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attempt {
@@ -213,17 +225,10 @@ pub async fn execute<S: Store>(
     if reeval {
         work = base.join("reeval");
         checkpoint = base.join("reeval-checkpoint");
-        if checkpoint.exists() {
-            std::fs::remove_dir_all(&checkpoint).map_err(|source| RunnerError::Io {
-                context: format!("clearing {}", checkpoint.display()),
-                source,
-            })?;
-        }
+        clear_dir(&checkpoint)?;
     }
     let io = |context: String| move |source| RunnerError::Io { context, source };
-    if work.exists() {
-        std::fs::remove_dir_all(&work).map_err(io(format!("clearing {}", work.display())))?;
-    }
+    clear_dir(&work)?;
     std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
     std::fs::create_dir_all(&checkpoint)
         .map_err(io(format!("creating {}", checkpoint.display())))?;
