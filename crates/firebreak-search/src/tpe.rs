@@ -771,20 +771,29 @@ impl TpeProposer {
                 best = Some((candidate, score));
             }
         }
-        let (values, score) = best.unwrap_or_default();
-        let params: Params = parameters
-            .iter()
-            .map(|p| p.name.clone())
-            .zip(values)
-            .collect();
-        let rationale = format!(
-            "tpe: joint log l/g {score:.3} over {} parameters, best of {n} candidates; {} good and {} other trials",
-            parameters.len(),
-            good.len(),
-            bad.len()
-        );
-        (params, rationale)
+        joint_proposal(&parameters, best, n, (good.len(), bad.len()))
     }
+}
+
+/// The proposal of a joint draw: the best candidate's values under their
+/// parameters' names, and its rationale (`n` candidates scored, group sizes).
+fn joint_proposal(
+    parameters: &[&Parameter],
+    best: Option<(Vec<ParamValue>, f64)>,
+    n: usize,
+    (good, bad): (usize, usize),
+) -> (Params, String) {
+    let (values, score) = best.unwrap_or_default();
+    let params: Params = parameters
+        .iter()
+        .map(|p| p.name.clone())
+        .zip(values)
+        .collect();
+    let rationale = format!(
+        "tpe: joint log l/g {score:.3} over {} parameters, best of {n} candidates; {good} good and {bad} other trials",
+        parameters.len()
+    );
+    (params, rationale)
 }
 
 impl Proposer for TpeProposer {
@@ -882,19 +891,7 @@ impl Proposer for TpeProposer {
                 best = Some((candidate, score));
             }
         }
-        let (values, score) = best.unwrap_or_default();
-        let params: Params = parameters
-            .iter()
-            .map(|p| p.name.clone())
-            .zip(values)
-            .collect();
-        let rationale = format!(
-            "tpe: joint log l/g {score:.3} over {} parameters, best of {n} candidates; {} good and {} other trials",
-            parameters.len(),
-            good.len(),
-            bad.len()
-        );
-        (params, rationale)
+        joint_proposal(&parameters, best, n, (good.len(), bad.len()))
     }
 
     fn sample_independent(
