@@ -143,6 +143,29 @@ pub fn dataset() -> Dataset {
     }
 }
 
+/// `mnist1d` with its partition drawn from `split_seed`: the same 5,000
+/// examples as [`dataset`], split 70/10/20 per class (3,500 / 500 / 1,000).
+pub fn dataset_split(split_seed: u64) -> Dataset {
+    let config = Config::default();
+    let (mut all, test) = generate(&config, SEED);
+    all.append(test);
+    let [train, val, test] = stratified(&all.y, [0.7, 0.1], split_seed);
+    let length = config.final_seq_length;
+    Dataset {
+        name: "mnist1d".into(),
+        shape: Shape::Image {
+            channels: 1,
+            height: 1,
+            width: length,
+        },
+        classes: 10,
+        targets: 1,
+        train: all.rows(&train, length),
+        val: all.rows(&val, length),
+        test: all.rows(&test, length),
+    }
+}
+
 fn normal(rng: &mut Rng) -> f64 {
     let u = rng.next_f64().max(f64::MIN_POSITIVE);
     let v = rng.next_f64();

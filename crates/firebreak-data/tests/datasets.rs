@@ -1,11 +1,12 @@
 //! The bundled datasets: sizes, documented stratified splits, scaling, the refit
 //! split (training then validation examples), and the curriculum skills' levels
-//! (the requested difficulty, no test-level example in training, determinism).
+//! (the requested difficulty, no test-level example in training, determinism),
+//! and split seeds (the bundled partition kept without one, redrawn with one).
 
 use std::collections::HashSet;
 
 use firebreak_data::curriculum::{Schedule, Skill};
-use firebreak_data::{DATASETS, IGNORE, load};
+use firebreak_data::{DATASETS, DEFAULT_SPLIT_SEED, IGNORE, load, load_split};
 
 #[test]
 fn real_datasets_have_their_sizes_and_stratified_splits() {
@@ -133,4 +134,125 @@ fn schedules_open_levels_as_documented() {
     assert_eq!(Schedule::Competence.levels(4, 1.0, &[]), 4);
     assert_eq!(Schedule::SelfPaced.levels(4, 0.0, &[0.3, 0.9, 0.1]), 2);
     assert_eq!(Schedule::SelfPaced.levels(4, 1.0, &[0.3, 0.9, 0.1]), 4);
+}
+
+/// Every example of `d` as (pixels' bits, label), sorted: the multiset of
+/// examples whatever the partition.
+fn examples(d: &firebreak_data::Dataset) -> Vec<(Vec<u32>, Vec<u32>)> {
+    let width = d.shape.size();
+    let mut all: Vec<(Vec<u32>, Vec<u32>)> = [&d.train, &d.val, &d.test]
+        .iter()
+        .flat_map(|s| {
+            (0..s.n).map(move |r| {
+                (
+                    s.x[r * width..(r + 1) * width]
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect(),
+                    s.y[r * d.targets..(r + 1) * d.targets].to_vec(),
+                )
+            })
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn without_a_split_seed_the_bundled_partition_is_unchanged() {
+    // The bundled digits partition, pinned: results measured on it (the
+    // committed benchmarks, the tests' thresholds) must stay reproducible.
+    let digits = load("digits").expect("digits");
+    assert_eq!(
+        (digits.train.n, digits.val.n, digits.test.n),
+        (1078, 359, 360)
+    );
+    assert_eq!(&digits.test.y[..16], PINNED_DIGITS_TEST_LABELS);
+    for name in [
+        "digits",
+        "iris",
+        "wine",
+        "breast_cancer",
+        "mnist",
+        "mnist1d",
+        "parity",
+    ] {
+        assert_eq!(
+            load_split(name, None).expect(name),
+            load(name).expect(name),
+            "{name}"
+        );
+    }
+    for name in ["digits", "iris", "wine", "breast_cancer", "mnist"] {
+        assert_eq!(
+            load_split(name, Some(DEFAULT_SPLIT_SEED)).expect(name),
+            load(name).expect(name),
+            "{name}: the default seed is the bundled partition"
+        );
+    }
+}
+
+/// The first labels of the bundled digits test split (seed 0x5EED_DA7A).
+const PINNED_DIGITS_TEST_LABELS: &[u32] = &[6, 7, 7, 9, 2, 9, 1, 5, 5, 1, 6, 8, 4, 6, 5, 1];
+
+#[test]
+fn a_split_seed_redraws_the_partition_of_the_same_examples() {
+    for (name, sizes, per_class) in [
+        ("digits", [1078, 359, 360], None),
+        ("wine", [107, 36, 35], None),
+        ("mnist1d", [3500, 500, 1000], Some([350, 50, 100])),
+    ] {
+        let bundled = load(name).expect(name);
+        let mut tests = Vec::new();
+        for seed in [101, 102] {
+            let d = load_split(name, Some(seed)).expect(name);
+            assert_eq!(
+                d,
+                load_split(name, Some(seed)).expect(name),
+                "{name} {seed}: deterministic"
+            );
+            assert_eq!(
+                [d.train.n, d.val.n, d.test.n],
+                sizes,
+                "{name} {seed}: sizes"
+            );
+            assert_eq!(
+                (d.shape.clone(), d.classes),
+                (bundled.shape.clone(), bundled.classes)
+            );
+            if name != "wine" {
+                // Unscaled by the training split: the very same examples.
+                assert_eq!(
+                    examples(&d),
+                    examples(&bundled),
+                    "{name} {seed}: same examples"
+                );
+            }
+            if let Some(per_class) = per_class {
+                for class in 0..d.classes as u32 {
+                    let count = |y: &[u32]| y.iter().filter(|l| **l == class).count();
+                    assert_eq!(
+                        [count(&d.train.y), count(&d.val.y), count(&d.test.y)],
+                        per_class,
+                        "{name} {seed}: stratified, class {class}"
+                    );
+                }
+            }
+            assert_ne!(d.test, bundled.test, "{name} {seed}: another test split");
+            tests.push(d.test);
+        }
+        assert_ne!(tests[0], tests[1], "{name}: seeds differ");
+    }
+}
+
+#[test]
+fn a_split_seed_on_a_curriculum_skill_is_an_error_with_a_hint() {
+    let error = load_split("addition", Some(101))
+        .expect_err("no partition to redraw")
+        .to_string();
+    assert!(
+        error.contains("`addition`") && error.contains("split_seed = 101"),
+        "{error}"
+    );
+    assert!(error.contains("\nhint: remove `split_seed`"), "{error}");
 }
