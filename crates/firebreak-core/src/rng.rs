@@ -59,7 +59,17 @@ impl Rng {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
-    /// A uniform integer in `[0, n)`; `n` must be positive.
+    /// A uniform integer in `[0, max]`, the whole `u64` range included: the same
+    /// draws as `below(max + 1)`, without its overflow at `max = u64::MAX`.
+    pub fn up_to(&mut self, max: u64) -> u64 {
+        match max.checked_add(1) {
+            Some(n) => self.below(n),
+            None => self.next_u64(),
+        }
+    }
+
+    /// A uniform integer in `[0, n)`; `n` must be positive (use [`Rng::up_to`]
+    /// where the count of values may be `2^64`).
     pub fn below(&mut self, n: u64) -> u64 {
         assert!(n > 0, "Rng::below(0)");
         // Lemire's multiply-shift with rejection: unbiased.
@@ -78,6 +88,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn up_to_draws_as_below_and_covers_the_whole_range() {
+        let (mut a, mut b) = (Rng::new(3), Rng::new(3));
+        for _ in 0..100 {
+            assert_eq!(a.up_to(9), b.below(10));
+        }
+        // Every u64 is a possible draw: no `below(0)` panic, no overflow.
+        let (mut a, mut b) = (Rng::new(5), Rng::new(5));
+        assert_eq!(a.up_to(u64::MAX), b.next_u64());
+        assert_eq!(Rng::new(1).up_to(0), 0);
+    }
+
+    #[test]
     fn stream_is_stable() {
         // Pinned: a change here changes every campaign's proposals.
         let mut rng = Rng::new(7);
@@ -93,6 +115,7 @@ mod tests {
         let mut rng = Rng::new(1);
         for _ in 0..10_000 {
             assert!(rng.below(3) < 3);
+            assert!(rng.up_to(2) <= 2);
             let x = rng.next_f64();
             assert!((0.0..1.0).contains(&x));
         }

@@ -31,7 +31,10 @@ pub use schema::{
     Approver, CampaignSection, Constraints, Governance, Number, ObjectiveSection, ParamKind,
     ParamSpec, SearchSection, Spec, TaskKind, TaskSection, Tripwire, TripwireKind,
 };
-pub use validate::CampaignSpec;
+pub use validate::{
+    CampaignSpec, MAX_EPOCHS, MAX_NAME_LEN, MAX_PARALLELISM, MAX_REQUEST_TTL, MAX_TRIAL_TIMEOUT,
+    MAX_TRIALS,
+};
 
 /// A commented example spec, written by `firebreak init`.
 pub const EXAMPLE_SPEC: &str = include_str!("example.toml");

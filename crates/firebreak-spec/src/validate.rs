@@ -27,6 +27,19 @@ pub struct CampaignSpec {
 /// Placeholders a command may use besides parameter names.
 pub const BUILTIN_PLACEHOLDERS: &[&str] = &["trial_number", "seed", "trial_dir", "campaign"];
 
+/// The longest campaign name, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+/// The most trials evaluated at once (`[search] parallelism`): each is a worker.
+pub const MAX_PARALLELISM: u32 = 1024;
+/// The most trials a campaign may finish (`[search] n_trials`).
+pub const MAX_TRIALS: u64 = 1_000_000_000;
+/// The longest `[search] trial_timeout`: 365 days.
+pub const MAX_TRIAL_TIMEOUT: u64 = 365 * 86_400;
+/// The longest `[governance] request_ttl`: 3650 days.
+pub const MAX_REQUEST_TTL: u64 = 3650 * 86_400;
+/// The most epochs of a built-in trial (`[task] max_epochs`).
+pub const MAX_EPOCHS: u32 = 100_000;
+
 impl CampaignSpec {
     /// Parses and validates `source`; `file` is the name used in error messages.
     pub fn parse(source: &str, file: &str) -> Result<Self, SpecError> {
@@ -112,18 +125,35 @@ impl CampaignSpec {
         self.check_governance()
     }
 
+    /// The campaign's name is a folder name under the database's trial folder
+    /// (`<db>.trials/<name>`, removed when a new campaign of that name starts), so
+    /// it must be one plain path component: no separator, not `.` or `..`.
     fn check_campaign(&self) -> Result<(), SpecError> {
         let name = &self.spec.campaign.name;
-        let valid = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !valid {
+        let problem = if name.is_empty() {
+            Some("is empty".to_string())
+        } else if name.len() > MAX_NAME_LEN {
+            Some(format!("is {} bytes long, over {MAX_NAME_LEN}", name.len()))
+        } else if let Some(c) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            Some(format!("holds the character {c:?}"))
+        } else if name.starts_with('.') {
+            Some(
+                "starts with `.` (as a folder name, `.` and `..` point outside the campaign's own)"
+                    .to_string(),
+            )
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
             return Err(self.error_at(
                 &["campaign", "name"],
-                format!("campaign name {name:?} is not allowed"),
-                "use 1 to 64 letters, digits, `-`, `_` or `.`, e.g. name = \"digits-mlp\"",
+                format!("campaign name {name:?} is not allowed: it {problem}"),
+                format!(
+                    "use 1 to {MAX_NAME_LEN} letters, digits, `-`, `_` or `.`, not starting with `.`, e.g. name = \"digits-mlp\""
+                ),
             ));
         }
         Ok(())
@@ -162,8 +192,9 @@ impl CampaignSpec {
             }
             _ => return Err(self.error_at(&["objective"], "the objective is ambiguous", both)),
         };
-        for (i, metric) in objectives.metrics.iter().enumerate() {
-            if metric.is_empty() || objectives.metrics[..i].contains(metric) {
+        let mut seen = std::collections::BTreeSet::new();
+        for metric in &objectives.metrics {
+            if metric.is_empty() || !seen.insert(metric) {
                 return Err(self.error_at(
                     &["objective"],
                     format!("metric name {metric:?} is empty or repeated"),
@@ -217,6 +248,7 @@ impl CampaignSpec {
     }
 
     fn distribution(&self, name: &str, p: &ParamSpec) -> Result<Distribution, SpecError> {
+        let bounds_hint = "fix the bounds so that low <= high (and low > 0 with log = true)";
         let at = |key: &str| ["space", name, key].map(str::to_string);
         let err = |key: &str, message: String, hint: &str| {
             let path = at(key);
@@ -287,20 +319,39 @@ impl CampaignSpec {
             }
         };
         distribution.check().map_err(|message| {
-            let key = if message.contains("step") {
-                "step"
+            let (key, hint) = if message.contains("±2^53") {
+                let key = if message.starts_with("high") {
+                    "high"
+                } else {
+                    "low"
+                };
+                (
+                    key,
+                    format!(
+                        "keep int bounds within ±{}; for a wider range use type = \"float\"",
+                        Distribution::MAX_INT_MAGNITUDE
+                    ),
+                )
+            } else if message.contains("steps") {
+                (
+                    "step",
+                    format!(
+                        "use a step that cuts the range into at most {} values, or remove `step`",
+                        Distribution::MAX_STEPS
+                    ),
+                )
+            } else if message.contains("step") {
+                ("step", "write a positive `step`, without log = true".into())
             } else if message.contains("log") {
-                "log"
+                ("log", bounds_hint.into())
             } else if message.contains("choice") {
-                "choices"
+                ("choices", "list each choice once, and no `nan`".into())
+            } else if message.contains("wider") {
+                ("high", "narrow the range, or use log = true".into())
             } else {
-                "low"
+                ("low", bounds_hint.into())
             };
-            err(
-                key,
-                message,
-                "fix the bounds so that low <= high (and low > 0 with log = true)",
-            )
+            err(key, message, &hint)
         })?;
         Ok(distribution)
     }
@@ -314,11 +365,46 @@ impl CampaignSpec {
                 "set n_trials to the number of trials to finish, e.g. n_trials = 50",
             ));
         }
+        if s.n_trials > MAX_TRIALS {
+            return Err(self.error_at(
+                &["search", "n_trials"],
+                format!(
+                    "n_trials = {} is over the limit of {MAX_TRIALS}",
+                    s.n_trials
+                ),
+                format!("set n_trials to at most {MAX_TRIALS}"),
+            ));
+        }
         if s.parallelism == 0 {
             return Err(self.error_at(
                 &["search", "parallelism"],
                 "parallelism = 0 runs nothing",
                 "set parallelism to the number of trials to run at once, e.g. the number of cores",
+            ));
+        }
+        if s.parallelism > MAX_PARALLELISM {
+            return Err(self.error_at(
+                &["search", "parallelism"],
+                format!(
+                    "parallelism = {} is over the limit of {MAX_PARALLELISM} trials at once",
+                    s.parallelism
+                ),
+                format!("set parallelism to at most {MAX_PARALLELISM}, e.g. the number of cores"),
+            ));
+        }
+        if let Some(timeout) = s.trial_timeout
+            && timeout.0 > MAX_TRIAL_TIMEOUT
+        {
+            return Err(self.error_at(
+                &["search", "trial_timeout"],
+                format!(
+                    "trial_timeout = {timeout} is longer than {}",
+                    crate::Duration(MAX_TRIAL_TIMEOUT)
+                ),
+                format!(
+                    "set trial_timeout to at most \"{}\", or remove it for no limit",
+                    crate::Duration(MAX_TRIAL_TIMEOUT)
+                ),
             ));
         }
         Ok(())
@@ -383,6 +469,15 @@ impl CampaignSpec {
             TaskKind::Builtin => {
                 forbid(t.command.is_some(), "command", "builtin")?;
                 forbid(t.path.is_some(), "path", "builtin")?;
+                if let Some(epochs) = t.max_epochs
+                    && epochs > MAX_EPOCHS
+                {
+                    return Err(self.error_at(
+                        &["task", "max_epochs"],
+                        format!("max_epochs = {epochs} is over the limit of {MAX_EPOCHS}"),
+                        format!("set max_epochs to at most {MAX_EPOCHS}"),
+                    ));
+                }
                 if t.dataset.is_none() {
                     return Err(self.error_at(
                         &["task"],
@@ -423,12 +518,20 @@ impl CampaignSpec {
 
     fn check_governance(&self) -> Result<(), SpecError> {
         let g = &self.spec.governance;
-        let mut names: BTreeMap<&str, ()> = BTreeMap::new();
-        for approver in &g.approvers {
-            if names.insert(&approver.name, ()).is_some() {
+        // Name and key to the first entry (1-based) that lists them: one person
+        // under two names, or one key under two names, would count twice toward a
+        // quorum.
+        let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut keys: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
+        for (i, approver) in g.approvers.iter().enumerate() {
+            let entry = i + 1;
+            if let Some(first) = names.insert(&approver.name, entry) {
                 return Err(self.error_at(
                     &["governance", "approvers"],
-                    format!("approver {:?} is listed twice", approver.name),
+                    format!(
+                        "approver {:?} is listed twice, as entries {first} and {entry}",
+                        approver.name
+                    ),
                     "list each person once",
                 ));
             }
@@ -446,6 +549,17 @@ impl CampaignSpec {
                     "write `ed25519:` and the base64 of the 32-byte key, as printed by `firebreak keys new`",
                 ));
             }
+            // Keys are canonical base64 (checked above), so equal text is equal bytes.
+            if let Some((first, first_name)) = keys.insert(&approver.key, (entry, &approver.name)) {
+                return Err(self.error_at(
+                    &["governance", "approvers"],
+                    format!(
+                        "approvers {first_name:?} (entry {first}) and {:?} (entry {entry}) have the same key {:?}",
+                        approver.name, approver.key
+                    ),
+                    "one key is one person: give each approver their own key (`firebreak keys new NAME`), and list each person once",
+                ));
+            }
             if !["approver", "researcher", "auditor", "admin"].contains(&approver.role.as_str()) {
                 return Err(self.error_at(
                     &["governance", "approvers"],
@@ -456,6 +570,20 @@ impl CampaignSpec {
                     "use one of approver, researcher, auditor, admin",
                 ));
             }
+        }
+        if g.request_ttl.0 > MAX_REQUEST_TTL {
+            return Err(self.error_at(
+                &["governance", "request_ttl"],
+                format!(
+                    "request_ttl = {} is longer than {}",
+                    g.request_ttl,
+                    crate::Duration(MAX_REQUEST_TTL)
+                ),
+                format!(
+                    "set request_ttl to at most \"{}\"",
+                    crate::Duration(MAX_REQUEST_TTL)
+                ),
+            ));
         }
         if let Some(quorum) = g.quorum {
             let n = g.approvers.len();
@@ -531,12 +659,15 @@ fn is_ed25519_public_key(key: &str) -> bool {
     let Some(b64) = key.strip_prefix("ed25519:") else {
         return false;
     };
-    // 32 bytes are 43 base64 characters and one `=` of padding.
+    // 32 bytes are 43 base64 characters and one `=` of padding; the last
+    // character's two low bits are padding and must be zero (canonical base64, as
+    // the decoder demands), so one key has exactly one spelling.
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let sextet = |c: u8| ALPHABET.iter().position(|&a| a == c);
     b64.len() == 44
         && b64.ends_with('=')
-        && b64[..43]
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
+        && b64.as_bytes()[..43].iter().all(|&c| sextet(c).is_some())
+        && sextet(b64.as_bytes()[42]).is_some_and(|v| v & 0b11 == 0)
 }
 
 fn toml_error(error: &toml::de::Error, source: &str, file: &str) -> SpecError {

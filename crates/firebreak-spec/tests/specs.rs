@@ -97,7 +97,7 @@ fn bad_specs() {
     check(
         "name = \"digits-mlp\"",
         "name = \"digits mlp\"",
-        "c.toml:5:1: `campaign.name`: campaign name \"digits mlp\" is not allowed\nhint: use 1 to 64 letters, digits, `-`, `_` or `.`, e.g. name = \"digits-mlp\"",
+        "c.toml:5:1: `campaign.name`: campaign name \"digits mlp\" is not allowed: it holds the character ' '\nhint: use 1 to 64 letters, digits, `-`, `_` or `.`, not starting with `.`, e.g. name = \"digits-mlp\"",
     );
     check(
         "parallelism = 2",
@@ -122,7 +122,7 @@ fn bad_specs() {
     check(
         "[constraints]",
         "foo = 1\n[constraints]",
-        "c.toml:34:1: `task.foo`: unknown key `foo`\nhint: check the spelling; the keys allowed here are `kind`, `command`, `workdir`, `env`, `path`, `dataset`, `model`, `max_epochs`, `refit`",
+        "c.toml:34:1: `task.foo`: unknown key `foo`\nhint: check the spelling; the keys allowed here are `kind`, `command`, `workdir`, `env`, `path`, `dataset`, `model`, `max_epochs`, `refit`, `split_seed`",
     );
     check(
         "[constraints]",
@@ -143,5 +143,270 @@ fn bad_specs() {
         "max_wall_time = \"2h\"",
         "max_wall_time = \"2h\"\n\n[governance]\napprovers = [ { name = \"alice\", key = \"rsa:xyz\" } ]",
         "c.toml:39:1: `governance.approvers`: approver \"alice\" has key \"rsa:xyz\", not an Ed25519 public key\nhint: write `ed25519:` and the base64 of the 32-byte key, as printed by `firebreak keys new`",
+    );
+}
+
+/// Replaces `from` by `to` in the example spec and expects an error at `key` whose
+/// message holds every one of `words`.
+fn check_key(from: &str, to: &str, key: &str, words: &[&str]) {
+    assert!(EXAMPLE_SPEC.contains(from), "example lacks {from:?}");
+    let source = EXAMPLE_SPEC.replacen(from, to, 1);
+    let error = CampaignSpec::parse(&source, "c.toml").expect_err("spec should be rejected");
+    assert_eq!(
+        error.key, key,
+        "after replacing {from:?} with {to:?}: {error}"
+    );
+    assert!(error.to_string().contains("\nhint: "), "{error}");
+    for word in words {
+        assert!(
+            error.to_string().contains(word),
+            "after replacing {from:?} with {to:?}: {error} lacks {word:?}"
+        );
+    }
+}
+
+/// A name is a folder under the database's trial folder: `..` would be the
+/// database's own folder, which a new campaign's stale-folder cleanup removed.
+#[test]
+fn campaign_names_are_one_plain_path_component() {
+    let bad = |name: &str, why: &str| {
+        check_key(
+            "name = \"digits-mlp\"",
+            &format!("name = {name}"),
+            "campaign.name",
+            &["c.toml:5:1", "is not allowed", why, "not starting with `.`"],
+        )
+    };
+    bad(r#"".""#, "starts with `.`");
+    bad(r#""..""#, "starts with `.`");
+    bad(r#""...""#, "starts with `.`");
+    bad(r#"".hidden""#, "starts with `.`");
+    bad(r#""../db""#, "holds the character '/'");
+    bad(r#""a/b""#, "holds the character '/'");
+    bad(r#""a\\b""#, "holds the character '\\\\'");
+    bad(r#""a:b""#, "holds the character ':'");
+    bad(r#""a\u0000b""#, "holds the character '\\0'");
+    bad(r#""a\nb""#, "holds the character '\\n'");
+    bad(r#""a\u007fb""#, "holds the character '\\u{7f}'");
+    bad(r#""é""#, "holds the character 'é'");
+    bad(r#""""#, "is empty");
+    bad(
+        &format!("\"{}\"", "a".repeat(65)),
+        "is 65 bytes long, over 64",
+    );
+    for good in ["a", "a.b", "a..b", "digits-mlp_2.v1", &"a".repeat(64)] {
+        let source =
+            EXAMPLE_SPEC.replacen("name = \"digits-mlp\"", &format!("name = \"{good}\""), 1);
+        let spec = CampaignSpec::parse(&source, "c.toml").unwrap_or_else(|e| panic!("{good}: {e}"));
+        assert_eq!(spec.name(), good);
+    }
+}
+
+const KEY_A: &str = "ed25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+const KEY_B: &str = "ed25519:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBA=";
+
+fn approvers(list: &[(&str, &str)]) -> String {
+    let entries: Vec<String> = list
+        .iter()
+        .map(|(name, key)| format!("{{ name = \"{name}\", key = \"{key}\" }}"))
+        .collect();
+    format!(
+        "max_wall_time = \"2h\"\n\n[governance]\nquorum = 2\napprovers = [ {} ]",
+        entries.join(", ")
+    )
+}
+
+/// One key listed under two names would count twice toward a quorum.
+#[test]
+fn one_approver_key_under_two_names_is_refused() {
+    let ok = EXAMPLE_SPEC.replacen(
+        "max_wall_time = \"2h\"",
+        &approvers(&[("alice", KEY_A), ("bob", KEY_B)]),
+        1,
+    );
+    CampaignSpec::parse(&ok, "c.toml").expect("two people, two keys");
+    check_key(
+        "max_wall_time = \"2h\"",
+        &approvers(&[("alice", KEY_A), ("bob", KEY_B), ("alice2", KEY_A)]),
+        "governance.approvers",
+        &[
+            "c.toml:40:1",
+            "approvers \"alice\" (entry 1) and \"alice2\" (entry 3) have the same key",
+            KEY_A,
+            "hint: one key is one person",
+        ],
+    );
+    check_key(
+        "max_wall_time = \"2h\"",
+        &approvers(&[("alice", KEY_A), ("alice", KEY_B)]),
+        "governance.approvers",
+        &["approver \"alice\" is listed twice, as entries 1 and 2"],
+    );
+    // The same 32 bytes spelled with non-zero padding bits: refused as not canonical,
+    // so two spellings of one key cannot pass as two keys.
+    let same_bytes = "ed25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB=";
+    check_key(
+        "max_wall_time = \"2h\"",
+        &approvers(&[("alice", KEY_A), ("mallory", same_bytes)]),
+        "governance.approvers",
+        &["approver \"mallory\" has key", "not an Ed25519 public key"],
+    );
+}
+
+/// Sizes that validated and then panicked or exhausted memory are bounded here.
+#[test]
+fn sizes_are_bounded_at_validation() {
+    let whole_i64 =
+        "hidden     = { type = \"int\", low = -9223372036854775808, high = 9223372036854775807 }";
+    check_key(
+        "hidden     = { type = \"int\", low = 8, high = 64, log = true }",
+        whole_i64,
+        "space.hidden.low",
+        &[
+            "low = -9223372036854775808 is outside ±2^53",
+            "hint: keep int bounds within ±9007199254740992",
+        ],
+    );
+    check_key(
+        "hidden     = { type = \"int\", low = 8, high = 64, log = true }",
+        "hidden     = { type = \"int\", low = 0, high = 9223372036854775807 }",
+        "space.hidden.high",
+        &["high = 9223372036854775807 is outside ±2^53"],
+    );
+    check_key(
+        "lr         = { type = \"float\", low = 1e-4, high = 0.5, log = true }",
+        "lr         = { type = \"float\", low = 0.0, high = 1e300, step = 1e-300 }",
+        "space.lr.step",
+        &[
+            "step = 1e-300 cuts",
+            "hint: use a step that cuts the range into at most",
+        ],
+    );
+    check_key(
+        "lr         = { type = \"float\", low = 1e-4, high = 0.5, log = true }",
+        "lr         = { type = \"float\", low = -1e308, high = 1e308 }",
+        "space.lr.high",
+        &["wider than the largest float"],
+    );
+    check_key(
+        "choices = [\"relu\", \"tanh\"]",
+        "choices = [1.0, nan]",
+        "space.activation.choices",
+        &[
+            "choice nan is not a number",
+            "hint: list each choice once, and no `nan`",
+        ],
+    );
+    check_key(
+        "parallelism = 2",
+        "parallelism = 4294967295",
+        "search.parallelism",
+        &[
+            "c.toml:23:1",
+            "parallelism = 4294967295 is over the limit of 1024",
+            "hint: set parallelism to at most 1024",
+        ],
+    );
+    check_key(
+        "n_trials = 20",
+        "n_trials = 9223372036854775807",
+        "search.n_trials",
+        &["n_trials = 9223372036854775807 is over the limit of 1000000000"],
+    );
+    check_key(
+        "trial_timeout = \"5m\"",
+        "trial_timeout = 9223372036854775807",
+        "search.trial_timeout",
+        &[
+            "is longer than 365d",
+            "hint: set trial_timeout to at most \"365d\"",
+        ],
+    );
+    check_key(
+        "max_wall_time = \"2h\"",
+        "max_wall_time = \"2h\"\n\n[governance]\nrequest_ttl = \"100000d\"",
+        "governance.request_ttl",
+        &["request_ttl = 100000d is longer than 3650d"],
+    );
+    // The largest values allowed still validate.
+    let source = EXAMPLE_SPEC
+        .replacen("parallelism = 2", "parallelism = 1024", 1)
+        .replacen(
+            "hidden     = { type = \"int\", low = 8, high = 64, log = true }",
+            "hidden     = { type = \"int\", low = -9007199254740992, high = 9007199254740992 }",
+            1,
+        );
+    let spec = CampaignSpec::parse(&source, "c.toml").expect("largest bounds are valid");
+    assert_eq!(spec.spec.search.parallelism, 1024);
+}
+
+/// A builtin task's `max_epochs` is bounded like the genome's `epochs`.
+#[test]
+fn builtin_max_epochs_is_bounded() {
+    let builtin = EXAMPLE_SPEC.replacen(
+        "kind = \"command\"\n# {name} expands to a parameter's value; an argument holding an inactive one is dropped.\ncommand = [\"python3\", \"train.py\", \"--lr\", \"{lr}\", \"--hidden\", \"{hidden}\"]\nworkdir = \".\"                  # relative to this file's folder\nenv = { OMP_NUM_THREADS = \"1\" }",
+        "kind = \"builtin\"\ndataset = \"digits\"\nmax_epochs = 4294967295",
+        1,
+    );
+    assert_ne!(builtin, EXAMPLE_SPEC, "the example's task changed");
+    let error = CampaignSpec::parse(&builtin, "c.toml").expect_err("too many epochs");
+    assert_eq!(error.key, "task.max_epochs", "{error}");
+    assert!(error.message.contains("4294967295"), "{error}");
+}
+
+/// Validation is linear-ish in parameters, choices and conditions: 50,000
+/// parameters (half of them conditional), 50,000 choices and a chain of 2,000
+/// conditions took about 11 s in release before (pairwise duplicate checks, a
+/// quadratic topological sort); the bound is generous for debug builds on a busy
+/// machine, and the time is printed.
+#[test]
+#[allow(clippy::print_stderr)] // the time is printed for `--nocapture` runs
+fn large_spaces_validate_quickly() {
+    let mut text = String::from(
+        "[campaign]\nname = \"big\"\n\n[objective]\nmetric = \"y\"\ndirection = \"minimize\"\n\n[space]\n",
+    );
+    let choices: Vec<String> = (0..50_000).map(|i| format!("\"c{i}\"")).collect();
+    text.push_str(&format!(
+        "cat = {{ type = \"categorical\", choices = [{}] }}\n",
+        choices.join(", ")
+    ));
+    for i in 0..50_000 {
+        let when = if i % 2 == 0 {
+            format!(", when = {{ cat = [\"c{}\", \"c7\"] }}", i % 50_000)
+        } else {
+            String::new()
+        };
+        text.push_str(&format!(
+            "p{i:05} = {{ type = \"float\", low = 0.0, high = 1.0{when} }}\n"
+        ));
+    }
+    // A chain: z0001 needs z0000, z0002 needs z0001, ...
+    text.push_str("z0000 = { type = \"int\", low = 0, high = 1 }\n");
+    for i in 1..2_000 {
+        text.push_str(&format!(
+            "z{i:04} = {{ type = \"int\", low = 0, high = 1, when = {{ z{:04} = 1 }} }}\n",
+            i - 1
+        ));
+    }
+    text.push_str("\n[search]\nsampler = \"random\"\nn_trials = 10\n\n[task]\nkind = \"command\"\ncommand = [\"true\"]\n");
+    let start = std::time::Instant::now();
+    let spec = CampaignSpec::parse(&text, "big.toml").expect("valid");
+    let elapsed = start.elapsed();
+    eprintln!("validated 52,001 parameters and 50,000 choices in {elapsed:.2?}");
+    assert_eq!(spec.space.parameters().len(), 52_001);
+    let names: Vec<&str> = spec
+        .space
+        .parameters()
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(&names[..2], ["cat", "p00000"]);
+    assert!(
+        names.windows(2).all(|w| w[0] < w[1]),
+        "parents sort first here"
+    );
+    assert!(
+        elapsed < std::time::Duration::from_secs(20),
+        "took {elapsed:.2?}"
     );
 }
