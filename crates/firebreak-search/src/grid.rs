@@ -9,6 +9,14 @@ use crate::proposer::{History, Proposer};
 /// The most grid points a campaign may enumerate.
 const MAX_POINTS: usize = 1_000_000;
 
+/// The most values one axis may be spread over (`points_per_axis`); each is
+/// allocated before the grid's size is known.
+const MAX_POINTS_PER_AXIS: usize = 10_000;
+
+/// The most parameter values all grid points together may hold (points times
+/// their active parameters): about a gigabyte of memory.
+const MAX_VALUES: usize = 10_000_000;
+
 /// Exhaustive grid search. Categorical parameters contribute their choices; int
 /// parameters every value (or `points_per_axis` values when there are more than
 /// 64); float parameters every `step` value when stepped, else `points_per_axis`
@@ -22,30 +30,46 @@ pub struct GridProposer {
 impl GridProposer {
     /// Enumerates the grid of `space`.
     pub fn new(space: &SearchSpace, points_per_axis: usize) -> Result<Self, SearchError> {
-        if points_per_axis < 2 {
+        if !(2..=MAX_POINTS_PER_AXIS).contains(&points_per_axis) {
             return Err(SearchError::BadOption {
                 key: "points_per_axis".into(),
-                message: format!("needs at least 2 points, got {points_per_axis}"),
+                message: format!("needs 2 to {MAX_POINTS_PER_AXIS} points, got {points_per_axis}"),
             });
         }
+        let too_big = || {
+            SearchError::Unsupported(format!(
+                "the grid has more than {MAX_POINTS} points (or {MAX_VALUES} values over all points); give floats a `step` or lower points_per_axis"
+            ))
+        };
         let mut points = vec![Params::new()];
         for parameter in space.parameters() {
             let values = axis(parameter, points_per_axis);
+            if values.is_empty() {
+                return Err(SearchError::Unsupported(format!(
+                    "parameter `{}` has no grid values",
+                    parameter.name
+                )));
+            }
             let mut next = Vec::new();
+            // Values held by the points of `next`, checked as they grow.
+            let mut held = 0usize;
             for point in points {
                 if SearchSpace::is_active(parameter, &point) {
                     for value in &values {
+                        held += point.len() + 1;
+                        if next.len() >= MAX_POINTS || held > MAX_VALUES {
+                            return Err(too_big());
+                        }
                         let mut extended = point.clone();
                         extended.insert(parameter.name.clone(), value.clone());
                         next.push(extended);
                     }
                 } else {
+                    held += point.len();
+                    if next.len() >= MAX_POINTS || held > MAX_VALUES {
+                        return Err(too_big());
+                    }
                     next.push(point);
-                }
-                if next.len() > MAX_POINTS {
-                    return Err(SearchError::Unsupported(format!(
-                        "the grid has more than {MAX_POINTS} points; give floats a `step` or lower points_per_axis"
-                    )));
                 }
             }
             points = next;
@@ -73,19 +97,20 @@ fn axis(parameter: &Parameter, n: usize) -> Vec<ParamValue> {
             log,
             step,
         } => {
-            let step = step.unwrap_or(1);
-            let count = ((high - low) / step) as usize + 1;
-            if count <= 64 {
-                return (0..count as i64)
-                    .map(|k| ParamValue::Int(low + k * step))
-                    .collect();
+            // In i128: `high - low` of a range over all of i64 does not fit an i64.
+            let step = i128::from(step.unwrap_or(1).max(1));
+            let last = (i128::from(high) - i128::from(low)) / step;
+            let at = |k: i128| ParamValue::Int((i128::from(low) + k.clamp(0, last) * step) as i64);
+            if last < 64 {
+                return (0..=last).map(at).collect();
             }
-            let mut values: Vec<i64> = spread(low as f64, high as f64, log, n)
+            // Each spread value to its nearest step at or below `high`.
+            let mut values: Vec<ParamValue> = spread(low as f64, high as f64, log, n)
                 .into_iter()
-                .map(|x| low + ((x - low as f64) / step as f64).round() as i64 * step)
+                .map(|x| at(((x - low as f64) / step as f64).round() as i128))
                 .collect();
             values.dedup();
-            values.into_iter().map(ParamValue::Int).collect()
+            values
         }
         Distribution::Float {
             low,
@@ -160,5 +185,79 @@ impl Proposer for GridProposer {
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proposer::History;
+
+    fn int(name: &str, low: i64, high: i64, step: Option<i64>) -> Parameter {
+        Parameter {
+            name: name.into(),
+            distribution: Distribution::Int {
+                low,
+                high,
+                log: false,
+                step,
+            },
+            condition: None,
+        }
+    }
+
+    #[test]
+    fn an_int_over_the_whole_i64_range_has_a_grid_inside_its_bounds() {
+        // `SearchSpace::new` rejects such bounds; the grid must not overflow anyway.
+        let whole = int("x", i64::MIN, i64::MAX, None);
+        let values = axis(&whole, 5);
+        assert_eq!(values.first(), Some(&ParamValue::Int(i64::MIN)));
+        assert_eq!(values.len(), 5);
+        assert!(values.iter().all(|v| whole.distribution.contains(v)));
+    }
+
+    #[test]
+    fn spread_ints_stay_on_their_steps_and_below_high() {
+        let p = int("x", 0, 6490, Some(100));
+        let values = axis(&p, 5);
+        assert!(
+            values.iter().all(|v| p.distribution.contains(v)),
+            "{values:?}"
+        );
+        assert_eq!(values.last(), Some(&ParamValue::Int(6400)));
+    }
+
+    #[test]
+    fn huge_points_per_axis_is_an_error_not_an_allocation() {
+        let space = SearchSpace::new(vec![Parameter {
+            name: "lr".into(),
+            distribution: Distribution::Float {
+                low: 0.0,
+                high: 1.0,
+                log: false,
+                step: None,
+            },
+            condition: None,
+        }])
+        .expect("valid space");
+        let error = GridProposer::new(&space, 4_294_967_295).expect_err("too many");
+        assert!(
+            error.to_string().contains("points_per_axis")
+                && error.to_string().contains("4294967295"),
+            "{error}"
+        );
+        assert_eq!(
+            GridProposer::new(&space, 10_000).expect("fits").len(),
+            10_000
+        );
+        let mut grid = GridProposer::new(&space, 3).expect("fits");
+        let objectives =
+            firebreak_core::Objectives::single("y", firebreak_core::Direction::Minimize);
+        let history = History {
+            trials: &[],
+            objectives: &objectives,
+        };
+        let (point, _) = grid.sample_relative(&space, &history, &[], &mut Rng::new(1));
+        assert_eq!(point["lr"], ParamValue::Float(0.0));
     }
 }
