@@ -39,7 +39,8 @@ pub struct BuiltinTask {
 }
 
 impl BuiltinTask {
-    /// The task of a builtin spec: loads the dataset and checks that the model,
+    /// The task of a builtin spec: loads the dataset (partitioned with the
+    /// task's `split_seed`, when it has one) and checks that the model,
     /// the space's parameter names and the objectives fit it.
     pub fn from_spec(
         spec: &firebreak_spec::CampaignSpec,
@@ -48,7 +49,8 @@ impl BuiltinTask {
         let task = &spec.spec.task;
         let bad = |message: String| RunnerError::TaskUnavailable(message);
         let name = task.dataset.clone().unwrap_or_default();
-        let data = firebreak_data::load(&name).map_err(|e| bad(e.to_string()))?;
+        let data =
+            firebreak_data::load_split(&name, task.split_seed).map_err(|e| bad(e.to_string()))?;
         let model = task.model.clone().unwrap_or_else(|| "mlp".into());
         let max_epochs = task.max_epochs.unwrap_or(20);
         firebreak_train::genome::check_names(

@@ -219,6 +219,12 @@ pub struct TaskSection {
     /// validation splits together before its test evaluation.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refit: bool,
+    /// (builtin) The seed the stratified train / validation / test partition is
+    /// drawn from (absent: the dataset's bundled partition). Choose it before a
+    /// run that makes a claim (`docs/evaluation.md`); like every `[task]` key, a
+    /// change on an existing campaign is a governed `evaluation` change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_seed: Option<u64>,
 }
 
 /// `[constraints]`: the campaign's governed limits. Absent means unlimited.
