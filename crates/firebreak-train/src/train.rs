@@ -151,9 +151,9 @@ pub fn train(
             });
         }
         if curriculum.self_paced() {
-            level_losses = curriculum.losses(&net, train, size, data.targets);
+            level_losses = curriculum.losses(&net, train, size, data.targets)?;
         }
-        let (val_loss, val_accuracy) = evaluate(&net, &data.val, size, data.targets);
+        let (val_loss, val_accuracy) = evaluate(&net, &data.val, size, data.targets)?;
         let metrics = EpochMetrics {
             epoch: epoch + 1,
             train_loss,
@@ -217,7 +217,13 @@ impl Curriculum {
     }
 
     /// The training loss of each level, easiest first (on up to 256 examples each).
-    fn losses(&self, net: &Net, train: &Split, size: usize, targets: usize) -> Vec<f64> {
+    fn losses(
+        &self,
+        net: &Net,
+        train: &Split,
+        size: usize,
+        targets: usize,
+    ) -> Result<Vec<f64>, TrainError> {
         (1..=self.levels)
             .map(|level| {
                 let rows: Vec<usize> = (0..train.n)
@@ -225,7 +231,7 @@ impl Curriculum {
                     .take(256)
                     .collect();
                 let subset = train.rows(&rows, size);
-                evaluate(net, &subset, size, targets).0
+                Ok(evaluate(net, &subset, size, targets)?.0)
             })
             .collect()
     }
@@ -236,7 +242,7 @@ pub fn test(genome: &Genome, data: &Dataset, dir: &Path) -> Result<(f64, f64), T
     let device = Device::flex().autodiff();
     let net = build(genome, data, 0, &device);
     let (net, _, _) = load(dir, net, optimizer(genome))?;
-    Ok(evaluate(&net, &data.test, data.shape.size(), data.targets))
+    evaluate(&net, &data.test, data.shape.size(), data.targets)
 }
 
 fn optimizer(genome: &Genome) -> ModuleOptimizer {
@@ -409,8 +415,14 @@ fn masked_cross_entropy(logits: Tensor<2>, y: Tensor<1, Int>, mask: Tensor<1>) -
     -(picked * mask).sum() / count
 }
 
-/// Loss and accuracy of `net` (in evaluation mode) on `split`.
-fn evaluate(net: &Net, split: &Split, size: usize, targets: usize) -> (f64, f64) {
+/// Loss and accuracy of `net` (in evaluation mode) on `split`; an error when the
+/// predictions cannot be read (never an accuracy of 0).
+fn evaluate(
+    net: &Net,
+    split: &Split,
+    size: usize,
+    targets: usize,
+) -> Result<(f64, f64), TrainError> {
     let net = net.valid();
     let device = Device::flex();
     let mut loss_sum = 0.0;
@@ -420,13 +432,10 @@ fn evaluate(net: &Net, split: &Split, size: usize, targets: usize) -> (f64, f64)
     for chunk in rows.chunks(512) {
         let (x, y, mask) = batch_tensors(split, chunk, size, targets, &device);
         let logits = net.forward(x);
-        let predicted: Vec<i64> = logits
-            .clone()
-            .argmax(1)
-            .into_data()
-            .convert::<i64>()
-            .try_to_vec::<i64>()
-            .unwrap_or_default();
+        let predicted = predictions(
+            logits.clone().argmax(1).into_data().convert::<i64>(),
+            chunk.len() * targets,
+        )?;
         let labels = &split.y;
         let n_scored = chunk
             .iter()
@@ -444,15 +453,60 @@ fn evaluate(net: &Net, split: &Split, size: usize, targets: usize) -> (f64, f64)
             correct += usize::from(right);
         }
     }
-    (
+    Ok((
         loss_sum / scored.max(1.0),
         correct as f64 / split.n.max(1) as f64,
-    )
+    ))
+}
+
+/// The predicted classes in `data` (argmax indices, as `i64`), which must be
+/// `expected` many: one per example and target.
+fn predictions(data: TensorData, expected: usize) -> Result<Vec<i64>, TrainError> {
+    let dtype = data.dtype();
+    let predicted = data.try_to_vec::<i64>().map_err(|e| {
+        TrainError::Unsupported(format!(
+            "cannot read the predicted classes as i64 from a {dtype:?} tensor ({e:?}), \
+             so the accuracy is unknown; hint: this is a bug in the trainer, please report it"
+        ))
+    })?;
+    if predicted.len() != expected {
+        return Err(TrainError::Unsupported(format!(
+            "the network predicted {} classes for {expected} labels, so the accuracy is \
+             unknown; hint: this is a bug in the trainer, please report it",
+            predicted.len()
+        )));
+    }
+    Ok(predicted)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Predictions that cannot be read, or too few of them, are an error, not an
+    /// accuracy of 0.
+    #[test]
+    fn unreadable_predictions_are_an_error() {
+        assert_eq!(
+            predictions(TensorData::new(vec![2i64, 0, 1], [3]), 3).expect("readable"),
+            [2, 0, 1]
+        );
+        let floats = predictions(TensorData::new(vec![2.0f32, 0.0], [2]), 2)
+            .expect_err("f32 is not i64")
+            .to_string();
+        assert!(
+            floats.starts_with("cannot read the predicted classes as i64 from a F32 tensor"),
+            "{floats}"
+        );
+        let short = predictions(TensorData::new(Vec::<i64>::new(), [0]), 4)
+            .expect_err("none for four labels")
+            .to_string();
+        assert!(
+            short.starts_with("the network predicted 0 classes for 4 labels"),
+            "{short}"
+        );
+        assert!(floats.contains("; hint: ") && short.contains("; hint: "));
+    }
 
     /// Every translation moves the picture rigidly, fills with zeros, keeps
     /// within `shift`, and over many draws every offset occurs.
