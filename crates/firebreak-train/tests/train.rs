@@ -108,9 +108,11 @@ fn a_stop_ends_training_at_once_and_a_checkpoint_resumes_where_it_stopped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let g: Genome = genome("mlp", &params(&[("width", int(16))]), 6).expect("genome");
     let mut seen = Vec::new();
+    let mut at_stop = None;
     let first = train(&g, &data, 3, Some(dir.path()), |m| {
         seen.push(m.epoch);
         if m.epoch == 2 {
+            at_stop = Some(*m);
             Control::Stop
         } else {
             Control::Continue
@@ -119,8 +121,27 @@ fn a_stop_ends_training_at_once_and_a_checkpoint_resumes_where_it_stopped() {
     .expect("trains");
     assert!(first.stopped);
     assert_eq!(seen, [1, 2], "no epoch after the stop");
-    let (_, stopped_accuracy) = test(&g, &data, dir.path()).expect("checkpoint loads");
-    assert!(stopped_accuracy > 0.1);
+    // The checkpoint holds the network of the epoch that reported, not the
+    // initial weights nor a later epoch's: evaluated on the validation split
+    // (through `test`, with the validation examples as its test split), it
+    // scores exactly what epoch 2 reported, far above chance (10 %).
+    let at_stop = at_stop.expect("epoch 2 reported");
+    let mut validation = data.clone();
+    validation.test = data.val.clone();
+    let (loss, accuracy) = test(&g, &validation, dir.path()).expect("checkpoint loads");
+    assert!(
+        (accuracy - at_stop.val_accuracy).abs() < 1e-9,
+        "checkpoint {accuracy} against epoch 2's {}",
+        at_stop.val_accuracy
+    );
+    assert!(
+        (loss - at_stop.val_loss).abs() < 1e-5 * at_stop.val_loss.max(1e-3),
+        "checkpoint loss {loss} against epoch 2's {}",
+        at_stop.val_loss
+    );
+    // Two epochs of a 16-unit MLP at lr 1e-3 (measured 0.295): already well above
+    // the 10 % of an untrained network.
+    assert!(accuracy > 0.2, "two epochs of training: {accuracy}");
     let mut resumed = Vec::new();
     let second = train(&g, &data, 3, Some(dir.path()), |m| {
         resumed.push(m.epoch);
@@ -185,18 +206,26 @@ fn mnist1d_shows_the_papers_gap_between_logistic_mlp_and_cnn() {
     // The paper (Greydanus 2020): logistic about 32 %, MLP 60-68 %, CNN about 94 %.
     let logistic = accuracy("mlp", params(&[("depth", int(0))]), 20);
     let mlp = accuracy("mlp", params(&[("width", int(100))]), 30);
-    let cnn = accuracy(
+    // The README's CNN figure: 3 blocks of 32, kernel 5, no pooling, 30 epochs,
+    // seed 0, accuracy on the test split (91.9 % measured in this test's build;
+    // the paper's CNN: about 94 %).
+    let g = genome(
         "cnn",
-        params(&[
+        &params(&[
             ("blocks", int(3)),
             ("channels", int(32)),
             ("kernel", int(5)),
             ("pool", text("none")),
         ]),
-        12,
-    );
+        30,
+    )
+    .expect("genome");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trained = train(&g, &data, 0, Some(dir.path()), |_| Control::Continue).expect("trains");
+    assert_eq!(trained.last.expect("ran").epoch, 30);
+    let (_, cnn) = test(&g, &data, dir.path()).expect("checkpoint loads");
     assert!((0.2..0.42).contains(&logistic), "logistic {logistic}");
     assert!((0.45..0.75).contains(&mlp), "mlp {mlp}");
-    assert!(cnn > 0.85, "cnn {cnn}");
+    assert!(cnn >= 0.9, "cnn test accuracy {cnn}");
     assert!(logistic < mlp && mlp < cnn);
 }
