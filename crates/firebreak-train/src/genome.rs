@@ -4,6 +4,7 @@
 //! an error, so a typo cannot silently search nothing.
 
 use firebreak_core::{ParamValue, Params};
+use firebreak_data::Shape;
 
 use crate::TrainError;
 
@@ -21,11 +22,15 @@ const COMMON: &[&str] = &[
     "batch_size",
     "epochs",
     "dropout",
-    "activation",
-    "norm",
     "curriculum",
     "shift",
 ];
+
+/// Parameters of the hidden layers that only the MLP and the CNN build from: the
+/// cell's edges are fixed ReLU–convolution–batch-norm operations and the
+/// transformer's layers have their own GELU and layer norm, so for those a
+/// searched `activation` or `norm` would change nothing.
+const LAYERED: &[&str] = &["activation", "norm"];
 
 /// A hidden-unit nonlinearity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,10 +238,14 @@ impl Genome {
                 "transformer, {layers} layers, {heads} heads, width {width}, feed-forward {ff_width}"
             ),
         };
+        let layered = match self.architecture {
+            Architecture::Mlp { .. } | Architecture::Cnn { .. } => {
+                format!("{:?} activation, {:?} norm, ", self.activation, self.norm)
+            }
+            Architecture::Cell { .. } | Architecture::Transformer { .. } => String::new(),
+        };
         format!(
-            "{body}; {:?} activation, {:?} norm, dropout {}; {:?} lr {} ({:?}), weight decay {}, batch {}, {} epochs{}",
-            self.activation,
-            self.norm,
+            "{body}; {layered}dropout {}; {:?} lr {} ({:?}), weight decay {}, batch {}, {} epochs{}",
             self.dropout,
             self.optimizer,
             self.lr,
@@ -402,24 +411,55 @@ pub fn genome(model: &str, params: &Params, max_epochs: u32) -> Result<Genome, T
 
 /// The parameter names `model` understands (for docs and error hints).
 pub fn known_names(model: &str) -> Vec<String> {
-    let own: &[&str] = match model {
-        "mlp" => &["depth", "width", "width_<i>", "residual"],
-        "cnn" => &[
-            "blocks",
-            "channels",
-            "channels_<i>",
-            "kernel",
-            "kernel_<i>",
-            "pool",
-            "hidden",
-        ],
-        "cell" => &[
-            "op0", "op1", "op2", "op3", "op4", "op5", "cells", "channels",
-        ],
-        "transformer" => &["layers", "heads", "width", "ff_width"],
-        _ => &[],
+    let (own, layered): (&[&str], &[&str]) = match model {
+        "mlp" => (&["depth", "width", "width_<i>", "residual"], LAYERED),
+        "cnn" => (
+            &[
+                "blocks",
+                "channels",
+                "channels_<i>",
+                "kernel",
+                "kernel_<i>",
+                "pool",
+                "hidden",
+            ],
+            LAYERED,
+        ),
+        "cell" => (
+            &[
+                "op0", "op1", "op2", "op3", "op4", "op5", "cells", "channels",
+            ],
+            &[],
+        ),
+        "transformer" => (&["layers", "heads", "width", "ff_width"], &[]),
+        _ => (&[], &[]),
     };
-    own.iter().chain(COMMON).map(|s| s.to_string()).collect()
+    own.iter()
+        .chain(layered)
+        .chain(COMMON)
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// Checks that `model` can read the examples of `dataset` (of `shape`): the
+/// transformer embeds token ids, so it needs a sequence dataset; on features or
+/// pixels it would cast every value to a token id.
+pub fn check_data(model: &str, dataset: &str, shape: &Shape) -> Result<(), TrainError> {
+    if model == "transformer" && !matches!(shape, Shape::Sequence { .. }) {
+        let what = match *shape {
+            Shape::Tabular { features } => format!("{features} float features"),
+            Shape::Image {
+                channels,
+                height,
+                width,
+            } => format!("{channels}×{height}×{width} images"),
+            Shape::Sequence { .. } => unreachable!("matched above"),
+        };
+        return Err(TrainError::Unsupported(format!(
+            "model `transformer` reads token ids, but dataset `{dataset}` holds {what}: each value would be cast to a token id; hint: use model mlp, cnn or cell on `{dataset}`, or the transformer on a sequence dataset (mod_add, parity, sort, copy, reverse, addition)"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks that `model` is a model family and understands every parameter name.
@@ -441,6 +481,16 @@ pub fn check_names<'a>(
                 .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit())),
             None => k == name,
         });
+        if !understood && LAYERED.contains(&name) {
+            let own = if model == "cell" {
+                "its cells' edges are fixed ReLU, convolution and batch-norm operations"
+            } else {
+                "its encoder layers have their own GELU and layer norm"
+            };
+            return Err(TrainError::Genome(format!(
+                "parameter `{name}` means nothing to model `{model}`: {own}, so searching it would change nothing; hint: remove `{name}` from [space], or use model mlp or cnn"
+            )));
+        }
         if !understood {
             return Err(TrainError::Genome(format!(
                 "parameter `{name}` means nothing to model `{model}`; hint: it understands {}",
@@ -522,6 +572,75 @@ impl Reader<'_> {
                     )
                 }),
             Some(value) => Err(self.bad(name, value, &format!("one of {}", options.join(", ")))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(name: &str, value: &str) -> Params {
+        Params::from([(name.to_string(), ParamValue::Str(value.to_string()))])
+    }
+
+    /// A parameter a model ignores is an error naming the key and the model, as
+    /// any parameter no genome understands is.
+    #[test]
+    fn activation_and_norm_mean_nothing_to_cells_and_transformers() {
+        for model in ["cell", "transformer"] {
+            for (key, value) in [("activation", "gelu"), ("norm", "batch")] {
+                let error = genome(model, &one(key, value), 1).expect_err("ignored key");
+                let text = error.to_string();
+                assert!(
+                    text.starts_with(&format!(
+                        "parameter `{key}` means nothing to model `{model}`: "
+                    )) && text.contains("hint: remove"),
+                    "{text}"
+                );
+                assert!(!known_names(model).contains(&key.to_string()));
+            }
+        }
+        for model in ["mlp", "cnn"] {
+            let g = genome(model, &one("activation", "gelu"), 1).expect("used");
+            assert_eq!(g.activation, Activation::Gelu);
+            let g = genome(model, &one("norm", "layer"), 1).expect("used");
+            assert_eq!(g.norm, Norm::Layer);
+            assert!(g.describe().contains("Layer norm"));
+        }
+        let cell = genome("cell", &Params::new(), 1).expect("defaults");
+        assert!(
+            !cell.describe().contains("activation"),
+            "{}",
+            cell.describe()
+        );
+    }
+
+    #[test]
+    fn the_transformer_needs_a_sequence_dataset() {
+        let digits = Shape::Image {
+            channels: 1,
+            height: 8,
+            width: 8,
+        };
+        let error = check_data("transformer", "digits", &digits).expect_err("images");
+        assert!(
+            error.to_string().starts_with(
+                "model `transformer` reads token ids, but dataset `digits` holds 1×8×8 images"
+            ) && error
+                .to_string()
+                .contains("; hint: use model mlp, cnn or cell"),
+            "{error}"
+        );
+        let iris = Shape::Tabular { features: 4 };
+        assert!(check_data("transformer", "iris", &iris).is_err());
+        let parity = Shape::Sequence {
+            length: 8,
+            vocab: 3,
+        };
+        check_data("transformer", "parity", &parity).expect("tokens");
+        for model in ["mlp", "cnn", "cell"] {
+            check_data(model, "digits", &digits).expect("fits");
         }
     }
 }
