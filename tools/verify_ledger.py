@@ -5,20 +5,34 @@ docs/ledger-format.md alone; it trusts nothing the firebreak binary computed.
     firebreak audit export > ledger.jsonl
     python3 tools/verify_ledger.py ledger.jsonl [--trusted-checkpoint cp.json]
 
-It recomputes every payload's canonical form (RFC 8785), every leaf hash, the
-`prev` chain, every change request's hash and every signed decision's Ed25519
-signature (nobody deciding their own request or deciding twice), the RFC 6962 root at each checkpoint, each checkpoint's Ed25519
+It recomputes every payload's canonical form (RFC 8785), every leaf hash and the
+`prev` chain; replays each campaign's governance (request hashes, who may decide
+and when, Ed25519 decision signatures, quorums, expiry, superseding, every spec
+change against the request kind its edits need, tripwire halts: the section
+"Governance rules an independent verifier applies" of docs/ledger-format.md);
+then checks the RFC 6962 root at each checkpoint, each checkpoint's Ed25519
 signature, an inclusion proof for every entry and a consistency proof between
-successive checkpoints (generating and verifying the proofs itself). Exit 0 when
-everything holds; 1 with the first problem otherwise. Needs Python 3 and the
-`cryptography` package.
+successive checkpoints (generating and verifying the proofs itself).
+
+Exit 0 when everything holds. Exit 1 on the first problem, printed as one line
+`REJECTED seq N: CHECK: REASON` (`seq -` when no single entry is to blame, as
+when a checkpoint's root disagrees). Exit 2 when the verifier itself fails
+(`ERROR: verifier failed: ...` and a traceback): that is a bug here, not evidence
+of tampering. Needs Python 3 and the `cryptography` package.
 """
 import argparse
 import base64
+import binascii
+import calendar
+import copy
+import datetime
 import hashlib
 import json
 import math
+import re
 import sys
+import traceback
+from fractions import Fraction
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -27,9 +41,83 @@ DOMAIN = b"firebreak checkpoint v1\n"
 REQUEST_DOMAIN = b"firebreak request v1\n"
 DECISION_DOMAIN = b"firebreak decision v1\n"
 
+ENTRY_MEMBERS = {"v", "seq", "prev", "campaign", "at", "kind", "data"}
+KINDS = {
+    "campaign_created", "run_started", "run_ended", "trial_proposed", "trial_started",
+    "trial_reported", "trial_finished", "trial_requeued", "trial_resumed", "request_filed",
+    "request_decided", "request_closed", "spec_changed", "trial_reevaluated", "trial_tested",
+    "denied",
+}
+REQUEST_MEMBERS = {"v", "id", "campaign", "kind", "diff", "base_spec_hash", "requested_by",
+                   "reason", "created_at", "expires_at"}
+REQUEST_KINDS = {"constraints", "space", "policy", "approvers", "evaluation", "budget", "tripwire"}
+CLOSED_STATES = {"approved", "rejected", "expired", "superseded"}
+DECIDING_ROLES = {"approver", "admin"}
 
-class Bad(Exception):
-    pass
+
+class Rejected(Exception):
+    """The export is wrong: `seq` (None when no single entry is to blame), a
+    short stable name of the check that failed, and why."""
+
+    def __init__(self, seq, check, reason):
+        super().__init__(reason)
+        self.seq, self.check, self.reason = seq, check, reason
+
+    def line(self):
+        return "REJECTED seq %s: %s: %s" % ("-" if self.seq is None else self.seq, self.check,
+                                           self.reason)
+
+
+class NotCanonical(Exception):
+    """A value RFC 8785 cannot serialize."""
+
+
+# --- Typed access: a missing or ill-typed member is a rejection ---------------
+
+TYPES = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+}
+
+
+def need(obj, name, kind, seq, where):
+    """`obj[name]`, which must exist and be of `kind`; `where` names `obj`."""
+    if not isinstance(obj, dict) or name not in obj:
+        raise Rejected(seq, "format", "%s.%s is missing" % (where, name))
+    value = obj[name]
+    if not TYPES[kind](value):
+        raise Rejected(seq, "format", "%s.%s is not a%s %s" % (
+            where, name, "n" if kind[0] in "aeiou" else "", kind))
+    return value
+
+
+def optional(obj, name, kind, seq, where):
+    """`obj[name]` when present and not null, else None."""
+    if not isinstance(obj, dict) or obj.get(name) is None:
+        return None
+    return need(obj, name, kind, seq, where)
+
+
+def instant(text, seq, where):
+    """An RFC 3339 time as exact seconds since the epoch."""
+    match = re.fullmatch(
+        r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))",
+        text)
+    if match is None:
+        raise Rejected(seq, "format", "%s %r is not an RFC 3339 time" % (where, text))
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    try:
+        datetime.datetime(year, month, day, hour, minute, second)
+    except ValueError:
+        raise Rejected(seq, "format", "%s %r is not a valid time" % (where, text))
+    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    if match.group(9):
+        offset = int(match.group(10)) * 3600 + int(match.group(11)) * 60
+        seconds -= offset if match.group(9) == "+" else -offset
+    fraction = match.group(7) or "0"
+    return seconds + Fraction(int(fraction), 10 ** len(fraction))
 
 
 # --- RFC 8785 -------------------------------------------------------------
@@ -37,11 +125,11 @@ class Bad(Exception):
 def es_number(x):
     """ECMAScript Number::toString of a float, as RFC 8785 requires."""
     if isinstance(x, bool):
-        raise Bad("booleans are not numbers")
+        raise NotCanonical("booleans are not numbers")
     if isinstance(x, int):
         return str(x)
     if math.isnan(x) or math.isinf(x):
-        raise Bad("non-finite number")
+        raise NotCanonical("non-finite number")
     if x == 0:
         return "0"
     if x < 0:
@@ -83,7 +171,7 @@ def canonical(value):
     if isinstance(value, dict):
         keys = sorted(value, key=lambda k: k.encode("utf-16-be"))
         return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + canonical(value[k]) for k in keys) + "}"
-    raise Bad("not JSON: %r" % (value,))
+    raise NotCanonical("not JSON: %r" % (value,))
 
 
 # --- RFC 6962 -------------------------------------------------------------
@@ -187,108 +275,529 @@ def verify_consistency(m, n, old, new, path):
     return sn == 0 and fr == old and sr == new
 
 
-# --- The ledger -----------------------------------------------------------
+# --- RFC 6902, the subset requests use (add, remove, replace) -------------------
 
-def check_checkpoint(cp, leaves):
-    size = cp["tree_size"]
-    if set(cp) != {"v", "tree_size", "root", "at", "key", "signature"} or cp["v"] != 1:
-        raise Bad("checkpoint at tree size %s is malformed" % size)
-    if not cp["key"].startswith("ed25519:"):
-        raise Bad("checkpoint key is not ed25519")
-    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(cp["key"][len("ed25519:"):]))
-    message = DOMAIN + canonical({"v": cp["v"], "tree_size": size, "root": cp["root"], "at": cp["at"]}).encode()
-    try:
-        key.verify(base64.b64decode(cp["signature"]), message)
-    except InvalidSignature:
-        raise Bad("checkpoint at tree size %d: the signature does not verify" % size)
-    if size > len(leaves):
-        raise Bad("checkpoint covers %d entries, the export has %d" % (size, len(leaves)))
-    if root(leaves[:size]).hex() != cp["root"]:
-        raise Bad("checkpoint at tree size %d: the entries do not have its root" % size)
+class PatchError(Exception):
+    """A patch that does not apply."""
+
+
+def pointer_tokens(path):
+    if path == "":
+        return []
+    if not path.startswith("/"):
+        raise PatchError("%r is not a JSON pointer" % path)
+    return [t.replace("~1", "/").replace("~0", "~") for t in path[1:].split("/")]
+
+
+def array_index(token, items, path, appending):
+    if appending and token == "-":
+        return len(items)
+    if not re.fullmatch(r"0|[1-9][0-9]*", token):
+        raise PatchError("%s: %r is not an array index" % (path, token))
+    return int(token)
+
+
+def child(node, token, path):
+    if isinstance(node, dict) and token in node:
+        return node[token]
+    if isinstance(node, list):
+        index = array_index(token, node, path, False)
+        if index < len(node):
+            return node[index]
+    raise PatchError("%s: the parent does not exist" % path)
+
+
+def apply_patch(document, patch):
+    """A copy of `document` with the RFC 6902 `patch` applied."""
+    if not isinstance(patch, list):
+        raise PatchError("a patch is an array of operations")
+    out = copy.deepcopy(document)
+    for op in patch:
+        if not isinstance(op, dict) or not isinstance(op.get("op"), str) \
+                or not isinstance(op.get("path"), str):
+            raise PatchError("an operation needs `op` and `path` strings")
+        name, path = op["op"], op["path"]
+        if name not in ("add", "remove", "replace"):
+            raise PatchError("%s: unsupported operation %r" % (path, name))
+        if name != "remove" and "value" not in op:
+            raise PatchError("%s: %s needs a value" % (path, name))
+        value = copy.deepcopy(op.get("value"))
+        tokens = pointer_tokens(path)
+        if not tokens:
+            if name == "remove":
+                raise PatchError("the whole document cannot be removed")
+            out = value
+            continue
+        parent = out
+        for token in tokens[:-1]:
+            parent = child(parent, token, path)
+        last = tokens[-1]
+        if isinstance(parent, dict):
+            if name == "add":
+                parent[last] = value
+            elif last not in parent:
+                raise PatchError("%s: nothing to %s" % (path, name))
+            elif name == "replace":
+                parent[last] = value
+            else:
+                del parent[last]
+        elif isinstance(parent, list):
+            index = array_index(last, parent, path, name == "add")
+            if name == "add":
+                if index > len(parent):
+                    raise PatchError("%s: index out of range" % path)
+                parent.insert(index, value)
+            elif index >= len(parent):
+                raise PatchError("%s: index out of range" % path)
+            elif name == "replace":
+                parent[index] = value
+            else:
+                del parent[index]
+        else:
+            raise PatchError("%s: the parent is not an object or an array" % path)
+    return out
+
+
+# --- Governance ----------------------------------------------------------------
+
+def edit_class(path):
+    """What an edit at this JSON pointer of a spec needs: a request kind,
+    `free` (takes effect at once) or `ignored` (never changes the spec in
+    effect). By section (first segment) and key (second, "" when none)."""
+    rest = path[1:] if path.startswith("/") else path
+    parts = rest.split("/", 2)
+    section, key = parts[0], parts[1] if len(parts) > 1 else ""
+    if (section, key) == ("campaign", "description"):
+        return "ignored"
+    if section in ("", "objective", "task") or (section == "campaign" and key in ("", "name")):
+        return "evaluation"
+    if section == "constraints" or (section == "search" and key in ("", "n_trials")):
+        return "budget"
+    if section == "space":
+        return "space"
+    if section == "governance":
+        if key in ("approvers", "quorum", "request_ttl"):
+            return "approvers"
+        if key in ("policy", "policy_text"):
+            return "policy"
+        return "evaluation"
+    return "free"
+
+
+def is_machine(principal):
+    return principal.startswith("agent:") or principal.startswith("tripwire:")
+
+
+def sha256_hex(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def ed25519_key(text):
+    """The public key of `ed25519:BASE64`, or None when it is not one."""
     if not text.startswith("ed25519:"):
-        raise Bad("%r is not an ed25519 key" % text)
-    return Ed25519PublicKey.from_public_bytes(base64.b64decode(text[len("ed25519:"):]))
+        return None
+    try:
+        return Ed25519PublicKey.from_public_bytes(
+            base64.b64decode(text[len("ed25519:"):], validate=True))
+    except (binascii.Error, ValueError):
+        return None
 
 
-def check_governance(seq, body, requests):
-    """Request hashes and decision signatures (docs/ledger-format.md, *Change
-    requests and signed decisions*)."""
-    kind, data = body["kind"], body["data"]
-    if kind == "request_filed":
-        request = data["request"]
-        digest = sha256(REQUEST_DOMAIN + canonical(request).encode()).hex()
-        if digest != data["hash"]:
-            raise Bad("seq %d: request %s: hash does not match its body" % (seq, request["id"]))
-        requests[request["id"]] = {"hash": digest, "by": request["requested_by"], "deciders": set()}
-    elif kind == "request_decided":
-        request = requests.get(data["id"])
-        if request is None:
-            raise Bad("seq %d: decision on unknown request %s" % (seq, data["id"]))
-        decision = data["decision"]
-        if decision["request"] != request["hash"]:
-            raise Bad("seq %d: decision is for another request" % seq)
-        message = DECISION_DOMAIN + canonical({
-            "v": 1, "decision": decision["decision"], "request": decision["request"],
-            "reason": decision["reason"]}).encode()
+def signature_verifies(key_text, signature_text, message):
+    key = ed25519_key(key_text)
+    if key is None:
+        return False
+    try:
+        key.verify(base64.b64decode(signature_text, validate=True), message)
+    except (binascii.Error, ValueError, InvalidSignature):
+        return False
+    return True
+
+
+class Campaign:
+    def __init__(self, spec):
+        self.spec = spec
+        self.halted = None  # (seq, request id) of the tripwire request that halted it
+
+
+class Request:
+    def __init__(self, body, digest, seq):
+        self.body, self.hash, self.filed = body, digest, seq
+        self.id, self.campaign, self.kind = body["id"], body["campaign"], body["kind"]
+        self.requested_by = body["requested_by"]
+        self.state = "pending"
+        self.closed = None
+        self.carried_out = None
+        self.decisions = []  # (verdict, by, key)
+
+
+class Governance:
+    """Replays every campaign's governance in seq order
+    (docs/ledger-format.md, "Governance rules an independent verifier applies")."""
+
+    def __init__(self):
+        self.campaigns = {}
+        self.requests = {}
+        self.runs = {}  # run id -> seq of its latest run_started
+
+    # The spec in effect --------------------------------------------------------
+
+    def governance_of(self, spec, seq):
+        governance = spec.get("governance")
+        if governance is None:
+            return {}
+        if not isinstance(governance, dict):
+            raise Rejected(seq, "format", "the spec in effect's governance is not an object")
+        return governance
+
+    def approvers(self, spec, seq):
+        """(name, key, os_user) of every approver or admin of the spec."""
+        listed = self.governance_of(spec, seq).get("approvers")
+        if listed is None:
+            return []
+        if not isinstance(listed, list):
+            raise Rejected(seq, "format", "the spec in effect's governance.approvers is not an array")
+        out = []
+        for i, entry in enumerate(listed):
+            where = "the spec in effect's governance.approvers[%d]" % i
+            name = need(entry, "name", "string", seq, where)
+            key = need(entry, "key", "string", seq, where)
+            role = optional(entry, "role", "string", seq, where) or "approver"
+            os_user = optional(entry, "os_user", "string", seq, where)
+            if role in DECIDING_ROLES:
+                out.append((name, key, os_user))
+        return out
+
+    def quorum(self, spec, seq):
+        quorum = self.governance_of(spec, seq).get("quorum")
+        if quorum is None:
+            return 1
+        if not TYPES["integer"](quorum):
+            raise Rejected(seq, "format", "the spec in effect's governance.quorum is not an integer")
+        return max(quorum, 1)
+
+    # Entries -------------------------------------------------------------------
+
+    def entry(self, seq, body):
+        kind, name = body["kind"], body["campaign"]
+        data = need(body, "data", "object", seq, "entry")
+        at = instant(body["at"], seq, "at")
+        if kind == "campaign_created":
+            return self.campaign_created(seq, name, data)
+        campaign = self.campaigns.get(name)
+        if campaign is None:
+            raise Rejected(seq, "campaign", "campaign %r was never created" % name)
+        handler = getattr(self, kind, None)
+        if handler is not None:
+            handler(seq, at, campaign, name, data)
+
+    def campaign_created(self, seq, name, data):
+        spec = need(data, "spec", "object", seq, "data")
+        spec_hash = need(data, "spec_hash", "string", seq, "data")
+        if name in self.campaigns:
+            raise Rejected(seq, "campaign", "campaign %r created twice" % name)
+        if sha256_hex(canonical(spec)) != spec_hash:
+            raise Rejected(seq, "campaign", "spec_hash is not the hash of the spec")
+        self.campaigns[name] = Campaign(spec)
+
+    def run_started(self, seq, at, campaign, name, data):
+        self.runs[need(data, "run", "integer", seq, "data")] = seq
+
+    def trial_started(self, seq, at, campaign, name, data):
+        run = need(data, "run", "integer", seq, "data")
+        started = self.runs.get(run)
+        if campaign.halted is not None and started is not None and started > campaign.halted[0]:
+            raise Rejected(seq, "halt", "trial %s of %r was started by run %d, which began at seq %d, "
+                           "after tripwire request %s halted the campaign at seq %d" % (
+                               data.get("number"), name, run, started, campaign.halted[1],
+                               campaign.halted[0]))
+
+    trial_resumed = trial_started
+
+    def request_filed(self, seq, at, campaign, name, data):
+        body = need(data, "request", "object", seq, "data")
+        where = "data.request"
+        if set(body) != REQUEST_MEMBERS:
+            raise Rejected(seq, "format", "%s has members %s, not %s" % (
+                where, sorted(body), sorted(REQUEST_MEMBERS)))
+        if need(body, "v", "integer", seq, where) != 1:
+            raise Rejected(seq, "format", "%s.v is not 1" % where)
+        for member in REQUEST_MEMBERS - {"v", "diff"}:
+            need(body, member, "string", seq, where)
+        need(body, "diff", "array", seq, where)
+        if body["kind"] not in REQUEST_KINDS:
+            raise Rejected(seq, "format", "%s.kind %r is not a request kind" % (where, body["kind"]))
+        instant(body["created_at"], seq, where + ".created_at")
+        instant(body["expires_at"], seq, where + ".expires_at")
+        digest = hashlib.sha256(REQUEST_DOMAIN + canonical(body).encode("utf-8")).hexdigest()
+        if digest != need(data, "hash", "string", seq, "data"):
+            raise Rejected(seq, "hash", "request %s: hash does not match its body" % body["id"])
+        if sha256_hex(canonical(body["diff"])) != need(data, "diff_hash", "string", seq, "data"):
+            raise Rejected(seq, "hash", "request %s: diff_hash does not match its diff" % body["id"])
+        if body["campaign"] != name:
+            raise Rejected(seq, "request", "request %s names campaign %r in an entry of %r" % (
+                body["id"], body["campaign"], name))
+        if body["id"] in self.requests:
+            raise Rejected(seq, "request", "request %s filed twice" % body["id"])
+        self.requests[body["id"]] = Request(body, digest, seq)
+        if body["kind"] == "tripwire" and campaign.halted is None:
+            campaign.halted = (seq, body["id"])
+
+    def pending(self, seq, name, data, what):
+        request_id = need(data, "id", "string", seq, "data")
+        request = self.requests.get(request_id)
+        if request is None or request.campaign != name:
+            raise Rejected(seq, "request", "%s request %s, never filed for campaign %r" % (
+                what, request_id, name))
+        if request.state != "pending":
+            raise Rejected(seq, "request", "%s request %s, which is already %s" % (
+                what, request_id, request.state))
+        return request
+
+    def request_decided(self, seq, at, campaign, name, data):
+        decision = need(data, "decision", "object", seq, "data")
+        where = "data.decision"
+        verdict = need(decision, "decision", "string", seq, where)
+        if verdict not in ("approve", "reject"):
+            raise Rejected(seq, "format", "%s.decision %r is neither approve nor reject" % (
+                where, verdict))
+        by = need(decision, "by", "string", seq, where)
+        key = need(decision, "key", "string", seq, where)
+        reason = need(decision, "reason", "string", seq, where)
+        signed = need(decision, "request", "string", seq, where)
+        signature = need(decision, "signature", "string", seq, where)
+        request = self.pending(seq, name, data, "a decision on")
+        expires = instant(request.body["expires_at"], seq, "expires_at")
+        if at > expires:
+            raise Rejected(seq, "expiry", "%s decided request %s at %s, after it expired at %s" % (
+                by, request.id, _at(at), request.body["expires_at"]))
+        listed = [a for a in self.approvers(campaign.spec, seq) if a[0] == by and a[1] == key]
+        if not listed:
+            raise Rejected(seq, "decision", "%s with key %s is not an approver or admin of %r" % (
+                by, key, name))
+        if signed != request.hash:
+            raise Rejected(seq, "signature", "%s's decision is for request hash %s, not %s's %s" % (
+                by, signed, request.id, request.hash))
+        message = DECISION_DOMAIN + canonical(
+            {"v": 1, "decision": verdict, "request": signed, "reason": reason}).encode("utf-8")
+        if not signature_verifies(key, signature, message):
+            raise Rejected(seq, "signature", "%s's decision signature does not verify" % by)
+        if by == request.requested_by:
+            raise Rejected(seq, "decision", "%s decided their own request %s" % (by, request.id))
+        if request.requested_by.startswith("local:"):
+            user = request.requested_by[len("local:"):]
+            if any(os_user == user for (_, _, os_user) in listed):
+                raise Rejected(seq, "decision", "%s (os_user %s) decided request %s, filed by %s" % (
+                    by, user, request.id, request.requested_by))
+        for (_, earlier_by, earlier_key) in request.decisions:
+            if earlier_by == by:
+                raise Rejected(seq, "decision", "%s decided request %s twice" % (by, request.id))
+            if earlier_key == key:
+                raise Rejected(seq, "decision", "%s decided request %s with %s's key %s" % (
+                    by, request.id, earlier_by, key))
+        request.decisions.append((verdict, by, key))
+
+    def request_closed(self, seq, at, campaign, name, data):
+        state = need(data, "state", "string", seq, "data")
+        need(data, "reason", "string", seq, "data")
+        if state not in CLOSED_STATES:
+            raise Rejected(seq, "format", "data.state %r is not a closed state" % state)
+        request = self.pending(seq, name, data, "closing")
+        approvals = {key for (verdict, _, key) in request.decisions if verdict == "approve"}
+        rejections = [by for (verdict, by, _) in request.decisions if verdict == "reject"]
+        if state == "approved":
+            if rejections:
+                raise Rejected(seq, "quorum", "request %s closed approved, but %s rejected it" % (
+                    request.id, rejections[0]))
+            quorum = self.quorum(campaign.spec, seq)
+            if len(approvals) < quorum:
+                raise Rejected(seq, "quorum", "request %s closed approved with %d approval(s) by "
+                               "distinct keys, quorum %d" % (request.id, len(approvals), quorum))
+        elif state == "rejected":
+            if not rejections:
+                raise Rejected(seq, "quorum", "request %s closed rejected without a rejection" % (
+                    request.id))
+        elif state == "expired":
+            if at <= instant(request.body["expires_at"], seq, "expires_at"):
+                raise Rejected(seq, "expiry", "request %s closed expired at %s, before it expires at %s"
+                               % (request.id, _at(at), request.body["expires_at"]))
+        else:
+            newer = [r for r in self.requests.values()
+                     if r.campaign == name and r.kind == request.kind and request.filed < r.filed < seq]
+            if not newer:
+                raise Rejected(seq, "supersede", "request %s closed superseded, but no later %s "
+                               "request of %r was filed" % (request.id, request.kind, name))
+            if not is_machine(request.requested_by) and \
+                    all(r.requested_by.startswith("agent:") for r in newer):
+                raise Rejected(seq, "supersede", "%s's request %s superseded only by an agent's "
+                               "request (%s)" % (request.requested_by, request.id,
+                                                 ", ".join(r.id for r in newer)))
+        request.state, request.closed = state, seq
+        if state == "approved" and request.kind == "tripwire":
+            campaign.halted = None
+
+    def spec_changed(self, seq, at, campaign, name, data):
+        spec = need(data, "spec", "object", seq, "data")
+        spec_hash = need(data, "spec_hash", "string", seq, "data")
+        diff = need(data, "diff", "array", seq, "data")
+        request_id = optional(data, "request", "string", seq, "data")
+        need(data, "by", "string", seq, "data")
+        for i, op in enumerate(diff):
+            need(op, "op", "string", seq, "data.diff[%d]" % i)
+            need(op, "path", "string", seq, "data.diff[%d]" % i)
+        if sha256_hex(canonical(spec)) != spec_hash:
+            raise Rejected(seq, "spec_change", "spec_hash is not the hash of the spec")
         try:
-            ed25519_key(decision["key"]).verify(base64.b64decode(decision["signature"]), message)
-        except InvalidSignature:
-            raise Bad("seq %d: %s's decision signature does not verify" % (seq, decision["by"]))
-        if decision["by"] == request["by"] or decision["by"] in request["deciders"]:
-            raise Bad("seq %d: %s may not decide request %s" % (seq, decision["by"], data["id"]))
-        request["deciders"].add(decision["by"])
+            patched = apply_patch(campaign.spec, diff)
+        except PatchError as error:
+            raise Rejected(seq, "spec_change", "the patch does not apply to the spec in effect: %s"
+                           % error)
+        if canonical(patched) != canonical(spec):
+            raise Rejected(seq, "spec_change",
+                           "the patch applied to the spec in effect does not give the new spec")
+        classes = [(op["path"], edit_class(op["path"])) for op in diff]
+        for path, cls in classes:
+            if cls == "ignored":
+                raise Rejected(seq, "spec_change", "%s never changes the spec in effect" % path)
+        if request_id is None:
+            for path, cls in classes:
+                if cls != "free":
+                    raise Rejected(seq, "spec_change", "%s is a %s setting, changed without a "
+                                   "request" % (path, cls))
+        else:
+            request = self.requests.get(request_id)
+            if request is None or request.campaign != name or request.state != "approved":
+                raise Rejected(seq, "spec_change", "spec changed under request %s, which is not an "
+                               "approved request of %r" % (request_id, name))
+            if request.carried_out is not None:
+                raise Rejected(seq, "spec_change", "request %s was already carried out at seq %d"
+                               % (request_id, request.carried_out))
+            if canonical(request.body["diff"]) != canonical(diff):
+                raise Rejected(seq, "spec_change", "the patch is not request %s's" % request_id)
+            for path, cls in classes:
+                if cls != request.kind:
+                    raise Rejected(seq, "spec_change", "%s is a %s setting, changed under %s "
+                                   "request %s" % (path, cls, request.kind, request_id))
+            request.carried_out = seq
+        campaign.spec = spec
+
+
+def _at(value):
+    """An instant back as RFC 3339, for messages."""
+    whole = math.floor(value)
+    text = datetime.datetime.fromtimestamp(whole, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return text + ".%03dZ" % int((value - whole) * 1000)
+
+
+# --- The export ----------------------------------------------------------------
+
+HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def check_checkpoint(cp, leaves, what):
+    if not isinstance(cp, dict):
+        raise Rejected(None, "checkpoint", "%s is not an object" % what)
+    if set(cp) != {"v", "tree_size", "root", "at", "key", "signature"}:
+        raise Rejected(None, "checkpoint", "%s has members %s" % (what, sorted(cp)))
+    size = need(cp, "tree_size", "integer", None, what)
+    for member in ("root", "at", "key", "signature"):
+        need(cp, member, "string", None, what)
+    if cp["v"] != 1 or isinstance(cp["v"], bool) or size < 0 or not HEX64.fullmatch(cp["root"]):
+        raise Rejected(None, "checkpoint", "%s at tree size %d is malformed" % (what, size))
+    message = DOMAIN + canonical(
+        {"v": 1, "tree_size": size, "root": cp["root"], "at": cp["at"]}).encode("utf-8")
+    if not signature_verifies(cp["key"], cp["signature"], message):
+        raise Rejected(None, "checkpoint", "%s at tree size %d: the signature does not verify"
+                       % (what, size))
+    if size > len(leaves):
+        raise Rejected(None, "checkpoint", "%s covers %d entries, the export has %d"
+                       % (what, size, len(leaves)))
+    if root(leaves[:size]).hex() != cp["root"]:
+        raise Rejected(None, "checkpoint", "%s at tree size %d: the entries do not have its root"
+                       % (what, size))
+    return size
+
+
+def check_entry(seq, record, prev):
+    """The chain checks of one exported entry; returns (leaf hash, payload or None)."""
+    if record.get("redacted") is True:
+        # Another campaign's entry: only its hash is exported.
+        digest = need(record, "hash", "string", seq, "record")
+        if not HEX64.fullmatch(digest):
+            raise Rejected(seq, "format", "record.hash is not 64 hex digits")
+        return bytes.fromhex(digest), None
+    payload = need(record, "payload", "string", seq, "record")
+    stored = need(record, "hash", "string", seq, "record")
+    try:
+        data = payload.encode("utf-8")
+        body = json.loads(payload)
+    except (UnicodeEncodeError, ValueError, RecursionError):
+        raise Rejected(seq, "format", "the payload is not JSON text")
+    try:
+        if canonical(body) != payload:
+            raise Rejected(seq, "canonical", "the payload is not in canonical (RFC 8785) form")
+    except NotCanonical as error:
+        raise Rejected(seq, "canonical", "the payload cannot be canonical: %s" % error)
+    if not isinstance(body, dict) or set(body) != ENTRY_MEMBERS:
+        raise Rejected(seq, "format", "the payload's members are not %s" % sorted(ENTRY_MEMBERS))
+    if need(body, "v", "integer", seq, "payload") != 1:
+        raise Rejected(seq, "format", "unknown format version %r" % body["v"])
+    if need(body, "seq", "integer", seq, "payload") != seq:
+        raise Rejected(seq, "chain", "the payload says seq %d" % body["seq"])
+    for member in ("prev", "campaign", "at", "kind"):
+        need(body, member, "string", seq, "payload")
+    if body["prev"] != prev.hex():
+        raise Rejected(seq, "chain", "prev does not match the previous entry's hash")
+    if body["campaign"] != record.get("campaign") or body["kind"] != record.get("kind"):
+        raise Rejected(seq, "chain", "the campaign or kind column disagrees with the payload")
+    digest = leaf_hash(data)
+    if digest.hex() != stored:
+        raise Rejected(seq, "hash", "hash does not match the payload")
+    if body["kind"] not in KINDS:
+        raise Rejected(seq, "format", "unknown event kind %r" % body["kind"])
+    return digest, body
 
 
 def verify(lines, trusted=None):
-    leaves, checkpoints, prev, requests = [], [], bytes(32), {}
+    leaves, checkpoints, prev = [], [], bytes(32)
+    governance = Governance()
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        record = json.loads(line)
+        seq = len(leaves)
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            raise Rejected(seq, "format", "line %d is not JSON" % number)
+        if not isinstance(record, dict):
+            raise Rejected(seq, "format", "line %d is not a JSON object" % number)
         if "checkpoint" in record:
             checkpoints.append(record["checkpoint"])
             continue
-        seq = len(leaves)
-        if record.get("seq") != seq:
-            raise Bad("line %d: expected entry %d, found %r" % (number, seq, record.get("seq")))
-        if record.get("redacted"):
-            # Another campaign's entry: only its hash is exported.
-            digest = bytes.fromhex(record["hash"])
-        else:
-            payload = record["payload"]
-            body = json.loads(payload)
-            if canonical(body) != payload:
-                raise Bad("seq %d: payload is not canonical" % seq)
-            if body["v"] != 1 or body["seq"] != seq:
-                raise Bad("seq %d: wrong version or sequence number" % seq)
-            if body["campaign"] != record["campaign"] or body["kind"] != record["kind"]:
-                raise Bad("seq %d: campaign or kind disagrees with the payload" % seq)
-            if body["prev"] != prev.hex():
-                raise Bad("seq %d: prev does not match the previous entry's hash" % seq)
-            digest = leaf_hash(payload.encode())
-            if digest.hex() != record["hash"]:
-                raise Bad("seq %d: hash does not match the payload" % seq)
-            check_governance(seq, body, requests)
+        found = need(record, "seq", "integer", seq, "record")
+        if found != seq:
+            raise Rejected(seq, "chain", "line %d: expected entry %d, found entry %d "
+                           "(a gap or reordering)" % (number, seq, found))
+        digest, body = check_entry(seq, record, prev)
+        if body is not None:
+            governance.entry(seq, body)
         leaves.append(digest)
         prev = digest
-    checkpoints.sort(key=lambda c: c["tree_size"])
-    for cp in checkpoints + ([trusted] if trusted else []):
-        check_checkpoint(cp, leaves)
+    sizes = [check_checkpoint(cp, leaves, "checkpoint %d" % i) for i, cp in enumerate(checkpoints)]
+    if trusted is not None:
+        check_checkpoint(trusted, leaves, "the trusted checkpoint")
+    checkpoints = [cp for _, cp in sorted(zip(sizes, checkpoints), key=lambda pair: pair[0])]
     # Proofs, generated and verified here.
-    last = checkpoints[-1] if checkpoints else {"tree_size": len(leaves)}
-    size = last["tree_size"]
+    size = checkpoints[-1]["tree_size"] if checkpoints else len(leaves)
     tree_root = root(leaves[:size])
     for i in range(size):
         if not verify_inclusion(leaves[i], i, size, inclusion_path(leaves[:size], i), tree_root):
-            raise Bad("seq %d: its inclusion proof does not verify" % i)
+            raise Rejected(i, "proof", "its inclusion proof does not verify")
     for old, new in zip(checkpoints, checkpoints[1:]):
         m, n = old["tree_size"], new["tree_size"]
         path = consistency_path(leaves[:n], m)
         if not verify_consistency(m, n, bytes.fromhex(old["root"]), bytes.fromhex(new["root"]), path):
-            raise Bad("checkpoints at %d and %d are not consistent" % (m, n))
+            raise Rejected(None, "checkpoint", "checkpoints at %d and %d are not consistent" % (m, n))
     return len(leaves), len(checkpoints)
 
 
@@ -297,15 +806,36 @@ def main():
     parser.add_argument("export", help="file written by `firebreak audit export` (- for stdin)")
     parser.add_argument("--trusted-checkpoint", help="a checkpoint file kept outside the database")
     args = parser.parse_args()
-    stream = sys.stdin if args.export == "-" else open(args.export, encoding="utf-8")
-    trusted = json.load(open(args.trusted_checkpoint)) if args.trusted_checkpoint else None
     try:
-        entries, checkpoints = verify(stream.read().splitlines(), trusted)
-    except (Bad, KeyError, ValueError, TypeError) as error:
-        print("REJECTED: %s" % error)
+        if args.export == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.export, encoding="utf-8") as stream:
+                text = stream.read()
+        trusted_text = None
+        if args.trusted_checkpoint:
+            with open(args.trusted_checkpoint, encoding="utf-8") as stream:
+                trusted_text = stream.read()
+    except (OSError, UnicodeDecodeError) as error:
+        print("ERROR: cannot read the input: %s" % error)
+        sys.exit(2)
+    try:
+        trusted = None
+        if trusted_text is not None:
+            try:
+                trusted = json.loads(trusted_text)
+            except ValueError:
+                raise Rejected(None, "checkpoint", "the trusted checkpoint file is not JSON")
+        entries, checkpoints = verify(text.splitlines(), trusted)
+    except Rejected as rejection:
+        print(rejection.line())
         sys.exit(1)
-    print("ok: %d entries, %d checkpoints; chain, canonical form, root, signatures and proofs verified"
-          % (entries, checkpoints))
+    except Exception as error:  # a bug of this verifier, not evidence of tampering
+        print("ERROR: verifier failed: %s: %s" % (type(error).__name__, error))
+        traceback.print_exc()
+        sys.exit(2)
+    print("ok: %d entries, %d checkpoints; chain, canonical form, governance, root, signatures "
+          "and proofs verified" % (entries, checkpoints))
 
 
 if __name__ == "__main__":

@@ -182,3 +182,62 @@ pub fn forge(export: &str, seq: usize, edit: impl Fn(&mut serde_json::Value)) ->
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// The payloads of an export's entries, parsed, in `seq` order (checkpoints and
+/// redacted entries left out).
+pub fn entry_payloads(export: &str) -> Vec<serde_json::Value> {
+    export
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("JSON line"))
+        .filter_map(|record| {
+            record["payload"]
+                .as_str()
+                .map(|p| serde_json::from_str(p).expect("payload JSON"))
+        })
+        .collect()
+}
+
+/// An export of these payloads as a forger who can rewrite the whole database
+/// writes it: numbered from 0, every `seq`, `prev` and hash recomputed, and no
+/// checkpoints (they cannot be signed again without the engine's key, so the
+/// forger deletes them).
+pub fn reseal(payloads: &[serde_json::Value]) -> String {
+    let mut prev = firebreak_ledger::hex(&firebreak_ledger::GENESIS);
+    let mut lines = Vec::new();
+    for (seq, payload) in payloads.iter().enumerate() {
+        let mut payload = payload.clone();
+        payload["seq"] = serde_json::json!(seq);
+        payload["prev"] = serde_json::Value::String(prev.clone());
+        let text = firebreak_ledger::canonical_json(&payload).expect("canonical");
+        let hash = firebreak_ledger::hex(&firebreak_ledger::leaf_hash(text.as_bytes()));
+        lines.push(
+            serde_json::json!({
+                "seq": seq,
+                "campaign": payload["campaign"],
+                "kind": payload["kind"],
+                "payload": text,
+                "hash": hash,
+            })
+            .to_string(),
+        );
+        prev = hash;
+    }
+    lines.join("\n")
+}
+
+/// Runs tools/verify_ledger.py on `export`: (exit code, stdout and stderr).
+pub fn independent_verifier_status(project: &Project, export: &str, name: &str) -> (i32, String) {
+    let path = project.path().join(name);
+    std::fs::write(&path, export).expect("export written");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/verify_ledger.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(&path)
+        .output()
+        .expect("python3 runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
