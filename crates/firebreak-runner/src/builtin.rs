@@ -93,10 +93,18 @@ impl BuiltinTask {
             let dir = folder.join("refit-checkpoint");
             clear_dir(&dir)?;
             let data = self.data.with_validation_in_training();
-            let cpu = thread_cpu_seconds();
+            let cpu_error = |source| RunnerError::Io {
+                context: format!(
+                    "reading the CPU time of the refit of trial {}",
+                    trial.number
+                ),
+                source,
+            };
+            let cpu = thread_cpu_seconds().map_err(cpu_error)?;
             firebreak_train::train(&genome, &data, seed, Some(&dir), |_| Control::Continue)
                 .map_err(failed)?;
-            metrics.insert("refit_cpu_seconds".into(), thread_cpu_seconds() - cpu);
+            let spent = thread_cpu_seconds().map_err(cpu_error)? - cpu;
+            metrics.insert("refit_cpu_seconds".into(), spent);
             dir
         } else {
             folder.join("checkpoint")
@@ -113,7 +121,8 @@ enum Event {
     Epoch(EpochMetrics),
     Done {
         result: Result<Trained, firebreak_train::TrainError>,
-        cpu_seconds: f64,
+        /// The training thread's CPU time, or why it could not be read.
+        cpu_seconds: Result<f64, std::io::Error>,
     },
 }
 
@@ -203,7 +212,10 @@ pub async fn execute<S: Store>(
                     let _ = answers.send(control);
                 }
                 Some(Event::Done { result, cpu_seconds }) => break (result, cpu_seconds),
-                None => break (Err(firebreak_train::TrainError::Unsupported("the training thread ended unexpectedly".into())), 0.0),
+                None => break (
+                    Err(firebreak_train::TrainError::Unsupported("the training thread ended unexpectedly".into())),
+                    Err(std::io::Error::other("the training thread ended without reporting it")),
+                ),
             },
             changed = interrupt.changed() => {
                 if changed.is_err() || *interrupt.borrow() {
@@ -236,13 +248,31 @@ pub async fn execute<S: Store>(
             }
         },
     };
-    if outcome.state == TrialState::Complete {
+    // Budgets (max_cpu_time, max_energy_kwh) count CPU time: a trial whose CPU
+    // time is unknown fails, or says so, and never counts as 0 s.
+    let cpu_seconds = match cpu_seconds {
+        Ok(seconds) => Some(seconds),
+        Err(error) => {
+            let unknown = format!("its CPU time is unknown: {error}");
+            outcome = match outcome.error.take() {
+                None => Outcome::failed(unknown),
+                Some(reason) => Outcome {
+                    error: Some(format!("{reason}; {unknown}")),
+                    ..outcome
+                },
+            };
+            None
+        }
+    };
+    if outcome.state == TrialState::Complete
+        && let Some(cpu_seconds) = cpu_seconds
+    {
         let watts = campaign.spec().spec.constraints.watts_per_core;
         outcome
             .metrics
             .insert("energy_kwh".into(), cpu_seconds * watts / 3.6e6);
     }
-    outcome.cpu_seconds = Some(cpu_seconds);
+    outcome.cpu_seconds = cpu_seconds;
     outcome.wall_seconds = Some(started.elapsed().as_secs_f64());
     outcome.log = Some(log);
     Ok(Ended::Finished(outcome))
@@ -287,15 +317,53 @@ fn epoch_metrics(m: &EpochMetrics) -> Metrics {
     .into()
 }
 
-/// CPU time of the calling thread.
-fn thread_cpu_seconds() -> f64 {
+/// CPU time of the calling thread, or why the kernel would not give it.
+fn thread_cpu_seconds() -> Result<f64, std::io::Error> {
+    clock_seconds(libc::CLOCK_THREAD_CPUTIME_ID, "CLOCK_THREAD_CPUTIME_ID")
+}
+
+/// The reading of `clock` (called `name` in errors) in seconds; an error names
+/// the call, its return value and the errno.
+fn clock_seconds(clock: libc::clockid_t, name: &str) -> Result<f64, std::io::Error> {
     // SAFETY: timespec is plain data; clock_gettime fills it.
     let mut t: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid pointer and a clock id every Linux has.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    if rc == 0 {
-        t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
-    } else {
-        0.0
+    // SAFETY: a valid pointer; an unknown clock id is refused with EINVAL.
+    let rc = unsafe { libc::clock_gettime(clock, &mut t) };
+    if rc != 0 {
+        let os = std::io::Error::last_os_error();
+        return Err(std::io::Error::new(
+            os.kind(),
+            format!(
+                "clock_gettime({name}) returned {rc}: {os}; hint: CPU time counts against \
+                 max_cpu_time and max_energy_kwh, so it is never taken as 0 s; this kernel \
+                 must give threads a CPU-time clock"
+            ),
+        ));
+    }
+    Ok(t.tv_sec as f64 + t.tv_nsec as f64 / 1e9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A clock the kernel refuses is an error naming the call and the errno,
+    /// never a CPU time of 0 s.
+    #[test]
+    fn an_unreadable_cpu_clock_is_an_error_naming_the_errno() {
+        let text = clock_seconds(1_000_000, "clock 1000000")
+            .expect_err("no such clock")
+            .to_string();
+        assert!(
+            text.starts_with("clock_gettime(clock 1000000) returned -1: "),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("(os error {})", libc::EINVAL)),
+            "{text}"
+        );
+        assert!(text.contains("; hint: "), "{text}");
+        let seconds = thread_cpu_seconds().expect("this thread's CPU clock");
+        assert!(seconds.is_finite() && seconds >= 0.0, "{seconds}");
     }
 }

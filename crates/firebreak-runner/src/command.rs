@@ -3,13 +3,19 @@
 //! tail, its own process group, timeout, and termination (SIGTERM, then SIGKILL
 //! after a grace period) when the scheduler stops it or the run is interrupted.
 //!
-//! The program is started, read and reaped on one blocking thread (plus a thread
-//! for stderr); events reach the async side over a channel. The child is its own
+//! The program is started, read and reaped on one blocking thread, which polls
+//! both pipes; events reach the async side over a channel. The child is its own
 //! process-group leader and gets `PR_SET_PDEATHSIG = SIGKILL`, so it dies with the
 //! spawning thread even when this process is killed with `kill -9`; what its
-//! descendants leave is killed by the next run, which finds the group recorded.
+//! descendants leave is killed by the next run, which finds the group recorded
+//! and the processes carrying the trial's `FIREBREAK_TRIAL_DIR`.
+//!
+//! A trial ends when its own process exits: then its group and every process
+//! carrying its `FIREBREAK_TRIAL_DIR` (a daemon that started a new session
+//! keeps it) are killed, and the pipes are read for at most [`DRAIN_PERIOD`]
+//! more, so a descendant holding them open cannot hold the trial or the run.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -25,6 +31,11 @@ use crate::{Campaign, RunnerError, host};
 
 /// How long a stopped trial gets between SIGTERM and SIGKILL.
 pub const GRACE_PERIOD: Duration = Duration::from_secs(5);
+
+/// How long after SIGKILL the executor still waits for the blocking side to
+/// report the trial's end (it takes at most [`DRAIN_PERIOD`] once the process is
+/// gone) before it gives the trial up as failed: a run always ends.
+const ABANDON_AFTER_SIGKILL: Duration = Duration::from_secs(5);
 
 /// Where a trial's files go and how it is started.
 #[derive(Debug, Clone)]
@@ -299,7 +310,9 @@ pub async fn execute<S: Store>(
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let started = Instant::now();
-    tokio::task::spawn_blocking(move || run_child(command, tx));
+    let pipe_deadline = task.timeout.map(|t| started + t);
+    let trial_dir = work.clone();
+    tokio::task::spawn_blocking(move || run_child(command, trial_dir, pipe_deadline, tx));
 
     let objectives = &campaign.spec().objectives;
     let mut log = LogTail::default();
@@ -309,6 +322,7 @@ pub async fn execute<S: Store>(
     let mut stop: Option<(TrialState, String)> = None;
     let mut interrupted = false;
     let mut kill_at: Option<tokio::time::Instant> = None;
+    let mut abandon_at: Option<tokio::time::Instant> = None;
     let deadline = task.timeout.map(|t| tokio::time::Instant::now() + t);
     let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400);
     let exit = loop {
@@ -326,11 +340,24 @@ pub async fn execute<S: Store>(
                 Some(Event::Stdout(line)) => match parse_line(&line) {
                     Line::Log => log.push(&line),
                     Line::Final(metrics) => final_metrics = Some(metrics),
-                    Line::Metrics(metrics) => {
-                        if has_objectives(objectives, &metrics) {
-                            candidate = Some(metrics);
-                        } else {
+                    Line::Metrics { metrics, invalid } => {
+                        if !has_objectives(objectives, &metrics) {
                             log.push(&line);
+                        } else if let Some(reason) = invalid {
+                            log.push(&line);
+                            if stop.is_none() && !interrupted {
+                                stop = Some((TrialState::Failed, reason));
+                                kill_at = Some(terminate(pgid));
+                            }
+                        } else {
+                            candidate = Some(metrics);
+                        }
+                    }
+                    Line::Invalid(reason) => {
+                        log.push(&line);
+                        if stop.is_none() && !interrupted {
+                            stop = Some((TrialState::Failed, reason));
+                            kill_at = Some(terminate(pgid));
                         }
                     }
                     Line::Report(report) => {
@@ -349,8 +376,7 @@ pub async fn execute<S: Store>(
                             };
                             if let Some(reason) = reason {
                                 stop = Some((TrialState::Pruned, reason));
-                                host::signal_group(pgid, libc::SIGTERM);
-                                kill_at = Some(tokio::time::Instant::now() + GRACE_PERIOD);
+                                kill_at = Some(terminate(pgid));
                             }
                         }
                     }
@@ -361,18 +387,25 @@ pub async fn execute<S: Store>(
             _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if stop.is_none() && !interrupted && deadline.is_some() => {
                 let limit = task.timeout.map(|t| firebreak_spec::Duration(t.as_secs()).to_string()).unwrap_or_default();
                 stop = Some((TrialState::Failed, format!("timed out after {limit}")));
-                host::signal_group(pgid, libc::SIGTERM);
-                kill_at = Some(tokio::time::Instant::now() + GRACE_PERIOD);
+                kill_at = Some(terminate(pgid));
             }
             _ = tokio::time::sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
                 host::signal_group(pgid, libc::SIGKILL);
                 kill_at = None;
+                abandon_at = Some(tokio::time::Instant::now() + ABANDON_AFTER_SIGKILL);
+            }
+            _ = tokio::time::sleep_until(abandon_at.unwrap_or(far)), if abandon_at.is_some() => {
+                break Err(format!(
+                    "its process did not end within {} s of SIGKILL (stuck in the kernel?); \
+                     hint: look for process {pgid} on {}",
+                    ABANDON_AFTER_SIGKILL.as_secs(),
+                    host::host_name()
+                ));
             }
             changed = interrupt.changed(), if !interrupted => {
                 if changed.is_err() || *interrupt.borrow() {
                     interrupted = true;
-                    host::signal_group(pgid, libc::SIGTERM);
-                    kill_at = Some(tokio::time::Instant::now() + GRACE_PERIOD);
+                    kill_at = Some(terminate(pgid));
                 }
             }
         }
@@ -413,6 +446,12 @@ pub async fn execute<S: Store>(
     }))
 }
 
+/// Sends SIGTERM to the trial's process group; returns when SIGKILL follows.
+fn terminate(pgid: i32) -> tokio::time::Instant {
+    host::signal_group(pgid, libc::SIGTERM);
+    tokio::time::Instant::now() + GRACE_PERIOD
+}
+
 fn program_path(program: &str, workdir: &Path) -> PathBuf {
     let path = Path::new(program);
     if path.is_relative() && program.contains('/') {
@@ -422,9 +461,84 @@ fn program_path(program: &str, workdir: &Path) -> PathBuf {
     }
 }
 
-/// The blocking side: spawn, read both pipes, wait without reaping, kill what is
-/// left of the process group, reap with resource usage, report.
-fn run_child(mut command: Command, tx: mpsc::UnboundedSender<Event>) {
+/// How long a trial's pipes are still read after its own process exits: what it
+/// printed is in the pipes by then, and a descendant that keeps them open (a
+/// daemon in its own session, which no group signal reaches) must not hold the
+/// trial, or the run, beyond this.
+pub(crate) const DRAIN_PERIOD: Duration = Duration::from_secs(2);
+
+/// How often the blocking side checks whether the trial's process exited while
+/// its pipes stay open.
+const TICK: Duration = Duration::from_millis(50);
+
+/// One of the trial's output pipes and its unfinished line.
+struct Pipe {
+    file: std::fs::File,
+    partial: Vec<u8>,
+    stdout: bool,
+}
+
+impl Pipe {
+    fn new(fd: std::os::fd::OwnedFd, stdout: bool) -> Self {
+        Pipe {
+            file: std::fs::File::from(fd),
+            partial: Vec::new(),
+            stdout,
+        }
+    }
+
+    fn send(&self, tx: &mpsc::UnboundedSender<Event>, bytes: &[u8]) {
+        let line = String::from_utf8_lossy(bytes)
+            .trim_end_matches(['\n', '\r'])
+            .to_string();
+        let _ = tx.send(if self.stdout {
+            Event::Stdout(line)
+        } else {
+            Event::Stderr(line)
+        });
+    }
+
+    /// Reads what is there (poll said so); false at the end of the stream.
+    fn read(&mut self, tx: &mpsc::UnboundedSender<Event>) -> bool {
+        let mut buf = [0u8; 64 * 1024];
+        match self.file.read(&mut buf) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.partial.extend_from_slice(&buf[..n]);
+                let mut start = 0;
+                while let Some(at) = self.partial[start..].iter().position(|b| *b == b'\n') {
+                    self.send(tx, &self.partial[start..start + at]);
+                    start += at + 1;
+                }
+                self.partial.drain(..start);
+                true
+            }
+            Err(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+            ),
+        }
+    }
+
+    /// Sends the unfinished last line, if any.
+    fn finish(self, tx: &mpsc::UnboundedSender<Event>) {
+        if !self.partial.is_empty() {
+            self.send(tx, &self.partial);
+        }
+    }
+}
+
+/// The blocking side: spawn; read both pipes until the trial's process exits;
+/// then kill what is left of the process group and every process that carries
+/// the trial's `FIREBREAK_TRIAL_DIR` (descendants that left the group), read
+/// what remains in the pipes for at most [`DRAIN_PERIOD`] (and not past the
+/// trial's `deadline`), reap with resource usage, report.
+fn run_child(
+    mut command: Command,
+    trial_dir: PathBuf,
+    deadline: Option<Instant>,
+    tx: mpsc::UnboundedSender<Event>,
+) {
     let program = command.get_program().to_string_lossy().into_owned();
     let mut child = match command.spawn() {
         Ok(child) => child,
@@ -435,42 +549,67 @@ fn run_child(mut command: Command, tx: mpsc::UnboundedSender<Event>) {
     };
     let pid = child.id() as i32;
     let _ = tx.send(Event::Spawned(pid));
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    std::thread::scope(|scope| {
-        let out_tx = tx.clone();
-        let err_tx = tx.clone();
-        let readers = [
-            stdout.map(|s| {
-                scope.spawn(move || read_lines(s, |l| out_tx.send(Event::Stdout(l)).is_ok()))
-            }),
-            stderr.map(|s| {
-                scope.spawn(move || read_lines(s, |l| err_tx.send(Event::Stderr(l)).is_ok()))
-            }),
-        ];
-        // Wait for the leader to exit, leaving it a zombie so its pid (the group id)
-        // cannot be reused while we kill its leftovers.
-        // SAFETY: siginfo_t is plain data; waitid fills it.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        loop {
-            // SAFETY: valid pointer to a siginfo_t; P_PID with our own child's pid.
-            let rc = unsafe {
-                libc::waitid(
-                    libc::P_PID,
-                    pid as libc::id_t,
-                    &mut info,
-                    libc::WEXITED | libc::WNOWAIT,
-                )
-            };
-            if rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+    let mut pipes: Vec<Pipe> = [
+        child.stdout.take().map(|s| Pipe::new(s.into(), true)),
+        child.stderr.take().map(|s| Pipe::new(s.into(), false)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    // The trial's process is left a zombie until the end (waitid with WNOWAIT), so
+    // its pid, the group id, cannot be reused while its leftovers are killed.
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        if drain_until.is_none() && leader_exited(pid) {
+            end_leftovers(pid, &trial_dir);
+            let now = Instant::now();
+            let bound = now + DRAIN_PERIOD;
+            // The deadline cuts the drain short, but what is already in the pipes
+            // is still read.
+            drain_until = Some(deadline.map_or(bound, |d| {
+                bound.min(d.max(now + Duration::from_millis(100)))
+            }));
+        }
+        if pipes.is_empty() {
+            if drain_until.is_some() {
                 break;
             }
+            wait_for_exit(pid);
+            continue;
         }
-        host::signal_group(pid, libc::SIGKILL);
-        for reader in readers.into_iter().flatten() {
-            let _ = reader.join();
+        let wait = match drain_until {
+            Some(until) => {
+                let now = Instant::now();
+                if now >= until {
+                    break;
+                }
+                (until - now).min(TICK)
+            }
+            None => TICK,
+        };
+        let mut fds: Vec<libc::pollfd> = pipes
+            .iter()
+            .map(|p| libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&p.file),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let millis = wait.as_millis().clamp(1, 1000) as libc::c_int;
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+        if ready <= 0 {
+            continue; // a timeout, or EINTR: look again
         }
-    });
+        for index in (0..pipes.len()).rev() {
+            if fds[index].revents != 0 && !pipes[index].read(&tx) {
+                pipes.remove(index).finish(&tx);
+            }
+        }
+    }
+    for pipe in pipes {
+        pipe.finish(&tx);
+    }
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain data; wait4 on our own child reaps it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -499,21 +638,57 @@ fn run_child(mut command: Command, tx: mpsc::UnboundedSender<Event>) {
     });
 }
 
-fn read_lines(stream: impl Read, mut send: impl FnMut(String) -> bool) {
-    let mut reader = BufReader::new(stream);
-    let mut buf = Vec::new();
+/// True once the trial's process `pid` has exited (left a zombie, not reaped),
+/// or when it cannot be waited for at all.
+fn leader_exited(pid: i32) -> bool {
+    // SAFETY: siginfo_t is plain data; waitid fills it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a siginfo_t; P_PID with our own child's pid.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if rc != 0 {
+        return std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR);
+    }
+    // SAFETY: waitid succeeded, so si_pid is set (0 while the child runs).
+    unsafe { info.si_pid() == pid }
+}
+
+/// Blocks until the trial's process `pid` exits, leaving it a zombie.
+fn wait_for_exit(pid: i32) {
+    // SAFETY: siginfo_t is plain data; waitid fills it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let line = String::from_utf8_lossy(&buf)
-                    .trim_end_matches(['\n', '\r'])
-                    .to_string();
-                if !send(line) {
-                    return;
-                }
-            }
+        // SAFETY: valid pointer to a siginfo_t; P_PID with our own child's pid.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
+}
+
+/// Kills what the trial whose process `pid` has exited left running: its process
+/// group, and every process whose environment carries its `FIREBREAK_TRIAL_DIR`
+/// (a descendant in a new session or group). A few passes catch a child forked
+/// while a pass ran.
+fn end_leftovers(pid: i32, trial_dir: &Path) {
+    host::signal_group(pid, libc::SIGKILL);
+    let dir = trial_dir.display().to_string();
+    for _ in 0..3 {
+        if host::kill_by_environment("FIREBREAK_TRIAL_DIR", &dir) == 0 {
+            break;
         }
     }
 }
