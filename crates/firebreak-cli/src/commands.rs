@@ -137,6 +137,26 @@ async fn run(cli: &Cli, path: &Path, as_name: Option<&str>, key: Option<&Path>) 
         name.push(".trials");
         std::path::PathBuf::from(name)
     };
+    // The campaign's own folder, `<db>.trials/<name>`: the spec checked the name,
+    // and one that is not a single plain folder name (`..` would be the database's
+    // folder) is refused here as well, before any path is built from it.
+    let campaign_dir = {
+        let name = spec.name();
+        let joined = trials_root.join(name);
+        let plain = matches!(
+            Path::new(name).components().collect::<Vec<_>>().as_slice(),
+            [std::path::Component::Normal(n)] if *n == std::ffi::OsStr::new(name)
+        );
+        if !plain || joined.parent() != Some(trials_root.as_path()) {
+            return Err(Failure::new(
+                2,
+                anyhow!(
+                    "campaign name {name:?} is not one plain folder name; no trial folder is built from it\nhint: use 1 to 64 letters, digits, `-`, `_` or `.`, not starting with `.`"
+                ),
+            ));
+        }
+        joined
+    };
     // People are checked against the approvers in effect (the file's for a new
     // campaign): an edited spec cannot list a new key and act with it at once.
     let approvers = match store.campaign(spec.name()).await? {
@@ -151,11 +171,22 @@ async fn run(cli: &Cli, path: &Path, as_name: Option<&str>, key: Option<&Path>) 
     let actor = crate::governance::actor(&approvers, as_name, key)?;
     let campaign = Arc::new(Campaign::open_as(store.clone(), spec, actor).await?);
     // A new campaign owns no trial folder yet: one left under its name (by a
-    // deleted database file of the same path) must not be resumed from.
-    let stale = trials_root.join(campaign.name());
-    if campaign.created() && stale.exists() {
-        std::fs::remove_dir_all(&stale)
-            .with_context(|| format!("removing stale trial folders {}", stale.display()))?;
+    // deleted database file of the same path) must not be resumed from. Only that
+    // folder, checked above, is ever removed (a symbolic link there: the link only).
+    if campaign.created() && campaign_dir.symlink_metadata().is_ok() {
+        if campaign_dir.file_name() != Some(std::ffi::OsStr::new(campaign.name())) {
+            return Err(Failure::new(
+                1,
+                anyhow!(
+                    "campaign {:?} does not own {}; nothing removed\nhint: report this as a bug",
+                    campaign.name(),
+                    campaign_dir.display()
+                ),
+            ));
+        }
+        std::fs::remove_dir_all(&campaign_dir).with_context(|| {
+            format!("removing stale trial folders {}", campaign_dir.display())
+        })?;
     }
     // The spec in effect (as approved) decides what runs, not the edited file.
     let executor = Executor::from_spec(campaign.spec(), &spec_dir, trials_root)?;

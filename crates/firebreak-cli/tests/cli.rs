@@ -495,3 +495,121 @@ env = { MODE = "two" }
     assert_eq!(best.len(), 5, "{stdout}");
     assert!(best.iter().all(|t| t["params"]["worse"] == false));
 }
+
+/// A campaign named `..` had `<db>.trials/..`, the database's own folder, as its
+/// "stale trial folder", removed when the campaign was created.
+#[test]
+fn campaign_names_that_leave_the_trial_folder_are_refused_and_nothing_is_removed() {
+    let project = Project::new();
+    let good = project.spec(
+        "good.toml",
+        &spec(
+            "good",
+            r#"x = { type = "int", low = 1, high = 2 }"#,
+            "n_trials = 1",
+            "",
+        ),
+    );
+    let (code, _, stderr) = project.exec(&["run", good.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stderr}");
+    for name in ["..", ".", "../db", ".hidden"] {
+        let path = project.spec(
+            "dots.toml",
+            &spec(
+                name,
+                r#"x = { type = "int", low = 1, high = 2 }"#,
+                "n_trials = 1",
+                "",
+            ),
+        );
+        let path = path.to_str().expect("utf-8");
+        for command in ["validate", "run"] {
+            let (code, _, stderr) = project.exec(&[command, path]);
+            assert_eq!(code, 2, "`{command}` of campaign {name:?}: {stderr}");
+            assert!(
+                stderr.contains("dots.toml:2:1: `campaign.name`: campaign name")
+                    && stderr.contains("is not allowed")
+                    && stderr.contains("hint: "),
+                "{stderr}"
+            );
+            assert!(
+                project.path().join("db").is_dir(),
+                "{name:?}: db folder gone"
+            );
+            assert!(project.path().join("db/firebreak.db").is_file());
+        }
+    }
+    assert_eq!(project.trials("good").len(), 1);
+    let (code, stdout, _) = project.exec(&["campaigns"]);
+    assert_eq!(code, 0);
+    assert!(!stdout.contains("\"..\""), "{stdout}");
+}
+
+/// Specs that validated and then panicked or ran out of memory: `validate` and
+/// `run` refuse them with exit 2 and the key.
+#[test]
+fn oversized_specs_are_refused_by_validate_and_run() {
+    let project = Project::new();
+    let cases = [
+        (
+            r#"x = { type = "int", low = -9223372036854775808, high = 9223372036854775807 }"#,
+            "sampler = \"grid\"\nn_trials = 1",
+            "`space.x.low`",
+        ),
+        (
+            r#"x = { type = "int", low = 1, high = 2 }"#,
+            "sampler = \"grid\"\nn_trials = 1\nsampler_options = { points_per_axis = 4294967295 }",
+            "`search.sampler_options.points_per_axis`",
+        ),
+        (
+            r#"x = { type = "int", low = 1, high = 2 }"#,
+            "n_trials = 1\nparallelism = 4294967295",
+            "`search.parallelism`",
+        ),
+    ];
+    for (space, search, key) in cases {
+        let path = project.spec("big.toml", &spec("big", space, search, ""));
+        for command in ["validate", "run"] {
+            let (code, _, stderr) =
+                project.exec_within(60, &[command, path.to_str().expect("utf-8")]);
+            assert_eq!(code, 2, "`{command}` with {search}: {stderr}");
+            assert!(
+                stderr.contains(key) && stderr.contains("hint: "),
+                "{stderr}"
+            );
+        }
+    }
+}
+
+/// `activation` and `norm` change nothing in a cell network or a transformer:
+/// searching them is an error naming the key and the model.
+#[test]
+fn genome_keys_a_model_ignores_are_refused() {
+    let project = Project::new();
+    let text = r#"[campaign]
+name = "cells"
+
+[objective]
+metric = "val_accuracy"
+direction = "maximize"
+
+[space]
+activation = { type = "categorical", choices = ["relu", "gelu"] }
+
+[search]
+n_trials = 1
+
+[task]
+kind = "builtin"
+dataset = "digits"
+model = "cell"
+"#;
+    let path = project.spec("cells.toml", text);
+    let (code, _, stderr) = project.exec(&["validate", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("parameter `activation` means nothing to model `cell`")
+            && stderr.contains("hint: remove `activation`"),
+        "{stderr}"
+    );
+}
