@@ -6,9 +6,9 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 use firebreak_core::{Distribution, ParamValue, Params, format_rfc3339};
 use firebreak_ledger::{Checkpoint, Entry, Hash, Verdict, audit, hex, public_key_string};
-use firebreak_runner::{Campaign, ENQUEUED, Executor, RunEvent, Stop};
+use firebreak_runner::{Campaign, Executor, RunEvent, Stop};
 use firebreak_spec::{CampaignSpec, EXAMPLE_SPEC};
-use firebreak_store::{NewTrial, SqliteStore, Store, StoreError};
+use firebreak_store::{SqliteStore, Store, StoreError};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
@@ -24,8 +24,14 @@ pub async fn dispatch(cli: Cli) -> Outcome {
     match &cli.command {
         Command::Init { path } => init(path),
         Command::Validate { spec } => validate(spec),
-        Command::Run { spec, as_name, key } => {
-            run(&cli, spec, as_name.as_deref(), key.as_deref()).await
+        Command::Run {
+            spec,
+            as_name,
+            key,
+            ask_to_resume,
+        } => {
+            let who = (as_name.as_deref(), key.as_deref());
+            run(&cli, spec, who, *ask_to_resume).await
         }
         Command::Requests { campaign } => {
             crate::governance::requests(&cli, campaign.as_deref()).await
@@ -122,7 +128,12 @@ async fn stored_spec(store: &SqliteStore, campaign: &str) -> Result<CampaignSpec
     Ok(CampaignSpec::from_canonical(&record.spec, campaign)?)
 }
 
-async fn run(cli: &Cli, path: &Path, as_name: Option<&str>, key: Option<&Path>) -> Outcome {
+async fn run(
+    cli: &Cli,
+    path: &Path,
+    (as_name, key): (Option<&str>, Option<&Path>),
+    ask_to_resume: bool,
+) -> Outcome {
     let mut spec = load_spec(path)?;
     let store = SqliteStore::open(&cli.storage).await?;
     let spec_dir = path
@@ -170,6 +181,18 @@ async fn run(cli: &Cli, path: &Path, as_name: Option<&str>, key: Option<&Path>) 
     };
     let actor = crate::governance::actor(&approvers, as_name, key)?;
     let campaign = Arc::new(Campaign::open_as(store.clone(), spec, actor).await?);
+    if campaign.guards_restored() {
+        eprintln!(
+            "warning: the ledger's append-only triggers were missing (dropped by someone with \
+             write access to the database); restored"
+        );
+    }
+    if ask_to_resume && let Some(request) = campaign.ask_to_resume().await? {
+        eprintln!(
+            "firebreak: tripwire request {} filed: {}\n  decide with `firebreak approve {} --key FILE`",
+            request.body.id, request.body.reason, request.body.id
+        );
+    }
     // A new campaign owns no trial folder yet: one left under its name (by a
     // deleted database file of the same path) must not be resumed from. Only that
     // folder, checked above, is ever removed (a symbolic link there: the link only).
@@ -184,9 +207,8 @@ async fn run(cli: &Cli, path: &Path, as_name: Option<&str>, key: Option<&Path>) 
                 ),
             ));
         }
-        std::fs::remove_dir_all(&campaign_dir).with_context(|| {
-            format!("removing stale trial folders {}", campaign_dir.display())
-        })?;
+        std::fs::remove_dir_all(&campaign_dir)
+            .with_context(|| format!("removing stale trial folders {}", campaign_dir.display()))?;
     }
     // The spec in effect (as approved) decides what runs, not the edited file.
     let executor = Executor::from_spec(campaign.spec(), &spec_dir, trials_root)?;
@@ -266,9 +288,7 @@ async fn run(cli: &Cli, path: &Path, as_name: Option<&str>, key: Option<&Path>) 
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(CHECKPOINT_EVERY).await;
-                if let Ok(ledger) = store.ledger().await {
-                    let _ = sign_checkpoint(&store, &ledger).await;
-                }
+                let _ = sign_checkpoint(&store).await;
             }
         })
     };
@@ -307,10 +327,12 @@ async fn run(cli: &Cli, path: &Path, as_name: Option<&str>, key: Option<&Path>) 
         c.failed,
         summary.finished_this_run
     );
+    let tests = store.tests(&name).await?;
     for champion in objectives.best(&trials) {
         let metrics: Vec<String> = champion
             .metrics
             .iter()
+            .chain(tests.get(&champion.number).into_iter().flatten())
             .map(|(k, v)| format!("{k}={}", number(*v)))
             .collect();
         let params: Vec<String> = champion
@@ -331,9 +353,9 @@ async fn run(cli: &Cli, path: &Path, as_name: Option<&str>, key: Option<&Path>) 
         }
     }
     let cpu: f64 = trials.iter().filter_map(|t| t.cpu_seconds).sum();
-    let refit: f64 = trials
-        .iter()
-        .filter_map(|t| t.metrics.get("refit_cpu_seconds"))
+    let refit: f64 = tests
+        .values()
+        .filter_map(|t| t.get("refit_cpu_seconds"))
         .sum();
     let refit_note = if refit > 0.0 {
         format!(" + {} refitting the champion", number(refit))
@@ -346,7 +368,7 @@ async fn run(cli: &Cli, path: &Path, as_name: Option<&str>, key: Option<&Path>) 
         (cpu + refit) * watts_per_core / 3.6e6
     );
     println!("ledger: {} entries, head {head}", ledger.len());
-    match sign_checkpoint(&store, &ledger).await {
+    match sign_checkpoint(&store).await {
         Ok(checkpoint) => println!(
             "checkpoint: tree size {}, root {}, signed by {}",
             checkpoint.tree_size, checkpoint.root, checkpoint.key
@@ -556,20 +578,10 @@ async fn enqueue(cli: &Cli, campaign: &str, text: &str) -> Outcome {
     spec.space.validate(&params).map_err(|e| {
         Failure::new(2, anyhow!("{e}\nhint: give every active parameter of campaign {campaign:?} a value inside its range"))
     })?;
-    let trial = NewTrial {
-        params,
-        proposer: ENQUEUED.to_string(),
-        rationale: format!(
-            "enqueued by {} from the command line",
-            firebreak_runner::os_user()
-        ),
-        retry_of: None,
-        priority: 1,
-        number: None,
-        policy: None,
-        exploit: None,
+    let person = firebreak_govern::Principal::Local {
+        user: firebreak_runner::os_user(),
     };
-    let number = store.enqueue(campaign, &trial).await?;
+    let number = firebreak_runner::enqueue(&store, campaign, &person, params).await?;
     println!("queued trial {number} of {campaign}; it runs before new proposals");
     Ok(0)
 }
@@ -578,13 +590,14 @@ fn leaves(rows: &[Entry]) -> Vec<Hash> {
     rows.iter().map(|e| e.hash).collect()
 }
 
-/// Signs the root of the whole ledger with the engine key and stores it.
-pub(crate) async fn sign_checkpoint(
-    store: &SqliteStore,
-    rows: &[Entry],
-) -> anyhow::Result<Checkpoint> {
+/// Signs the root of the whole ledger with the engine key and stores it, after
+/// checking that the ledger verifies against the database: the engine never
+/// signs over a ledger that does not.
+pub(crate) async fn sign_checkpoint(store: &SqliteStore) -> anyhow::Result<Checkpoint> {
+    let (rows, state) = store.ledger_and_snapshot().await?;
+    audit(&rows, &state).map_err(firebreak_runner::RunnerError::Tampered)?;
     let key = crate::keys::engine_key()?;
-    let leaves = leaves(rows);
+    let leaves = leaves(&rows);
     let now = firebreak_core::Clock::now(&firebreak_core::SystemClock);
     let checkpoint = Checkpoint::sign(
         &key,
@@ -632,8 +645,7 @@ async fn verify(cli: &Cli, campaign: Option<&str>, trusted: Option<&str>) -> Out
     if let Some(name) = campaign {
         stored_spec(&store, name).await?;
     }
-    let rows = store.ledger().await?;
-    let state = store.snapshot().await?;
+    let (rows, state) = store.ledger_and_snapshot().await?;
     // Every subtree hashed once (on every core): each checkpoint's root is then a
     // few lookups.
     let tree = firebreak_ledger::MerkleTree::new(leaves(&rows));
@@ -722,8 +734,12 @@ async fn verify(cli: &Cli, campaign: Option<&str>, trusted: Option<&str>) -> Out
 
 async fn checkpoint(cli: &Cli, out: Option<&Path>) -> Outcome {
     let store = open(cli).await?;
-    let rows = store.ledger().await?;
-    let checkpoint = sign_checkpoint(&store, &rows).await?;
+    let checkpoint = sign_checkpoint(&store).await.map_err(|e| {
+        let tampered = e
+            .downcast_ref::<firebreak_runner::RunnerError>()
+            .is_some_and(|r| matches!(r, firebreak_runner::RunnerError::Tampered(_)));
+        Failure::new(if tampered { 4 } else { 1 }, e)
+    })?;
     let text = serde_json::to_string_pretty(&checkpoint)?;
     if let Some(path) = out {
         std::fs::write(path, format!("{text}\n"))
@@ -937,10 +953,12 @@ async fn report(cli: &Cli, campaign: &str) -> Outcome {
     let spec = CampaignSpec::from_canonical(&record.spec, campaign)?;
     let trials = store.trials(campaign).await?;
     let runs = store.runs(campaign).await?;
-    let rows = store.ledger().await?;
-    let state = store.snapshot().await?;
+    let (rows, state) = store.ledger_and_snapshot().await?;
     let verdict = match audit(&rows, &state) {
-        Ok(n) => format!("passed ({n} entries; chain, canonical form and state agree)"),
+        Ok(replayed) => format!(
+            "passed ({} entries; chain, canonical form, governance rules and state agree)",
+            replayed.entries
+        ),
         Err(v) => format!(
             "**FAILED** at seq {}: {}",
             v.seq.map_or("-".into(), |s| s.to_string()),

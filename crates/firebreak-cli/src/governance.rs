@@ -143,12 +143,20 @@ pub async fn requests(cli: &Cli, campaign: Option<&str>) -> Outcome {
 pub async fn decide(cli: &Cli, decider: &Decider, verdict: Verdict, reason: &str) -> Outcome {
     let id = decider.id.as_str();
     let store = SqliteStore::open_existing(&cli.storage).await?;
+    // A decision acts only on a request, spec and approvers the ledger backs.
+    firebreak_runner::verify_ledger(&store).await?;
     let request = store
         .requests(None)
         .await?
         .into_iter()
         .find(|r| r.body.id == id)
         .ok_or_else(|| Failure::new(1, StoreError::NoRequest(id.to_string())))?;
+    if request.body.hash() != request.hash {
+        return Err(Failure::new(
+            4,
+            anyhow!("request {id}: its stored hash does not match its body"),
+        ));
+    }
     let campaign = request.body.campaign.clone();
     let record = store
         .campaign(&campaign)
@@ -196,14 +204,22 @@ pub async fn decide(cli: &Cli, decider: &Decider, verdict: Verdict, reason: &str
         Action::Reject
     };
     let authorizer = firebreak_runner::authorizer(&spec)?;
+    // A request filed as the local user an approver's entry names (`os_user`)
+    // is theirs too.
+    let os_user = approvers
+        .iter()
+        .find(|a| a.name == principal.id())
+        .and_then(|a| a.os_user.as_deref());
+    let own_request = principal.id() == request.body.requested_by
+        || os_user.is_some_and(|u| request.body.requested_by == format!("local:{u}"));
     let context = json!({
-        "own_request": principal.id() == request.body.requested_by,
+        "own_request": own_request,
         "kind": request.body.kind.as_str(),
         "request": id,
     });
-    let policy = authorizer.authorize(&principal, action, context);
+    let mut policy = authorizer.authorize(&principal, action, context);
     let now = SystemClock.now();
-    let refusal = if policy.allowed() {
+    let mut refusal = if policy.allowed() {
         firebreak_govern::check_decision(&request, &principal, &decision, approvers, now).err()
     } else {
         Some(GovernError::Denied {
@@ -212,6 +228,29 @@ pub async fn decide(cli: &Cli, decider: &Decider, verdict: Verdict, reason: &str
             policies: policy.policies.clone(),
         })
     };
+    let mut after = request.clone();
+    after.decisions.push(decision.clone());
+    let outcome = firebreak_govern::outcome(&after, quorum);
+    if refusal.is_none() && outcome == Decided::Approved {
+        // The change would take effect now: the policy decides that too.
+        let approvals = after.approvals().len();
+        let context = json!({
+            "stage": "apply",
+            "approvals": approvals,
+            "quorum": quorum,
+            "kind": request.body.kind.as_str(),
+        });
+        let apply = Action::Change(request.body.kind);
+        let applying = authorizer.authorize(&principal, apply, context);
+        if !applying.allowed() {
+            refusal = Some(GovernError::Denied {
+                principal: principal.id(),
+                action: apply.id().to_string(),
+                policies: applying.policies.clone(),
+            });
+            policy = applying;
+        }
+    }
     if let Some(error) = refusal {
         let denial = Event::Denied {
             action: action.id().to_string(),
@@ -229,9 +268,7 @@ pub async fn decide(cli: &Cli, decider: &Decider, verdict: Verdict, reason: &str
         }
         return Err(Failure::new(1, anyhow!("refused: {error}")));
     }
-    let mut after = request.clone();
-    after.decisions.push(decision.clone());
-    let closing = match firebreak_govern::outcome(&after, quorum) {
+    let closing = match outcome {
         Decided::Pending => None,
         Decided::Rejected => Some(Closing {
             state: RequestState::Rejected,
@@ -253,8 +290,7 @@ pub async fn decide(cli: &Cli, decider: &Decider, verdict: Verdict, reason: &str
             closing.as_ref(),
         )
         .await?;
-    let ledger = store.ledger().await?;
-    let checkpoint = crate::commands::sign_checkpoint(&store, &ledger).await;
+    let checkpoint = crate::commands::sign_checkpoint(&store).await;
     if !cli.quiet {
         match &closing {
             Some(c) if c.state == RequestState::Approved => println!(

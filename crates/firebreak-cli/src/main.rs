@@ -76,6 +76,10 @@ enum Command {
         /// The person's private key (PKCS#8 PEM), proving who they are.
         #[arg(long)]
         key: Option<PathBuf>,
+        /// When a rejected or expired tripwire request keeps the campaign
+        /// halted, file a new tripwire request asking to go on.
+        #[arg(long)]
+        ask_to_resume: bool,
     },
     /// List change requests (governed changes waiting for approval, and past ones).
     Requests {
@@ -247,8 +251,11 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
                 Some(R::Spec(_) | R::Ungoverned { .. } | R::TaskUnavailable(_) | R::Table { .. })
             );
         let halted = matches!(error.downcast_ref::<R>(), Some(R::Halted { .. }));
+        let tampered = matches!(error.downcast_ref::<R>(), Some(R::Tampered(_)));
         let code = if spec_error {
             2
+        } else if tampered {
+            4
         } else if halted {
             3
         } else {

@@ -49,6 +49,11 @@ fn fresh() -> Project {
 const UNLOCK: &str =
     "DROP TRIGGER ledger_append_only_update; DROP TRIGGER ledger_append_only_delete;";
 
+const RELOCK: &str = "CREATE TRIGGER ledger_append_only_update BEFORE UPDATE ON ledger \
+     BEGIN SELECT RAISE(ABORT, 'ledger rows are append-only'); END; \
+     CREATE TRIGGER ledger_append_only_delete BEFORE DELETE ON ledger \
+     BEGIN SELECT RAISE(ABORT, 'ledger rows are append-only'); END;";
+
 /// Applies `statements` to a fresh database and expects exit 4 at `seq`.
 fn check(statements: &[&str], seq: Option<u64>) {
     let project = fresh();
@@ -240,6 +245,8 @@ fn rewrite_history(project: &Project) {
             .execute(&mut conn)
             .await
             .expect("state rewritten");
+        // A careful forger puts the append-only triggers back.
+        sqlx::raw_sql(RELOCK).execute(&mut conn).await.expect("relocked");
     });
 }
 

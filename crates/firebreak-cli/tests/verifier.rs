@@ -7,7 +7,7 @@
 mod common;
 
 use common::{Project, entry_payloads, independent_verifier_status, reseal, spec};
-use firebreak_ledger::{SignedDecision, Verdict, diff_hash, parse_private_key_pem};
+use firebreak_ledger::{RequestBody, SignedDecision, Verdict, diff_hash, parse_private_key_pem};
 use serde_json::{Value, json};
 
 /// Makes a key pair; returns (private key path, `ed25519:` public key).
@@ -128,15 +128,21 @@ fn forged_approvals_and_spec_changes_are_rejected_by_the_rule_they_break() {
     let path = path.to_str().expect("utf-8");
     let (code, _, stderr) = project.exec_within(60, &["run", path]);
     assert_eq!(code, 0, "{stderr}");
-    std::fs::write(
-        project.path().join("spec.toml"),
-        governed("gov", 3, &governance),
-    )
-    .expect("edited");
-    let (code, _, stderr) =
-        project.exec_within(60, &["run", path, "--as", "alice", "--key", &alice_key]);
-    assert_eq!(code, 3, "alice's budget request is parked: {stderr}");
-    let id = pending(&project, "budget");
+    // Alice asks for 3 trials, then for 4: her second request supersedes the first.
+    let mut ids = Vec::new();
+    for n in [3, 4] {
+        std::fs::write(
+            project.path().join("spec.toml"),
+            governed("gov", n, &governance),
+        )
+        .expect("edited");
+        let (code, _, stderr) =
+            project.exec_within(60, &["run", path, "--as", "alice", "--key", &alice_key]);
+        assert_eq!(code, 3, "alice's budget request is parked: {stderr}");
+        ids.push(pending(&project, "budget"));
+    }
+    let (older, id) = (ids[0].clone(), ids[1].clone());
+    assert_ne!(older, id);
     for key in [&bob_key, &carol_key] {
         let (code, _, stderr) = project.exec(&["approve", &id, "--key", key]);
         assert_eq!(code, 0, "{stderr}");
@@ -152,6 +158,10 @@ fn forged_approvals_and_spec_changes_are_rejected_by_the_rule_they_break() {
     let filed = seq_of(&payloads, "request_filed", |d| {
         d["request"]["id"] == id.as_str()
     });
+    let superseded = seq_of(&payloads, "request_closed", |d| {
+        d["id"] == older.as_str() && d["state"] == "superseded"
+    });
+    assert!(filed < superseded, "the newer request is filed first");
     let request_hash = payloads[filed]["data"]["hash"]
         .as_str()
         .expect("hash")
@@ -200,6 +210,33 @@ fn forged_approvals_and_spec_changes_are_rejected_by_the_rule_they_break() {
     let (_, text) =
         independent_verifier_status(&project, &reseal(&forged), "requestless-spec-change.jsonl");
     assert!(text.contains("without a request"), "{text}");
+
+    // The older request closed as superseded before the newer one was filed.
+    let mut forged = payloads.clone();
+    let close = forged.remove(superseded);
+    forged.insert(filed, close);
+    rejected(
+        &project,
+        &forged,
+        "superseded-before-filed.jsonl",
+        filed,
+        &["supersede"],
+    );
+
+    // A person's request superseded by a proposer's: the newer request's
+    // requester forged as an agent, its hash recomputed.
+    let mut forged = payloads.clone();
+    let request = &mut forged[filed]["data"];
+    request["request"]["requested_by"] = json!("agent:tpe");
+    let body: RequestBody = serde_json::from_value(request["request"].clone()).expect("body");
+    request["hash"] = json!(body.hash());
+    rejected(
+        &project,
+        &forged,
+        "superseded-by-an-agent.jsonl",
+        superseded,
+        &["supersede"],
+    );
 
     // The requester approves her own request, with a valid signature of her key.
     let mut forged = payloads.clone();

@@ -5,11 +5,13 @@
 //! quorum and the request time-to-live → `approvers`; the policy → `policy`;
 //! tripwires, the objective and the task's evaluation → `evaluation`. Everything
 //! else (the sampler, the scheduler, parallelism, retries, timeouts, the seed)
-//! changes without a request; the description is ignored.
+//! changes without a request; the description is ignored. The table itself is
+//! `firebreak_ledger::classify_path`, so the audit replays every spec change by
+//! the same rule.
 
 use std::collections::BTreeMap;
 
-use firebreak_ledger::RequestKind;
+use firebreak_ledger::{EditClass, RequestKind, classify_path};
 use firebreak_spec::Change;
 use serde_json::{Value, json};
 
@@ -22,32 +24,14 @@ pub struct Classified {
     pub free: Vec<Change>,
 }
 
-/// The request kind a change at this JSON pointer raises, `None` when it is not
-/// governed, `Err(())` when it is ignored (the description).
-fn kind_of(path: &str) -> Result<Option<RequestKind>, ()> {
-    let mut parts = path.trim_start_matches('/').splitn(3, '/');
-    let section = parts.next().unwrap_or_default();
-    let key = parts.next().unwrap_or_default();
-    Ok(match (section, key) {
-        ("campaign", "description") => return Err(()),
-        ("constraints", _) => Some(RequestKind::Budget),
-        ("search", "n_trials") => Some(RequestKind::Budget),
-        ("space", _) => Some(RequestKind::Space),
-        ("governance", "approvers" | "quorum" | "request_ttl") => Some(RequestKind::Approvers),
-        ("governance", "policy" | "policy_text") => Some(RequestKind::Policy),
-        ("governance", _) | ("objective", _) | ("task", _) => Some(RequestKind::Evaluation),
-        _ => None,
-    })
-}
-
 /// Splits the differences between two canonical specs.
 pub fn classify(changes: Vec<Change>) -> Classified {
     let mut out = Classified::default();
     for change in changes {
-        match kind_of(&change.path) {
-            Err(()) => {}
-            Ok(Some(kind)) => out.governed.entry(kind).or_default().push(change),
-            Ok(None) => out.free.push(change),
+        match classify_path(&change.path) {
+            EditClass::Ignored => {}
+            EditClass::Governed(kind) => out.governed.entry(kind).or_default().push(change),
+            EditClass::Free => out.free.push(change),
         }
     }
     out

@@ -26,8 +26,9 @@ pub enum Action {
     ProposeTrial,
     /// A worker starts a claimed trial.
     StartTrial,
-    /// A governed change of this kind is asked for (`applying == false`) or would
-    /// take effect (`applying == true`).
+    /// A governed change of this kind is asked for (context `stage ==
+    /// "request"`) or would take effect (`stage == "apply"`, with the approvals
+    /// so far and the quorum).
     Change(RequestKind),
     /// Approve a request.
     Approve,
@@ -206,6 +207,7 @@ mod tests {
             name: name.into(),
             key: String::new(),
             role: role.into(),
+            os_user: None,
         }
     }
 

@@ -64,8 +64,22 @@ pub fn check_decision(
             "{name} asked for request {id} and cannot decide it"
         ));
     }
+    if let Some(user) = &listed.os_user
+        && request.body.requested_by == format!("local:{user}")
+    {
+        return refuse(format!(
+            "request {id} was filed as local:{user}, {name}'s operating-system user, \
+             so {name} asked for it and cannot decide it"
+        ));
+    }
     if request.decisions.iter().any(|d| d.by == *name) {
         return refuse(format!("{name} has already decided request {id}"));
+    }
+    if request.decisions.iter().any(|d| d.key == decision.key) {
+        return refuse(format!(
+            "key {} has already decided request {id} (under another name)",
+            decision.key
+        ));
     }
     if decision.decision == Verdict::Reject && decision.reason.trim().is_empty() {
         return refuse("a rejection needs a reason".to_string());
@@ -84,11 +98,17 @@ pub enum Outcome {
     Rejected,
 }
 
-/// One rejection rejects; `quorum` distinct approvals approve.
+/// One rejection rejects; approvals with `quorum` distinct keys approve.
 pub fn outcome(request: &Request, quorum: usize) -> Outcome {
+    let keys: std::collections::BTreeSet<&str> = request
+        .decisions
+        .iter()
+        .filter(|d| d.decision == Verdict::Approve)
+        .map(|d| d.key.as_str())
+        .collect();
     if !request.rejections().is_empty() {
         Outcome::Rejected
-    } else if request.approvals().len() >= quorum.max(1) {
+    } else if keys.len() >= quorum.max(1) {
         Outcome::Approved
     } else {
         Outcome::Pending
@@ -117,6 +137,7 @@ mod tests {
                     "approver"
                 }
                 .into(),
+                os_user: (*name == "alice").then(|| "ann".to_string()),
             })
             .collect()
     }
@@ -215,6 +236,22 @@ mod tests {
                 bob.clone(),
                 NOW,
             ),
+            (
+                "filed as her own operating-system user",
+                {
+                    let mut r = r1.clone();
+                    r.body.requested_by = "local:ann".into();
+                    r.hash = r.body.hash();
+                    r
+                },
+                human("alice"),
+                {
+                    let mut r = r1.clone();
+                    r.body.requested_by = "local:ann".into();
+                    sign(1, "alice", &Request::new(r.body))
+                },
+                NOW,
+            ),
         ];
         for (what, request, principal, decision, now) in cases {
             assert!(
@@ -222,9 +259,30 @@ mod tests {
                 "{what} was accepted"
             );
         }
+        // One key listed under two names decides once.
+        let mut doubled = list.clone();
+        doubled.push(Approver {
+            name: "dave".into(),
+            key: bob.key.clone(),
+            role: "approver".into(),
+            os_user: None,
+        });
+        let mut decided = r1.clone();
+        decided.decisions.push(bob.clone());
+        let dave = sign(2, "dave", &r1);
+        assert!(check_decision(&decided, &human("dave"), &dave, &doubled, NOW).is_err());
         let mut approved = r1;
         approved.decisions.push(bob);
         assert_eq!(outcome(&approved, 1), Outcome::Approved);
         assert_eq!(outcome(&approved, 2), Outcome::Pending);
+        let mut twice = approved.clone();
+        let mut again = twice.decisions[0].clone();
+        again.by = "alice".into();
+        twice.decisions.push(again);
+        assert_eq!(
+            outcome(&twice, 2),
+            Outcome::Pending,
+            "one key counted twice"
+        );
     }
 }

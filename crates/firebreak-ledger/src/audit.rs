@@ -4,24 +4,48 @@
 
 use std::collections::BTreeMap;
 
-use firebreak_core::{Metrics, Params, Trial, TrialState};
+use firebreak_core::{Metrics, Timestamp, Trial, parse_rfc3339};
 use serde::Deserialize;
 
-use crate::entry::{Entry, Event, FORMAT_VERSION, GENESIS, Hash, canonical_json, hex, leaf_hash};
-use crate::patch::apply_patch;
-use crate::request::{RequestState, SignedDecision, Verdict};
+use crate::entry::{Entry, Event, FORMAT_VERSION, GENESIS, Hash, canonical_json, leaf_hash};
+use crate::request::Request;
+use replay::Replay;
 
 mod canonical;
+mod compare;
+mod replay;
 
-/// The state tables as the store holds them, for comparison with the ledger.
+/// The state tables as the store holds them, for comparison with the ledger:
+/// every column the engine reads to decide anything (a limit, a tripwire, a
+/// scheduler, a proposer, a decision) is here and compared.
 #[derive(Debug, Clone, Default)]
 pub struct StateSnapshot {
     /// Campaign name to its stored canonical spec.
     pub campaigns: BTreeMap<String, serde_json::Value>,
     /// Every trial with its campaign's name.
     pub trials: Vec<(String, Trial)>,
-    /// Every change request: id to (campaign, state, number of decisions).
-    pub requests: BTreeMap<String, (String, RequestState, usize)>,
+    /// Every change request as stored, by id.
+    pub requests: BTreeMap<String, Request>,
+    /// Every run with its campaign's name.
+    pub runs: Vec<(String, RunRow)>,
+    /// The champions' test-split results: (campaign, trial number) to metrics.
+    pub tests: BTreeMap<(String, u64), Metrics>,
+    /// True when the database would let a ledger row be updated or deleted
+    /// (its append-only guards were dropped).
+    pub ledger_writable: bool,
+}
+
+/// A run as its row stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    /// Its id.
+    pub id: u64,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it ended, if it ended cleanly.
+    pub ended_at: Option<Timestamp>,
+    /// Why it ended.
+    pub end_reason: Option<String>,
 }
 
 /// Where and why a check failed.
@@ -203,116 +227,71 @@ fn hex_equals(text: &str, hash: &Hash) -> bool {
             })
 }
 
-/// What the ledger says one trial is.
-#[derive(Debug)]
-struct Expected {
-    state: TrialState,
-    params: Params,
-    proposer: String,
-    rationale: String,
-    retry_of: Option<u64>,
-    metrics: Metrics,
-    error: Option<String>,
-    reports: Vec<(u64, Metrics)>,
-    last_seq: u64,
-}
-
-/// What the ledger says one change request is.
-#[derive(Debug)]
-struct ExpectedRequest {
-    campaign: String,
-    state: RequestState,
-    hash: String,
-    diff: serde_json::Value,
-    requested_by: String,
-    decisions: Vec<SignedDecision>,
-    last_seq: u64,
-}
-
-/// A campaign as the replay knows it.
-#[derive(Debug)]
-struct ExpectedCampaign {
-    spec: serde_json::Value,
-    canonical: String,
-    seq: u64,
-}
-
-fn sha256_hex(text: &str) -> String {
-    use sha2::Digest as _;
-    hex(&sha2::Sha256::digest(text.as_bytes()))
-}
-
-/// The quorum and the approvers (name, key) of a canonical spec's governance.
-fn governance_of(spec: &serde_json::Value) -> (usize, Vec<(String, String)>) {
-    let governance = &spec["governance"];
-    let approvers: Vec<(String, String)> = governance["approvers"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter(|a| matches!(a["role"].as_str(), None | Some("approver" | "admin")))
-                .filter_map(|a| {
-                    Some((
-                        a["name"].as_str()?.to_string(),
-                        a["key"].as_str()?.to_string(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let quorum = governance["quorum"]
-        .as_u64()
-        .map_or(1, |q| usize::try_from(q).unwrap_or(usize::MAX));
-    (quorum, approvers)
-}
-
-/// Checks one decision against the request and the campaign's governance.
-fn check_decision(
-    seq: u64,
-    request: &ExpectedRequest,
-    decision: &SignedDecision,
-    spec: &serde_json::Value,
-) -> Result<(), Violation> {
-    decision
-        .verify(&request.hash)
-        .map_err(|e| violation(seq, format!("decision on request: {e}")))?;
-    let (_, approvers) = governance_of(spec);
-    if !approvers
-        .iter()
-        .any(|(name, key)| *name == decision.by && *key == decision.key)
-    {
-        return Err(violation(
-            seq,
-            format!(
-                "{} with key {} is not an approver of the campaign",
-                decision.by, decision.key
-            ),
-        ));
-    }
-    if decision.by == request.requested_by {
-        return Err(violation(
-            seq,
-            format!("{} decided their own request", decision.by),
-        ));
-    }
-    if request.decisions.iter().any(|d| d.by == decision.by) {
-        return Err(violation(seq, format!("{} decided twice", decision.by)));
-    }
-    Ok(())
-}
-
 #[derive(Deserialize)]
 struct Body {
+    at: String,
     #[serde(flatten)]
     event: Event,
 }
 
-/// Verifies the chain, replays every event and compares the result with `state`.
-/// Returns the number of entries, or the violation with the smallest `seq`.
-pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<u64, Violation> {
+/// What a verified ledger says each campaign's governed state is: what the
+/// engine acts on, so that `run`, a worker or a decision never acts on a value
+/// the ledger does not back.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Replayed {
+    /// The number of entries.
+    pub entries: u64,
+    /// Each campaign by name.
+    pub campaigns: BTreeMap<String, ReplayedCampaign>,
+}
+
+/// One campaign as its ledger entries describe it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayedCampaign {
+    /// The canonical spec in effect.
+    pub spec: serde_json::Value,
+    /// The tripwire request that halts the campaign: the latest one filed, while
+    /// no tripwire request has been approved since it tripped.
+    pub halted_by: Option<String>,
+    /// Trial CPU seconds so far, re-evaluations and test refits included.
+    pub cpu_seconds: f64,
+    /// Wall seconds of every run so far: from its `run_started` to its
+    /// `run_ended`, or to its campaign's last entry while it was the latest run.
+    pub wall_seconds: f64,
+}
+
+/// Verifies the chain, replays every event (checking the governance rules as
+/// they stood at each entry) and compares the result with `state`. Returns what
+/// the ledger says, or the violation with the smallest `seq`.
+pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<Replayed, Violation> {
+    let (entries, replay) = replay(rows)?;
+    compare::all(entries, &replay, state)?;
+    let mut campaigns: BTreeMap<String, ReplayedCampaign> = replay
+        .campaigns
+        .iter()
+        .map(|(name, c)| {
+            let replayed = ReplayedCampaign {
+                spec: c.spec.clone(),
+                halted_by: c.halted_since.and(c.tripwire_request.clone()),
+                cpu_seconds: c.cpu_seconds,
+                wall_seconds: 0.0,
+            };
+            (name.clone(), replayed)
+        })
+        .collect();
+    for ((campaign, _), run) in &replay.runs {
+        if let Some(c) = campaigns.get_mut(campaign) {
+            let end = run.ended_at.unwrap_or(run.last_at);
+            c.wall_seconds += (end - run.started_at).max(0) as f64 / 1000.0;
+        }
+    }
+    Ok(Replayed { entries, campaigns })
+}
+
+/// The chain checked and every event replayed, before any comparison.
+fn replay(rows: &[Entry]) -> Result<(u64, Replay), Violation> {
     let entries = verify_chain(rows)?;
-    let mut campaigns: BTreeMap<String, ExpectedCampaign> = BTreeMap::new();
-    let mut trials: BTreeMap<(String, u64), Expected> = BTreeMap::new();
-    let mut requests: BTreeMap<String, ExpectedRequest> = BTreeMap::new();
+    let mut replay = Replay::default();
     let mut bodies = parse_bodies(rows).into_iter();
     for row in rows {
         let seq = row.seq;
@@ -320,246 +299,11 @@ pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<u64, Violation> {
             .next()
             .unwrap_or_else(|| serde_json::from_str(&row.payload))
             .map_err(|e| violation(seq, format!("unknown event: {e}")))?;
-        let campaign = row.campaign.clone();
-        if !matches!(body.event, Event::CampaignCreated { .. })
-            && !campaigns.contains_key(&campaign)
-        {
-            return Err(violation(
-                seq,
-                format!("campaign {campaign:?} was never created"),
-            ));
-        }
-        let transition = |trials: &mut BTreeMap<(String, u64), Expected>,
-                          number: u64,
-                          from: &[TrialState]|
-         -> Result<(), Violation> {
-            let Some(t) = trials.get_mut(&(campaign.clone(), number)) else {
-                return Err(violation(seq, format!("trial {number} was never proposed")));
-            };
-            if !from.contains(&t.state) {
-                return Err(violation(
-                    seq,
-                    format!(
-                        "trial {number} is {} here, which allows no {}",
-                        t.state, row.kind
-                    ),
-                ));
-            }
-            t.last_seq = seq;
-            Ok(())
-        };
-        match body.event {
-            Event::CampaignCreated { spec, .. } => {
-                let canonical = canonical_json(&spec).unwrap_or_default();
-                let expected = ExpectedCampaign {
-                    spec,
-                    canonical,
-                    seq,
-                };
-                if campaigns.insert(campaign.clone(), expected).is_some() {
-                    return Err(violation(
-                        seq,
-                        format!("campaign {campaign:?} created twice"),
-                    ));
-                }
-            }
-            Event::RunStarted { .. }
-            | Event::RunEnded { .. }
-            | Event::Denied { .. }
-            | Event::TrialReevaluated { .. } => {}
-            Event::RequestFiled { request, hash, .. } => {
-                if request.campaign != campaign {
-                    return Err(violation(seq, "request names another campaign"));
-                }
-                if request.hash() != hash {
-                    return Err(violation(
-                        seq,
-                        format!("request {}: hash does not match its body", request.id),
-                    ));
-                }
-                if requests.contains_key(&request.id) {
-                    return Err(violation(
-                        seq,
-                        format!("request {} filed twice", request.id),
-                    ));
-                }
-                requests.insert(
-                    request.id.clone(),
-                    ExpectedRequest {
-                        campaign: campaign.clone(),
-                        state: RequestState::Pending,
-                        hash,
-                        diff: request.diff,
-                        requested_by: request.requested_by,
-                        decisions: Vec::new(),
-                        last_seq: seq,
-                    },
-                );
-            }
-            Event::RequestDecided { id, decision, .. } => {
-                let request = open_request(&mut requests, seq, &id, &campaign)?;
-                let spec = campaigns.get(&campaign).map(|c| &c.spec);
-                check_decision(
-                    seq,
-                    request,
-                    &decision,
-                    spec.unwrap_or(&serde_json::Value::Null),
-                )?;
-                request.decisions.push(decision);
-                request.last_seq = seq;
-            }
-            Event::RequestClosed { id, state, .. } => {
-                let spec = campaigns.get(&campaign).map(|c| c.spec.clone());
-                let request = open_request(&mut requests, seq, &id, &campaign)?;
-                let (quorum, _) = governance_of(spec.as_ref().unwrap_or(&serde_json::Value::Null));
-                let count = |verdict: Verdict| {
-                    request
-                        .decisions
-                        .iter()
-                        .filter(|d| d.decision == verdict)
-                        .count()
-                };
-                let ok = match state {
-                    RequestState::Approved => count(Verdict::Approve) >= quorum.max(1),
-                    RequestState::Rejected => count(Verdict::Reject) > 0,
-                    RequestState::Expired | RequestState::Superseded => true,
-                    RequestState::Pending => false,
-                };
-                if !ok {
-                    return Err(violation(
-                        seq,
-                        format!("request {id} closed as {state} without the decisions for it"),
-                    ));
-                }
-                request.state = state;
-                request.last_seq = seq;
-            }
-            Event::SpecChanged {
-                spec,
-                spec_hash,
-                diff,
-                request,
-                ..
-            } => {
-                let Some(current) = campaigns.get_mut(&campaign) else {
-                    return Err(violation(seq, "spec change of an unknown campaign"));
-                };
-                let canonical = canonical_json(&spec).unwrap_or_default();
-                if sha256_hex(&canonical) != spec_hash {
-                    return Err(violation(seq, "spec_hash does not match the spec"));
-                }
-                if apply_patch(&current.spec, &diff).ok().as_ref() != Some(&spec) {
-                    return Err(violation(
-                        seq,
-                        "the patch applied to the spec in effect does not give the new spec",
-                    ));
-                }
-                if let Some(id) = request {
-                    let approved = requests.get(&id).is_some_and(|r| {
-                        r.state == RequestState::Approved
-                            && r.campaign == campaign
-                            && r.diff == diff
-                    });
-                    if !approved {
-                        return Err(violation(
-                            seq,
-                            format!(
-                                "spec changed under request {id}, which is not an approved request for this change"
-                            ),
-                        ));
-                    }
-                }
-                *current = ExpectedCampaign {
-                    spec,
-                    canonical,
-                    seq,
-                };
-            }
-            Event::TrialProposed {
-                number,
-                params,
-                proposer,
-                rationale,
-                retry_of,
-                ..
-            } => {
-                let key = (campaign.clone(), number);
-                if trials.contains_key(&key) {
-                    return Err(violation(seq, format!("trial {number} proposed twice")));
-                }
-                trials.insert(
-                    key,
-                    Expected {
-                        state: TrialState::Queued,
-                        params,
-                        proposer,
-                        rationale,
-                        retry_of,
-                        metrics: Metrics::new(),
-                        error: None,
-                        reports: Vec::new(),
-                        last_seq: seq,
-                    },
-                );
-            }
-            Event::TrialStarted { number, .. } => {
-                transition(&mut trials, number, &[TrialState::Queued])?;
-                set_state(&mut trials, &campaign, number, TrialState::Running);
-            }
-            Event::TrialRequeued { number, .. } => {
-                transition(&mut trials, number, &[TrialState::Running])?;
-                set_state(&mut trials, &campaign, number, TrialState::Queued);
-            }
-            Event::TrialResumed { number, .. } => {
-                transition(&mut trials, number, &[TrialState::Pruned])?;
-                if let Some(t) = trials.get_mut(&(campaign.clone(), number)) {
-                    t.state = TrialState::Running;
-                    t.error = None;
-                    t.metrics = Metrics::new();
-                }
-            }
-            Event::TrialReported {
-                number,
-                step,
-                metrics,
-            } => {
-                transition(&mut trials, number, &[TrialState::Running])?;
-                if let Some(t) = trials.get_mut(&(campaign.clone(), number)) {
-                    t.reports.retain(|(s, _)| *s != step);
-                    t.reports.push((step, metrics));
-                }
-            }
-            Event::TrialFinished {
-                number,
-                state,
-                metrics,
-                error,
-                ..
-            } => {
-                transition(&mut trials, number, &[TrialState::Running])?;
-                if !state.is_finished() {
-                    return Err(violation(
-                        seq,
-                        format!("trial {number} finished as {state}"),
-                    ));
-                }
-                if let Some(t) = trials.get_mut(&(campaign.clone(), number)) {
-                    t.state = state;
-                    t.metrics = metrics;
-                    t.error = error;
-                }
-            }
-            Event::TrialTested { number, metrics } => {
-                transition(&mut trials, number, &[TrialState::Complete])?;
-                if let Some(t) = trials.get_mut(&(campaign.clone(), number)) {
-                    t.metrics.extend(metrics);
-                }
-            }
-        }
+        let at = parse_rfc3339(&body.at)
+            .ok_or_else(|| violation(seq, format!("at {:?} is not an RFC 3339 time", body.at)))?;
+        replay.apply(row, at, body.event)?;
     }
-    compare(entries, &campaigns, &trials, state)?;
-    compare_requests(entries, &requests, state)?;
-    Ok(entries)
+    Ok((entries, replay))
 }
 
 /// Every payload parsed as an event, in order, on every available core (parsing
@@ -593,205 +337,10 @@ fn parse_bodies(rows: &[Entry]) -> Vec<serde_json::Result<Body>> {
     })
 }
 
-fn open_request<'a>(
-    requests: &'a mut BTreeMap<String, ExpectedRequest>,
-    seq: u64,
-    id: &str,
-    campaign: &str,
-) -> Result<&'a mut ExpectedRequest, Violation> {
-    match requests.get_mut(id) {
-        Some(r) if r.campaign == campaign && r.state == RequestState::Pending => Ok(r),
-        Some(r) if r.campaign == campaign => Err(violation(
-            seq,
-            format!("request {id} is already {}", r.state),
-        )),
-        _ => Err(violation(seq, format!("request {id} was never filed"))),
-    }
-}
-
-fn compare_requests(
-    entries: u64,
-    requests: &BTreeMap<String, ExpectedRequest>,
-    state: &StateSnapshot,
-) -> Result<(), Violation> {
-    let mut problems: Vec<Violation> = Vec::new();
-    for (id, expected) in requests {
-        let stored = state.requests.get(id);
-        let fine = stored.is_some_and(|(campaign, state, decisions)| {
-            *campaign == expected.campaign
-                && *state == expected.state
-                && *decisions == expected.decisions.len()
-        });
-        if !fine {
-            problems.push(violation(
-                expected.last_seq,
-                format!("request {id} differs from the ledger (or is missing)"),
-            ));
-        }
-    }
-    for id in state
-        .requests
-        .keys()
-        .filter(|id| !requests.contains_key(*id))
-    {
-        problems.push(violation(
-            entries,
-            format!("request {id} has no ledger entry"),
-        ));
-    }
-    match problems.into_iter().min_by_key(|v| v.seq) {
-        Some(first) => Err(first),
-        None => Ok(()),
-    }
-}
-
-fn set_state(
-    trials: &mut BTreeMap<(String, u64), Expected>,
-    campaign: &str,
-    number: u64,
-    state: TrialState,
-) {
-    if let Some(t) = trials.get_mut(&(campaign.to_string(), number)) {
-        t.state = state;
-    }
-}
-
-fn compare(
-    entries: u64,
-    campaigns: &BTreeMap<String, ExpectedCampaign>,
-    trials: &BTreeMap<(String, u64), Expected>,
-    state: &StateSnapshot,
-) -> Result<(), Violation> {
-    let mut problems: Vec<Violation> = Vec::new();
-    for (
-        name,
-        ExpectedCampaign {
-            canonical: spec,
-            seq,
-            ..
-        },
-    ) in campaigns
-    {
-        match state.campaigns.get(name) {
-            None => problems.push(violation(
-                *seq,
-                format!("campaign {name:?} is missing from the state"),
-            )),
-            Some(stored) if canonical_json(stored).ok().as_deref() != Some(spec.as_str()) => {
-                problems.push(violation(
-                    *seq,
-                    format!("campaign {name:?}: stored spec differs from the ledger"),
-                ));
-            }
-            Some(_) => {}
-        }
-    }
-    for name in state
-        .campaigns
-        .keys()
-        .filter(|n| !campaigns.contains_key(*n))
-    {
-        problems.push(violation(
-            entries,
-            format!("campaign {name:?} has no ledger entry"),
-        ));
-    }
-    let mut seen = 0usize;
-    for (campaign, trial) in &state.trials {
-        let Some(expected) = trials.get(&(campaign.clone(), trial.number)) else {
-            problems.push(violation(
-                entries,
-                format!(
-                    "campaign {campaign:?} trial {} has no ledger entry",
-                    trial.number
-                ),
-            ));
-            continue;
-        };
-        seen += 1;
-        if let Some(reason) = differs(expected, trial) {
-            problems.push(violation(
-                expected.last_seq,
-                format!("campaign {campaign:?} trial {}: {reason}", trial.number),
-            ));
-        }
-    }
-    if seen < trials.len() {
-        let stored: std::collections::BTreeSet<(&str, u64)> = state
-            .trials
-            .iter()
-            .map(|(c, t)| (c.as_str(), t.number))
-            .collect();
-        for ((campaign, number), expected) in trials {
-            if !stored.contains(&(campaign.as_str(), *number)) {
-                problems.push(violation(
-                    expected.last_seq,
-                    format!("campaign {campaign:?} trial {number} is missing from the state"),
-                ));
-            }
-        }
-    }
-    match problems.into_iter().min_by_key(|v| v.seq) {
-        Some(first) => Err(first),
-        None => Ok(()),
-    }
-}
-
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-12 * a.abs().max(b.abs()).max(1.0)
-}
-
-fn metrics_equal(a: &Metrics, b: &Metrics) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|((ka, va), (kb, vb))| ka == kb && close(*va, *vb))
-}
-
-fn differs(expected: &Expected, trial: &Trial) -> Option<String> {
-    if expected.state != trial.state {
-        return Some(format!(
-            "state is {} but the ledger says {}",
-            trial.state, expected.state
-        ));
-    }
-    let params_equal = expected.params.len() == trial.params.len()
-        && expected
-            .params
-            .iter()
-            .zip(&trial.params)
-            .all(|((ka, va), (kb, vb))| ka == kb && va.matches(vb));
-    if !params_equal {
-        return Some("params differ from the ledger".into());
-    }
-    if expected.proposer != trial.proposer || expected.rationale != trial.rationale {
-        return Some("proposer or rationale differs from the ledger".into());
-    }
-    if expected.retry_of != trial.retry_of {
-        return Some("retry link differs from the ledger".into());
-    }
-    if !metrics_equal(&expected.metrics, &trial.metrics) {
-        return Some("metrics differ from the ledger".into());
-    }
-    if expected.error != trial.error {
-        return Some("error text differs from the ledger".into());
-    }
-    let mut reports = expected.reports.clone();
-    reports.sort_by_key(|(step, _)| *step);
-    let same_reports = reports.len() == trial.intermediate.len()
-        && reports
-            .iter()
-            .zip(&trial.intermediate)
-            .all(|((step, m), r)| *step == r.step && metrics_equal(m, &r.metrics));
-    if !same_reports {
-        return Some("intermediate reports differ from the ledger".into());
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use firebreak_core::{Params, TrialState};
 
     fn chain(events: &[Event]) -> Vec<Entry> {
         let mut prev = GENESIS;
@@ -862,9 +411,327 @@ mod tests {
             .insert("c".into(), serde_json::json!({"x": 1}));
         let mut trial = Trial::queued(0, Params::new(), "random", "");
         state.trials.push(("c".into(), trial.clone()));
-        assert_eq!(audit(&rows, &state), Ok(2));
+        assert_eq!(audit(&rows, &state).map(|r| r.entries), Ok(2));
         trial.state = TrialState::Complete;
         state.trials[0].1 = trial;
         assert_eq!(audit(&rows, &state).expect_err("disagrees").seq, Some(1));
+    }
+}
+
+/// The governance rules of the replay, each broken the way an attacker with
+/// write access to the database (and no key) would break it: a correctly
+/// chained entry that the engine would never have written.
+#[cfg(test)]
+mod governance_tests {
+    use super::*;
+    use crate::checkpoint::{SigningKey, public_key_string};
+    use crate::request::{RequestBody, RequestKind, RequestState, SignedDecision, Verdict};
+    use serde_json::json;
+
+    const DAY: Timestamp = 86_400_000;
+    const T0: Timestamp = 1_795_000_000_000;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn spec(approvers: serde_json::Value, quorum: u64) -> serde_json::Value {
+        json!({
+            "campaign": {"name": "c", "seed": 0},
+            "search": {"n_trials": 10, "sampler": "tpe"},
+            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+            "governance": {"approvers": approvers, "quorum": quorum}
+        })
+    }
+
+    fn people() -> serde_json::Value {
+        json!([
+            {"name": "alice", "key": public_key_string(&key(1).verifying_key()), "os_user": "ann"},
+            {"name": "bob", "key": public_key_string(&key(2).verifying_key())}
+        ])
+    }
+
+    /// A ledger under construction: events of campaign "c", each at a time.
+    struct Ledger {
+        rows: Vec<Entry>,
+    }
+
+    impl Ledger {
+        fn new(spec: serde_json::Value) -> Ledger {
+            let mut ledger = Ledger { rows: Vec::new() };
+            let spec_hash = String::new();
+            ledger.push(T0, Event::CampaignCreated { spec, spec_hash });
+            ledger
+        }
+
+        fn push(&mut self, at: Timestamp, event: Event) -> u64 {
+            let seq = self.rows.len() as u64;
+            let prev = self.rows.last().map_or(GENESIS, |r| r.hash);
+            self.rows
+                .push(Entry::seal(seq, &prev, "c", at, &event).expect("sealed"));
+            seq
+        }
+
+        fn file(&mut self, at: Timestamp, id: &str, kind: RequestKind, by: &str) -> Request {
+            let diff = match kind {
+                RequestKind::Tripwire => json!([]),
+                _ => json!([{"op": "replace", "path": "/search/n_trials", "value": 50}]),
+            };
+            let request = Request::new(RequestBody {
+                v: 1,
+                id: id.into(),
+                campaign: "c".into(),
+                kind,
+                diff,
+                base_spec_hash: String::new(),
+                requested_by: by.into(),
+                reason: "test".into(),
+                created_at: firebreak_core::format_rfc3339(at),
+                expires_at: firebreak_core::format_rfc3339(at + DAY),
+            });
+            self.push(
+                at,
+                Event::RequestFiled {
+                    request: request.body.clone(),
+                    hash: request.hash.clone(),
+                    diff_hash: request.diff_hash.clone(),
+                    policy: None,
+                },
+            );
+            request
+        }
+
+        fn decide(&mut self, at: Timestamp, request: &Request, seed: u8, by: &str) -> u64 {
+            let decision =
+                SignedDecision::sign(&key(seed), by, Verdict::Approve, &request.hash, "");
+            let id = request.body.id.clone();
+            self.push(
+                at,
+                Event::RequestDecided {
+                    id,
+                    decision,
+                    policy: crate::Authorization {
+                        decision: "allow".into(),
+                        policies: vec![],
+                    },
+                },
+            )
+        }
+
+        fn close(&mut self, at: Timestamp, id: &str, state: RequestState) -> u64 {
+            let (id, reason) = (id.to_string(), String::new());
+            self.push(at, Event::RequestClosed { id, state, reason })
+        }
+
+        fn change(
+            &mut self,
+            at: Timestamp,
+            path: &str,
+            value: serde_json::Value,
+            request: Option<&str>,
+        ) -> u64 {
+            let current = self.spec_in_effect();
+            let diff = json!([{"op": "replace", "path": path, "value": value}]);
+            let spec = crate::apply_patch(&current, &diff).expect("applies");
+            let spec_hash = crate::entry::hex(&{
+                use sha2::Digest as _;
+                sha2::Sha256::digest(canonical_json(&spec).expect("canonical").as_bytes())
+            });
+            let request = request.map(str::to_string);
+            let by = "x".to_string();
+            self.push(
+                at,
+                Event::SpecChanged {
+                    spec,
+                    spec_hash,
+                    diff,
+                    request,
+                    by,
+                },
+            )
+        }
+
+        fn spec_in_effect(&self) -> serde_json::Value {
+            replay(&self.rows).expect("replays").1.campaigns["c"]
+                .spec
+                .clone()
+        }
+
+        /// The replay's verdict: `None` when it accepts, else the seq and reason.
+        fn verdict(&self) -> Option<(Option<u64>, String)> {
+            replay(&self.rows).err().map(|v| (v.seq, v.reason))
+        }
+    }
+
+    fn refused_at(ledger: &Ledger, seq: u64, words: &str) {
+        let (at, reason) = ledger.verdict().expect("the replay refuses it");
+        assert_eq!(at, Some(seq), "{reason}");
+        assert!(reason.contains(words), "{reason:?} does not say {words:?}");
+    }
+
+    #[test]
+    fn a_request_less_spec_change_of_a_governed_setting_is_a_violation() {
+        let mut ledger = Ledger::new(spec(people(), 1));
+        ledger.change(T0 + 1, "/search/sampler", json!("random"), None);
+        assert_eq!(ledger.verdict(), None, "a free change needs no request");
+        let forged = ledger.change(T0 + 2, "/search/n_trials", json!(1000), None);
+        refused_at(&ledger, forged, "no approved request");
+        for (path, value) in [
+            ("/space/x/high", json!(100.0)),
+            ("/governance/quorum", json!(1)),
+            (
+                "/governance/approvers",
+                json!([{"name": "eve", "key": "ed25519:AAAA", "role": "admin"}]),
+            ),
+            ("/governance", json!({})),
+        ] {
+            let mut ledger = Ledger::new(spec(people(), 2));
+            let forged = ledger.change(T0 + 2, path, value, None);
+            refused_at(&ledger, forged, "governed setting");
+        }
+    }
+
+    #[test]
+    fn an_approved_request_carries_only_changes_of_its_own_kind() {
+        let mut ledger = Ledger::new(spec(people(), 1));
+        let request = ledger.file(T0 + 1, "R1", RequestKind::Budget, "local:root");
+        ledger.decide(T0 + 2, &request, 2, "bob");
+        ledger.close(T0 + 2, "R1", RequestState::Approved);
+        ledger.change(T0 + 2, "/search/n_trials", json!(50), Some("R1"));
+        assert_eq!(ledger.verdict(), None);
+        // The same approval cannot carry a space change.
+        let mut other = Ledger::new(spec(people(), 1));
+        let mut body = request.body.clone();
+        body.kind = RequestKind::Budget;
+        body.diff = json!([{"op": "replace", "path": "/space/x/high", "value": 9.0}]);
+        let filed = Request::new(body);
+        other.push(
+            T0 + 1,
+            Event::RequestFiled {
+                request: filed.body.clone(),
+                hash: filed.hash.clone(),
+                diff_hash: filed.diff_hash.clone(),
+                policy: None,
+            },
+        );
+        other.decide(T0 + 2, &filed, 2, "bob");
+        other.close(T0 + 2, "R1", RequestState::Approved);
+        let forged = other.change(T0 + 2, "/space/x/high", json!(9.0), Some("R1"));
+        refused_at(&other, forged, "approved a budget change");
+    }
+
+    #[test]
+    fn closing_a_request_needs_what_the_close_claims() {
+        let mut ledger = Ledger::new(spec(people(), 1));
+        ledger.file(T0, "R1", RequestKind::Tripwire, "tripwire:0");
+        let early = ledger.close(T0 + 1, "R1", RequestState::Expired);
+        refused_at(&ledger, early, "does not expire until");
+
+        let mut ledger = Ledger::new(spec(people(), 1));
+        ledger.file(T0, "R1", RequestKind::Tripwire, "tripwire:0");
+        let alone = ledger.close(T0 + 1, "R1", RequestState::Superseded);
+        refused_at(&ledger, alone, "no newer tripwire request");
+
+        let mut ledger = Ledger::new(spec(people(), 1));
+        ledger.file(T0, "R1", RequestKind::Budget, "alice");
+        ledger.file(T0 + 1, "R2", RequestKind::Budget, "agent:tpe");
+        let by_agent = ledger.close(T0 + 1, "R1", RequestState::Superseded);
+        refused_at(&ledger, by_agent, "never closes a person's request");
+
+        let mut ledger = Ledger::new(spec(people(), 1));
+        ledger.file(T0, "R1", RequestKind::Budget, "alice");
+        ledger.file(T0 + 1, "R2", RequestKind::Budget, "bob");
+        ledger.close(T0 + 1, "R1", RequestState::Superseded);
+        ledger.close(T0 + 2 * DAY, "R2", RequestState::Expired);
+        assert_eq!(ledger.verdict(), None);
+    }
+
+    #[test]
+    fn decisions_follow_the_rules_of_deciding() {
+        let mut ledger = Ledger::new(spec(people(), 1));
+        let request = ledger.file(T0, "R1", RequestKind::Budget, "local:ann");
+        let own = ledger.decide(T0 + 1, &request, 1, "alice");
+        refused_at(&ledger, own, "their own request");
+
+        let mut ledger = Ledger::new(spec(people(), 1));
+        let request = ledger.file(T0, "R1", RequestKind::Budget, "local:root");
+        let late = ledger.decide(T0 + 2 * DAY, &request, 2, "bob");
+        refused_at(&ledger, late, "after it expired");
+
+        // One key listed under two names decides once, so a quorum of two is
+        // never reached with it.
+        let mut twice = people();
+        twice
+            .as_array_mut()
+            .expect("list")
+            .push(json!({"name": "dave", "key": public_key_string(&key(2).verifying_key())}));
+        let mut ledger = Ledger::new(spec(twice, 2));
+        let request = ledger.file(T0, "R1", RequestKind::Budget, "local:root");
+        ledger.decide(T0 + 1, &request, 2, "bob");
+        let again = ledger.decide(T0 + 2, &request, 2, "dave");
+        refused_at(&ledger, again, "twice");
+    }
+
+    #[test]
+    fn a_tripped_campaign_starts_nothing_in_a_later_run_until_a_tripwire_request_is_approved() {
+        let start = |ledger: &mut Ledger, at: Timestamp, run: u64, number: u64| {
+            ledger.push(
+                at,
+                Event::RunStarted {
+                    run,
+                    version: String::new(),
+                    os_user: String::new(),
+                    host: String::new(),
+                    pid: 0,
+                },
+            );
+            ledger.push(
+                at,
+                Event::TrialProposed {
+                    number,
+                    params: firebreak_core::Params::new(),
+                    proposer: "tpe".into(),
+                    rationale: String::new(),
+                    retry_of: None,
+                    policy: None,
+                    exploit: None,
+                },
+            );
+            ledger.push(
+                at,
+                Event::TrialStarted {
+                    number,
+                    run,
+                    worker: 0,
+                    policy: None,
+                },
+            )
+        };
+        let mut ledger = Ledger::new(spec(people(), 1));
+        start(&mut ledger, T0, 1, 0);
+        let request = ledger.file(T0 + 1, "R1", RequestKind::Tripwire, "tripwire:0");
+        let decision = SignedDecision::sign(&key(2), "bob", Verdict::Reject, &request.hash, "no");
+        ledger.push(
+            T0 + 2,
+            Event::RequestDecided {
+                id: "R1".into(),
+                decision,
+                policy: crate::Authorization {
+                    decision: "allow".into(),
+                    policies: vec![],
+                },
+            },
+        );
+        ledger.close(T0 + 2, "R1", RequestState::Rejected);
+        let started = start(&mut ledger, T0 + 3, 2, 1);
+        refused_at(&ledger, started, "halted the campaign");
+
+        let mut ledger = Ledger::new(spec(people(), 1));
+        start(&mut ledger, T0, 1, 0);
+        let request = ledger.file(T0 + 1, "R1", RequestKind::Tripwire, "tripwire:0");
+        ledger.decide(T0 + 2, &request, 2, "bob");
+        ledger.close(T0 + 2, "R1", RequestState::Approved);
+        start(&mut ledger, T0 + 3, 2, 1);
+        assert_eq!(ledger.verdict(), None);
     }
 }

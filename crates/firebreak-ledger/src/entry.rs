@@ -162,8 +162,10 @@ pub enum Event {
         hash: String,
         /// Hash of the diff alone: an identical edit reuses the request.
         diff_hash: String,
-        /// The policy decision that let the principal ask.
-        policy: Authorization,
+        /// The policy decision that let the principal ask; absent for a
+        /// tripwire's request, which the engine files whatever a policy says.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<Authorization>,
     },
     /// A signed decision on a request.
     RequestDecided {
@@ -210,14 +212,22 @@ pub enum Event {
         /// Why it failed, if it did.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// CPU seconds the re-evaluation took (counted against the budgets).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpu_seconds: Option<f64>,
     },
     /// A complete trial was evaluated on the held-out test split (the champion of
-    /// a built-in task); its metrics gain these.
+    /// a built-in task). The result is a record of its own, never part of the
+    /// trial's metrics, so no proposer or scheduler ever sees a test metric.
     TrialTested {
         /// The trial.
         number: u64,
-        /// The metrics added (`test_accuracy`, `test_loss`).
+        /// The test metrics (`test_accuracy`, `test_loss`, and
+        /// `refit_cpu_seconds` after a refit).
         metrics: Metrics,
+        /// CPU seconds of the refit and the test (counted against the budgets).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpu_seconds: Option<f64>,
     },
     /// An action was refused: by policy, or because a proposal was out of the space.
     Denied {

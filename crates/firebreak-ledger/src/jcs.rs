@@ -152,8 +152,12 @@ pub(crate) fn write_event_members(out: &mut String, event: &Event) -> Option<()>
             seed,
             metrics,
             error,
+            cpu_seconds,
         } => {
             let mut o = Object::new(out);
+            if let Some(cpu_seconds) = cpu_seconds {
+                o.key("cpu_seconds").float(*cpu_seconds)?;
+            }
             if let Some(error) = error {
                 o.key("error").string(error);
             }
@@ -162,8 +166,15 @@ pub(crate) fn write_event_members(out: &mut String, event: &Event) -> Option<()>
             o.key("seed").unsigned(*seed);
             o.end();
         }
-        Event::TrialTested { number, metrics } => {
+        Event::TrialTested {
+            number,
+            metrics,
+            cpu_seconds,
+        } => {
             let mut o = Object::new(out);
+            if let Some(cpu_seconds) = cpu_seconds {
+                o.key("cpu_seconds").float(*cpu_seconds)?;
+            }
             write_metrics(o.key("metrics"), metrics)?;
             o.key("number").unsigned(*number);
             o.end();
@@ -604,10 +615,12 @@ mod tests {
                 seed: unsigned(rng),
                 metrics: metrics(rng),
                 error: maybe(rng, string),
+                cpu_seconds: maybe(rng, float),
             },
             11 => Event::TrialTested {
                 number: unsigned(rng),
                 metrics: metrics(rng),
+                cpu_seconds: maybe(rng, float),
             },
             12 => Event::Denied {
                 action: string(rng),

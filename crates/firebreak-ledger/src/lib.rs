@@ -27,7 +27,9 @@ mod merkle;
 mod patch;
 mod request;
 
-pub use audit::{StateSnapshot, Violation, audit, verify_chain};
+pub use audit::{
+    Replayed, ReplayedCampaign, RunRow, StateSnapshot, Violation, audit, verify_chain,
+};
 pub use checkpoint::{
     CHECKPOINT_DOMAIN, Checkpoint, SigningKey, VerifyingKey, parse_private_key_pem,
     parse_public_key, private_key_pem, public_key_string,
@@ -43,6 +45,6 @@ pub use merkle::{
 };
 pub use patch::apply_patch;
 pub use request::{
-    DECISION_DOMAIN, REQUEST_DOMAIN, Request, RequestBody, RequestKind, RequestState,
-    SignedDecision, Verdict, decision_message, diff_hash,
+    DECISION_DOMAIN, EditClass, REQUEST_DOMAIN, Request, RequestBody, RequestKind, RequestState,
+    SignedDecision, Verdict, classify_path, decision_message, diff_hash,
 };

@@ -61,6 +61,40 @@ impl std::fmt::Display for RequestKind {
     }
 }
 
+/// What an edit at one JSON pointer of a canonical spec needs: the one rule the
+/// engine files requests by and the audit replays every `spec_changed` with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditClass {
+    /// Takes effect at once, recorded as a request-less `spec_changed` (the
+    /// sampler, the scheduler, parallelism, retries, timeouts, the seed).
+    Free,
+    /// Never changes the spec in effect (the description).
+    Ignored,
+    /// Needs an approved request of this kind.
+    Governed(RequestKind),
+}
+
+/// The class of an edit at `path` (RFC 6901), by its section and key: the table
+/// in `docs/governance.md`. A path that names a whole section, or the whole spec,
+/// is governed by the most general kind it could touch, so no edit of a governed
+/// setting can hide in a coarser patch.
+pub fn classify_path(path: &str) -> EditClass {
+    let mut parts = path.strip_prefix('/').unwrap_or(path).splitn(3, '/');
+    let section = parts.next().unwrap_or_default();
+    let key = parts.next().unwrap_or_default();
+    let kind = match (section, key) {
+        ("campaign", "description") => return EditClass::Ignored,
+        ("" | "objective" | "task", _) | ("campaign", "" | "name") => RequestKind::Evaluation,
+        ("constraints", _) | ("search", "n_trials" | "") => RequestKind::Budget,
+        ("space", _) => RequestKind::Space,
+        ("governance", "approvers" | "quorum" | "request_ttl") => RequestKind::Approvers,
+        ("governance", "policy" | "policy_text") => RequestKind::Policy,
+        ("governance", _) => RequestKind::Evaluation,
+        _ => return EditClass::Free,
+    };
+    EditClass::Governed(kind)
+}
+
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -317,5 +351,33 @@ mod tests {
         let mut flipped = decision;
         flipped.decision = Verdict::Reject;
         assert!(flipped.verify(&hash).is_err());
+    }
+
+    #[test]
+    fn every_path_is_classified_by_its_section_and_key() {
+        let check =
+            |path: &str, expected: EditClass| assert_eq!(classify_path(path), expected, "{path}");
+        let governed = EditClass::Governed;
+        check("/search/sampler", EditClass::Free);
+        check("/search/parallelism", EditClass::Free);
+        check("/campaign/seed", EditClass::Free);
+        check("/campaign/description", EditClass::Ignored);
+        check("/search/n_trials", governed(RequestKind::Budget));
+        check("/search", governed(RequestKind::Budget));
+        check("/constraints/max_trials", governed(RequestKind::Budget));
+        check("/space/lr/high", governed(RequestKind::Space));
+        check("/space", governed(RequestKind::Space));
+        check("/governance/approvers/1", governed(RequestKind::Approvers));
+        check("/governance/quorum", governed(RequestKind::Approvers));
+        check("/governance/policy_text", governed(RequestKind::Policy));
+        check(
+            "/governance/tripwires/0/above",
+            governed(RequestKind::Evaluation),
+        );
+        check("/governance", governed(RequestKind::Evaluation));
+        check("/task/refit", governed(RequestKind::Evaluation));
+        check("/objective/metric", governed(RequestKind::Evaluation));
+        check("/campaign", governed(RequestKind::Evaluation));
+        check("", governed(RequestKind::Evaluation));
     }
 }

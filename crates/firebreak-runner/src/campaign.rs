@@ -5,12 +5,13 @@ use std::collections::HashSet;
 
 use firebreak_core::{Report, Rng, Trial, TrialState, derive_seed};
 use firebreak_govern::{Action, Principal, Tripwires};
-use firebreak_ledger::{Request, RequestKind, RequestState};
+use firebreak_ledger::{Request, RequestState};
 use firebreak_search::{Decision, History, Options, Proposer, Scheduler, propose};
 use firebreak_spec::CampaignSpec;
 use firebreak_store::{
     CampaignLock, CampaignRecord, Counts, NewTrial, Outcome, Requeued, RunInfo, Store, StoreError,
 };
+use serde_json::json;
 use tokio::sync::Mutex;
 
 use crate::governance::{self, Gov};
@@ -63,6 +64,9 @@ pub struct Campaign<S: Store> {
     gov: Gov,
     filed: Vec<(Request, bool)>,
     opened: std::time::Instant,
+    /// CPU and wall seconds the ledger records before this run.
+    used: (f64, f64),
+    guards_restored: bool,
     _lock: CampaignLock,
 }
 
@@ -231,6 +235,13 @@ impl<S: Store> Campaign<S> {
         let mut lock = store
             .lock_campaign(&name, &format!("pid {pid} on {host_name}"))
             .await?;
+        // Nothing below acts on a row the ledger does not back.
+        let guards_restored = store.restore_guards().await?;
+        let replayed = governance::verify_ledger(&store).await?;
+        let used = replayed
+            .campaigns
+            .get(&name)
+            .map_or((0.0, 0.0), |c| (c.cpu_seconds, c.wall_seconds));
         let canonical = file_spec.canonical_json();
         let (mut record, created) = match store.campaign(&name).await? {
             None => (store.create_campaign(&name, &canonical).await?, true),
@@ -243,24 +254,42 @@ impl<S: Store> Campaign<S> {
         let gov = Gov::new(&spec, actor)?;
         let (proposer, scheduler) = components(&spec)?;
         let now = firebreak_core::Clock::now(&firebreak_core::SystemClock);
-        let mut halt = None;
         for request in store.requests(Some(&name)).await? {
-            if request.state != RequestState::Pending {
-                continue;
-            }
             let expired =
                 firebreak_core::parse_rfc3339(&request.body.expires_at).is_none_or(|at| now > at);
-            if expired {
+            if request.state == RequestState::Pending && expired {
                 let why = format!("its time to live ran out at {}", request.body.expires_at);
                 store
                     .close_request(&request.body.id, RequestState::Expired, &why)
                     .await?;
-            } else if request.body.kind == RequestKind::Tripwire {
-                halt = Some(Halt {
-                    request: request.body.id.clone(),
-                    reason: request.body.reason.clone(),
-                });
             }
+        }
+        // A trip halts until a tripwire request is approved: its rejection or
+        // expiry leaves the campaign halted (the ledger decides, not a column).
+        let halted_by = replayed
+            .campaigns
+            .get(&name)
+            .and_then(|c| c.halted_by.clone());
+        let mut halt = None;
+        if let Some(id) = halted_by {
+            let request = store
+                .requests(Some(&name))
+                .await?
+                .into_iter()
+                .find(|r| r.body.id == id);
+            let reason = match request {
+                Some(r) if r.state == RequestState::Pending => r.body.reason,
+                Some(r) => format!(
+                    "{} (request {id} is {}; the campaign stays halted until a tripwire request \
+                     is approved: `firebreak run SPEC --ask-to-resume` files one)",
+                    r.body.reason, r.state
+                ),
+                None => format!("tripwire request {id}"),
+            };
+            halt = Some(Halt {
+                request: id,
+                reason,
+            });
         }
         let info = RunInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -314,6 +343,8 @@ impl<S: Store> Campaign<S> {
             gov,
             filed,
             opened: std::time::Instant::now(),
+            used,
+            guards_restored,
             _lock: lock,
         })
     }
@@ -322,6 +353,47 @@ impl<S: Store> Campaign<S> {
     /// `true` when an identical pending request was reused.
     pub fn filed(&self) -> &[(Request, bool)] {
         &self.filed
+    }
+
+    /// CPU seconds (trials, re-evaluations, test refits) and wall seconds (runs)
+    /// that the verified ledger records before this run: what `[constraints]`
+    /// limits are computed from.
+    pub fn used_before(&self) -> (f64, f64) {
+        self.used
+    }
+
+    /// True when the ledger's append-only guards were missing and this open
+    /// put them back.
+    pub fn guards_restored(&self) -> bool {
+        self.guards_restored
+    }
+
+    /// Files a tripwire request by this campaign's actor, asking to go on, when
+    /// the campaign is halted by a tripwire request that was rejected or expired;
+    /// `None` when it is not halted that way.
+    pub async fn ask_to_resume(&self) -> Result<Option<Request>, RunnerError> {
+        let Some(halt) = self.halted().await else {
+            return Ok(None);
+        };
+        let closed = self
+            .store
+            .requests(Some(self.name()))
+            .await?
+            .into_iter()
+            .any(|r| r.body.id == halt.request && r.state != RequestState::Pending);
+        if !closed {
+            return Ok(None);
+        }
+        let reason = format!(
+            "{} asks to go on after tripwire request {} was closed: {}",
+            self.gov.actor, halt.request, halt.reason
+        );
+        let filed = governance::ask_to_resume(&self.store, &self.record, &self.gov, reason).await?;
+        self.state.lock().await.halt = Some(Halt {
+            request: filed.body.id.clone(),
+            reason: filed.body.reason.clone(),
+        });
+        Ok(Some(filed))
     }
 
     /// Why the campaign takes no new trials, if it does not.
@@ -364,16 +436,17 @@ impl<S: Store> Campaign<S> {
         derive_seed(self.spec.spec.campaign.seed, &[TRIAL_SEED_STREAM, number]) % (1 << 31)
     }
 
-    /// The policy's decision on a context-free action (taken once per principal
-    /// and action); a deny is recorded in the ledger and returned as an error
-    /// naming the deciding policies.
+    /// The policy's decision on `action` with its context: the one place every
+    /// proposal and start of this campaign is authorised. A deny is recorded in
+    /// the ledger and returned as an error naming the deciding policies.
     async fn authorize(
         &self,
         who: &Principal,
         action: Action,
+        context: serde_json::Value,
         subject: Option<serde_json::Value>,
     ) -> Result<firebreak_ledger::Authorization, RunnerError> {
-        match self.gov.require(who, action) {
+        match self.gov.require(who, action, context) {
             Ok(allowed) => Ok(allowed),
             Err((decision, error)) => {
                 governance::deny(
@@ -436,6 +509,7 @@ impl<S: Store> Campaign<S> {
             seed: self.reeval_seed(number),
             metrics: again.metrics.clone(),
             error: again.error.clone(),
+            cpu_seconds: again.cpu_seconds.filter(|s| s.is_finite()),
         };
         self.store.record_note(self.name(), &event).await?;
         let mut state = self.state.lock().await;
@@ -479,7 +553,7 @@ impl<S: Store> Campaign<S> {
             slot: worker,
         };
         let start = self
-            .authorize(&worker_principal, Action::StartTrial, None)
+            .authorize(&worker_principal, Action::StartTrial, json!({}), None)
             .await?;
         let mut state = self.state.lock().await;
         if let Some(halt) = &state.halt {
@@ -553,8 +627,9 @@ impl<S: Store> Campaign<S> {
             name: proposer_name.clone(),
         };
         let subject = serde_json::to_value(&proposal.params).ok();
+        let context = governance::proposal_context(&proposer_name, &proposal.params);
         let allowed = self
-            .authorize(&agent, Action::ProposeTrial, subject)
+            .authorize(&agent, Action::ProposeTrial, context, subject)
             .await?;
         let mut new = NewTrial {
             params: proposal.params,
@@ -625,6 +700,12 @@ impl<S: Store> Campaign<S> {
     /// `pause = true`), from its own checkpoint; `None` when there is none or the
     /// campaign is halted.
     pub async fn resume_promoted(&self, worker: u32) -> Result<Option<Trial>, RunnerError> {
+        let worker_principal = Principal::Worker {
+            run: self.run,
+            slot: worker,
+        };
+        self.authorize(&worker_principal, Action::StartTrial, json!({}), None)
+            .await?;
         let mut state = self.state.lock().await;
         if state.halt.is_some() {
             return Ok(None);
@@ -682,8 +763,9 @@ impl<S: Store> Campaign<S> {
             return Ok(None);
         }
         let subject = serde_json::to_value(&params).ok();
+        let context = governance::proposal_context("pbt", &params);
         let allowed = self
-            .authorize(&agent, Action::ProposeTrial, subject)
+            .authorize(&agent, Action::ProposeTrial, context, subject)
             .await?;
         let mut state = self.state.lock().await;
         let counts = counts_of(&state.history);
@@ -814,6 +896,14 @@ impl<S: Store> Campaign<S> {
         if attempt > retries || open >= self.spec.spec.search.n_trials {
             return Ok(());
         }
+        let agent = Principal::Agent {
+            name: RETRY.to_string(),
+        };
+        let context = governance::proposal_context(RETRY, &trial.params);
+        let subject = serde_json::to_value(&trial.params).ok();
+        let allowed = self
+            .authorize(&agent, Action::ProposeTrial, context, subject)
+            .await?;
         let new = NewTrial {
             params: trial.params.clone(),
             proposer: RETRY.to_string(),
@@ -824,7 +914,7 @@ impl<S: Store> Campaign<S> {
             retry_of: Some(trial.number),
             priority: 1,
             number: None,
-            policy: None,
+            policy: Some(allowed),
             exploit: None,
         };
         let number = self.store.enqueue(self.name(), &new).await?;

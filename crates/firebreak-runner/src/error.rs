@@ -34,6 +34,12 @@ pub enum RunnerError {
         /// What tripped.
         reason: String,
     },
+    /// The database disagrees with its ledger (or the ledger with its own
+    /// rules): nothing acts on a campaign until `audit verify` passes again.
+    #[error(
+        "the ledger does not verify ({0}), so nothing acts on its state\nhint: `firebreak audit verify` names the first bad entry; restore the database from a backup that verifies"
+    )]
+    Tampered(firebreak_ledger::Violation),
     /// A proposer kept proposing outside the space.
     #[error(
         "proposer {proposer} made {count} invalid proposals in a row (last: {last}); every one is recorded in the ledger\nhint: fix or replace the proposer"

@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use firebreak_govern::{Action, Authorizer, Principal, Trip, Tripwires, classify, patch_of};
-use firebreak_ledger::{Authorization, Event, Request, RequestKind, apply_patch};
+use firebreak_ledger::{
+    Authorization, Event, Replayed, Request, RequestKind, RequestState, apply_patch, audit,
+};
 use firebreak_search::ChangeAsk;
 use firebreak_spec::CampaignSpec;
 use firebreak_store::{CampaignRecord, RequestDraft, SpecUpdate, Store};
@@ -62,10 +64,6 @@ pub(crate) struct Gov {
     pub quorum: usize,
     pub has_approvers: bool,
     pub ttl_ms: i64,
-    /// Decisions of actions without context, by principal and action. With a
-    /// fixed policy and entities such a decision cannot change, so it is taken
-    /// once per run (and still recorded with every trial).
-    decided: std::sync::Mutex<std::collections::HashMap<(String, &'static str), Decided>>,
 }
 
 type Decided = Result<Authorization, (Authorization, firebreak_govern::GovernError)>;
@@ -80,22 +78,14 @@ impl Gov {
             has_approvers: !governance.approvers.is_empty(),
             ttl_ms: i64::try_from(governance.request_ttl.0.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
-            decided: Default::default(),
         })
     }
 
-    /// The policy's decision on an action that takes no context (`propose_trial`,
-    /// `start_trial`), taken once per principal and action.
-    pub fn require(&self, who: &Principal, action: Action) -> Decided {
-        let key = (who.id(), action.id());
-        let mut decided = self
-            .decided
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        decided
-            .entry(key)
-            .or_insert_with(|| self.authorizer.require(who, action, json!({})))
-            .clone()
+    /// The policy's decision on `action` with its context: every decision is
+    /// taken afresh (a few microseconds), so a policy sees each proposal's
+    /// parameters and proposer.
+    pub fn require(&self, who: &Principal, action: Action, context: Value) -> Decided {
+        self.authorizer.require(who, action, context)
     }
 
     pub fn tripwires(spec: &CampaignSpec) -> Tripwires {
@@ -110,6 +100,23 @@ impl Gov {
             json!({"stage": "request", "approvals": 0, "quorum": self.quorum, "kind": kind.as_str()}),
         )
     }
+}
+
+/// The context of a `propose_trial` decision: who proposed (a proposer's name,
+/// `person` for a configuration a person queued, `retry`, `pbt`) and the
+/// proposal's parameters as canonical JSON text (Cedar has no open records).
+pub(crate) fn proposal_context(proposer: &str, params: &firebreak_core::Params) -> Value {
+    let params = firebreak_ledger::canonical_json(params).unwrap_or_else(|_| "{}".to_string());
+    json!({"proposer": proposer, "params": params})
+}
+
+/// Checks the whole ledger against the database, in one consistent read, and
+/// returns what it says: `run`, `enqueue` and every decision act only on state
+/// the ledger backs, so a row edited in the database stops them (exit 4)
+/// instead of steering them.
+pub async fn verify_ledger<S: Store>(store: &S) -> Result<Replayed, RunnerError> {
+    let (rows, state) = store.ledger_and_snapshot().await?;
+    audit(&rows, &state).map_err(RunnerError::Tampered)
 }
 
 /// Records a refusal in the ledger.
@@ -220,7 +227,7 @@ async fn request<S: Store>(
         requested_by: who.id(),
         reason,
         ttl_ms: gov.ttl_ms,
-        policy,
+        policy: Some(policy),
     };
     Ok(store.file_request(&draft).await?)
 }
@@ -292,6 +299,35 @@ pub(crate) async fn file_ask<S: Store>(
         .await?;
         return Ok(None);
     }
+    let person_pending = store
+        .requests(Some(&record.name))
+        .await?
+        .into_iter()
+        .find(|r| {
+            r.state == RequestState::Pending
+                && r.body.kind == kind
+                && !r.body.requested_by.starts_with("agent:")
+                && !r.body.requested_by.starts_with("tripwire:")
+        });
+    if let Some(pending) = person_pending {
+        let reason = format!(
+            "{}'s {kind} request {} is pending, and an agent's ask never supersedes a person's \
+             request ({why})",
+            pending.body.requested_by, pending.body.id
+        );
+        let action = Action::Change(kind).id();
+        deny(
+            store,
+            &record.name,
+            action,
+            &agent,
+            reason,
+            None,
+            Some(diff),
+        )
+        .await?;
+        return Ok(None);
+    }
     match request(store, record, gov, &agent, kind, diff, why.clone()).await {
         Ok(filed) => Ok(Some(filed)),
         Err(RunnerError::Governance(_)) => Ok(None), // refused and recorded
@@ -314,14 +350,85 @@ pub(crate) async fn file_trip<S: Store>(
         requested_by: format!("tripwire:{}", trip.index),
         reason: trip.reason.clone(),
         ttl_ms: gov.ttl_ms,
-        policy: Authorization {
-            decision: "allow".into(),
-            policies: vec!["(tripwires always halt)".into()],
-        },
+        // A trip halts by code, whatever a policy says: no policy decision.
+        policy: None,
     };
     let (request, _) = store.file_request(&draft).await?;
     Ok(Halt {
         request: request.body.id,
         reason: trip.reason,
     })
+}
+
+/// Files the tripwire request of a person asking a halted campaign to go on
+/// after its earlier tripwire request was rejected or expired: asked on purpose
+/// (`run --ask-to-resume`), never by re-running.
+pub(crate) async fn ask_to_resume<S: Store>(
+    store: &S,
+    record: &CampaignRecord,
+    gov: &Gov,
+    reason: String,
+) -> Result<Request, RunnerError> {
+    let kind = RequestKind::Tripwire;
+    Ok(
+        request(store, record, gov, &gov.actor, kind, json!([]), reason)
+            .await?
+            .0,
+    )
+}
+
+/// Queues a configuration a person chose, through the same checks as every
+/// proposal: the ledger verified, the parameters checked against the space in
+/// effect (as the ledger says it is) and `propose_trial` authorised by the
+/// policy with the proposal in its context. A refusal is recorded and returned.
+pub async fn enqueue<S: Store>(
+    store: &S,
+    campaign: &str,
+    person: &Principal,
+    params: firebreak_core::Params,
+) -> Result<u64, RunnerError> {
+    let replayed = verify_ledger(store).await?;
+    let spec = replayed
+        .campaigns
+        .get(campaign)
+        .ok_or_else(|| firebreak_store::StoreError::NoCampaign(campaign.to_string()))?;
+    let spec = CampaignSpec::from_canonical(&spec.spec, campaign)?;
+    spec.space.validate(&params).map_err(|e| {
+        RunnerError::Spec(spec.error_at(
+            &["space"],
+            format!("the configuration is out of the campaign's space: {e}"),
+            "give every active parameter a value inside its range",
+        ))
+    })?;
+    let gov = Gov::new(&spec, person.clone())?;
+    let context = proposal_context(crate::ENQUEUED, &params);
+    let policy = match gov.require(person, Action::ProposeTrial, context) {
+        Ok(policy) => policy,
+        Err((decision, error)) => {
+            let subject = serde_json::to_value(&params).ok();
+            let action = Action::ProposeTrial.id();
+            deny(
+                store,
+                campaign,
+                action,
+                person,
+                error.to_string(),
+                Some(decision),
+                subject,
+            )
+            .await?;
+            return Err(error.into());
+        }
+    };
+    let trial = firebreak_store::NewTrial {
+        params,
+        proposer: crate::ENQUEUED.to_string(),
+        rationale: format!("enqueued by {person} from the command line"),
+        retry_of: None,
+        priority: 1,
+        number: None,
+        policy: Some(policy),
+        exploit: None,
+    };
+    Ok(store.enqueue(campaign, &trial).await?)
 }

@@ -35,7 +35,7 @@ pub use campaign::{Campaign, Components, ENQUEUED, Halt, RETRY, components, coun
 pub use command::{CommandTask, GRACE_PERIOD, expand_args, param_env_name};
 pub use error::RunnerError;
 pub use firebreak_store::Outcome;
-pub use governance::{authorizer, load_policy};
+pub use governance::{authorizer, enqueue, load_policy, verify_ledger};
 pub use host::{host_name, os_user};
 pub use protocol::{LOG_TAIL_BYTES, Line, parse_line};
 pub use run::{Executor, RunEvent, RunSummary, Stop, run, test_champion};

@@ -75,8 +75,9 @@ impl Executor {
 }
 
 /// Evaluates the campaign's champion (best complete trial on the first
-/// objective) once on the test split and adds `test_accuracy` and `test_loss` to
-/// its metrics, unless it has them already; with the task's `refit`, the network
+/// objective) once on the test split and records `test_accuracy` and
+/// `test_loss` as its test result (never in its metrics, which proposers see),
+/// unless it was tested already; with the task's `refit`, the network
 /// tested is the champion's configuration retrained with the trial's seed on the
 /// training and validation splits. Only built-in tasks have a test split.
 pub async fn test_champion<S: Store>(
@@ -91,7 +92,12 @@ pub async fn test_champion<S: Store>(
     let Some(champion) = objectives.best(&trials).first().copied() else {
         return Ok(None);
     };
-    if champion.metrics.contains_key("test_accuracy") {
+    if campaign
+        .store()
+        .tests(campaign.name())
+        .await?
+        .contains_key(&champion.number)
+    {
         return Ok(None);
     }
     let (task, trial, name) = (task.clone(), champion.clone(), campaign.name().to_string());
@@ -101,9 +107,10 @@ pub async fn test_champion<S: Store>(
         .map_err(|e| {
             RunnerError::TaskUnavailable(format!("the test evaluation panicked: {e}"))
         })??;
+    let cpu_seconds = metrics.get("refit_cpu_seconds").copied();
     campaign
         .store()
-        .add_metrics(campaign.name(), champion.number, &metrics)
+        .record_test(campaign.name(), champion.number, &metrics, cpu_seconds)
         .await?;
     Ok(Some((champion.number, metrics)))
 }
@@ -251,12 +258,16 @@ pub async fn run<S: Store>(
             crate::host::kill_by_environment("FIREBREAK_TRIAL_DIR", &dir.display().to_string());
         }
     }
+    // Usage before this run comes from the verified ledger, never from columns
+    // an edit could lower; a dead run's heartbeat only ever adds to it.
+    let (cpu_before, ledger_wall) = campaign.used_before();
     let runs = campaign.store().runs(campaign.name()).await?;
-    let wall_before: f64 = runs
+    let heartbeat_wall: f64 = runs
         .iter()
         .filter(|r| r.id != campaign.run_id())
         .map(|r| (r.ended_at.unwrap_or(r.heartbeat_at) - r.started_at).max(0) as f64 / 1000.0)
         .sum();
+    let wall_before = ledger_wall.max(heartbeat_wall);
     let budget = Arc::new(Budget {
         max_wall: spec.constraints.max_wall_time.map(|d| d.0 as f64),
         max_cpu: spec.constraints.max_cpu_time.map(|d| d.0 as f64),
@@ -266,14 +277,7 @@ pub async fn run<S: Store>(
         started: Instant::now(),
         cpu_micros: AtomicU64::new(0),
     });
-    budget.add_cpu(Some(
-        campaign
-            .trials()
-            .await
-            .iter()
-            .filter_map(|t| t.cpu_seconds)
-            .sum(),
-    ));
+    budget.add_cpu(Some(cpu_before));
     let start_counts = campaign.counts().await;
     // Slots: a worker may start a trial only while finished + started < n_trials.
     let taken = Arc::new(AtomicU64::new(start_counts.finished()));
@@ -356,6 +360,7 @@ pub async fn run<S: Store>(
                                 .evaluate(&campaign, &trial, Attempt::Reeval, interrupt.clone())
                                 .await?;
                             if let Ended::Finished(again) = again {
+                                budget.add_cpu(again.cpu_seconds);
                                 campaign.reevaluated(trial.number, again).await?;
                             }
                         }

@@ -318,6 +318,11 @@ pub struct Approver {
     /// `approver` (default), `researcher`, `auditor` or `admin`.
     #[serde(default = "default_role")]
     pub role: String,
+    /// The operating-system user this person runs firebreak as, when it is
+    /// known: a request filed as `local:<os_user>` is theirs, so they may not
+    /// decide it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_user: Option<String>,
 }
 
 fn default_role() -> String {

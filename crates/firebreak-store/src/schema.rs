@@ -2,7 +2,7 @@
 //! rewrites a ledger row. The database records its version in `meta`.
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Migration `i` (1-based) brings a database from version `i - 1` to `i`.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -101,4 +101,32 @@ CREATE TABLE merkle_nodes (
     PRIMARY KEY (level, idx)
 ) WITHOUT ROWID;
 "#,
+    // 6: the champions' test-split results, a record of their own: before, they
+    // were merged into the trial's metrics, where proposers saw them. Moved out
+    // of the trials they were merged into (ledger rows untouched).
+    r#"
+CREATE TABLE trial_tests (
+    campaign TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    metrics TEXT NOT NULL,
+    PRIMARY KEY (campaign, number)
+);
+INSERT OR IGNORE INTO trial_tests (campaign, number, metrics)
+    SELECT campaign, CAST(json_extract(payload, '$.data.number') AS INTEGER),
+           json_extract(payload, '$.data.metrics')
+    FROM ledger WHERE kind = 'trial_tested';
+UPDATE trials SET metrics = json_remove(metrics, '$.test_accuracy', '$.test_loss',
+                                        '$.refit_cpu_seconds')
+    WHERE EXISTS (SELECT 1 FROM trial_tests t
+                  WHERE t.campaign = trials.campaign AND t.number = trials.number);
+"#,
 ];
+
+/// The guards that make ledger rows append-only; `run` puts them back if they
+/// were dropped, and `audit verify` reports their absence.
+pub(crate) const LEDGER_GUARDS: &str = r#"
+CREATE TRIGGER IF NOT EXISTS ledger_append_only_update BEFORE UPDATE ON ledger
+BEGIN SELECT RAISE(ABORT, 'ledger rows are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS ledger_append_only_delete BEFORE DELETE ON ledger
+BEGIN SELECT RAISE(ABORT, 'ledger rows are append-only'); END;
+"#;

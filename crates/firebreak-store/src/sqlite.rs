@@ -11,7 +11,7 @@ use std::time::Duration;
 use firebreak_core::{Clock, Metrics, Params, Report, SystemClock, Timestamp, Trial, TrialState};
 use firebreak_ledger::{
     Authorization, Checkpoint, Entry, Event, GENESIS, Hash, MerkleTree, Node, Request,
-    RequestState, SignedDecision, StateSnapshot, Unsealed, canonical_json, hex,
+    RequestState, RunRow, SignedDecision, StateSnapshot, Unsealed, canonical_json, hex,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -236,6 +236,18 @@ impl SqliteStore {
         self.inner.clock.now()
     }
 
+    /// True when both triggers that make ledger rows append-only are present.
+    async fn snapshot_guards(&self) -> Result<bool, StoreError> {
+        let guards: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'ledger' \
+             AND name IN ('ledger_append_only_update', 'ledger_append_only_delete')",
+        )
+        .fetch_one(&self.inner.readers)
+        .await?
+        .try_get(0)?;
+        Ok(guards == 2)
+    }
+
     /// Begins an `IMMEDIATE` transaction on the writer connection and reads the
     /// ledger head. Dropping the returned transaction without `commit` rolls back.
     async fn begin(&self) -> Result<Tx, StoreError> {
@@ -265,6 +277,18 @@ impl SqliteStore {
     }
 
     async fn append(&self, w: &mut Tx, campaign: &str, event: &Event) -> Result<(), StoreError> {
+        self.append_at(w, campaign, event, self.now()).await
+    }
+
+    /// Appends `event` as written at `at`: the time a state row records too, so
+    /// the audit can compare the two.
+    async fn append_at(
+        &self,
+        w: &mut Tx,
+        campaign: &str,
+        event: &Event,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
         #[cfg(test)]
         if self
             .inner
@@ -273,13 +297,7 @@ impl SqliteStore {
         {
             return Err(StoreError::Injected);
         }
-        let entry = Entry::seal(
-            w.cursor.next_seq,
-            &w.cursor.prev,
-            campaign,
-            self.now(),
-            event,
-        )?;
+        let entry = Entry::seal(w.cursor.next_seq, &w.cursor.prev, campaign, at, event)?;
         sqlx::query(
             "INSERT INTO ledger (seq, campaign, kind, payload, hash) VALUES (?, ?, ?, ?, ?)",
         )
@@ -826,7 +844,7 @@ impl Store for SqliteStore {
             host: info.host.clone(),
             pid: info.pid,
         };
-        self.append(&mut w, campaign, &event).await?;
+        self.append_at(&mut w, campaign, &event, now).await?;
         self.commit(w).await?;
         Ok(run)
     }
@@ -859,7 +877,7 @@ impl Store for SqliteStore {
             run,
             reason: reason.to_string(),
         };
-        self.append(&mut w, campaign, &event).await?;
+        self.append_at(&mut w, campaign, &event, now).await?;
         self.commit(w).await
     }
 
@@ -1121,21 +1139,44 @@ impl Store for SqliteStore {
                 parse(&row.try_get::<String, _>(1)?)?,
             );
         }
-        let mut requests = BTreeMap::new();
-        for request in self.gov_requests(None).await? {
-            requests.insert(
-                request.body.id.clone(),
-                (
-                    request.body.campaign.clone(),
-                    request.state,
-                    request.decisions.len(),
-                ),
-            );
+        let requests = self
+            .gov_requests(None)
+            .await?
+            .into_iter()
+            .map(|request| (request.body.id.clone(), request))
+            .collect();
+        let mut runs = Vec::new();
+        let rows = sqlx::query("SELECT campaign, id, started_at, ended_at, end_reason FROM runs")
+            .fetch_all(&self.inner.readers)
+            .await?;
+        for row in rows {
+            let run = RunRow {
+                id: row.try_get::<i64, _>(1)? as u64,
+                started_at: row.try_get(2)?,
+                ended_at: row.try_get(3)?,
+                end_reason: row.try_get(4)?,
+            };
+            runs.push((row.try_get::<String, _>(0)?, run));
         }
+        let mut tests = BTreeMap::new();
+        let rows = sqlx::query("SELECT campaign, number, metrics FROM trial_tests")
+            .fetch_all(&self.inner.readers)
+            .await?;
+        for row in rows {
+            let key = (
+                row.try_get::<String, _>(0)?,
+                row.try_get::<i64, _>(1)? as u64,
+            );
+            tests.insert(key, parse(&row.try_get::<String, _>(2)?)?);
+        }
+        let guarded = self.snapshot_guards().await?;
         Ok(StateSnapshot {
             campaigns,
             trials: self.load_trials(Which::All).await?,
             requests,
+            runs,
+            tests,
+            ledger_writable: !guarded,
         })
     }
 
@@ -1176,37 +1217,81 @@ impl Store for SqliteStore {
         self.gov_record_note(campaign, note).await
     }
 
-    async fn add_metrics(
+    async fn ledger_and_snapshot(&self) -> Result<(Vec<Entry>, StateSnapshot), StoreError> {
+        // Holding the write lock (rolled back unused) keeps every writer, in this
+        // process or another, from committing while both are read.
+        let hold = self.begin().await?;
+        let rows = self.ledger().await?;
+        let state = self.snapshot().await?;
+        drop(hold);
+        Ok((rows, state))
+    }
+
+    async fn record_test(
         &self,
         campaign: &str,
         number: u64,
         metrics: &Metrics,
+        cpu_seconds: Option<f64>,
     ) -> Result<bool, StoreError> {
         let mut w = self.begin().await?;
-        let row = sqlx::query(
-            "SELECT metrics FROM trials WHERE campaign = ? AND number = ? AND state = 'complete'",
+        let complete = sqlx::query(
+            "SELECT 1 FROM trials WHERE campaign = ? AND number = ? AND state = 'complete'",
         )
         .bind(campaign)
         .bind(number as i64)
         .fetch_optional(&mut *w.tx)
-        .await?;
-        let Some(row) = row else {
+        .await?
+        .is_some();
+        if !complete {
             return Ok(false);
-        };
-        let mut merged = parse::<Metrics>(&row.try_get::<String, _>(0)?)?;
-        merged.extend(metrics.iter().map(|(k, v)| (k.clone(), *v)));
-        sqlx::query("UPDATE trials SET metrics = ? WHERE campaign = ? AND number = ?")
-            .bind(json(&merged))
-            .bind(campaign)
-            .bind(number as i64)
-            .execute(&mut *w.tx)
-            .await?;
+        }
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO trial_tests (campaign, number, metrics) VALUES (?, ?, ?)",
+        )
+        .bind(campaign)
+        .bind(number as i64)
+        .bind(json(metrics))
+        .execute(&mut *w.tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(false);
+        }
         let event = Event::TrialTested {
             number,
             metrics: metrics.clone(),
+            cpu_seconds: cpu_seconds.filter(|s| s.is_finite()),
         };
         self.append(&mut w, campaign, &event).await?;
         self.commit(w).await?;
+        Ok(true)
+    }
+
+    async fn tests(&self, campaign: &str) -> Result<BTreeMap<u64, Metrics>, StoreError> {
+        let rows = sqlx::query("SELECT number, metrics FROM trial_tests WHERE campaign = ?")
+            .bind(campaign)
+            .fetch_all(&self.inner.readers)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get::<i64, _>(0)? as u64,
+                    parse(&row.try_get::<String, _>(1)?)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn restore_guards(&self) -> Result<bool, StoreError> {
+        let before = self.snapshot_guards().await?;
+        if before {
+            return Ok(false);
+        }
+        let mut conn = self.inner.writer.acquire().await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(crate::schema::LEDGER_GUARDS))
+            .execute(&mut *conn)
+            .await?;
         Ok(true)
     }
 }
@@ -1605,8 +1690,10 @@ mod tests {
         let error = SqliteStore::open(&url(&dir)).await.expect_err("refused");
         assert_eq!(
             error.to_string(),
-            "the database schema is version 1; this binary needs version 5\n\
-             hint: run `firebreak storage upgrade` (it never rewrites ledger rows)"
+            format!(
+                "the database schema is version 1; this binary needs version {SCHEMA_VERSION}\n\
+                 hint: run `firebreak storage upgrade` (it never rewrites ledger rows)"
+            )
         );
         let (store, before) = SqliteStore::upgrade(&url(&dir)).await.expect("upgraded");
         assert_eq!(

@@ -1,5 +1,6 @@
 //! The storage trait and the plain types that cross it.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use firebreak_core::{Metrics, Params, Report, Timestamp, Trial, TrialState};
@@ -207,8 +208,9 @@ pub struct RequestDraft {
     pub reason: String,
     /// Time to live in milliseconds.
     pub ttl_ms: i64,
-    /// The decision that let them ask.
-    pub policy: Authorization,
+    /// The decision that let them ask (`None` for a tripwire, which code files
+    /// whatever a policy says).
+    pub policy: Option<Authorization>,
 }
 
 /// A change of a campaign's spec.
@@ -415,14 +417,30 @@ pub trait Store: Send + Sync + 'static {
         campaign: &str,
         note: &Event,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Adds `metrics` to a complete trial's (its test-split evaluation), recorded
-    /// as `trial_tested`; false when the trial is not complete.
-    fn add_metrics(
+    /// Records a complete trial's one evaluation on the test split (recorded as
+    /// `trial_tested`), kept apart from its metrics so that no proposer or
+    /// scheduler ever sees it; false when the trial is not complete or was
+    /// tested already.
+    fn record_test(
         &self,
         campaign: &str,
         number: u64,
         metrics: &Metrics,
+        cpu_seconds: Option<f64>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The test-split results of a campaign's trials, by trial number.
+    fn tests(
+        &self,
+        campaign: &str,
+    ) -> impl Future<Output = Result<BTreeMap<u64, Metrics>, StoreError>> + Send;
+    /// Puts back the guards that make ledger rows append-only if they are
+    /// missing; true when they were missing.
+    fn restore_guards(&self) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// The state tables, for comparison with the ledger.
     fn snapshot(&self) -> impl Future<Output = Result<StateSnapshot, StoreError>> + Send;
+    /// The ledger and the state tables as of one instant (no write commits in
+    /// between), for an audit that must not see half of a concurrent write.
+    fn ledger_and_snapshot(
+        &self,
+    ) -> impl Future<Output = Result<(Vec<Entry>, StateSnapshot), StoreError>> + Send;
 }

@@ -262,10 +262,10 @@ fn draft(n_trials: u64, by: &str) -> RequestDraft {
         requested_by: by.into(),
         reason: "more".into(),
         ttl_ms: 60_000,
-        policy: Authorization {
+        policy: Some(Authorization {
             decision: "allow".into(),
             policies: vec!["anyone-may-ask".into()],
-        },
+        }),
     }
 }
 
@@ -308,7 +308,7 @@ async fn requests_supersede_reuse_and_decide_by_compare_and_set<S: Store>(store:
         ]
     );
     let decision = SignedDecision::sign(&key, "bob", Verdict::Approve, &second.hash, "");
-    let allow = draft(0, "").policy;
+    let allow = draft(0, "").policy.expect("a policy decision");
     let stale = store
         .decide_request(&second.body.id, &decision, &allow, 1, None)
         .await

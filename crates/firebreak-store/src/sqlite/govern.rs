@@ -120,11 +120,6 @@ impl SqliteStore {
             created_at: format_rfc3339(now),
             expires_at: format_rfc3339(now.saturating_add(draft.ttl_ms)),
         });
-        for mut old in older {
-            let why = format!("superseded by {}", request.body.id);
-            self.close(&mut w, &mut old, RequestState::Superseded, &why)
-                .await?;
-        }
         sqlx::query(
             "INSERT INTO requests (id, seq, campaign, kind, state, diff_hash, record) \
              VALUES (?, ?, ?, ?, 'pending', ?, ?)",
@@ -144,6 +139,13 @@ impl SqliteStore {
             policy: draft.policy.clone(),
         };
         self.append(&mut w, &draft.campaign, &event).await?;
+        // The newer request is in the ledger before the older ones close, so the
+        // replay can check that each `superseded` names a request that exists.
+        for mut old in older {
+            let why = format!("superseded by {}", request.body.id);
+            self.close(&mut w, &mut old, RequestState::Superseded, &why)
+                .await?;
+        }
         self.commit(w).await?;
         Ok((request, false))
     }

@@ -1,0 +1,258 @@
+//! The replayed state against the stored one: campaigns' specs, trials (their
+//! CPU and wall seconds included, since budgets are computed from them), runs
+//! (their times feed `max_wall_time`), requests with every decision, and the
+//! champions' test results. The first disagreement, by ledger position, wins.
+
+use firebreak_core::{Metrics, Trial};
+
+use super::replay::{ExpectedTrial, Replay};
+use super::{StateSnapshot, Violation, violation};
+use crate::entry::canonical_json;
+
+/// Every comparison; the violation with the smallest `seq`.
+pub(super) fn all(entries: u64, replay: &Replay, state: &StateSnapshot) -> Result<(), Violation> {
+    let mut problems: Vec<Violation> = Vec::new();
+    campaigns(entries, replay, state, &mut problems);
+    trials(entries, replay, state, &mut problems);
+    requests(entries, replay, state, &mut problems);
+    runs(entries, replay, state, &mut problems);
+    tests(entries, replay, state, &mut problems);
+    match problems.into_iter().min_by_key(|v| v.seq) {
+        Some(first) => Err(first),
+        // Reported only when nothing is located: a located edit says more.
+        None if state.ledger_writable => Err(Violation {
+            seq: None,
+            reason: "the ledger's append-only guards (triggers) are missing, so its rows can be \
+                     updated or deleted; the next `run` restores them"
+                .to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn campaigns(entries: u64, replay: &Replay, state: &StateSnapshot, out: &mut Vec<Violation>) {
+    for (name, expected) in &replay.campaigns {
+        match state.campaigns.get(name) {
+            None => out.push(violation(
+                expected.seq,
+                format!("campaign {name:?} is missing from the state"),
+            )),
+            Some(stored)
+                if canonical_json(stored).ok().as_deref() != Some(expected.canonical.as_str()) =>
+            {
+                out.push(violation(
+                    expected.seq,
+                    format!("campaign {name:?}: stored spec differs from the ledger"),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    for name in state
+        .campaigns
+        .keys()
+        .filter(|n| !replay.campaigns.contains_key(*n))
+    {
+        out.push(violation(
+            entries,
+            format!("campaign {name:?} has no ledger entry"),
+        ));
+    }
+}
+
+fn trials(entries: u64, replay: &Replay, state: &StateSnapshot, out: &mut Vec<Violation>) {
+    let mut seen = 0usize;
+    for (campaign, trial) in &state.trials {
+        let Some(expected) = replay.trials.get(&(campaign.clone(), trial.number)) else {
+            out.push(violation(
+                entries,
+                format!(
+                    "campaign {campaign:?} trial {} has no ledger entry",
+                    trial.number
+                ),
+            ));
+            continue;
+        };
+        seen += 1;
+        if let Some(reason) = differs(expected, trial) {
+            out.push(violation(
+                expected.last_seq,
+                format!("campaign {campaign:?} trial {}: {reason}", trial.number),
+            ));
+        }
+    }
+    if seen < replay.trials.len() {
+        let stored: std::collections::BTreeSet<(&str, u64)> = state
+            .trials
+            .iter()
+            .map(|(c, t)| (c.as_str(), t.number))
+            .collect();
+        for ((campaign, number), expected) in &replay.trials {
+            if !stored.contains(&(campaign.as_str(), *number)) {
+                out.push(violation(
+                    expected.last_seq,
+                    format!("campaign {campaign:?} trial {number} is missing from the state"),
+                ));
+            }
+        }
+    }
+}
+
+fn requests(entries: u64, replay: &Replay, state: &StateSnapshot, out: &mut Vec<Violation>) {
+    for (id, expected) in &replay.requests {
+        // Compared in canonical form: the ledger's text writes `2.0` as `2`, so a
+        // float read back from it may come back as an integer.
+        let same = state.requests.get(id).is_some_and(|stored| {
+            let canonical = |r: &crate::request::Request| canonical_json(r).ok();
+            canonical(stored).is_some() && canonical(stored) == canonical(&expected.request)
+        });
+        if !same {
+            out.push(violation(
+                expected.last_seq,
+                format!(
+                    "request {id} differs from the ledger (its body, state or decisions), or is \
+                     missing"
+                ),
+            ));
+        }
+    }
+    for id in state
+        .requests
+        .keys()
+        .filter(|id| !replay.requests.contains_key(*id))
+    {
+        out.push(violation(
+            entries,
+            format!("request {id} has no ledger entry"),
+        ));
+    }
+}
+
+fn runs(entries: u64, replay: &Replay, state: &StateSnapshot, out: &mut Vec<Violation>) {
+    let mut seen = 0usize;
+    for (campaign, row) in &state.runs {
+        let Some(expected) = replay.runs.get(&(campaign.clone(), row.id)) else {
+            out.push(violation(
+                entries,
+                format!("campaign {campaign:?} run {} has no ledger entry", row.id),
+            ));
+            continue;
+        };
+        seen += 1;
+        let same = expected.started_at == row.started_at
+            && expected.ended_at == row.ended_at
+            && expected.end_reason == row.end_reason;
+        if !same {
+            out.push(violation(
+                expected.last_seq,
+                format!(
+                    "campaign {campaign:?} run {}: its start, end or end reason differs from \
+                     the ledger",
+                    row.id
+                ),
+            ));
+        }
+    }
+    if seen < replay.runs.len() {
+        for ((campaign, id), expected) in &replay.runs {
+            if !state.runs.iter().any(|(c, r)| c == campaign && r.id == *id) {
+                out.push(violation(
+                    expected.started_seq,
+                    format!("campaign {campaign:?} run {id} is missing from the state"),
+                ));
+            }
+        }
+    }
+}
+
+fn tests(entries: u64, replay: &Replay, state: &StateSnapshot, out: &mut Vec<Violation>) {
+    for ((campaign, number), (metrics, seq)) in &replay.tests {
+        if !state
+            .tests
+            .get(&(campaign.clone(), *number))
+            .is_some_and(|stored| metrics_equal(stored, metrics))
+        {
+            out.push(violation(
+                *seq,
+                format!(
+                    "campaign {campaign:?} trial {number}: test result differs from the ledger, \
+                     or is missing"
+                ),
+            ));
+        }
+    }
+    for (campaign, number) in state.tests.keys() {
+        if !replay.tests.contains_key(&(campaign.clone(), *number)) {
+            out.push(violation(
+                entries,
+                format!("campaign {campaign:?} trial {number}: test result has no ledger entry"),
+            ));
+        }
+    }
+}
+
+/// Equal up to the rounding of a double's text form.
+pub(crate) fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-12 * a.abs().max(b.abs()).max(1.0)
+}
+
+fn metrics_equal(a: &Metrics, b: &Metrics) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ka, va), (kb, vb))| ka == kb && close(*va, *vb))
+}
+
+fn seconds_equal(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => close(a, b),
+        _ => false,
+    }
+}
+
+fn differs(expected: &ExpectedTrial, trial: &Trial) -> Option<String> {
+    if expected.state != trial.state {
+        return Some(format!(
+            "state is {} but the ledger says {}",
+            trial.state, expected.state
+        ));
+    }
+    let params_equal = expected.params.len() == trial.params.len()
+        && expected
+            .params
+            .iter()
+            .zip(&trial.params)
+            .all(|((ka, va), (kb, vb))| ka == kb && va.matches(vb));
+    if !params_equal {
+        return Some("params differ from the ledger".into());
+    }
+    if expected.proposer != trial.proposer || expected.rationale != trial.rationale {
+        return Some("proposer or rationale differs from the ledger".into());
+    }
+    if expected.retry_of != trial.retry_of {
+        return Some("retry link differs from the ledger".into());
+    }
+    if !metrics_equal(&expected.metrics, &trial.metrics) {
+        return Some("metrics differ from the ledger".into());
+    }
+    if expected.error != trial.error {
+        return Some("error text differs from the ledger".into());
+    }
+    if !seconds_equal(expected.cpu_seconds, trial.cpu_seconds)
+        || !seconds_equal(expected.wall_seconds, trial.wall_seconds)
+    {
+        return Some("CPU or wall seconds differ from the ledger".into());
+    }
+    let mut reports = expected.reports.clone();
+    reports.sort_by_key(|(step, _)| *step);
+    let same_reports = reports.len() == trial.intermediate.len()
+        && reports
+            .iter()
+            .zip(&trial.intermediate)
+            .all(|((step, m), r)| *step == r.step && metrics_equal(m, &r.metrics));
+    if !same_reports {
+        return Some("intermediate reports differ from the ledger".into());
+    }
+    None
+}
