@@ -438,7 +438,7 @@ class Governance:
     def __init__(self):
         self.campaigns = {}
         self.requests = {}
-        self.runs = {}  # run id -> seq of its latest run_started
+        self.runs = {}  # (campaign, run id) -> seq of its latest run_started
 
     # The spec in effect --------------------------------------------------------
 
@@ -501,12 +501,19 @@ class Governance:
         self.campaigns[name] = Campaign(spec)
 
     def run_started(self, seq, at, campaign, name, data):
-        self.runs[need(data, "run", "integer", seq, "data")] = seq
+        self.runs[(name, need(data, "run", "integer", seq, "data"))] = seq
 
     def trial_started(self, seq, at, campaign, name, data):
         run = need(data, "run", "integer", seq, "data")
-        started = self.runs.get(run)
-        if campaign.halted is not None and started is not None and started > campaign.halted[0]:
+        if campaign.halted is None:
+            return
+        started = self.runs.get((name, run))
+        if started is None:
+            raise Rejected(seq, "halt", "trial %s of %r was started by run %d, which never started, "
+                           "while tripwire request %s halted the campaign (seq %d)" % (
+                               data.get("number"), name, run, campaign.halted[1],
+                               campaign.halted[0]))
+        if started > campaign.halted[0]:
             raise Rejected(seq, "halt", "trial %s of %r was started by run %d, which began at seq %d, "
                            "after tripwire request %s halted the campaign at seq %d" % (
                                data.get("number"), name, run, started, campaign.halted[1],
