@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
-use firebreak_core::{Distribution, ParamValue, Params, format_rfc3339};
+use firebreak_core::{Distribution, ParamValue, Params, Trial, format_rfc3339};
 use firebreak_ledger::{Checkpoint, Entry, Hash, Verdict, audit, hex, public_key_string};
 use firebreak_runner::{Campaign, Executor, RunEvent, Stop};
 use firebreak_spec::{CampaignSpec, EXAMPLE_SPEC};
@@ -472,7 +472,7 @@ async fn status(cli: &Cli, campaign: Option<&str>) -> Outcome {
     };
     let store = open(cli).await?;
     let spec = stored_spec(&store, name).await?;
-    let trials = store.trials(name).await?;
+    let trials = with_tests(&store, name).await?;
     let counts = store.counts(name).await?;
     let n_trials = spec.spec.search.n_trials;
     let state = campaign_state(&store, name, n_trials, counts.finished()).await?;
@@ -512,10 +512,26 @@ async fn status(cli: &Cli, campaign: Option<&str>) -> Outcome {
     Ok(0)
 }
 
+/// A campaign's trials for display: the champion's test result joins its
+/// `metrics` (the Trial JSON of `contract.md`), while the stored trial, which
+/// proposers and schedulers read, never carries it.
+async fn with_tests(store: &SqliteStore, campaign: &str) -> Result<Vec<Trial>, Failure> {
+    let mut trials = store.trials(campaign).await?;
+    let tests = store.tests(campaign).await?;
+    for trial in &mut trials {
+        if let Some(test) = tests.get(&trial.number) {
+            trial
+                .metrics
+                .extend(test.iter().map(|(k, v)| (k.clone(), *v)));
+        }
+    }
+    Ok(trials)
+}
+
 async fn trials(cli: &Cli, campaign: &str) -> Outcome {
     let store = open(cli).await?;
     let spec = stored_spec(&store, campaign).await?;
-    let trials = store.trials(campaign).await?;
+    let trials = with_tests(&store, campaign).await?;
     let json: Vec<_> = trials.iter().map(trial_json).collect();
     print_rows(
         cli.format,
@@ -528,7 +544,7 @@ async fn trials(cli: &Cli, campaign: &str) -> Outcome {
 async fn best(cli: &Cli, campaign: &str) -> Outcome {
     let store = open(cli).await?;
     let spec = stored_spec(&store, campaign).await?;
-    let trials = store.trials(campaign).await?;
+    let trials = with_tests(&store, campaign).await?;
     let best: Vec<_> = spec.objectives.best(&trials).into_iter().cloned().collect();
     if best.is_empty() {
         return Err(Failure::new(1, anyhow!("no complete trial yet")));
@@ -763,28 +779,71 @@ async fn inclusion(
             anyhow!("the ledger has no entry {seq} (it has {})", leaves.len()),
         ));
     };
-    let checkpoint = store
-        .checkpoints()
-        .await?
-        .into_iter()
-        .rev()
-        .find(|c| c.tree_size > seq && c.tree_size as usize <= leaves.len());
+    let checkpoint = signed_checkpoint(store, seq, leaves.len() as u64).await?;
     let size = checkpoint
         .as_ref()
         .map_or(leaves.len(), |c| c.tree_size as usize);
     let root = firebreak_ledger::root(&leaves[..size]);
     let path = firebreak_ledger::inclusion_proof(&leaves[..size], seq as usize);
-    let verified = firebreak_ledger::verify_inclusion(leaf, seq, size as u64, &path, &root)
-        && checkpoint.as_ref().is_none_or(|c| c.root == hex(&root));
-    Ok(json!({
+    let proved = firebreak_ledger::verify_inclusion(leaf, seq, size as u64, &path, &root);
+    Ok(proof_json(
+        seq,
+        leaf,
+        size as u64,
+        &root,
+        &path,
+        checkpoint,
+        proved,
+    ))
+}
+
+/// The newest stored checkpoint that covers entry `seq` of a ledger of
+/// `entries` and whose signature verifies: the only root a proof is checked
+/// against (a root rebuilt from the same stored leaves would prove nothing).
+async fn signed_checkpoint(
+    store: &SqliteStore,
+    seq: u64,
+    entries: u64,
+) -> Result<Option<Checkpoint>, Failure> {
+    Ok(store
+        .checkpoints()
+        .await?
+        .into_iter()
+        .rev()
+        .find(|c| c.tree_size > seq && c.tree_size <= entries && c.verify_signature().is_ok()))
+}
+
+/// An inclusion proof as `proof` and `explain` show it: `verified` only when
+/// the path leads to the root of a signed checkpoint, and `against` says which.
+fn proof_json(
+    seq: u64,
+    leaf: &Hash,
+    size: u64,
+    root: &Hash,
+    path: &[Hash],
+    checkpoint: Option<Checkpoint>,
+    proved: bool,
+) -> serde_json::Value {
+    let against = match &checkpoint {
+        Some(c) => format!(
+            "the checkpoint of tree size {} signed by {} at {}",
+            c.tree_size, c.key, c.at
+        ),
+        None => format!(
+            "no signed checkpoint covers entry {seq} yet (`firebreak audit checkpoint` signs one)"
+        ),
+    };
+    let verified = proved && checkpoint.as_ref().is_some_and(|c| c.root == hex(root));
+    json!({
         "seq": seq,
         "leaf_hash": hex(leaf),
         "tree_size": size,
-        "root": hex(&root),
+        "root": hex(root),
         "proof": path.iter().map(|h| hex(h)).collect::<Vec<_>>(),
         "checkpoint": checkpoint,
+        "against": against,
         "verified": verified,
-    }))
+    })
 }
 
 async fn proof(cli: &Cli, seq: u64) -> Outcome {
@@ -816,30 +875,23 @@ async fn cached_inclusion(
     if seq >= entries {
         return Ok(None);
     }
-    let checkpoint = store
-        .checkpoints()
-        .await?
-        .into_iter()
-        .rev()
-        .find(|c| c.tree_size > seq && c.tree_size <= entries);
+    let checkpoint = signed_checkpoint(store, seq, entries).await?;
     let size = checkpoint.as_ref().map_or(entries, |c| c.tree_size);
     let Some(proof) = store.inclusion_proof(seq, size).await? else {
         return Ok(None);
     };
-    let verified =
-        firebreak_ledger::verify_inclusion(&proof.leaf, seq, size, &proof.path, &proof.root)
-            && checkpoint
-                .as_ref()
-                .is_none_or(|c| c.root == hex(&proof.root));
-    Ok(Some(json!({
-        "seq": seq,
-        "leaf_hash": hex(&proof.leaf),
-        "tree_size": size,
-        "root": hex(&proof.root),
-        "proof": proof.path.iter().map(|h| hex(h)).collect::<Vec<_>>(),
-        "checkpoint": checkpoint,
-        "verified": verified,
-    })))
+    let proved =
+        firebreak_ledger::verify_inclusion(&proof.leaf, seq, size, &proof.path, &proof.root);
+    let (leaf, root) = (proof.leaf, proof.root);
+    Ok(Some(proof_json(
+        seq,
+        &leaf,
+        size,
+        &root,
+        &proof.path,
+        checkpoint,
+        proved,
+    )))
 }
 
 async fn explain(cli: &Cli, campaign: &str, number: u64) -> Outcome {
@@ -926,18 +978,14 @@ async fn explain(cli: &Cli, campaign: &str, number: u64) -> Outcome {
         );
     }
     println!(
-        "inclusion of seq {proposed} in the tree of {} entries (root {}{}): {}",
+        "inclusion of seq {proposed} in the tree of {} entries (root {}), against {}: {}",
         proof["tree_size"],
         proof["root"].as_str().unwrap_or_default(),
-        if proof["checkpoint"].is_null() {
-            ""
-        } else {
-            ", a signed checkpoint"
-        },
+        proof["against"].as_str().unwrap_or_default(),
         if proof["verified"] == true {
             "verified"
         } else {
-            "FAILED"
+            "NOT verified"
         }
     );
     Ok(if proof["verified"] == true { 0 } else { 4 })

@@ -111,6 +111,28 @@ fn a_builtin_campaign_trains_prunes_and_tests_its_champion() {
     );
     let (code, report) = project.verify();
     assert_eq!(code, 0, "{report}");
+    // The stored trials, which proposers and schedulers read, never carry a
+    // test metric: the result is a record of its own, joined only for display.
+    let stored = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            use firebreak_store::Store as _;
+            let store = firebreak_store::SqliteStore::open(&project.storage())
+                .await
+                .expect("opened");
+            store.trials("mlp").await.expect("trials")
+        });
+    assert!(!stored.is_empty());
+    for trial in &stored {
+        assert!(
+            trial.metrics.keys().all(|k| !k.starts_with("test_")),
+            "trial {} carries a test metric: {:?}",
+            trial.number,
+            trial.metrics
+        );
+    }
     let (_, export, _) = project.exec(&["audit", "export"]);
     assert_eq!(export.matches("\"trial_tested\"").count(), 1);
     // A second run of the finished campaign does not test the champion again.

@@ -295,6 +295,17 @@ fn a_custom_policy_that_denies_proposals_stops_the_campaign_naming_it() {
         denied[0]["data"]["policy"]["policies"][0], "no-proposals",
         "{denied:?}"
     );
+    // A person's `enqueue` is a proposal too: the same policy refuses it.
+    let (code, _, stderr) = project.exec(&["enqueue", "denied", "--params", "{\"x\": 0.5}"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("no-proposals"), "{stderr}");
+    assert!(project.trials("denied").is_empty(), "nothing was queued");
+    let denied = entries(&project, "denied");
+    assert_eq!(denied.len(), 2, "{denied:?}");
+    assert_eq!(
+        denied[1]["data"]["principal"],
+        format!("local:{}", whoami())
+    );
     // An edited policy file is a governed change of a campaign without approvers.
     std::fs::write(project.path().join("policy.cedar"), "// nothing\n").expect("edited");
     let (code, _, stderr) = project.exec(&["run", path.to_str().expect("utf-8")]);
@@ -480,4 +491,216 @@ fn settings_outside_governance_change_at_once_and_are_recorded() {
     assert_eq!(changed[0]["data"]["diff"][0]["path"], "/search/sampler");
     assert!(changed[0]["data"].get("request").is_none());
     assert_eq!(project.verify().0, 0);
+}
+
+/// Runs SQL statements on the project's database, as an attacker with write
+/// access would (the append-only triggers still allow INSERT).
+fn sql(project: &Project, statements: &[&str]) {
+    use sqlx::Connection as _;
+    let url = project.storage();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut conn = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("connected");
+        for statement in statements {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*statement))
+                .execute(&mut conn)
+                .await
+                .expect(statement);
+        }
+        conn.close().await.expect("closed");
+    });
+}
+
+/// Appends `event` to the ledger as a correctly chained entry of `campaign`,
+/// with no key at all; returns its seq.
+fn append_forged(project: &Project, campaign: &str, event: &firebreak_ledger::Event) -> u64 {
+    let (seq, prev) = {
+        let head = export(project)
+            .into_iter()
+            .rfind(|e| e.get("payload").is_some())
+            .expect("a ledger");
+        let hash = head["hash"].as_str().expect("hash");
+        let bytes: Vec<u8> = (0..32)
+            .map(|i| u8::from_str_radix(&hash[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect();
+        let mut prev = [0u8; 32];
+        prev.copy_from_slice(&bytes);
+        (head["seq"].as_u64().expect("seq") + 1, prev)
+    };
+    let now = firebreak_core::Clock::now(&firebreak_core::SystemClock);
+    let entry = firebreak_ledger::Entry::seal(seq, &prev, campaign, now, event).expect("sealed");
+    let hash: String = entry.hash.iter().map(|b| format!("{b:02X}")).collect();
+    sql(
+        project,
+        &[&format!(
+            "INSERT INTO ledger (seq, campaign, kind, payload, hash) VALUES ({seq}, '{campaign}', '{}', '{}', X'{hash}')",
+            entry.kind,
+            entry.payload.replace('\'', "''")
+        )],
+    );
+    seq
+}
+
+#[test]
+fn a_forged_request_less_spec_change_is_caught_and_nothing_acts_on_it() {
+    let project = Project::new();
+    let (_, alice) = key(&project, "alice");
+    let (_, bob) = key(&project, "bob");
+    let (_, eve) = key(&project, "eve");
+    let governance = approvers(&[("alice", &alice), ("bob", &bob)], 2, "");
+    let path = project.spec(
+        "spec.toml",
+        &governed_spec("forged", "random", 2, &governance),
+    );
+    let path = path.to_str().expect("utf-8");
+    assert_eq!(project.exec_within(60, &["run", path]).0, 0);
+    // Raise the budget, widen a bound, add an admin with quorum 1: one chained
+    // `spec_changed` with no request, and the stored spec edited to match.
+    let record = export(&project)
+        .into_iter()
+        .filter_map(|e| {
+            let payload: Value = serde_json::from_str(e["payload"].as_str()?).ok()?;
+            (payload["kind"] == "campaign_created").then(|| payload["data"]["spec"].clone())
+        })
+        .next()
+        .expect("the created spec");
+    let diff = serde_json::json!([
+        {"op": "replace", "path": "/search/n_trials", "value": 1000},
+        {"op": "replace", "path": "/space/x/high", "value": 100.0},
+        {"op": "replace", "path": "/governance/quorum", "value": 1},
+        {"op": "add", "path": "/governance/approvers/2", "value": {"name": "eve", "key": eve, "role": "admin"}}
+    ]);
+    let spec = firebreak_ledger::apply_patch(&record, &diff).expect("applies");
+    let canonical = firebreak_ledger::canonical_json(&spec).expect("canonical");
+    let spec_hash = {
+        use sha2::Digest as _;
+        firebreak_ledger::hex(&sha2::Sha256::digest(canonical.as_bytes()))
+    };
+    let event = firebreak_ledger::Event::SpecChanged {
+        spec,
+        spec_hash: spec_hash.clone(),
+        diff,
+        request: None,
+        by: "alice".into(),
+    };
+    let seq = append_forged(&project, "forged", &event);
+    sql(
+        &project,
+        &[&format!(
+            "UPDATE campaigns SET spec = '{}', spec_hash = '{spec_hash}' WHERE name = 'forged'",
+            canonical.replace('\'', "''")
+        )],
+    );
+    let (code, report) = project.verify();
+    assert_eq!(code, 4, "{report}");
+    assert_eq!(report["first_bad_seq"], seq, "{report}");
+    assert!(
+        report["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no approved request"),
+        "{report}"
+    );
+    // The engine refuses to act on it: no trial runs outside the old bounds.
+    let before = project.trials("forged").len();
+    let (code, _, stderr) = project.exec_within(60, &["run", path]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("does not verify"), "{stderr}");
+    assert_eq!(project.trials("forged").len(), before);
+    let (code, _, stderr) = project.exec(&["enqueue", "forged", "--params", "{\"x\": 50.0}"]);
+    assert_eq!(code, 4, "{stderr}");
+}
+
+#[test]
+fn a_rejected_tripwire_request_keeps_the_campaign_halted_until_one_is_approved() {
+    let project = Project::new();
+    let (alice_key, alice) = key(&project, "alice");
+    let tripwire = "[[governance.tripwires]]\nkind = \"threshold\"\nmetric = \"y\"\nbelow = 0.5";
+    let governance = approvers(&[("alice", &alice)], 1, tripwire);
+    let path = project.spec(
+        "spec.toml",
+        &governed_spec("held", "random", 12, &governance),
+    );
+    let path = path.to_str().expect("utf-8");
+    assert_eq!(project.exec_within(60, &["run", path]).0, 3);
+    let id = pending(&project, "tripwire");
+    let tripped = project.trials("held").len();
+    let (code, _, stderr) = project.exec(&[
+        "reject",
+        &id,
+        "--key",
+        &alice_key,
+        "--reason",
+        "too good to be true",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    for _ in 0..2 {
+        let (code, _, stderr) = project.exec_within(60, &["run", path]);
+        assert_eq!(code, 3, "{stderr}");
+        assert!(stderr.contains("rejected"), "{stderr}");
+        assert_eq!(project.trials("held").len(), tripped, "nothing ran");
+    }
+    // Asking again is a deliberate act that files a new tripwire request.
+    let (code, _, stderr) = project.exec_within(60, &["run", path, "--ask-to-resume"]);
+    assert_eq!(code, 3, "{stderr}");
+    let again = pending(&project, "tripwire");
+    assert_ne!(again, id);
+    let (code, _, stderr) = project.exec(&["approve", &again, "--key", &alice_key]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = project.exec_within(60, &["run", path]);
+    assert!(code == 0 || code == 3, "{stderr}");
+    assert!(project.trials("held").len() > tripped, "{stderr}");
+    assert_eq!(project.verify().0, 0);
+}
+
+#[test]
+fn a_forged_close_of_a_tripwire_request_does_not_lift_the_halt() {
+    let project = Project::new();
+    let (_, alice) = key(&project, "alice");
+    let tripwire = "[[governance.tripwires]]\nkind = \"threshold\"\nmetric = \"y\"\nbelow = 0.5";
+    let governance = approvers(&[("alice", &alice)], 1, tripwire);
+    let path = project.spec(
+        "spec.toml",
+        &governed_spec("lifted", "random", 12, &governance),
+    );
+    let path = path.to_str().expect("utf-8");
+    assert_eq!(project.exec_within(60, &["run", path]).0, 3);
+    let id = pending(&project, "tripwire");
+    for state in ["superseded", "expired"] {
+        let copy = Project::new();
+        std::fs::create_dir_all(copy.path().join("db")).expect("db folder");
+        for file in std::fs::read_dir(project.path().join("db")).expect("db folder") {
+            let file = file.expect("entry").path();
+            if file.is_file() {
+                let name = file.file_name().expect("name");
+                std::fs::copy(&file, copy.path().join("db").join(name)).expect("copied");
+            }
+        }
+        let event = firebreak_ledger::Event::RequestClosed {
+            id: id.clone(),
+            state: serde_json::from_value(Value::String(state.into())).expect("state"),
+            reason: "forged".into(),
+        };
+        let seq = append_forged(&copy, "lifted", &event);
+        sql(
+            &copy,
+            &[&format!(
+                "UPDATE requests SET state = '{state}', record = json_set(record, '$.state', '{state}') WHERE id = '{id}'"
+            )],
+        );
+        let (code, report) = copy.verify();
+        assert_eq!(code, 4, "{state}: {report}");
+        assert_eq!(report["first_bad_seq"], seq, "{state}: {report}");
+        let (code, _, stderr) = copy.exec_within(60, &["run", path]);
+        assert_eq!(code, 4, "{state}: {stderr}");
+    }
+}
+
+/// The operating-system user the tests run as.
+fn whoami() -> String {
+    firebreak_runner::os_user()
 }

@@ -84,6 +84,16 @@ fn tampering_is_caught_and_located() {
         &["UPDATE trials SET metrics = '{\"y\":0.0}' WHERE number = 1"],
         Some(9),
     );
+    // Columns the budgets are computed from: a trial's CPU seconds (it fed
+    // max_cpu_time) and a run's start (it fed max_wall_time).
+    check(
+        &["UPDATE trials SET cpu_seconds = 0 WHERE number = 1"],
+        Some(9),
+    );
+    check(
+        &["UPDATE runs SET started_at = started_at + 3600000"],
+        Some(14),
+    );
     // A deleted ledger row.
     check(&["DELETE FROM ledger WHERE seq = 6"], Some(6));
     // Reordered ledger rows.

@@ -599,6 +599,9 @@ mod governance_tests {
         ledger.close(T0 + 2, "R1", RequestState::Approved);
         ledger.change(T0 + 2, "/search/n_trials", json!(50), Some("R1"));
         assert_eq!(ledger.verdict(), None);
+        // One approval carries its change out once.
+        let twice = ledger.change(T0 + 3, "/search/n_trials", json!(50), Some("R1"));
+        refused_at(&ledger, twice, "carried out already");
         // The same approval cannot carry a space change.
         let mut other = Ledger::new(spec(people(), 1));
         let mut body = request.body.clone();

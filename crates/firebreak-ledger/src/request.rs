@@ -89,8 +89,10 @@ pub fn classify_path(path: &str) -> EditClass {
         ("space", _) => RequestKind::Space,
         ("governance", "approvers" | "quorum" | "request_ttl") => RequestKind::Approvers,
         ("governance", "policy" | "policy_text") => RequestKind::Policy,
-        ("governance", _) => RequestKind::Evaluation,
-        _ => return EditClass::Free,
+        ("search", _) | ("campaign", "seed") => return EditClass::Free,
+        // Anything else (a section or key no spec has) is treated as governed,
+        // so an unknown path can never carry a change past the rules.
+        _ => RequestKind::Evaluation,
     };
     EditClass::Governed(kind)
 }
@@ -379,5 +381,6 @@ mod tests {
         check("/objective/metric", governed(RequestKind::Evaluation));
         check("/campaign", governed(RequestKind::Evaluation));
         check("", governed(RequestKind::Evaluation));
+        check("/space~1x", governed(RequestKind::Evaluation));
     }
 }

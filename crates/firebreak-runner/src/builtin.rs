@@ -58,6 +58,8 @@ impl BuiltinTask {
             spec.space.parameters().iter().map(|p| p.name.as_str()),
         )
         .map_err(|e| bad(e.to_string()))?;
+        firebreak_train::genome::check_data(&model, &name, &data.shape)
+            .map_err(|e| bad(e.to_string()))?;
         for metric in &spec.objectives.metrics {
             if !EPOCH_METRICS.contains(&metric.as_str()) {
                 return Err(bad(format!(

@@ -430,6 +430,7 @@ impl CampaignSpec {
                 forbid(t.model.is_some(), "model", "command")?;
                 forbid(t.max_epochs.is_some(), "max_epochs", "command")?;
                 forbid(t.refit, "refit", "command")?;
+                forbid(t.split_seed.is_some(), "split_seed", "command")?;
                 let Some(command) = t.command.as_ref().filter(|c| !c.is_empty()) else {
                     return Err(self.error_at(
                         &["task"],
@@ -458,6 +459,7 @@ impl CampaignSpec {
                 forbid(t.command.is_some(), "command", "table")?;
                 forbid(t.dataset.is_some(), "dataset", "table")?;
                 forbid(t.refit, "refit", "table")?;
+                forbid(t.split_seed.is_some(), "split_seed", "table")?;
                 if t.path.is_none() {
                     return Err(self.error_at(
                         &["task"],

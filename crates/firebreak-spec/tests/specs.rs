@@ -130,6 +130,11 @@ fn bad_specs() {
         "c.toml:34:1: `task.refit`: `refit` does not apply to a task of kind \"command\"\nhint: remove `refit`, or change `kind`",
     );
     check(
+        "[constraints]",
+        "split_seed = 101\n[constraints]",
+        "c.toml:34:1: `task.split_seed`: `split_seed` does not apply to a task of kind \"command\"\nhint: remove `split_seed`, or change `kind`",
+    );
+    check(
         "[campaign]",
         "[campaign",
         "c.toml:4:10: unclosed table, expected `]`\nhint: fix the TOML syntax at this position",

@@ -43,6 +43,8 @@ pub(super) struct ExpectedRequest {
     pub request: Request,
     pub filed_seq: u64,
     pub last_seq: u64,
+    /// True once a `spec_changed` carried it out: an approval counts once.
+    pub carried_out: bool,
 }
 
 /// What the ledger says one run is.
@@ -299,6 +301,7 @@ impl Replay {
                 request,
                 filed_seq: seq,
                 last_seq: seq,
+                carried_out: false,
             },
         );
         Ok(())
@@ -460,6 +463,7 @@ impl Replay {
             Some(id) => {
                 let approved = self.requests.get(id).filter(|r| {
                     r.request.state == RequestState::Approved
+                        && !r.carried_out
                         && r.request.body.campaign == campaign
                         && r.request.body.diff == *diff
                 });
@@ -468,7 +472,7 @@ impl Replay {
                         seq,
                         format!(
                             "spec changed under request {id}, which is not an approved request \
-                             for this change"
+                             for this change (or was carried out already)"
                         ),
                     ));
                 };
@@ -477,15 +481,20 @@ impl Replay {
         };
         for op in ops {
             let path = op["path"].as_str().unwrap_or_default();
+            // A request carries exactly the edits of its kind; free edits are
+            // recorded on their own, never inside an approved change.
             let allowed = match (classify_path(path), approved_kind) {
-                (EditClass::Free, _) => true,
+                (EditClass::Free, None) => true,
                 (EditClass::Governed(kind), Some(approved)) => kind == approved,
-                (EditClass::Governed(_) | EditClass::Ignored, _) => false,
+                _ => false,
             };
             if !allowed {
                 let class = match classify_path(path) {
                     EditClass::Governed(kind) => format!("a governed setting (kind {kind})"),
-                    _ => "the description, which never changes the spec in effect".to_string(),
+                    EditClass::Free => "a setting outside governance".to_string(),
+                    EditClass::Ignored => {
+                        "the description, which never changes the spec in effect".to_string()
+                    }
                 };
                 let under = match (request, approved_kind) {
                     (Some(id), Some(kind)) => format!("request {id} approved a {kind} change"),
@@ -496,6 +505,9 @@ impl Replay {
                     format!("spec_changed edits {path:?}, {class}, but {under}"),
                 ));
             }
+        }
+        if let Some(expected) = request.and_then(|id| self.requests.get_mut(id)) {
+            expected.carried_out = true;
         }
         if let Some(c) = self.campaigns.get_mut(campaign) {
             c.spec = spec;
