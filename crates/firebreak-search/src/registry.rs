@@ -58,6 +58,22 @@ fn whole(options: &Options, key: &str, default: u64) -> Result<u64, SearchError>
     }
 }
 
+/// The most a size option (a population, a candidate count) may be: each
+/// allocates per ask, so a huge value would exhaust memory instead of failing.
+pub const MAX_SIZE_OPTION: u64 = 100_000;
+
+/// A whole-number option that sizes an allocation, at most [`MAX_SIZE_OPTION`].
+fn size(options: &Options, key: &str, default: u64) -> Result<u64, SearchError> {
+    let value = whole(options, key, default)?;
+    if value > MAX_SIZE_OPTION {
+        return Err(SearchError::BadOption {
+            key: key.to_string(),
+            message: format!("{value} is more than the {MAX_SIZE_OPTION} this option allows"),
+        });
+    }
+    Ok(value)
+}
+
 fn number(options: &Options, key: &str) -> Result<Option<f64>, SearchError> {
     options
         .get(key)
@@ -170,7 +186,7 @@ pub fn proposer(
                 objectives,
                 TpeOptions {
                     n_startup_trials: whole(options, "n_startup_trials", 10)? as usize,
-                    n_ei_candidates: whole(options, "n_ei_candidates", 24)? as usize,
+                    n_ei_candidates: size(options, "n_ei_candidates", 24)? as usize,
                     prior_weight,
                     constant_liar: flag("constant_liar", defaults.constant_liar)?,
                     multivariate: flag("multivariate", defaults.multivariate)?,
@@ -181,7 +197,7 @@ pub fn proposer(
         "nsga2" => {
             check_keys("sampler", name, options, &["population"])?;
             Ok(Box::new(Nsga2Proposer::new(
-                whole(options, "population", 50)? as usize,
+                size(options, "population", 50)? as usize,
             )?))
         }
         "cmaes" => {
@@ -200,7 +216,7 @@ pub fn proposer(
                     sigma0: number(options, "sigma0")?.unwrap_or(defaults.sigma0),
                     popsize: options
                         .contains_key("popsize")
-                        .then(|| whole(options, "popsize", 0))
+                        .then(|| size(options, "popsize", 0))
                         .transpose()?
                         .map(|p| p as usize),
                     restart: Restart::from_name(restart).unwrap_or(defaults.restart),
@@ -230,7 +246,7 @@ pub fn proposer(
                 objectives,
                 GpOptions {
                     n_startup_trials: whole(options, "n_startup_trials", 10)? as usize,
-                    n_candidates: whole(options, "n_candidates", 1000)? as usize,
+                    n_candidates: size(options, "n_candidates", 1000)? as usize,
                     independent: Independent::from_name(independent)
                         .unwrap_or(defaults.independent),
                 },
@@ -240,8 +256,8 @@ pub fn proposer(
             check_keys("sampler", name, options, &["population", "sample_size"])?;
             Ok(Box::new(EvolutionProposer::new(
                 objectives,
-                whole(options, "population", 10)? as usize,
-                whole(options, "sample_size", 3)? as usize,
+                size(options, "population", 10)? as usize,
+                size(options, "sample_size", 3)? as usize,
             )?))
         }
         _ => Err(SearchError::Unknown {

@@ -739,3 +739,26 @@ fn gp_beats_random_search_on_branin() {
         assert!(gp < random, "seed {seed}: gp {gp}, random {random}");
     }
 }
+
+/// Options that size an allocation are bounded: a huge population or candidate
+/// count is an error naming the key, never an abort for want of memory.
+#[test]
+fn size_options_are_bounded() {
+    let space = space();
+    let objectives = Objectives::single("y", Direction::Minimize);
+    for (name, key) in [
+        ("cmaes", "popsize"),
+        ("tpe", "n_ei_candidates"),
+        ("nsga2", "population"),
+        ("evolution", "population"),
+        ("evolution", "sample_size"),
+        ("gp", "n_candidates"),
+    ] {
+        let mut options = Options::new();
+        options.insert(key.to_string(), serde_json::json!(4_294_967_295u64));
+        let error = proposer(name, &options, &space, &objectives)
+            .err()
+            .unwrap_or_else(|| panic!("{name} accepted {key} = 4294967295"));
+        assert!(error.to_string().contains(key), "{name}: {error}");
+    }
+}
