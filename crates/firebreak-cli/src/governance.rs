@@ -151,7 +151,7 @@ pub async fn decide(cli: &Cli, decider: &Decider, verdict: Verdict, reason: &str
         .into_iter()
         .find(|r| r.body.id == id)
         .ok_or_else(|| Failure::new(1, StoreError::NoRequest(id.to_string())))?;
-    if request.body.hash() != request.hash {
+    if request.body.hash()? != request.hash {
         return Err(Failure::new(
             4,
             anyhow!("request {id}: its stored hash does not match its body"),

@@ -488,7 +488,8 @@ mod governance_tests {
                 reason: "test".into(),
                 created_at: firebreak_core::format_rfc3339(at),
                 expires_at: firebreak_core::format_rfc3339(at + DAY),
-            });
+            })
+            .expect("a request body canonicalises");
             self.push(
                 at,
                 Event::RequestFiled {
@@ -607,7 +608,7 @@ mod governance_tests {
         let mut body = request.body.clone();
         body.kind = RequestKind::Budget;
         body.diff = json!([{"op": "replace", "path": "/space/x/high", "value": 9.0}]);
-        let filed = Request::new(body);
+        let filed = Request::new(body).expect("a request body canonicalises");
         other.push(
             T0 + 1,
             Event::RequestFiled {

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{public_key_string, verify_signature};
 use crate::entry::{canonical_json, hex};
+use crate::error::LedgerError;
 
 /// The domain separator of request hashes.
 pub const REQUEST_DOMAIN: &[u8] = b"firebreak request v1\n";
@@ -160,20 +161,37 @@ pub struct RequestBody {
 
 impl RequestBody {
     /// Hex `SHA-256(REQUEST_DOMAIN ‖ JCS(body))`.
-    pub fn hash(&self) -> String {
-        let body = canonical_json(self).unwrap_or_default();
+    ///
+    /// Fails, naming the request, when the body cannot be canonicalised: its
+    /// diff is JSON from outside (a spec edit, a stored record), and a hash of
+    /// anything else would stand for a body nobody can reproduce.
+    pub fn hash(&self) -> Result<String, LedgerError> {
+        let body = canonical(&format!("the body of request {}", self.id), self)?;
         let mut hasher = Sha256::new();
         hasher.update(REQUEST_DOMAIN);
         hasher.update(body.as_bytes());
-        hex(&hasher.finalize())
+        Ok(hex(&hasher.finalize()))
     }
 }
 
 /// Hex SHA-256 of the canonical JSON of a diff: equal edits share it.
-pub fn diff_hash(diff: &serde_json::Value) -> String {
-    hex(&Sha256::digest(
-        canonical_json(diff).unwrap_or_default().as_bytes(),
-    ))
+///
+/// Fails when the diff cannot be canonicalised, rather than hashing `""` (which
+/// would make every such diff "equal" to every other).
+pub fn diff_hash(diff: &serde_json::Value) -> Result<String, LedgerError> {
+    let text = canonical("a request's diff", diff)?;
+    Ok(hex(&Sha256::digest(text.as_bytes())))
+}
+
+/// `canonical_json`, its failure naming `what` was being canonicalised.
+fn canonical<T: Serialize>(what: &str, value: &T) -> Result<String, LedgerError> {
+    canonical_json(value).map_err(|e| LedgerError::Canonical {
+        what: what.to_string(),
+        reason: match e {
+            LedgerError::Encode(reason) => reason,
+            other => other.to_string(),
+        },
+    })
 }
 
 /// A request with where it stands: the stored record.
@@ -193,15 +211,16 @@ pub struct Request {
 }
 
 impl Request {
-    /// A new pending request with this body.
-    pub fn new(body: RequestBody) -> Request {
-        Request {
-            hash: body.hash(),
-            diff_hash: diff_hash(&body.diff),
+    /// A new pending request with this body; fails when the body cannot be
+    /// canonicalised (see [`RequestBody::hash`]).
+    pub fn new(body: RequestBody) -> Result<Request, LedgerError> {
+        Ok(Request {
+            hash: body.hash()?,
+            diff_hash: diff_hash(&body.diff)?,
             body,
             state: RequestState::Pending,
             decisions: Vec::new(),
-        }
+        })
     }
 
     /// Names of those who approved.
@@ -276,7 +295,9 @@ pub fn decision_message(decision: Verdict, request_hash: &str, reason: &str) -> 
         request: request_hash,
         reason,
     })
-    .unwrap_or_default();
+    // Cannot fail: the message is an integer, a unit enum and two strings, with
+    // no float to be non-finite and no map to repeat a key.
+    .expect("a decision message always canonicalises");
     [DECISION_DOMAIN, body.as_bytes()].concat()
 }
 
@@ -340,19 +361,47 @@ mod tests {
     #[test]
     fn a_signature_counts_only_for_the_request_it_signed() {
         let key = SigningKey::from_bytes(&[3u8; 32]);
-        let hash = body().hash();
+        let hash = body().hash().unwrap();
         let decision = SignedDecision::sign(&key, "alice", Verdict::Approve, &hash, "");
         assert_eq!(decision.verify(&hash), Ok(()));
         let mut other = body();
         other.diff =
             serde_json::json!([{"op": "replace", "path": "/search/n_trials", "value": 40}]);
-        assert!(decision.verify(&other.hash()).is_err());
+        let other_hash = other.hash().unwrap();
+        assert!(decision.verify(&other_hash).is_err());
         let mut replayed = decision.clone();
-        replayed.request = other.hash();
-        assert!(replayed.verify(&other.hash()).is_err());
+        replayed.request = other_hash.clone();
+        assert!(replayed.verify(&other_hash).is_err());
         let mut flipped = decision;
         flipped.decision = Verdict::Reject;
         assert!(flipped.verify(&hash).is_err());
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_canonicalised_is_an_error_naming_it() {
+        // A `serde_json::Value` always canonicalises today (finite numbers,
+        // string keys), so the failure is driven through the same helper with a
+        // map whose key is not a string: the old code hashed "" in its place,
+        // so any two such values shared one hash.
+        let value = std::collections::BTreeMap::from([(vec![1u8], 0u8)]);
+        let error = canonical("the diff of request R9", &value)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("the diff of request R9"), "{error}");
+        assert!(error.contains("key must be a string"), "{error}");
+        assert!(error.contains("hint:"), "{error}");
+    }
+
+    #[test]
+    fn equal_diffs_share_a_hash_and_different_ones_do_not() {
+        let diff = body().diff;
+        assert_eq!(diff_hash(&diff).unwrap(), diff_hash(&diff.clone()).unwrap());
+        assert_ne!(
+            diff_hash(&diff).unwrap(),
+            diff_hash(&serde_json::json!([])).unwrap()
+        );
+        let request = Request::new(body()).unwrap();
+        assert_eq!(request.hash, body().hash().unwrap());
     }
 
     #[test]

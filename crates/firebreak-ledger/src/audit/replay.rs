@@ -193,7 +193,7 @@ impl Replay {
                 if request.campaign != campaign {
                     return Err(violation(seq, "request names another campaign"));
                 }
-                let filed = Request::new(request);
+                let filed = Request::new(request).map_err(|e| violation(seq, e.to_string()))?;
                 if filed.hash != hash || filed.diff_hash != stated {
                     return Err(violation(
                         seq,

@@ -94,7 +94,7 @@ impl SqliteStore {
         .bind(draft.kind.as_str())
         .fetch_all(&mut *w.tx)
         .await?;
-        let hash = diff_hash(&draft.diff);
+        let hash = diff_hash(&draft.diff)?;
         let mut older = Vec::new();
         for row in pending {
             let request: Request = parse(&row.try_get::<String, _>(0)?)?;
@@ -119,7 +119,7 @@ impl SqliteStore {
             reason: draft.reason.clone(),
             created_at: format_rfc3339(now),
             expires_at: format_rfc3339(now.saturating_add(draft.ttl_ms)),
-        });
+        })?;
         sqlx::query(
             "INSERT INTO requests (id, seq, campaign, kind, state, diff_hash, record) \
              VALUES (?, ?, ?, ?, 'pending', ?, ?)",
