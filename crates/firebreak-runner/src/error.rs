@@ -56,14 +56,14 @@ pub enum RunnerError {
     #[error("task kind {0:?} is not available in this build\nhint: use kind = \"command\"")]
     TaskUnavailable(String),
     /// A benchmark table cannot serve this campaign.
-    #[error(
-        "table {path}: {message}\nhint: a table has one column per [space] parameter, then seed0, seed1, …"
-    )]
+    #[error("table {path}: {message}\nhint: {hint}")]
     Table {
         /// The table's file.
         path: String,
-        /// What is wrong.
+        /// What is wrong, with the line and the value where there is one.
         message: String,
+        /// How to fix it.
+        hint: String,
     },
     /// A trial asked about is not running in this campaign.
     #[error("trial {0} is not running in this campaign")]

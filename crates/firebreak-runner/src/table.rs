@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use firebreak_core::{ParamValue, Params, Rng, SearchSpace};
+use firebreak_core::{Distribution, ParamValue, Params, Rng, SearchSpace};
 
 use crate::RunnerError;
 
@@ -25,9 +25,28 @@ pub struct TableTask {
 #[derive(Debug, Clone)]
 struct Column {
     name: String,
+    /// A float or integer parameter: cells that read as the same number are one
+    /// value (`0.1` and `0.10`), as lookups match them.
+    numeric: bool,
     values: Vec<String>,
 }
 
+/// A seed cell's score: `None` when empty (that seed was not run), the cell's
+/// text as the error when it is not a finite number.
+fn score(cell: &str) -> Result<Option<f64>, &str> {
+    if cell.is_empty() {
+        return Ok(None);
+    }
+    match cell.parse::<f64>() {
+        Ok(value) if value.is_finite() => Ok(Some(value)),
+        _ => Err(cell),
+    }
+}
+
+/// A configuration's number and a table cell are the same value: within a
+/// relative 1e-6, because benchmark tables are often written to six or so
+/// significant digits. Deliberately looser than the ledger audit's "equal up to
+/// a double's text round trip"; the two mean different things.
 fn close(a: f64, b: f64) -> bool {
     a == b || (a - b).abs() <= 1e-6 * a.abs().max(b.abs())
 }
@@ -51,6 +70,19 @@ impl Column {
         };
         position.map(|p| p as u32)
     }
+
+    /// The index of the cell `cell` while loading, adding it when new: the same
+    /// matching as lookups, so two cells a lookup cannot tell apart are one value.
+    fn intern(&mut self, cell: &str) -> u32 {
+        let same = match cell.parse::<f64>() {
+            Ok(x) if self.numeric => self.index_of(&ParamValue::Float(x)),
+            _ => self.values.iter().position(|v| v == cell).map(|p| p as u32),
+        };
+        same.unwrap_or_else(|| {
+            self.values.push(cell.to_string());
+            (self.values.len() - 1) as u32
+        })
+    }
 }
 
 impl TableTask {
@@ -61,14 +93,22 @@ impl TableTask {
             context: format!("reading table {}", path.display()),
             source,
         })?;
-        let bad = |message: String| RunnerError::Table {
+        let bad = |message: String, hint: &str| RunnerError::Table {
             path: path.display().to_string(),
             message,
+            hint: hint.to_string(),
         };
-        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        const SHAPE: &str = "a table has one column per [space] parameter, then seed0, seed1, …";
+        // Line numbers as an editor shows them: counted before blank lines are skipped.
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .map(|(i, line)| (i + 1, line))
+            .filter(|(_, l)| !l.trim().is_empty());
         let header: Vec<&str> = lines
             .next()
-            .ok_or_else(|| bad("the file is empty".into()))?
+            .ok_or_else(|| bad("the file is empty".into(), SHAPE))?
+            .1
             .split(',')
             .map(str::trim)
             .collect();
@@ -78,64 +118,88 @@ impl TableTask {
         };
         let seed_columns: Vec<usize> = (0..header.len()).filter(|&i| is_seed(header[i])).collect();
         if seed_columns.is_empty() {
-            return Err(bad("no seed columns (seed0, seed1, …)".into()));
+            return Err(bad("no seed columns (seed0, seed1, …)".into(), SHAPE));
         }
         let param_columns: Vec<usize> =
             (0..header.len()).filter(|&i| !is_seed(header[i])).collect();
         for &i in &param_columns {
             if space.get(header[i]).is_none() {
-                return Err(bad(format!(
-                    "column `{}` is not a parameter of [space]; every parameter column must be one",
-                    header[i]
-                )));
+                return Err(bad(
+                    format!(
+                        "column `{}` is not a parameter of [space]; every parameter column must be one",
+                        header[i]
+                    ),
+                    SHAPE,
+                ));
             }
         }
         // Space order, so keys do not depend on the column order of the file.
         let mut order: Vec<usize> = Vec::new();
+        let mut columns: Vec<Column> = Vec::new();
         for p in space.parameters() {
             match param_columns.iter().find(|&&i| header[i] == p.name) {
-                Some(&i) => order.push(i),
-                None => return Err(bad(format!("parameter `{}` has no column", p.name))),
+                Some(&i) => {
+                    order.push(i);
+                    columns.push(Column {
+                        name: p.name.clone(),
+                        numeric: matches!(
+                            p.distribution,
+                            Distribution::Float { .. } | Distribution::Int { .. }
+                        ),
+                        values: Vec::new(),
+                    });
+                }
+                None => {
+                    return Err(bad(format!("parameter `{}` has no column", p.name), SHAPE));
+                }
             }
         }
-        let mut columns: Vec<Column> = order
-            .iter()
-            .map(|&i| Column {
-                name: header[i].to_string(),
-                values: Vec::new(),
-            })
-            .collect();
-        let mut rows = HashMap::new();
+        let mut rows: HashMap<Vec<u32>, usize> = HashMap::new();
+        let mut row_lines: Vec<usize> = Vec::new();
         let mut scores = Vec::new();
-        for (line_no, line) in lines.enumerate() {
+        for (line_no, line) in lines {
             let cells: Vec<&str> = line.split(',').map(str::trim).collect();
             if cells.len() != header.len() {
-                return Err(bad(format!(
-                    "line {} has {} cells, the header {}",
-                    line_no + 2,
-                    cells.len(),
-                    header.len()
-                )));
+                return Err(bad(
+                    format!(
+                        "line {line_no} has {} cells, the header {}",
+                        cells.len(),
+                        header.len()
+                    ),
+                    SHAPE,
+                ));
             }
             let key: Vec<u32> = order
                 .iter()
                 .zip(columns.iter_mut())
-                .map(|(&i, column)| {
-                    let cell = cells[i];
-                    match column.values.iter().position(|v| v == cell) {
-                        Some(p) => p as u32,
-                        None => {
-                            column.values.push(cell.to_string());
-                            (column.values.len() - 1) as u32
-                        }
-                    }
-                })
+                .map(|(&i, column)| column.intern(cells[i]))
                 .collect();
-            let row: Vec<Option<f64>> = seed_columns
+            let row = seed_columns
                 .iter()
-                .map(|&i| cells[i].parse::<f64>().ok().filter(|v| v.is_finite()))
-                .collect();
+                .map(|&i| score(cells[i]).map_err(|value| (header[i], value)))
+                .collect::<Result<Vec<Option<f64>>, _>>()
+                .map_err(|(column, value)| {
+                    bad(
+                        format!("line {line_no}, column `{column}`: `{value}` is not a finite number"),
+                        "a score is a finite number (e.g. 91.7); leave the cell empty for a seed that was not run",
+                    )
+                })?;
+            if let Some(&first) = rows.get(&key) {
+                let configuration: Vec<String> = order
+                    .iter()
+                    .map(|&i| format!("{}={}", header[i], cells[i]))
+                    .collect();
+                return Err(bad(
+                    format!(
+                        "line {line_no} repeats the configuration of line {} ({})",
+                        row_lines[first],
+                        configuration.join(", ")
+                    ),
+                    "keep one row per configuration, with each seed's score in its own seed column",
+                ));
+            }
             rows.insert(key, scores.len());
+            row_lines.push(line_no);
             scores.push(row);
         }
         Ok(TableTask {

@@ -62,6 +62,84 @@ fn lookups_draw_present_seeds_and_name_what_is_missing() {
     );
 }
 
+/// Loads `csv`, written to a temporary file, for a space of a float `lr` and a
+/// string `act`.
+fn load_csv(csv: &str) -> Result<TableTask, String> {
+    let spec = CampaignSpec::parse(
+        r#"
+[campaign]
+name = "t"
+seed = 1
+
+[objective]
+metric = "score"
+direction = "maximize"
+
+[search]
+sampler = "random"
+n_trials = 4
+
+[space]
+lr = { type = "float", low = 0.001, high = 1.0 }
+act = { type = "categorical", choices = ["relu", "Relu"] }
+
+[task]
+kind = "table"
+path = "t.csv"
+"#,
+        "t.toml",
+    )
+    .expect("valid spec");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.csv");
+    std::fs::write(&path, csv).expect("write");
+    TableTask::load(&path, &spec.space).map_err(|e| e.to_string())
+}
+
+#[test]
+fn duplicate_rows_and_non_numeric_scores_are_refused_with_their_line_and_value() {
+    let check = |csv: &str, expected: &str| {
+        let error = load_csv(csv).expect_err("refused");
+        assert!(error.contains("t.csv"), "names the file: {error}");
+        assert!(
+            error.contains(expected),
+            "expected {expected:?} in: {error}"
+        );
+        assert!(error.contains("\nhint: "), "gives a hint: {error}");
+    };
+    // A repeated configuration used to replace the first row silently.
+    check(
+        "lr,act,seed0\n0.1,relu,90\n0.2,relu,91\n0.1,relu,92\n",
+        "line 4 repeats the configuration of line 2 (act=relu, lr=0.1)",
+    );
+    // Written differently but the same number, after a blank line: a lookup
+    // cannot tell the two apart.
+    check(
+        "lr,act,seed0\n0.1,relu,90\n\n0.10,relu,92\n",
+        "line 4 repeats the configuration of line 2 (act=relu, lr=0.10)",
+    );
+    // A score that is not a number used to count as a seed that was not run.
+    check(
+        "lr,act,seed0,seed1\n0.1,relu,90,9O.5\n",
+        "line 2, column `seed1`: `9O.5` is not a finite number",
+    );
+    check(
+        "lr,act,seed0\n0.1,relu,90\n0.2,relu,NaN\n",
+        "line 3, column `seed0`: `NaN` is not a finite number",
+    );
+    // Strings stay exact (`relu` and `Relu` are two configurations), and an
+    // empty score is a seed that was not run.
+    let table = load_csv("lr,act,seed0,seed1\n0.1,relu,90,\n0.1,Relu,91,92\n").expect("loads");
+    assert_eq!(table.len(), 2);
+    let params: Params = [
+        ("lr".to_string(), ParamValue::Float(0.1)),
+        ("act".to_string(), ParamValue::Str("relu".into())),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(table.mean(&params), Ok(90.0));
+}
+
 /// The mean-over-seeds score of the configuration `name` picks after `budget`
 /// evaluations (its best observed one), for one repetition.
 fn final_score(
