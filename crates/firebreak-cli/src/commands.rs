@@ -622,6 +622,11 @@ pub(crate) async fn sign_checkpoint(store: &SqliteStore) -> anyhow::Result<Check
         now,
     );
     store.add_checkpoint(&checkpoint).await?;
+    // Also outside the database, where a truncation cannot take it along.
+    let dir = crate::checkpoints::folder(store.path());
+    if let Err(e) = crate::checkpoints::publish(&dir, &checkpoint) {
+        eprintln!("warning: the checkpoint is stored but not published: {e:#}");
+    }
     Ok(checkpoint)
 }
 
@@ -700,6 +705,18 @@ async fn verify(cli: &Cli, campaign: Option<&str>, trusted: Option<&str>) -> Out
             }
         }
     }
+    let published = crate::checkpoints::published(&crate::checkpoints::folder(store.path()))
+        .map_err(|e| Failure::new(4, e))?;
+    for (path, checkpoint) in &published {
+        if failure.is_none() {
+            failure = check_checkpoint(checkpoint, &tree).map(|(seq, why)| {
+                (
+                    seq,
+                    format!("published checkpoint {}: {why}", path.display()),
+                )
+            });
+        }
+    }
     let head = rows.last().map(|e| hex(&e.hash));
     let root = hex(&tree.root(tree.len()).unwrap_or_default());
     let of_campaign = campaign.map(|c| rows.iter().filter(|e| e.campaign == c).count());
@@ -715,6 +732,7 @@ async fn verify(cli: &Cli, campaign: Option<&str>, trusted: Option<&str>) -> Out
             "head": head,
             "root": root,
             "checkpoints": stored.len(),
+            "published_checkpoints": published.len(),
             "trusted": trusted.is_some(),
         });
         println!(
@@ -723,9 +741,10 @@ async fn verify(cli: &Cli, campaign: Option<&str>, trusted: Option<&str>) -> Out
         );
     } else if ok {
         println!(
-            "ok: {} entries; hash chain intact; state tables agree with the ledger; {} signed checkpoint(s) match{}{}",
+            "ok: {} entries; hash chain intact; state tables agree with the ledger; {} signed checkpoint(s) and {} published file(s) match{}{}",
             rows.len(),
             stored.len(),
+            published.len(),
             if trusted.is_some() {
                 ", including the trusted one"
             } else {

@@ -8,6 +8,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // the one crate that prints
 
+mod checkpoints;
 mod commands;
 mod governance;
 mod keys;

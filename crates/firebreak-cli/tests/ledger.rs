@@ -283,7 +283,17 @@ fn signed_checkpoints_catch_a_rewritten_history() {
     );
 
     rewrite_history(&project);
-    // The chain and the state agree with each other again: the plain audit passes.
+    // The checkpoints published beside the database expose the rewrite at once …
+    let (code, report) = project.verify();
+    assert_eq!(code, 4, "{report}");
+    let reason = report["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("published checkpoint") && reason.contains("history was rewritten"),
+        "{report}"
+    );
+    // … unless the attacker finds and deletes them too: the chain and the state
+    // agree with each other again, and the plain audit passes.
+    std::fs::remove_dir_all(published_folder(&project)).expect("published folder removed");
     assert_eq!(project.verify().0, 0);
     // A checkpoint kept outside the database exposes the rewrite …
     let (code, stdout, _) = project.exec(&[
@@ -499,4 +509,41 @@ fn the_audit_report_summarises_a_campaign() {
     ] {
         assert!(report.contains(needle), "missing {needle:?} in:\n{report}");
     }
+}
+
+/// Where the project's checkpoints are published (beside the database).
+fn published_folder(project: &Project) -> std::path::PathBuf {
+    project.path().join("db/firebreak.db.checkpoints")
+}
+
+#[test]
+fn a_truncated_ledger_is_caught_by_the_checkpoints_published_outside_the_database() {
+    let project = fresh();
+    let files = std::fs::read_dir(published_folder(&project))
+        .expect("checkpoints are published")
+        .count();
+    assert!(files >= 1, "the run published its checkpoint");
+    // Cut the last trial and the run's end, with its state rows and every
+    // checkpoint stored in the database, and put the triggers back: the chain
+    // and the state agree, and the database holds nothing that says more.
+    tamper(
+        &project,
+        &[
+            UNLOCK,
+            "DELETE FROM ledger WHERE seq >= 10",
+            "DELETE FROM trials WHERE number = 2",
+            "DELETE FROM reports WHERE number = 2",
+            "UPDATE runs SET ended_at = NULL, end_reason = NULL",
+            "DELETE FROM checkpoints",
+            "DELETE FROM merkle_nodes",
+            RELOCK,
+        ],
+    );
+    let (code, report) = project.verify();
+    assert_eq!(code, 4, "{report}");
+    let reason = report["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("published checkpoint") && reason.contains("entries were removed"),
+        "{report}"
+    );
 }
