@@ -704,3 +704,96 @@ fn a_forged_close_of_a_tripwire_request_does_not_lift_the_halt() {
 fn whoami() -> String {
     firebreak_runner::os_user()
 }
+
+/// One choke point: for each action the docs list as authorised, a policy that
+/// is the shipped default plus one `forbid` of that action refuses it, and the
+/// refusal names that policy's id.
+#[test]
+fn a_custom_policy_refuses_each_action_naming_its_id() {
+    const DEFAULT: &str = include_str!("../../firebreak-govern/policies/default.cedar");
+    let forbid = |id: &str, action: &str, when: &str| {
+        format!(
+            "{DEFAULT}\n@id(\"{id}\")\nforbid (principal, action == Firebreak::Action::\"{action}\", resource){when};\n"
+        )
+    };
+    // (policy id, action, extra condition, what to do, exit code expected)
+    let cases = [
+        ("no-starts", "start_trial", ""),
+        (
+            "no-budget-asks",
+            "raise_budget",
+            " when { context.stage == \"request\" }",
+        ),
+        (
+            "no-budget-changes",
+            "raise_budget",
+            " when { context.stage == \"apply\" }",
+        ),
+        ("no-approvals", "approve", ""),
+    ];
+    for (id, action, when) in cases {
+        let project = Project::new();
+        let (_, alice) = key(&project, "alice");
+        let (bob_key, bob) = key(&project, "bob");
+        // The campaign starts on the shipped policy; the forbidding one arrives
+        // as an approved policy change, except for start_trial (from the start).
+        let policy_file = project.path().join("policy.cedar");
+        let first = if action == "start_trial" {
+            forbid(id, action, when)
+        } else {
+            DEFAULT.to_string()
+        };
+        std::fs::write(&policy_file, &first).expect("policy written");
+        let governance = approvers(
+            &[("alice", &alice), ("bob", &bob)],
+            1,
+            "policy = \"policy.cedar\"",
+        );
+        let write = |n: u64| {
+            std::fs::write(
+                project.path().join("spec.toml"),
+                governed_spec(id, "random", n, &governance),
+            )
+            .expect("spec written")
+        };
+        write(2);
+        let path = project.path().join("spec.toml");
+        let path = path.to_str().expect("utf-8");
+        let (code, _, stderr) = project.exec_within(60, &["run", path]);
+        if action == "start_trial" {
+            assert_eq!(code, 1, "{id}: {stderr}");
+            assert!(stderr.contains(id), "{id}: {stderr}");
+            assert!(project.trials(id).is_empty(), "{id}: nothing started");
+            continue;
+        }
+        assert_eq!(code, 0, "{id}: {stderr}");
+        // Bring the forbidding policy in through an approved policy request.
+        std::fs::write(&policy_file, forbid(id, action, when)).expect("policy edited");
+        assert_eq!(project.exec_within(60, &["run", path]).0, 3);
+        let policy_request = pending(&project, "policy");
+        let (code, _, stderr) = project.exec(&["approve", &policy_request, "--key", &bob_key]);
+        assert_eq!(code, 0, "{id}: {stderr}");
+        // Now ask for a bigger budget and approve it.
+        write(3);
+        let (code, _, stderr) = project.exec_within(60, &["run", path]);
+        if action == "raise_budget" && when.contains("request") {
+            assert_ne!(code, 0, "{id}: {stderr}");
+            assert!(stderr.contains(id), "{id}: {stderr}");
+            assert!(
+                requests(&project).iter().all(|r| r["kind"] != "budget"),
+                "{id}: no budget request was filed"
+            );
+            continue;
+        }
+        assert_eq!(code, 3, "{id}: {stderr}");
+        let budget = pending(&project, "budget");
+        let (code, _, stderr) = project.exec(&["approve", &budget, "--key", &bob_key]);
+        assert_eq!(code, 1, "{id}: {stderr}");
+        assert!(stderr.contains(id), "{id}: {stderr}");
+        let denied = entries(&project, "denied");
+        let last = denied.last().expect("the refusal is ledgered");
+        assert_eq!(last["data"]["policy"]["policies"][0], id, "{id}: {last}");
+        assert_eq!(pending(&project, "budget"), budget, "{id}: still pending");
+        assert_eq!(project.verify().0, 0, "{id}");
+    }
+}
