@@ -270,6 +270,15 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 pub type Outcome = Result<u8, Failure>;
 
 fn main() -> ExitCode {
+    // A closed pipe (`firebreak trials X | head -3`) ends the process quietly, as
+    // it ends every Unix tool, instead of a panic in `println!`. Rust's runtime
+    // ignores SIGPIPE; this puts back the default. `run` prints only after it has
+    // closed its run, so its trials and ledger are consistent when it ends so.
+    // SAFETY: called first thing in `main`, before any thread exists, with a
+    // valid signal number and the default disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,5 +1,7 @@
 //! The live progress display of `run`: done / running / pruned / failed, best so
-//! far and ETA, drawn on stderr only when it is a terminal and `--quiet` is off.
+//! far and ETA, drawn on stderr when it is a terminal; when stderr is a file or
+//! a pipe (a batch log), one status line at most every [`LOG_EVERY`] instead.
+//! `--quiet` silences both.
 
 use std::io::IsTerminal;
 
@@ -10,6 +12,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::output::number;
 
+/// How often a batch log gets a status line, at most.
+pub const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The progress display and the counts it shows.
 #[derive(Debug)]
 pub struct Progress {
@@ -18,6 +23,10 @@ pub struct Progress {
     best: Option<f64>,
     direction: Direction,
     metric: String,
+    n_trials: u64,
+    /// Status lines for a stderr that is not a terminal: when the last was written.
+    log: Option<Option<std::time::Instant>>,
+    started: std::time::Instant,
 }
 
 impl Progress {
@@ -29,7 +38,8 @@ impl Progress {
         direction: Direction,
         quiet: bool,
     ) -> Self {
-        let target = if quiet || !std::io::stderr().is_terminal() {
+        let terminal = std::io::stderr().is_terminal();
+        let target = if quiet || !terminal {
             ProgressDrawTarget::hidden()
         } else {
             ProgressDrawTarget::stderr()
@@ -53,6 +63,9 @@ impl Progress {
             best: None,
             direction,
             metric: metric.to_string(),
+            n_trials,
+            log: (!quiet && !terminal).then_some(None),
+            started: std::time::Instant::now(),
         };
         progress.redraw();
         progress
@@ -86,10 +99,22 @@ impl Progress {
             .best
             .map(|b| format!(" · best {} {}", self.metric, number(b)))
             .unwrap_or_default();
-        self.bar.set_message(format!(
+        let message = format!(
             "done {} · running {} · pruned {} · failed {}{best}",
             self.counts.complete, self.counts.running, self.counts.pruned, self.counts.failed
-        ));
+        );
+        if let Some(last) = &mut self.log
+            && last.is_none_or(|at| at.elapsed() >= LOG_EVERY)
+        {
+            *last = Some(std::time::Instant::now());
+            eprintln!(
+                "firebreak: {:.0} s, {} of {} finished · {message}",
+                self.started.elapsed().as_secs_f64(),
+                self.counts.finished(),
+                self.n_trials
+            );
+        }
+        self.bar.set_message(message);
     }
 
     /// Removes the display.

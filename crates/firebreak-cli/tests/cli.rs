@@ -613,3 +613,112 @@ model = "cell"
         "{stderr}"
     );
 }
+
+/// Runs `args` with its stdout a pipe whose reading end is closed at once, as
+/// `firebreak … | head -0` does; returns the exit status and stderr.
+fn with_closed_stdout(project: &Project, args: &[&str]) -> (std::process::ExitStatus, String) {
+    use std::io::Read as _;
+    let mut child = project
+        .command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("firebreak started");
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr read");
+    (child.wait().expect("firebreak ended"), stderr)
+}
+
+#[test]
+fn a_closed_pipe_ends_a_command_quietly_and_run_keeps_its_ledger_consistent() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let project = Project::new();
+    let path = project.spec(
+        "spec.toml",
+        &spec(
+            "piped",
+            r#"x = { type = "float", low = 0.0, high = 1.0 }"#,
+            "n_trials = 3",
+            "env = { MODE = \"ok\" }",
+        ),
+    );
+    let (status, stderr) = with_closed_stdout(&project, &["run", path.to_str().expect("utf-8")]);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(status.code(), Some(101), "{stderr}");
+    assert!(
+        status.success() || status.signal() == Some(libc_sigpipe()),
+        "{status:?}: {stderr}"
+    );
+    let trials = project.trials("piped");
+    assert_eq!(trials.len(), 3);
+    assert!(
+        trials.iter().all(|t| t["state"] == "complete"),
+        "{trials:?}"
+    );
+    assert_eq!(project.verify().0, 0, "the ledger verifies");
+    let (status, stderr) = with_closed_stdout(&project, &["trials", "piped"]);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        status.signal(),
+        Some(libc_sigpipe()),
+        "{status:?}: {stderr}"
+    );
+}
+
+/// SIGPIPE's number on Linux.
+fn libc_sigpipe() -> i32 {
+    13
+}
+
+#[test]
+fn enqueue_on_a_campaign_with_no_room_left_is_refused_naming_the_limit() {
+    let project = Project::new();
+    let path = project.spec(
+        "spec.toml",
+        &spec(
+            "full",
+            r#"x = { type = "float", low = 0.0, high = 1.0 }"#,
+            "n_trials = 2",
+            "env = { MODE = \"ok\" }",
+        ),
+    );
+    assert_eq!(project.exec(&["run", path.to_str().expect("utf-8")]).0, 0);
+    let (code, _, stderr) = project.exec(&["enqueue", "full", "--params", "{\"x\": 0.5}"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("no room") && stderr.contains("n_trials = 2"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+    assert_eq!(project.trials("full").len(), 2, "nothing was queued");
+}
+
+#[test]
+fn a_batch_log_gets_status_lines_and_quiet_silences_them() {
+    let project = Project::new();
+    let text = |name: &str| {
+        spec(
+            name,
+            r#"x = { type = "float", low = 0.0, high = 1.0 }"#,
+            "n_trials = 2",
+            "env = { MODE = \"ok\" }",
+        )
+    };
+    let path = project.spec("log.toml", &text("log"));
+    let (code, _, stderr) = project.exec(&["run", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("firebreak: ") && stderr.contains("of 2 finished"),
+        "{stderr}"
+    );
+    let path = project.spec("quiet.toml", &text("quiet"));
+    let (code, _, stderr) = project.exec(&["--quiet", "run", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("finished ·"), "{stderr}");
+}

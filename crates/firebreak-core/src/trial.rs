@@ -96,8 +96,17 @@ pub struct Trial {
     pub error: Option<String>,
     /// The proposer that suggested it (`random`, `grid`, `enqueued`, `retry`, …).
     pub proposer: String,
-    /// Why it was proposed, in the proposer's words.
+    /// Why it was proposed, in the proposer's words: for people only, never
+    /// parsed back.
     pub rationale: String,
+    /// Structured, versioned state the proposer attached to its proposal, which it
+    /// reads back from the history on later asks (CMA-ES:
+    /// `{"v":1,"cmaes":{"generation":3,"restart":0,"popsize":6}}`; Sobol':
+    /// `{"v":1,"sobol":{"point":5,"seed":"…"}}`). Recorded in the trial's
+    /// `trial_proposed` ledger entry; `None` for proposers that keep no state and
+    /// for queued, retried and PBT trials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposer_state: Option<serde_json::Value>,
     /// The trial this one re-runs, when it is a retry.
     pub retry_of: Option<u64>,
     /// When a worker last started it.
@@ -122,6 +131,7 @@ impl Trial {
             error: None,
             proposer: proposer.to_string(),
             rationale: rationale.to_string(),
+            proposer_state: None,
             retry_of: None,
             started_at: None,
             finished_at: None,

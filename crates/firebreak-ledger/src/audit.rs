@@ -403,6 +403,7 @@ mod tests {
                 retry_of: None,
                 policy: None,
                 exploit: None,
+                state: None,
             },
         ]);
         let mut state = StateSnapshot::default();
@@ -699,6 +700,7 @@ mod governance_tests {
                     retry_of: None,
                     policy: None,
                     exploit: None,
+                    state: None,
                 },
             );
             ledger.push(

@@ -95,6 +95,11 @@ pub enum Event {
         /// trial it replaces.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         exploit: Option<Exploit>,
+        /// Structured, versioned state the proposer attached to its proposal
+        /// (`{"v": 1, "cmaes": {…}}`), which it reads back on later asks; the
+        /// rationale is for people. Absent for proposers without state.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<serde_json::Value>,
     },
     /// A worker claimed the trial and started it.
     TrialStarted {

@@ -62,6 +62,7 @@ pub(crate) fn write_event_members(out: &mut String, event: &Event) -> Option<()>
             retry_of,
             policy,
             exploit,
+            state,
         } => {
             let mut o = Object::new(out);
             if let Some(exploit) = exploit {
@@ -76,6 +77,13 @@ pub(crate) fn write_event_members(out: &mut String, event: &Event) -> Option<()>
             o.key("rationale").string(rationale);
             if let Some(retry_of) = retry_of {
                 o.key("retry_of").unsigned(*retry_of);
+            }
+            if let Some(state) = state {
+                // An arbitrary JSON value: its canonical form on its own is its
+                // canonical form inside the event.
+                o.key("state")
+                    .0
+                    .push_str(&crate::entry::canonical_json(state).ok()?);
             }
             o.end();
         }
@@ -579,6 +587,12 @@ mod tests {
                 exploit: maybe(rng, |rng| Exploit {
                     from: unsigned(rng),
                     replaces: unsigned(rng),
+                }),
+                state: maybe(rng, |rng| {
+                    serde_json::json!({
+                        "v": unsigned(rng),
+                        string(rng): {string(rng): integer(rng), "x": [float(rng), string(rng)]},
+                    })
                 }),
             },
             4 => Event::TrialStarted {

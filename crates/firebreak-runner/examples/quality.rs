@@ -332,7 +332,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Problem::Table(table) => table.mean(params)?,
                 Problem::Function(_) | Problem::Mixed => observed,
             });
-            let mut trial = Trial::queued(number, proposal.params, name, &proposal.rationale);
+            let mut trial = proposal.into_trial(number, name);
             trial.state = TrialState::Complete;
             trial.metrics = BTreeMap::from([("y".to_string(), value)]);
             trials.push(trial);

@@ -126,6 +126,7 @@ impl State {
     fn reserve(&mut self, new: &NewTrial) -> u64 {
         let number = self.next_number;
         let mut trial = Trial::queued(number, new.params.clone(), &new.proposer, &new.rationale);
+        trial.proposer_state = new.state.clone();
         trial.state = TrialState::Running;
         self.upsert(trial);
         number
@@ -640,6 +641,7 @@ impl<S: Store> Campaign<S> {
             number: None,
             policy: Some(allowed),
             exploit: None,
+            state: proposal.state,
         };
         // The number is taken and the trial enters the history before the commit,
         // so concurrent proposals see it and numbers follow proposal order; the
@@ -787,6 +789,7 @@ impl<S: Store> Campaign<S> {
                 from,
                 replaces: stopped,
             }),
+            state: None,
         };
         let number = self.store.enqueue(self.name(), &new).await?;
         state.upsert(Trial::queued(
@@ -916,6 +919,7 @@ impl<S: Store> Campaign<S> {
             number: None,
             policy: Some(allowed),
             exploit: None,
+            state: None,
         };
         let number = self.store.enqueue(self.name(), &new).await?;
         let mut queued = Trial::queued(number, new.params, &new.proposer, &new.rationale);

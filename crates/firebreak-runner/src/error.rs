@@ -40,6 +40,21 @@ pub enum RunnerError {
         "the ledger does not verify ({0}), so nothing acts on its state\nhint: `firebreak audit verify` names the first bad entry; restore the database from a backup that verifies"
     )]
     Tampered(firebreak_ledger::Violation),
+    /// A configuration was queued on a campaign whose `n_trials` leaves no room
+    /// for it: no run would ever start it.
+    #[error(
+        "campaign {campaign:?} has no room for another trial: {finished} finished and {waiting} running or queued of n_trials = {n_trials}, so no run would start it\nhint: raise `[search] n_trials` in the spec and run it (a governed budget change, approved like any other), then enqueue again"
+    )]
+    NoRoom {
+        /// The campaign.
+        campaign: String,
+        /// Its budget of trials.
+        n_trials: u64,
+        /// Trials finished.
+        finished: u64,
+        /// Trials running or queued.
+        waiting: u64,
+    },
     /// A proposer kept proposing outside the space.
     #[error(
         "proposer {proposer} made {count} invalid proposals in a row (last: {last}); every one is recorded in the ledger\nhint: fix or replace the proposer"

@@ -400,6 +400,19 @@ pub async fn enqueue<S: Store>(
             "give every active parameter a value inside its range",
         ))
     })?;
+    // A queued trial that no run would start is refused now, with the limit
+    // that leaves no room, instead of waiting forever.
+    let counts = store.counts(campaign).await?;
+    let n_trials = spec.spec.search.n_trials;
+    let taken = counts.finished() + counts.running + counts.queued;
+    if taken >= n_trials {
+        return Err(RunnerError::NoRoom {
+            campaign: campaign.to_string(),
+            n_trials,
+            finished: counts.finished(),
+            waiting: counts.running + counts.queued,
+        });
+    }
     let gov = Gov::new(&spec, person.clone())?;
     let context = proposal_context(crate::ENQUEUED, &params);
     let policy = match gov.require(person, Action::ProposeTrial, context) {
@@ -429,6 +442,7 @@ pub async fn enqueue<S: Store>(
         number: None,
         policy: Some(policy),
         exploit: None,
+        state: None,
     };
     Ok(store.enqueue(campaign, &trial).await?)
 }

@@ -163,7 +163,7 @@ fn final_score(
         let value = table
             .evaluate(&proposal.params, &mut noise)
             .expect("in table");
-        let mut trial = Trial::queued(number, proposal.params, name, &proposal.rationale);
+        let mut trial = proposal.into_trial(number, name);
         trial.state = TrialState::Complete;
         trial.metrics.insert("val_accuracy".into(), value);
         trials.push(trial);

@@ -63,7 +63,7 @@ fn main() {
             .map(|x| x * x)
             .sum();
         let told = Instant::now();
-        let mut trial = Trial::queued(number, proposal.params, "tpe", &proposal.rationale);
+        let mut trial = proposal.into_trial(number, "tpe");
         trial.state = TrialState::Complete;
         trial.metrics.insert("y".into(), y);
         trials.push(trial);

@@ -7,7 +7,7 @@
 
 use firebreak_core::{Distribution, ParamValue, Params, Rng, SearchSpace};
 
-use crate::{ChangeAsk, History, Proposer};
+use crate::{ChangeAsk, History, Proposal, Proposer};
 
 /// The fire-drill proposer.
 #[derive(Debug)]
@@ -51,7 +51,7 @@ impl Proposer for AdversaryProposer {
         _history: &History<'_>,
         relative: &[String],
         _rng: &mut Rng,
-    ) -> (Params, String) {
+    ) -> Proposal {
         let mut params = Params::new();
         for parameter in space
             .parameters()
@@ -69,7 +69,7 @@ impl Proposer for AdversaryProposer {
             };
             params.insert(parameter.name.clone(), value);
         }
-        (params, "adversary: deliberately out of bounds".to_string())
+        Proposal::new(params, "adversary: deliberately out of bounds")
     }
 
     fn asks(

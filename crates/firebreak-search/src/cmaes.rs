@@ -11,9 +11,13 @@
 //! conditional parameters are drawn independently: uniformly by default (as
 //! Optuna's `CmaEsSampler` does), or by univariate TPE with `independent = "tpe"`.
 //!
-//! **State from the history.** A proposal's rationale names its generation and
-//! restart (`cmaes: generation G, sigma S, restart R (popsize λ)`), the way
-//! Optuna keeps them in a trial's system attributes. Generation `G` is told once
+//! **State from the history.** A proposal carries its generation, restart and
+//! population as structured, versioned state (`{"v": 1, "cmaes": {"generation": G,
+//! "restart": R, "popsize": λ}}`, recorded in its `trial_proposed` entry and kept
+//! as the trial's `proposer_state`), the way Optuna keeps them in a trial's system
+//! attributes; the rationale (`cmaes: generation G, sigma S, restart R (popsize
+//! λ)`) is for people and never read back, except for trials recorded before
+//! proposals carried state (see [`generation_of`]). Generation `G` is told once
 //! its first λ complete trials, in trial-number order, are known and no earlier
 //! trial of `G` is still unfinished; so the state is a function of the history
 //! alone (independent of the order trials finished in, and unchanged by a
@@ -47,7 +51,7 @@ use firebreak_core::{
 
 use crate::cube::Axis;
 use crate::linalg::symmetric_eigen;
-use crate::proposer::{History, Proposer};
+use crate::proposer::{History, Proposal, Proposer};
 use crate::random::sample_uniform;
 use crate::{SearchError, TpeOptions, TpeProposer};
 
@@ -209,7 +213,7 @@ impl CmaEsProposer {
         // Every trial CMA-ES proposed, by generation, in trial-number order.
         let mut tagged: BTreeMap<u64, Vec<&Trial>> = BTreeMap::new();
         for trial in history.trials {
-            if let Some((generation, _)) = parse_tag(&trial.rationale) {
+            if let Some(generation) = generation_of(trial) {
                 tagged.entry(generation).or_default().push(trial);
             }
         }
@@ -296,8 +300,38 @@ impl CmaEsProposer {
     }
 }
 
-/// The `(generation, restart)` a CMA-ES rationale names.
-fn parse_tag(rationale: &str) -> Option<(u64, u64)> {
+/// The version of the state CMA-ES attaches to its proposals.
+const STATE_VERSION: u64 = 1;
+
+/// The state recorded with a proposal of `generation`.
+fn state_value(generation: u64, restart: u64, popsize: usize) -> serde_json::Value {
+    serde_json::json!({
+        "v": STATE_VERSION,
+        "cmaes": {"generation": generation, "restart": restart, "popsize": popsize},
+    })
+}
+
+/// The generation a trial was proposed in: from its `proposer_state` (another
+/// proposer's state, or another version, names none). A trial without state
+/// that CMA-ES proposed was recorded before proposals carried state (database
+/// schema 6 and older): its rationale, in the format of that time, is read
+/// instead, so such campaigns resume where they were.
+fn generation_of(trial: &Trial) -> Option<u64> {
+    match &trial.proposer_state {
+        Some(state) => {
+            if state.get("v")?.as_u64()? != STATE_VERSION {
+                return None;
+            }
+            state.get("cmaes")?.get("generation")?.as_u64()
+        }
+        None if trial.proposer == "cmaes" => parse_legacy_tag(&trial.rationale).map(|(g, _)| g),
+        None => None,
+    }
+}
+
+/// The `(generation, restart)` a CMA-ES rationale named before proposals carried
+/// state; frozen in that format, only for such trials.
+fn parse_legacy_tag(rationale: &str) -> Option<(u64, u64)> {
     let rest = rationale.strip_prefix("cmaes: generation ")?;
     let (generation, rest) = rest.split_once(',')?;
     let (_, rest) = rest.split_once("restart ")?;
@@ -671,11 +705,11 @@ impl Proposer for CmaEsProposer {
         history: &History<'_>,
         _relative: &[String],
         rng: &mut Rng,
-    ) -> (Params, String) {
+    ) -> Proposal {
         let axes = joint_axes(space);
         self.catch_up(&axes, history);
         let Some(state) = self.state.as_ref() else {
-            return (Params::new(), String::new());
+            return Proposal::default();
         };
         let x = state.strategy.sample(rng);
         let params: Params = axes
@@ -693,7 +727,15 @@ impl Proposer for CmaEsProposer {
         if let Some(reason) = state.stopped_by {
             rationale.push_str(&format!(", previous run stopped by {reason}"));
         }
-        (params, rationale)
+        Proposal {
+            params,
+            rationale,
+            state: Some(state_value(
+                state.told.len() as u64,
+                state.restart,
+                state.strategy.lambda,
+            )),
+        }
     }
 
     fn sample_independent(
@@ -715,14 +757,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tags_round_trip() {
+    fn legacy_tags_round_trip() {
         assert_eq!(
-            parse_tag(
+            parse_legacy_tag(
                 "cmaes: generation 12, sigma 1.667e-1, restart 2 (popsize 24); 1 parameter(s) sampled independently"
             ),
             Some((12, 2))
         );
-        assert_eq!(parse_tag("tpe: joint"), None);
+        assert_eq!(parse_legacy_tag("tpe: joint"), None);
+    }
+
+    #[test]
+    fn the_generation_comes_from_the_state_not_the_rationale() {
+        let tag = "cmaes: generation 12, sigma 1.667e-1, restart 2 (popsize 24)";
+        let mut trial = Trial::queued(0, Params::new(), "cmaes", "reworded for people");
+        trial.proposer_state = Some(state_value(3, 0, 6));
+        assert_eq!(generation_of(&trial), Some(3));
+        trial.rationale = tag.into();
+        assert_eq!(generation_of(&trial), Some(3));
+        // Another version, or another proposer's state, names no generation.
+        trial.proposer_state = Some(serde_json::json!({"v": 2, "cmaes": {"generation": 3}}));
+        assert_eq!(generation_of(&trial), None);
+        trial.proposer_state = Some(serde_json::json!({"v": 1, "sobol": {"point": 3}}));
+        assert_eq!(generation_of(&trial), None);
+        // Without state: the legacy tag, and only on CMA-ES's own trials.
+        trial.proposer_state = None;
+        assert_eq!(generation_of(&trial), Some(12));
+        trial.proposer = "enqueued".into();
+        assert_eq!(generation_of(&trial), None);
     }
 
     /// The plain strategy, without the proposer around it, on a 10-D sphere.

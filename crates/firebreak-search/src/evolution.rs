@@ -10,7 +10,7 @@ use firebreak_core::{
 };
 
 use crate::SearchError;
-use crate::proposer::{History, Proposer};
+use crate::proposer::{History, Proposal, Proposer};
 use crate::random::sample_uniform;
 
 /// Regularized evolution for a single objective.
@@ -114,7 +114,7 @@ impl Proposer for EvolutionProposer {
         history: &History<'_>,
         _relative: &[String],
         rng: &mut Rng,
-    ) -> (Params, String) {
+    ) -> Proposal {
         let members = self.members(history);
         // Tournament: `sample_size` distinct members, uniformly (partial shuffle).
         let mut indices: Vec<usize> = (0..members.len()).collect();
@@ -171,6 +171,6 @@ impl Proposer for EvolutionProposer {
             self.sample_size,
             members.len(),
         );
-        (child, rationale)
+        Proposal::new(child, rationale)
     }
 }

@@ -56,7 +56,7 @@ use firebreak_core::{
 use crate::cmaes::{Independent, normal};
 use crate::cube::Axis;
 use crate::linalg::{cholesky, cholesky_inverse, dot, solve_lower, solve_lower_transposed};
-use crate::proposer::{History, Proposer};
+use crate::proposer::{History, Proposal, Proposer};
 use crate::random::sample_uniform;
 use crate::{SearchError, TpeOptions, TpeProposer};
 
@@ -758,7 +758,7 @@ impl Proposer for GpProposer {
         history: &History<'_>,
         _relative: &[String],
         rng: &mut Rng,
-    ) -> (Params, String) {
+    ) -> Proposal {
         let dims = joint_dims(space);
         let categorical: Vec<bool> = dims.iter().map(|(_, d)| d.is_categorical()).collect();
         let point = |trial: &Trial| -> Option<Vec<f64>> {
@@ -782,7 +782,7 @@ impl Proposer for GpProposer {
             }
         }
         if x.len() < 2 {
-            return (Params::new(), String::new());
+            return Proposal::default();
         }
         let mean = gains.iter().sum::<f64>() / gains.len() as f64;
         let sd =
@@ -798,7 +798,7 @@ impl Proposer for GpProposer {
             }
         };
         let Some(observed) = Posterior::new(&categorical, x.clone(), &y, hyper.clone()) else {
-            return (Params::new(), String::new());
+            return Proposal::default();
         };
         // The threshold: the best posterior mean at an observation, μ_i = y_i −
         // σ_n² α_i (as (K + σ_n² I) α = y). The best observed value itself
@@ -903,7 +903,7 @@ impl Proposer for GpProposer {
             x.len(),
             running.len()
         );
-        (params, rationale)
+        Proposal::new(params, rationale)
     }
 
     fn sample_independent(

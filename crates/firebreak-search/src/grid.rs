@@ -4,7 +4,7 @@
 use firebreak_core::{Distribution, ParamValue, Parameter, Params, Rng, SearchSpace};
 
 use crate::SearchError;
-use crate::proposer::{History, Proposer};
+use crate::proposer::{History, Proposal, Proposer};
 
 /// The most grid points a campaign may enumerate.
 const MAX_POINTS: usize = 1_000_000;
@@ -168,18 +168,18 @@ impl Proposer for GridProposer {
         history: &History<'_>,
         _relative: &[String],
         _rng: &mut Rng,
-    ) -> (Params, String) {
+    ) -> Proposal {
         let total = self.points.len();
         let visited = |point: &Params| history.trials.iter().any(|t| same_point(&t.params, point));
         match self.points.iter().position(|p| !visited(p)) {
-            Some(index) => (
+            Some(index) => Proposal::new(
                 self.points[index].clone(),
                 format!("grid point {} of {total}", index + 1),
             ),
             None => {
                 // Every point was tried: repeat them in order (e.g. to average noise).
                 let index = history.trials.len() % total;
-                (
+                Proposal::new(
                     self.points[index].clone(),
                     format!("grid exhausted; repeating point {} of {total}", index + 1),
                 )
@@ -257,7 +257,9 @@ mod tests {
             trials: &[],
             objectives: &objectives,
         };
-        let (point, _) = grid.sample_relative(&space, &history, &[], &mut Rng::new(1));
+        let point = grid
+            .sample_relative(&space, &history, &[], &mut Rng::new(1))
+            .params;
         assert_eq!(point["lr"], ParamValue::Float(0.0));
     }
 }

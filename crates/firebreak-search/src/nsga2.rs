@@ -6,7 +6,7 @@
 use firebreak_core::{Objectives, ParamValue, Params, Rng, SearchSpace, Trial, TrialState};
 
 use crate::SearchError;
-use crate::proposer::{History, Proposer};
+use crate::proposer::{History, Proposal, Proposer};
 use crate::random::sample_uniform;
 
 /// NSGA-II with Optuna's defaults: population 50, crossover probability 0.9,
@@ -162,7 +162,7 @@ impl Proposer for Nsga2Proposer {
         history: &History<'_>,
         _relative: &[String],
         rng: &mut Rng,
-    ) -> (Params, String) {
+    ) -> Proposal {
         let parents = self.parents(history);
         let (a, fa) = Self::tournament(&parents, rng);
         let (b, fb) = Self::tournament(&parents, rng);
@@ -206,6 +206,6 @@ impl Proposer for Nsga2Proposer {
                 mutated.join(", ")
             }
         );
-        (child, rationale)
+        Proposal::new(child, rationale)
     }
 }

@@ -11,13 +11,44 @@ pub struct History<'a> {
     pub objectives: &'a Objectives,
 }
 
-/// A proposed configuration and why.
-#[derive(Debug, Clone, PartialEq)]
+/// A proposed configuration, why, and the proposer's state; also the joint part
+/// of one that [`Proposer::sample_relative`] returns.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Proposal {
     /// The active parameters.
     pub params: Params,
-    /// A short rationale, recorded in the ledger and shown by `trials`.
+    /// A short rationale, recorded in the ledger and shown by `trials`: for
+    /// people only, never parsed back.
     pub rationale: String,
+    /// Structured, versioned state the proposer reads back from the history on
+    /// later asks (as [`Trial::proposer_state`]): `{"v": 1, "<proposer>": {…}}`.
+    /// Recorded in the `trial_proposed` entry. `None` for proposers without state.
+    pub state: Option<serde_json::Value>,
+}
+
+impl From<(Params, String)> for Proposal {
+    fn from((params, rationale): (Params, String)) -> Self {
+        Proposal::new(params, rationale)
+    }
+}
+
+impl Proposal {
+    /// `params` and `rationale`, without state.
+    pub fn new(params: Params, rationale: impl Into<String>) -> Self {
+        Proposal {
+            params,
+            rationale: rationale.into(),
+            state: None,
+        }
+    }
+
+    /// Queued trial `number`, proposed by `proposer`, carrying the proposal's
+    /// parameters, rationale and state (which later asks read back).
+    pub fn into_trial(self, number: u64, proposer: &str) -> Trial {
+        let mut trial = Trial::queued(number, self.params, proposer, &self.rationale);
+        trial.proposer_state = self.state;
+        trial
+    }
 }
 
 /// Suggests configurations. Implementations are deterministic functions of the
@@ -36,15 +67,16 @@ pub trait Proposer: Send + std::fmt::Debug {
     }
 
     /// Samples the `relative` parameters jointly; returns the values (only of active
-    /// parameters) and a rationale. Default: nothing.
+    /// parameters), a rationale and any state to record with the proposal.
+    /// Default: nothing.
     fn sample_relative(
         &mut self,
         _space: &SearchSpace,
         _history: &History<'_>,
         _relative: &[String],
         _rng: &mut Rng,
-    ) -> (Params, String) {
-        (Params::new(), String::new())
+    ) -> Proposal {
+        Proposal::default()
     }
 
     /// Samples one parameter on its own, given the values drawn so far. Default:
@@ -85,8 +117,12 @@ pub fn propose(
     rng: &mut Rng,
 ) -> Proposal {
     let relative = proposer.infer_relative_space(space, history);
-    let (joint, joint_rationale) = if relative.is_empty() {
-        (Params::new(), String::new())
+    let Proposal {
+        params: joint,
+        rationale: joint_rationale,
+        state,
+    } = if relative.is_empty() {
+        Proposal::default()
     } else {
         proposer.sample_relative(space, history, &relative, rng)
     };
@@ -113,5 +149,9 @@ pub fn propose(
             proposer.name()
         ),
     };
-    Proposal { params, rationale }
+    Proposal {
+        params,
+        rationale,
+        state,
+    }
 }

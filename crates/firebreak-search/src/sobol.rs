@@ -7,17 +7,23 @@
 //!
 //! The sequence is taken in natural (not Gray-code) order: each prefix of `2^k`
 //! points is the same set either way, and natural order makes point `i` a pure
-//! function of `i`. The next point is one past the highest point any earlier
-//! trial's rationale names (`sobol: point i`), so trials queued by people or
-//! retries in between do not shift the design, and concurrent workers (who see
-//! each other's running trials) get distinct points.
+//! function of `i`. Each proposal carries its point (and shift seed) as
+//! structured, versioned state (`{"v": 1, "sobol": {"point": i, "seed": "…"}}`,
+//! recorded in its `trial_proposed` entry and kept as the trial's
+//! `proposer_state`); the rationale (`sobol: point i …`) is for people and never
+//! read back, except for trials recorded before proposals carried state (see
+//! [`point_of`]). The next point is one past the highest point any earlier
+//! trial's state names, so trials queued by people or retries in between do not
+//! shift the design, and concurrent workers (who see each other's running trials)
+//! get distinct points.
 //!
 //! With `scramble = true` (the default) every coordinate gets a random digital
 //! shift (an XOR with a random 32-bit word per dimension), which keeps each
 //! `2^k`-prefix stratified but moves the design off the corner-heavy unscrambled
-//! points. The shift's seed is drawn from the first proposal's `Rng` and written
-//! into every rationale (`sobol: point i (scrambled, seed …)`), from where later
-//! proposals (and a resumed campaign) read it back. The first point is not skipped
+//! points. The shift's seed is drawn from the first proposal's `Rng` and recorded
+//! in every proposal's state (as 16 hexadecimal digits: a JSON number, which the
+//! ledger's canonical form writes as a double, would not keep 64 bits), from
+//! where later proposals (and a resumed campaign) read it back. The first point is not skipped
 //! by default (`skip_first = false`): skipping breaks the stratification of the
 //! `2^k` prefixes, and with scrambling point 0 is no corner. Unscrambled, point 0
 //! is the lower corner of the space (every parameter at its low bound, the first
@@ -28,11 +34,11 @@
 //! the table `new-joe-kuo-6.21201` (<https://web.maths.unsw.edu.au/~fkuo/sobol/>),
 //! dimensions 2 to 40; dimension 1 is the van der Corput sequence.
 
-use firebreak_core::{Params, Rng, SearchSpace};
+use firebreak_core::{Rng, SearchSpace, Trial};
 
 use crate::SearchError;
 use crate::cube::value_at;
-use crate::proposer::{History, Proposer};
+use crate::proposer::{History, Proposal, Proposer};
 
 /// Joe and Kuo's rows for dimensions 2..=40: the degree `s` of the primitive
 /// polynomial, its inner coefficients `a` (bits, most significant first), and the
@@ -169,8 +175,46 @@ impl SobolProposer {
     }
 }
 
-/// The point index and scrambling seed a Sobol' rationale names.
-fn parse(rationale: &str) -> Option<(u64, Option<u64>)> {
+/// The version of the state Sobol' attaches to its proposals.
+const STATE_VERSION: u64 = 1;
+
+/// The state recorded with a proposal of point `index`, shifted by `seed`'s
+/// words when scrambled.
+fn state_value(index: u64, seed: Option<u64>) -> serde_json::Value {
+    let mut sobol = serde_json::json!({"point": index});
+    if let Some(seed) = seed {
+        sobol["seed"] = format!("{seed:016x}").into();
+    }
+    serde_json::json!({"v": STATE_VERSION, "sobol": sobol})
+}
+
+/// The point index and scrambling seed of a trial: from its `proposer_state`
+/// (another proposer's state, or another version, names none). A trial without
+/// state that Sobol' proposed was recorded before proposals carried state
+/// (database schema 6 and older): its rationale, in the format of that time, is
+/// read instead, so such campaigns resume where they were.
+fn point_of(trial: &Trial) -> Option<(u64, Option<u64>)> {
+    match &trial.proposer_state {
+        Some(state) => {
+            if state.get("v")?.as_u64()? != STATE_VERSION {
+                return None;
+            }
+            let sobol = state.get("sobol")?;
+            let index = sobol.get("point")?.as_u64()?;
+            let seed = match sobol.get("seed") {
+                Some(seed) => Some(u64::from_str_radix(seed.as_str()?, 16).ok()?),
+                None => None,
+            };
+            Some((index, seed))
+        }
+        None if trial.proposer == "sobol" => parse_legacy(&trial.rationale),
+        None => None,
+    }
+}
+
+/// The point index and scrambling seed a Sobol' rationale named before proposals
+/// carried state; frozen in that format, only for such trials.
+fn parse_legacy(rationale: &str) -> Option<(u64, Option<u64>)> {
     let rest = rationale.strip_prefix("sobol: point ")?;
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     let seed = rest
@@ -199,16 +243,16 @@ impl Proposer for SobolProposer {
         history: &History<'_>,
         _relative: &[String],
         rng: &mut Rng,
-    ) -> (Params, String) {
+    ) -> Proposal {
         let mut next = u64::from(self.skip_first);
         let mut seed = None;
         for trial in history.trials {
-            if let Some((index, s)) = parse(&trial.rationale) {
+            if let Some((index, s)) = point_of(trial) {
                 next = next.max(index + 1);
                 seed = seed.or(s);
             }
         }
-        let (shifts, rationale) = if self.scramble {
+        let (shifts, rationale, seed) = if self.scramble {
             let seed = seed.unwrap_or_else(|| rng.next_u64());
             let mut shift_rng = Rng::new(seed);
             let shifts: Vec<u32> = (0..self.directions.len())
@@ -217,9 +261,10 @@ impl Proposer for SobolProposer {
             (
                 Some(shifts),
                 format!("sobol: point {next} (scrambled, seed {seed:016x})"),
+                Some(seed),
             )
         } else {
-            (None, format!("sobol: point {next}"))
+            (None, format!("sobol: point {next}"), None)
         };
         let u = self.point(next, shifts.as_deref());
         let params = space
@@ -228,12 +273,18 @@ impl Proposer for SobolProposer {
             .zip(u)
             .map(|(p, u)| (p.name.clone(), value_at(&p.distribution, u)))
             .collect();
-        (params, rationale)
+        Proposal {
+            params,
+            rationale,
+            state: Some(state_value(next, seed)),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use firebreak_core::Params;
+
     use super::*;
 
     fn unit(x: u32) -> f64 {
@@ -275,12 +326,35 @@ mod tests {
     }
 
     #[test]
-    fn rationales_round_trip() {
-        assert_eq!(parse("sobol: point 12"), Some((12, None)));
+    fn legacy_rationales_round_trip() {
+        assert_eq!(parse_legacy("sobol: point 12"), Some((12, None)));
         assert_eq!(
-            parse("sobol: point 3 (scrambled, seed 00000000000000ff)"),
+            parse_legacy("sobol: point 3 (scrambled, seed 00000000000000ff)"),
             Some((3, Some(255)))
         );
-        assert_eq!(parse("tpe: x"), None);
+        assert_eq!(parse_legacy("tpe: x"), None);
+    }
+
+    #[test]
+    fn the_point_and_seed_come_from_the_state_not_the_rationale() {
+        let legacy = "sobol: point 3 (scrambled, seed 00000000000000ff)";
+        let mut trial = Trial::queued(0, Params::new(), "sobol", "reworded for people");
+        // Every bit of a 64-bit seed survives.
+        trial.proposer_state = Some(state_value(7, Some(u64::MAX - 1)));
+        assert_eq!(point_of(&trial), Some((7, Some(u64::MAX - 1))));
+        trial.rationale = legacy.into();
+        assert_eq!(point_of(&trial), Some((7, Some(u64::MAX - 1))));
+        trial.proposer_state = Some(state_value(7, None));
+        assert_eq!(point_of(&trial), Some((7, None)));
+        // Another version, or another proposer's state, names no point.
+        trial.proposer_state = Some(serde_json::json!({"v": 2, "sobol": {"point": 7}}));
+        assert_eq!(point_of(&trial), None);
+        trial.proposer_state = Some(serde_json::json!({"v": 1, "cmaes": {"generation": 7}}));
+        assert_eq!(point_of(&trial), None);
+        // Without state: the legacy rationale, and only on Sobol's own trials.
+        trial.proposer_state = None;
+        assert_eq!(point_of(&trial), Some((3, Some(255))));
+        trial.proposer = "enqueued".into();
+        assert_eq!(point_of(&trial), None);
     }
 }

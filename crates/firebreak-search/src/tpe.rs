@@ -29,7 +29,7 @@ use firebreak_core::{
 };
 
 use crate::SearchError;
-use crate::proposer::{History, Proposer};
+use crate::proposer::{History, Proposal, Proposer};
 use crate::random::sample_uniform;
 use crate::tpe_columns::Columns;
 
@@ -848,9 +848,9 @@ impl Proposer for TpeProposer {
         history: &History<'_>,
         relative: &[String],
         rng: &mut Rng,
-    ) -> (Params, String) {
+    ) -> Proposal {
         if self.fast(space, history) {
-            return self.sample_joint(space, relative, rng);
+            return self.sample_joint(space, relative, rng).into();
         }
         let (ranked, n_good) = self.ranked(history);
         let (good, bad) = ranked.split_at(n_good);
@@ -878,7 +878,7 @@ impl Proposer for TpeProposer {
                 good.len(),
                 bad.len()
             );
-            return (params, rationale);
+            return Proposal::new(params, rationale);
         }
         let l = Joint::fit(&parameters, good, self.options.prior_weight);
         let g = Joint::fit(&parameters, bad, self.options.prior_weight);
@@ -891,7 +891,7 @@ impl Proposer for TpeProposer {
                 best = Some((candidate, score));
             }
         }
-        joint_proposal(&parameters, best, n, (good.len(), bad.len()))
+        joint_proposal(&parameters, best, n, (good.len(), bad.len())).into()
     }
 
     fn sample_independent(

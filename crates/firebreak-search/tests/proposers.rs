@@ -91,7 +91,7 @@ fn run(name: &str, seed: u64, n: usize) -> Vec<Trial> {
             .iter()
             .filter_map(|k| proposal.params.get(*k).and_then(ParamValue::as_f64))
             .sum();
-        let mut trial = Trial::queued(number as u64, proposal.params, name, &proposal.rationale);
+        let mut trial = proposal.into_trial(number as u64, name);
         trial.state = TrialState::Complete;
         trial.metrics.insert("y".into(), y);
         trials.push(trial);
@@ -215,7 +215,7 @@ fn best_on(
         let mut rng = Rng::new(firebreak_core::derive_seed(seed, &[number]));
         let proposal = propose(proposer.as_mut(), space, &history, &mut rng);
         space.validate(&proposal.params).expect("valid");
-        let mut trial = Trial::queued(number, proposal.params, name, &proposal.rationale);
+        let mut trial = proposal.into_trial(number, name);
         trial.metrics.insert("y".into(), f(&trial.params));
         trial.state = TrialState::Complete;
         trials.push(trial);
@@ -426,7 +426,7 @@ fn nsga2_and_multi_objective_tpe_find_better_fronts_than_random_search() {
             let mut rng = Rng::new(firebreak_core::derive_seed(seed, &[number]));
             let proposal = propose(proposer.as_mut(), &space, &history, &mut rng);
             let (f1, f2) = zdt1(&proposal.params);
-            let mut trial = Trial::queued(number, proposal.params, name, &proposal.rationale);
+            let mut trial = proposal.into_trial(number, name);
             trial.state = TrialState::Complete;
             trial.metrics.insert("f1".into(), f1);
             trial.metrics.insert("f2".into(), f2);
@@ -476,7 +476,7 @@ fn every_proposer_handles_failed_pruned_and_running_trials() {
                 .validate(&proposal.params)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             let y = proposal.params["lr"].as_f64().unwrap_or_default();
-            let mut trial = Trial::queued(number, proposal.params, name, &proposal.rationale);
+            let mut trial = proposal.into_trial(number, name);
             if number % 5 == 3 {
                 trial.state = TrialState::Failed;
                 trial.error = Some("boom".into());
@@ -499,7 +499,7 @@ fn every_proposer_handles_failed_pruned_and_running_trials() {
             space
                 .validate(&proposal.params)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
-            let mut trial = Trial::queued(number, proposal.params, name, &proposal.rationale);
+            let mut trial = proposal.into_trial(number, name);
             trial.state = TrialState::Running;
             trials.push(trial);
         }
@@ -553,7 +553,7 @@ fn trials_on(
     for number in 0..budget as u64 {
         let proposal = ask(proposer.as_mut(), space, &objectives, &trials, seed);
         space.validate(&proposal.params).expect("valid");
-        let mut trial = Trial::queued(number, proposal.params, name, &proposal.rationale);
+        let mut trial = proposal.into_trial(number, name);
         trial.metrics.insert("y".into(), f(&trial.params));
         trial.state = TrialState::Complete;
         trials.push(trial);
@@ -684,6 +684,77 @@ fn sobol_prefixes_of_two_to_the_k_points_are_stratified() {
     let trials = trials_on("sobol", &skip, &space, &|_| 0.0, 1, 0);
     assert!(coordinates(&trials[0].params).iter().all(|x| *x == 0.5));
     assert_eq!(trials[0].rationale, "sobol: point 1");
+}
+
+/// CMA-ES past its first restart (as above) and a scrambled Sobol' design: a long
+/// history each, and a fresh proposer's next proposal on it.
+fn stateful_histories() -> Vec<(&'static str, SearchSpace, Vec<Trial>)> {
+    let space = boxed(2, -1.0, 1.0);
+    let sphere = |p: &Params| -> f64 { coordinates(p).iter().map(|x| (x - 0.3).powi(2)).sum() };
+    let cmaes = trials_on("cmaes", &Options::new(), &space, &sphere, 700, 0);
+    assert!(
+        cmaes
+            .iter()
+            .any(|t| restart_and_popsize(&t.rationale).0 == 1)
+    );
+    let sobol = trials_on("sobol", &Options::new(), &space, &|_| 0.0, 40, 2);
+    vec![("cmaes", space.clone(), cmaes), ("sobol", space, sobol)]
+}
+
+fn next_proposal(name: &str, space: &SearchSpace, trials: &[Trial]) -> firebreak_search::Proposal {
+    let objectives = Objectives::single("y", Direction::Minimize);
+    let mut fresh = proposer(name, &Options::new(), space, &objectives).expect("built");
+    ask(fresh.as_mut(), space, &objectives, trials, 0)
+}
+
+#[test]
+fn rewording_every_rationale_changes_no_proposal() {
+    // Rationales are for people: the state travels as `proposer_state`.
+    for (name, space, trials) in stateful_histories() {
+        assert!(trials.iter().all(|t| t.proposer_state.is_some()), "{name}");
+        let reworded: Vec<Trial> = trials
+            .iter()
+            .map(|t| Trial {
+                rationale: format!("reworded: {name} trial {}", t.number),
+                ..t.clone()
+            })
+            .collect();
+        let expected = next_proposal(name, &space, &trials);
+        let got = next_proposal(name, &space, &reworded);
+        assert_eq!(got, expected, "{name}");
+        // And the state had moved on: the proposal is not a fresh start's.
+        assert_ne!(
+            got.params,
+            next_proposal(name, &space, &[]).params,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn trials_recorded_before_proposals_carried_state_resume_from_their_rationales() {
+    // A database from schema 6 has no `proposer_state`; the rationales of that
+    // time carry it, so a campaign upgraded half-way proposes as before.
+    for (name, space, trials) in stateful_histories() {
+        let half = trials.len() / 2;
+        let legacy: Vec<Trial> = trials
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Trial {
+                proposer_state: if i < half {
+                    None
+                } else {
+                    t.proposer_state.clone()
+                },
+                ..t.clone()
+            })
+            .collect();
+        assert_eq!(
+            next_proposal(name, &space, &legacy),
+            next_proposal(name, &space, &trials),
+            "{name}"
+        );
+    }
 }
 
 #[test]

@@ -146,12 +146,7 @@ pub fn simulate(
                     objectives,
                 };
                 let proposal = propose(proposer, space, &history, &mut rng);
-                let mut trial = Trial::queued(
-                    number,
-                    proposal.params,
-                    proposer.name(),
-                    &proposal.rationale,
-                );
+                let mut trial = proposal.into_trial(number, proposer.name());
                 let mut draw = Rng::new(derive_seed(sim.seed, &[2, number]));
                 match final_value(&trial.params, &mut draw) {
                     Ok(value) => {

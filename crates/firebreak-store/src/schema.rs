@@ -2,7 +2,7 @@
 //! rewrites a ledger row. The database records its version in `meta`.
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// Migration `i` (1-based) brings a database from version `i - 1` to `i`.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -119,6 +119,13 @@ UPDATE trials SET metrics = json_remove(metrics, '$.test_accuracy', '$.test_loss
                                         '$.refit_cpu_seconds')
     WHERE EXISTS (SELECT 1 FROM trial_tests t
                   WHERE t.campaign = trials.campaign AND t.number = trials.number);
+"#,
+    // 7: the proposer's structured state of each proposal (JSON; the `state` of
+    // its `trial_proposed` entry), which proposers read back instead of parsing
+    // rationales. NULL for older trials (their ledger entries have none) and for
+    // proposers without state.
+    r#"
+ALTER TABLE trials ADD COLUMN proposer_state TEXT;
 "#,
 ];
 

@@ -112,6 +112,10 @@ pub struct NewTrial {
     pub policy: Option<Authorization>,
     /// For PBT: which trial's checkpoint it copies and which it replaces.
     pub exploit: Option<Exploit>,
+    /// The proposer's structured, versioned state for this proposal (kept as the
+    /// trial's `proposer_state` and recorded in the ledger); `None` for
+    /// proposers without state, people's, retries and PBT.
+    pub state: Option<serde_json::Value>,
 }
 
 impl NewTrial {
@@ -125,6 +129,7 @@ impl NewTrial {
             retry_of: self.retry_of,
             policy: self.policy.clone(),
             exploit: self.exploit,
+            state: self.state.clone(),
         }
     }
 }

@@ -25,6 +25,7 @@ fn new_trial(x: i64, priority: i64) -> NewTrial {
         number: None,
         policy: None,
         exploit: None,
+        state: None,
     }
 }
 
@@ -342,6 +343,50 @@ async fn requests_supersede_reuse_and_decide_by_compare_and_set<S: Store>(store:
     audited(store).await;
 }
 
+async fn proposer_state_is_stored_and_ledgered<S: Store>(store: &S) {
+    store
+        .create_campaign("s", &serde_json::json!({}))
+        .await
+        .expect("created");
+    let run = store.start_run("s", &info()).await.expect("run");
+    let state = serde_json::json!({"v": 1, "sobol": {"point": 3, "seed": "00000000000000ff"}});
+    let with_state = |x| NewTrial {
+        state: Some(state.clone()),
+        ..new_trial(x, 0)
+    };
+    store.enqueue("s", &with_state(0)).await.expect("enqueued");
+    let started = store
+        .propose_and_start("s", &with_state(1), run, 0, None)
+        .await
+        .expect("started");
+    assert_eq!(started.proposer_state.as_ref(), Some(&state));
+    store
+        .enqueue("s", &new_trial(2, 0))
+        .await
+        .expect("enqueued");
+    let stored: Vec<_> = store
+        .trials("s")
+        .await
+        .expect("trials")
+        .into_iter()
+        .map(|t| t.proposer_state)
+        .collect();
+    assert_eq!(stored, [Some(state.clone()), Some(state), None]);
+    let proposed: Vec<bool> = store
+        .ledger()
+        .await
+        .expect("ledger")
+        .iter()
+        .filter(|e| e.kind == "trial_proposed" && e.payload.contains("\"campaign\":\"s\""))
+        .map(|e| {
+            e.payload
+                .contains(r#""state":{"sobol":{"point":3,"seed":"00000000000000ff"},"v":1}"#)
+        })
+        .collect();
+    assert_eq!(proposed, [true, true, false]);
+    audited(store).await;
+}
+
 async fn suite<S: Store + Clone>(store: S) {
     requests_supersede_reuse_and_decide_by_compare_and_set(&store).await;
     campaigns_are_unique(&store).await;
@@ -350,6 +395,7 @@ async fn suite<S: Store + Clone>(store: S) {
     requeue_keeps_number_and_params(&store).await;
     racing_claimers_never_share_a_trial(&store).await;
     checkpoints_round_trip(&store).await;
+    proposer_state_is_stored_and_ledgered(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -230,6 +230,9 @@ fn differs(expected: &ExpectedTrial, trial: &Trial) -> Option<String> {
     if expected.proposer != trial.proposer || expected.rationale != trial.rationale {
         return Some("proposer or rationale differs from the ledger".into());
     }
+    if expected.proposer_state != trial.proposer_state {
+        return Some("proposer state differs from the ledger".into());
+    }
     if expected.retry_of != trial.retry_of {
         return Some("retry link differs from the ledger".into());
     }
@@ -255,4 +258,71 @@ fn differs(expected: &ExpectedTrial, trial: &Trial) -> Option<String> {
         return Some("intermediate reports differ from the ledger".into());
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use firebreak_core::Params;
+
+    use crate::audit::{StateSnapshot, audit};
+    use crate::entry::{Entry, Event, GENESIS};
+
+    /// A campaign whose one trial was proposed with `state`, and the stored trial.
+    fn proposed_with(state: serde_json::Value) -> (Vec<Entry>, StateSnapshot) {
+        let events = [
+            Event::CampaignCreated {
+                spec: serde_json::json!({"x": 1}),
+                spec_hash: String::new(),
+            },
+            Event::TrialProposed {
+                number: 0,
+                params: Params::new(),
+                proposer: "cmaes".into(),
+                rationale: "cmaes: generation 2".into(),
+                retry_of: None,
+                policy: None,
+                exploit: None,
+                state: Some(state.clone()),
+            },
+        ];
+        let mut prev = GENESIS;
+        let rows: Vec<Entry> = events
+            .iter()
+            .enumerate()
+            .map(|(seq, event)| {
+                let entry = Entry::seal(seq as u64, &prev, "c", 0, event).expect("sealed");
+                prev = entry.hash;
+                entry
+            })
+            .collect();
+        let mut snapshot = StateSnapshot::default();
+        snapshot
+            .campaigns
+            .insert("c".into(), serde_json::json!({"x": 1}));
+        let mut trial =
+            firebreak_core::Trial::queued(0, Params::new(), "cmaes", "cmaes: generation 2");
+        trial.proposer_state = Some(state);
+        snapshot.trials.push(("c".into(), trial));
+        (rows, snapshot)
+    }
+
+    #[test]
+    fn an_edited_or_dropped_proposer_state_is_caught_like_an_edited_rationale() {
+        let state = serde_json::json!({"v": 1, "cmaes": {"generation": 2, "restart": 0}});
+        let (rows, snapshot) = proposed_with(state);
+        assert_eq!(audit(&rows, &snapshot).map(|r| r.entries), Ok(2));
+        let mut edited = snapshot.clone();
+        edited.trials[0].1.proposer_state =
+            Some(serde_json::json!({"v": 1, "cmaes": {"generation": 0, "restart": 0}}));
+        let caught = audit(&rows, &edited).expect_err("edited");
+        assert_eq!(caught.seq, Some(1));
+        assert!(
+            caught.reason.contains("proposer state"),
+            "{}",
+            caught.reason
+        );
+        let mut dropped = snapshot;
+        dropped.trials[0].1.proposer_state = None;
+        assert_eq!(audit(&rows, &dropped).expect_err("dropped").seq, Some(1));
+    }
 }

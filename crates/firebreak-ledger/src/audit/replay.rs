@@ -28,6 +28,7 @@ pub(super) struct ExpectedTrial {
     pub params: Params,
     pub proposer: String,
     pub rationale: String,
+    pub proposer_state: Option<serde_json::Value>,
     pub retry_of: Option<u64>,
     pub metrics: Metrics,
     pub error: Option<String>,
@@ -579,6 +580,7 @@ impl Replay {
                 proposer,
                 rationale,
                 retry_of,
+                state: proposer_state,
                 ..
             } => {
                 let key = (campaign.to_string(), number);
@@ -592,6 +594,7 @@ impl Replay {
                         params,
                         proposer,
                         rationale,
+                        proposer_state,
                         retry_of,
                         metrics: Metrics::new(),
                         error: None,

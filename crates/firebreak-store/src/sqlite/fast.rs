@@ -412,8 +412,8 @@ impl SqliteStore {
                     };
                     numbers.insert(campaign.clone(), number + 1);
                     script.sql.push_str(
-                        "INSERT INTO trials (campaign, number, state, params, proposer, rationale, retry_of, priority, run, worker, started_at) \
-                         VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?);\n",
+                        "INSERT INTO trials (campaign, number, state, params, proposer, rationale, proposer_state, retry_of, priority, run, worker, started_at) \
+                         VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?);\n",
                     );
                     script.binds.extend([
                         Bind::Text(Some(campaign.clone())),
@@ -421,6 +421,7 @@ impl SqliteStore {
                         Bind::Text(Some(json(&trial.params))),
                         Bind::Text(Some(trial.proposer.clone())),
                         Bind::Text(Some(trial.rationale.clone())),
+                        Bind::Text(trial.state.as_ref().map(json)),
                         Bind::Int(trial.retry_of.map(|n| n as i64)),
                         Bind::Int(Some(trial.priority)),
                         Bind::Int(Some(*run as i64)),
@@ -447,6 +448,7 @@ impl SqliteStore {
                         &trial.rationale,
                     );
                     out.state = TrialState::Running;
+                    out.proposer_state = trial.state.clone();
                     out.retry_of = trial.retry_of;
                     out.started_at = Some(now);
                     done.push(Done::Trial(out));
