@@ -331,14 +331,15 @@ impl SqliteStore {
             }
         };
         sqlx::query(
-            "INSERT INTO trials (campaign, number, state, params, proposer, rationale, retry_of, priority) \
-             VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
+            "INSERT INTO trials (campaign, number, state, params, proposer, rationale, proposer_state, retry_of, priority) \
+             VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
         )
         .bind(campaign)
         .bind(number)
         .bind(json(&trial.params))
         .bind(&trial.proposer)
         .bind(&trial.rationale)
+        .bind(trial.state.as_ref().map(json))
         .bind(trial.retry_of.map(|n| n as i64))
         .bind(trial.priority)
         .execute(&mut *w.tx)
@@ -369,7 +370,8 @@ impl SqliteStore {
         let filter = which.filter();
         let rows = bind(format!(
             "SELECT campaign, number, state, params, metrics, error, proposer, rationale, retry_of, \
-             started_at, finished_at, cpu_seconds, wall_seconds FROM trials{filter} ORDER BY campaign, number"
+             started_at, finished_at, cpu_seconds, wall_seconds, proposer_state FROM trials{filter} \
+             ORDER BY campaign, number"
         ))
         .fetch_all(&self.inner.readers)
         .await?;
@@ -723,6 +725,10 @@ fn trial_from_row(row: &SqliteRow) -> Result<Trial, StoreError> {
         error: row.try_get(5)?,
         proposer: row.try_get(6)?,
         rationale: row.try_get(7)?,
+        proposer_state: row
+            .try_get::<Option<String>, _>(13)?
+            .map(|text| parse(&text))
+            .transpose()?,
         retry_of: row.try_get::<Option<i64>, _>(8)?.map(|n| n as u64),
         started_at: row.try_get(9)?,
         finished_at: row.try_get(10)?,
@@ -1719,6 +1725,7 @@ mod tests {
             number: None,
             policy: None,
             exploit: None,
+            state: None,
         };
         let started = store
             .propose_and_start("c", &trial, 1, 0, None)
