@@ -11,12 +11,11 @@ use std::time::Instant;
 
 use firebreak_core::{Metrics, Params, Report, Trial, TrialState};
 use firebreak_data::Dataset;
-use firebreak_search::Decision;
 use firebreak_store::{Outcome, Store};
 use firebreak_train::{Control, EpochMetrics, Genome, Trained};
 use tokio::sync::{mpsc, watch};
 
-use crate::command::{Attempt, Ended, clear_dir, copy_checkpoint, trial_folder};
+use crate::command::{Attempt, Ended, clear_dir, report_step, trial_folder};
 use crate::{Campaign, RunnerError};
 
 /// The metrics a built-in trial reports each epoch.
@@ -203,7 +202,7 @@ pub async fn execute<S: Store>(
                     let control = if reeval {
                         Control::Continue
                     } else {
-                        match report(campaign, task, number, &name, &metrics).await? {
+                        match report(campaign, task, number, &metrics).await? {
                             None => Control::Continue,
                             Some(reason) => {
                                 stop = Some(reason);
@@ -285,29 +284,13 @@ async fn report<S: Store>(
     campaign: &Campaign<S>,
     task: &BuiltinTask,
     number: u64,
-    name: &str,
     metrics: &EpochMetrics,
 ) -> Result<Option<String>, RunnerError> {
     let report = Report {
         step: u64::from(metrics.epoch),
         metrics: epoch_metrics(metrics),
     };
-    Ok(match campaign.report(number, report).await? {
-        Decision::Continue => None,
-        Decision::Stop { reason } => Some(reason),
-        Decision::Exploit {
-            from,
-            params,
-            reason,
-        } => {
-            let root = task.trials_root.clone();
-            let copy = |new: u64| copy_checkpoint(&root, name, from, new);
-            campaign
-                .exploit(number, from, params, &reason, copy)
-                .await?;
-            Some(reason)
-        }
-    })
+    report_step(campaign, &task.trials_root, number, report).await
 }
 
 fn epoch_metrics(m: &EpochMetrics) -> Metrics {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use firebreak_core::{Metrics, Params, Trial, TrialState};
+use firebreak_core::{Metrics, Params, Report, Trial, TrialState};
 use firebreak_search::Decision;
 use firebreak_store::{Outcome, ProcessInfo, Store};
 use tokio::sync::{mpsc, watch};
@@ -140,6 +140,34 @@ pub(crate) fn copy_checkpoint(
     })
 }
 
+/// Reports a step of trial `number` to the campaign and acts on the scheduler's
+/// answer: `Some(reason)` when the trial must stop. On PBT's exploit the donor's
+/// checkpoint is copied for the trial that replaces this one, before it stops.
+/// The one place both executors that report (command, built-in) handle it.
+pub(crate) async fn report_step<S: Store>(
+    campaign: &Campaign<S>,
+    trials_root: &Path,
+    number: u64,
+    report: Report,
+) -> Result<Option<String>, RunnerError> {
+    Ok(match campaign.report(number, report).await? {
+        Decision::Continue => None,
+        Decision::Stop { reason } => Some(reason),
+        Decision::Exploit {
+            from,
+            params,
+            reason,
+        } => {
+            let name = campaign.name();
+            let copy = |new: u64| copy_checkpoint(trials_root, name, from, new);
+            campaign
+                .exploit(number, from, params, &reason, copy)
+                .await?;
+            Some(reason)
+        }
+    })
+}
+
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     if !from.exists() {
@@ -230,88 +258,18 @@ pub async fn execute<S: Store>(
     let name = campaign.name().to_string();
     let number = trial.number;
     let reeval = attempt == Attempt::Reeval;
-    let mut work = task.work_dir(&name, number)?;
-    let base = work.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut checkpoint = base.join("checkpoint");
-    if reeval {
-        work = base.join("reeval");
-        checkpoint = base.join("reeval-checkpoint");
-        clear_dir(&checkpoint)?;
-    }
-    let io = |context: String| move |source| RunnerError::Io { context, source };
-    clear_dir(&work)?;
-    std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
-    std::fs::create_dir_all(&checkpoint)
-        .map_err(io(format!("creating {}", checkpoint.display())))?;
-    let params_file = work.join("params.json");
-    std::fs::write(
-        &params_file,
-        serde_json::to_vec_pretty(&trial.params).unwrap_or_default(),
-    )
-    .map_err(io(format!("writing {}", params_file.display())))?;
-    let resume = std::fs::read_dir(&checkpoint)
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false);
-
+    let folders = Folders::prepare(task, &name, trial, reeval)?;
     let seed = if reeval {
         campaign.reeval_seed(number)
     } else {
         campaign.trial_seed(number)
     };
-    let builtins = [
-        ("trial_number", number.to_string()),
-        ("seed", seed.to_string()),
-        ("trial_dir", work.display().to_string()),
-        ("campaign", name.clone()),
-    ];
-    let args = expand_args(&task.command, &trial.params, &builtins);
-    let mut command = Command::new(program_path(&args[0], &task.workdir));
-    command
-        .args(&args[1..])
-        .current_dir(&task.workdir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env("FIREBREAK_PARAMS_FILE", &params_file)
-        .env("FIREBREAK_SEED", seed.to_string())
-        .env("FIREBREAK_TRIAL_NUMBER", number.to_string())
-        .env("FIREBREAK_CAMPAIGN", &name)
-        .env("FIREBREAK_TRIAL_DIR", &work)
-        .env("FIREBREAK_CHECKPOINT_DIR", &checkpoint)
-        .env_remove("FIREBREAK_RESUME_FROM")
-        .process_group(0);
-    for (key, value) in &task.env {
-        command.env(key, value);
-    }
-    for (key, value) in &trial.params {
-        command.env(param_env_name(key), value.to_plain_string());
-    }
-    if resume {
-        command.env("FIREBREAK_RESUME_FROM", &checkpoint);
-    }
-    // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe calls (prctl, getppid, _exit).
-    let parent = std::process::id() as i32;
-    unsafe {
-        command.pre_exec(move || {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            if libc::getppid() != parent {
-                libc::_exit(1); // the parent died before the death signal was armed
-            }
-            Ok(())
-        });
-    }
+    let command = trial_command(task, &name, trial, seed, &folders);
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let started = Instant::now();
     let pipe_deadline = task.timeout.map(|t| started + t);
-    let trial_dir = work.clone();
+    let trial_dir = folders.work.clone();
     tokio::task::spawn_blocking(move || run_child(command, trial_dir, pipe_deadline, tx));
 
     let objectives = &campaign.spec().objectives;
@@ -365,15 +323,7 @@ pub async fn execute<S: Store>(
                             candidate = Some(report.metrics.clone());
                         }
                         if stop.is_none() && !interrupted && !reeval {
-                            let reason = match campaign.report(number, report).await? {
-                                Decision::Continue => None,
-                                Decision::Stop { reason } => Some(reason),
-                                Decision::Exploit { from, params, reason } => {
-                                    let copy = |new: u64| copy_checkpoint(&task.trials_root, &name, from, new);
-                                    campaign.exploit(number, from, params, &reason, copy).await?;
-                                    Some(reason)
-                                }
-                            };
+                            let reason = report_step(campaign, &task.trials_root, number, report).await?;
                             if let Some(reason) = reason {
                                 stop = Some((TrialState::Pruned, reason));
                                 kill_at = Some(terminate(pgid));
@@ -415,7 +365,30 @@ pub async fn execute<S: Store>(
     }
     let wall_seconds = started.elapsed().as_secs_f64();
     let last_line = log.last_line().map(str::to_string);
-    let (state, metrics, error, cpu_seconds) = match exit {
+    let (state, metrics, error, cpu_seconds) = classify_end(exit, stop, last_line, || {
+        result_from(objectives, final_metrics.as_ref(), candidate.as_ref())
+    });
+    Ok(Ended::Finished(Outcome {
+        state,
+        metrics,
+        error,
+        cpu_seconds,
+        wall_seconds: Some(wall_seconds),
+        log: Some(log.finish()),
+    }))
+}
+
+/// How the process's end, a stop decided while it ran and its metrics make the
+/// trial's state, metrics, error and CPU seconds: a supervisor failure or a stop
+/// wins, then a failing exit status (with the last log line), then the result
+/// the protocol lines give (`result`, evaluated only for a clean exit).
+fn classify_end(
+    exit: Result<(String, bool, f64), String>,
+    stop: Option<(TrialState, String)>,
+    last_line: Option<String>,
+    result: impl FnOnce() -> Result<Metrics, String>,
+) -> (TrialState, Metrics, Option<String>, Option<f64>) {
+    match exit {
         Err(message) => (TrialState::Failed, Metrics::new(), Some(message), None),
         Ok((status, success, cpu)) => match stop {
             Some((state, reason)) => (state, Metrics::new(), Some(reason), Some(cpu)),
@@ -430,20 +403,129 @@ pub async fn execute<S: Store>(
                     Some(cpu),
                 )
             }
-            None => match result_from(objectives, final_metrics.as_ref(), candidate.as_ref()) {
+            None => match result() {
                 Ok(metrics) => (TrialState::Complete, metrics, None, Some(cpu)),
                 Err(reason) => (TrialState::Failed, Metrics::new(), Some(reason), Some(cpu)),
             },
         },
-    };
-    Ok(Ended::Finished(Outcome {
-        state,
-        metrics,
-        error,
-        cpu_seconds,
-        wall_seconds: Some(wall_seconds),
-        log: Some(log.finish()),
-    }))
+    }
+}
+
+/// A trial's folders for one attempt, created empty (the checkpoint folder kept
+/// for a trial that resumes), and its parameters written as `params.json`.
+struct Folders {
+    work: PathBuf,
+    checkpoint: PathBuf,
+    params_file: PathBuf,
+    /// The checkpoint folder holds something to resume from.
+    resume: bool,
+}
+
+impl Folders {
+    fn prepare(
+        task: &CommandTask,
+        name: &str,
+        trial: &Trial,
+        reeval: bool,
+    ) -> Result<Folders, RunnerError> {
+        let mut work = task.work_dir(name, trial.number)?;
+        let base = work.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut checkpoint = base.join("checkpoint");
+        if reeval {
+            work = base.join("reeval");
+            checkpoint = base.join("reeval-checkpoint");
+            clear_dir(&checkpoint)?;
+        }
+        let io = |context: String| move |source| RunnerError::Io { context, source };
+        clear_dir(&work)?;
+        std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
+        std::fs::create_dir_all(&checkpoint)
+            .map_err(io(format!("creating {}", checkpoint.display())))?;
+        let params_file = work.join("params.json");
+        std::fs::write(
+            &params_file,
+            serde_json::to_vec_pretty(&trial.params).unwrap_or_default(),
+        )
+        .map_err(io(format!("writing {}", params_file.display())))?;
+        let resume = std::fs::read_dir(&checkpoint)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false);
+        Ok(Folders {
+            work,
+            checkpoint,
+            params_file,
+            resume,
+        })
+    }
+}
+
+/// The trial's process as the protocol starts it: expanded arguments, the
+/// `FIREBREAK_*` and parameter environment, its own process group, and the death
+/// signal armed before exec.
+fn trial_command(
+    task: &CommandTask,
+    name: &str,
+    trial: &Trial,
+    seed: u64,
+    folders: &Folders,
+) -> Command {
+    let number = trial.number;
+    let Folders {
+        work,
+        checkpoint,
+        params_file,
+        resume,
+    } = folders;
+    let builtins = [
+        ("trial_number", number.to_string()),
+        ("seed", seed.to_string()),
+        ("trial_dir", work.display().to_string()),
+        ("campaign", name.to_string()),
+    ];
+    let args = expand_args(&task.command, &trial.params, &builtins);
+    let mut command = Command::new(program_path(&args[0], &task.workdir));
+    command
+        .args(&args[1..])
+        .current_dir(&task.workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("FIREBREAK_PARAMS_FILE", params_file)
+        .env("FIREBREAK_SEED", seed.to_string())
+        .env("FIREBREAK_TRIAL_NUMBER", number.to_string())
+        .env("FIREBREAK_CAMPAIGN", name)
+        .env("FIREBREAK_TRIAL_DIR", work)
+        .env("FIREBREAK_CHECKPOINT_DIR", checkpoint)
+        .env_remove("FIREBREAK_RESUME_FROM")
+        .process_group(0);
+    for (key, value) in &task.env {
+        command.env(key, value);
+    }
+    for (key, value) in &trial.params {
+        command.env(param_env_name(key), value.to_plain_string());
+    }
+    if *resume {
+        command.env("FIREBREAK_RESUME_FROM", checkpoint);
+    }
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe calls (prctl, getppid, _exit).
+    let parent = std::process::id() as i32;
+    unsafe {
+        command.pre_exec(move || {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            if libc::getppid() != parent {
+                libc::_exit(1); // the parent died before the death signal was armed
+            }
+            Ok(())
+        });
+    }
+    command
 }
 
 /// Sends SIGTERM to the trial's process group; returns when SIGKILL follows.

@@ -251,39 +251,22 @@ pub async fn run<S: Store>(
 ) -> Result<RunSummary, RunnerError> {
     let spec = &campaign.spec().spec;
     let n_trials = spec.search.n_trials;
-    // What a dead run's trials left behind on this host dies before anything runs.
-    if let Executor::Command(task) = &executor {
-        for trial in campaign.requeued() {
-            let dir = task.work_dir(campaign.name(), trial.number)?;
-            crate::host::kill_by_environment("FIREBREAK_TRIAL_DIR", &dir.display().to_string());
-        }
-    }
-    // Usage before this run comes from the verified ledger, never from columns
-    // an edit could lower; a dead run's heartbeat only ever adds to it.
-    let (cpu_before, ledger_wall) = campaign.used_before();
-    let runs = campaign.store().runs(campaign.name()).await?;
-    let heartbeat_wall: f64 = runs
-        .iter()
-        .filter(|r| r.id != campaign.run_id())
-        .map(|r| (r.ended_at.unwrap_or(r.heartbeat_at) - r.started_at).max(0) as f64 / 1000.0)
-        .sum();
-    let wall_before = ledger_wall.max(heartbeat_wall);
-    let budget = Arc::new(Budget {
-        max_wall: spec.constraints.max_wall_time.map(|d| d.0 as f64),
-        max_cpu: spec.constraints.max_cpu_time.map(|d| d.0 as f64),
-        max_energy_kwh: spec.constraints.max_energy_kwh,
-        watts_per_core: spec.constraints.watts_per_core,
-        wall_before,
-        started: Instant::now(),
-        cpu_micros: AtomicU64::new(0),
-    });
-    budget.add_cpu(Some(cpu_before));
+    kill_leftovers(&campaign, &executor)?;
+    let budget = Arc::new(Budget::for_run(&campaign).await?);
     let start_counts = campaign.counts().await;
-    // Slots: a worker may start a trial only while finished + started < n_trials.
-    let taken = Arc::new(AtomicU64::new(start_counts.finished()));
-    let finished = Arc::new(AtomicU64::new(0));
     let (limit_tx, limit_rx) = watch::channel(None::<String>);
-    let limit_tx = Arc::new(limit_tx);
+    let shared = Worker {
+        campaign: campaign.clone(),
+        executor,
+        events,
+        interrupt: interrupt.clone(),
+        // Slots: a worker may start a trial only while finished + started < n_trials.
+        taken: Arc::new(AtomicU64::new(start_counts.finished())),
+        finished: Arc::new(AtomicU64::new(0)),
+        budget,
+        limit_tx: Arc::new(limit_tx),
+        limit_rx: limit_rx.clone(),
+    };
 
     let heartbeat = {
         let campaign = campaign.clone();
@@ -294,90 +277,208 @@ pub async fn run<S: Store>(
             }
         })
     };
-
-    let mut workers = Vec::new();
-    for worker in 0..spec.search.parallelism {
-        let campaign = campaign.clone();
-        let executor = executor.clone();
-        let events = events.clone();
-        let interrupt = interrupt.clone();
-        let taken = taken.clone();
-        let finished = finished.clone();
-        let budget = budget.clone();
-        let limit_tx = limit_tx.clone();
-        let limit_rx = limit_rx.clone();
-        workers.push(tokio::spawn(async move {
-            loop {
-                if *interrupt.borrow() || limit_rx.borrow().is_some() {
-                    return Ok::<(), RunnerError>(());
-                }
-                if let Some(reason) = budget.exceeded() {
-                    let _ = limit_tx.send(Some(reason));
-                    return Ok(());
-                }
-                if campaign.halted().await.is_some() {
-                    return Ok(());
-                }
-                // A promoted paused trial goes first; it is not a new start.
-                let trial = match campaign.resume_promoted(worker).await? {
-                    Some(trial) => trial,
-                    None => {
-                        if taken.fetch_add(1, Ordering::SeqCst) >= n_trials {
-                            taken.fetch_sub(1, Ordering::SeqCst);
-                            return Ok(());
-                        }
-                        match campaign.ask(worker).await {
-                            Ok(trial) => trial,
-                            Err(RunnerError::Halted { .. }) => {
-                                taken.fetch_sub(1, Ordering::SeqCst);
-                                return Ok(());
-                            }
-                            Err(other) => return Err(other),
-                        }
-                    }
-                };
-                let _ = events.send(RunEvent::Started {
-                    number: trial.number,
-                });
-                let ended = executor
-                    .evaluate(&campaign, &trial, Attempt::Trial, interrupt.clone())
-                    .await?;
-                match ended {
-                    Ended::Interrupted => return Ok(()),
-                    Ended::Finished(outcome) => {
-                        let state = outcome.state;
-                        budget.add_cpu(outcome.cpu_seconds);
-                        let value = campaign
-                            .spec()
-                            .objectives
-                            .metrics
-                            .first()
-                            .and_then(|m| outcome.metrics.get(m).copied());
-                        campaign.tell(trial.number, outcome).await?;
-                        finished.fetch_add(1, Ordering::SeqCst);
-                        if campaign.reeval_due(trial.number).await {
-                            let again = executor
-                                .evaluate(&campaign, &trial, Attempt::Reeval, interrupt.clone())
-                                .await?;
-                            if let Ended::Finished(again) = again {
-                                budget.add_cpu(again.cpu_seconds);
-                                campaign.reevaluated(trial.number, again).await?;
-                            }
-                        }
-                        let _ = events.send(RunEvent::Finished {
-                            number: trial.number,
-                            state,
-                            value: if state == TrialState::Complete {
-                                value
-                            } else {
-                                None
-                            },
-                        });
-                    }
-                }
-            }
-        }));
+    let workers: Vec<_> = (0..spec.search.parallelism)
+        .map(|worker| tokio::spawn(shared.clone().work(worker)))
+        .collect();
+    let first_error = join_workers(workers).await;
+    heartbeat.abort();
+    let _ = heartbeat.await; // drops its handle on the campaign
+    if let Some(error) = first_error {
+        return Err(error);
     }
+    let stop = why_stopped(&campaign, &interrupt, &limit_rx).await?;
+    let counts = campaign.store().counts(campaign.name()).await?;
+    let stop = match stop {
+        Stop::Done if counts.finished() < n_trials => Stop::Limit(format!(
+            "only {} of n_trials = {n_trials} trials could finish",
+            counts.finished()
+        )),
+        Stop::Done => pending_firebreak(&campaign, n_trials)
+            .await?
+            .unwrap_or(Stop::Done),
+        other => other,
+    };
+    Ok(RunSummary {
+        stop,
+        counts,
+        finished_this_run: shared.finished.load(Ordering::SeqCst),
+    })
+}
+
+/// What a dead run's trials left behind on this host dies before anything runs.
+fn kill_leftovers<S: Store>(
+    campaign: &Campaign<S>,
+    executor: &Executor,
+) -> Result<(), RunnerError> {
+    if let Executor::Command(task) = executor {
+        for trial in campaign.requeued() {
+            let dir = task.work_dir(campaign.name(), trial.number)?;
+            crate::host::kill_by_environment("FIREBREAK_TRIAL_DIR", &dir.display().to_string());
+        }
+    }
+    Ok(())
+}
+
+impl Budget {
+    /// The campaign's limits, and its usage before this run.
+    async fn for_run<S: Store>(campaign: &Campaign<S>) -> Result<Budget, RunnerError> {
+        let spec = &campaign.spec().spec;
+        // Usage before this run comes from the verified ledger, never from columns
+        // an edit could lower; a dead run's heartbeat only ever adds to it.
+        let (cpu_before, ledger_wall) = campaign.used_before();
+        let runs = campaign.store().runs(campaign.name()).await?;
+        let heartbeat_wall: f64 = runs
+            .iter()
+            .filter(|r| r.id != campaign.run_id())
+            .map(|r| (r.ended_at.unwrap_or(r.heartbeat_at) - r.started_at).max(0) as f64 / 1000.0)
+            .sum();
+        let wall_before = ledger_wall.max(heartbeat_wall);
+        let budget = Budget {
+            max_wall: spec.constraints.max_wall_time.map(|d| d.0 as f64),
+            max_cpu: spec.constraints.max_cpu_time.map(|d| d.0 as f64),
+            max_energy_kwh: spec.constraints.max_energy_kwh,
+            watts_per_core: spec.constraints.watts_per_core,
+            wall_before,
+            started: Instant::now(),
+            cpu_micros: AtomicU64::new(0),
+        };
+        budget.add_cpu(Some(cpu_before));
+        Ok(budget)
+    }
+}
+
+/// What every worker of a run shares.
+struct Worker<S: Store> {
+    campaign: Arc<Campaign<S>>,
+    executor: Executor,
+    events: mpsc::UnboundedSender<RunEvent>,
+    interrupt: watch::Receiver<bool>,
+    taken: Arc<AtomicU64>,
+    finished: Arc<AtomicU64>,
+    budget: Arc<Budget>,
+    limit_tx: Arc<watch::Sender<Option<String>>>,
+    limit_rx: watch::Receiver<Option<String>>,
+}
+
+impl<S: Store> Clone for Worker<S> {
+    fn clone(&self) -> Self {
+        Worker {
+            campaign: self.campaign.clone(),
+            executor: self.executor.clone(),
+            events: self.events.clone(),
+            interrupt: self.interrupt.clone(),
+            taken: self.taken.clone(),
+            finished: self.finished.clone(),
+            budget: self.budget.clone(),
+            limit_tx: self.limit_tx.clone(),
+            limit_rx: self.limit_rx.clone(),
+        }
+    }
+}
+
+impl<S: Store> Worker<S> {
+    /// Worker `worker`'s loop: take a trial, evaluate it, tell its outcome.
+    async fn work(self, worker: u32) -> Result<(), RunnerError> {
+        while let Some(trial) = self.next_trial(worker).await? {
+            let _ = self.events.send(RunEvent::Started {
+                number: trial.number,
+            });
+            let ended = self
+                .executor
+                .evaluate(
+                    &self.campaign,
+                    &trial,
+                    Attempt::Trial,
+                    self.interrupt.clone(),
+                )
+                .await?;
+            match ended {
+                Ended::Interrupted => return Ok(()),
+                Ended::Finished(outcome) => self.finish(&trial, outcome).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The next trial to run, or `None` when this worker should stop: the run is
+    /// interrupted, a limit is reached, the campaign is halted, or every slot of
+    /// `n_trials` is taken.
+    async fn next_trial(&self, worker: u32) -> Result<Option<firebreak_core::Trial>, RunnerError> {
+        let campaign = &self.campaign;
+        if *self.interrupt.borrow() || self.limit_rx.borrow().is_some() {
+            return Ok(None);
+        }
+        if let Some(reason) = self.budget.exceeded() {
+            let _ = self.limit_tx.send(Some(reason));
+            return Ok(None);
+        }
+        if campaign.halted().await.is_some() {
+            return Ok(None);
+        }
+        // A promoted paused trial goes first; it is not a new start.
+        if let Some(trial) = campaign.resume_promoted(worker).await? {
+            return Ok(Some(trial));
+        }
+        let n_trials = campaign.spec().spec.search.n_trials;
+        if self.taken.fetch_add(1, Ordering::SeqCst) >= n_trials {
+            self.taken.fetch_sub(1, Ordering::SeqCst);
+            return Ok(None);
+        }
+        match campaign.ask(worker).await {
+            Ok(trial) => Ok(Some(trial)),
+            Err(RunnerError::Halted { .. }) => {
+                self.taken.fetch_sub(1, Ordering::SeqCst);
+                Ok(None)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Records a finished trial, re-evaluates it when a tripwire asks, and
+    /// reports it.
+    async fn finish(
+        &self,
+        trial: &firebreak_core::Trial,
+        outcome: firebreak_store::Outcome,
+    ) -> Result<(), RunnerError> {
+        let campaign = &self.campaign;
+        let state = outcome.state;
+        self.budget.add_cpu(outcome.cpu_seconds);
+        let value = campaign
+            .spec()
+            .objectives
+            .metrics
+            .first()
+            .and_then(|m| outcome.metrics.get(m).copied());
+        campaign.tell(trial.number, outcome).await?;
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        if campaign.reeval_due(trial.number).await {
+            let again = self
+                .executor
+                .evaluate(campaign, trial, Attempt::Reeval, self.interrupt.clone())
+                .await?;
+            if let Ended::Finished(again) = again {
+                self.budget.add_cpu(again.cpu_seconds);
+                campaign.reevaluated(trial.number, again).await?;
+            }
+        }
+        let _ = self.events.send(RunEvent::Finished {
+            number: trial.number,
+            state,
+            value: if state == TrialState::Complete {
+                value
+            } else {
+                None
+            },
+        });
+        Ok(())
+    }
+}
+
+/// Waits for every worker; the first error (a panic counts as one).
+async fn join_workers(
+    workers: Vec<tokio::task::JoinHandle<Result<(), RunnerError>>>,
+) -> Option<RunnerError> {
     let mut first_error = None;
     for worker in workers {
         let result = worker.await.unwrap_or_else(|e| {
@@ -390,63 +491,58 @@ pub async fn run<S: Store>(
             first_error.get_or_insert(e);
         }
     }
-    heartbeat.abort();
-    let _ = heartbeat.await; // drops its handle on the campaign
-    if let Some(error) = first_error {
-        return Err(error);
-    }
-    let stop = if *interrupt.borrow() {
+    first_error
+}
+
+/// Why the workers stopped: interrupted (running trials re-queued), halted, a
+/// limit, or `Done` (the slots ran out).
+async fn why_stopped<S: Store>(
+    campaign: &Campaign<S>,
+    interrupt: &watch::Receiver<bool>,
+    limit_rx: &watch::Receiver<Option<String>>,
+) -> Result<Stop, RunnerError> {
+    if *interrupt.borrow() {
         let requeued = campaign
             .requeue_own(&format!("run {} was interrupted", campaign.run_id()))
             .await?;
-        Stop::Interrupted {
+        return Ok(Stop::Interrupted {
             requeued: requeued.into_iter().map(|r| r.number).collect(),
-        }
-    } else if let Some(halt) = campaign.halted().await {
-        Stop::Firebreak {
+        });
+    }
+    if let Some(halt) = campaign.halted().await {
+        return Ok(Stop::Firebreak {
             requests: vec![halt.request],
             reason: halt.reason,
-        }
-    } else if let Some(reason) = limit_rx.borrow().clone() {
-        Stop::Limit(reason)
-    } else {
-        Stop::Done
-    };
-    let counts = campaign.store().counts(campaign.name()).await?;
-    let stop = match stop {
-        Stop::Done if counts.finished() < n_trials => Stop::Limit(format!(
-            "only {} of n_trials = {n_trials} trials could finish",
-            counts.finished()
-        )),
-        Stop::Done => {
-            let pending: Vec<_> = campaign
-                .store()
-                .requests(Some(campaign.name()))
-                .await?
-                .into_iter()
-                .filter(|r| r.state == firebreak_ledger::RequestState::Pending)
-                .collect();
-            if pending.is_empty() {
-                Stop::Done
-            } else {
-                let list: Vec<String> = pending
-                    .iter()
-                    .map(|r| format!("{} ({}: {})", r.body.id, r.body.kind, r.body.reason))
-                    .collect();
-                Stop::Firebreak {
-                    requests: pending.into_iter().map(|r| r.body.id).collect(),
-                    reason: format!(
-                        "n_trials = {n_trials} reached within the approved limits; pending: {}",
-                        list.join("; ")
-                    ),
-                }
-            }
-        }
-        other => other,
-    };
-    Ok(RunSummary {
-        stop,
-        counts,
-        finished_this_run: finished.load(Ordering::SeqCst),
-    })
+        });
+    }
+    let limit = limit_rx.borrow().clone();
+    Ok(limit.map_or(Stop::Done, Stop::Limit))
+}
+
+/// `n_trials` reached: a firebreak when change requests are pending, else `None`.
+async fn pending_firebreak<S: Store>(
+    campaign: &Campaign<S>,
+    n_trials: u64,
+) -> Result<Option<Stop>, RunnerError> {
+    let pending: Vec<_> = campaign
+        .store()
+        .requests(Some(campaign.name()))
+        .await?
+        .into_iter()
+        .filter(|r| r.state == firebreak_ledger::RequestState::Pending)
+        .collect();
+    if pending.is_empty() {
+        return Ok(None);
+    }
+    let list: Vec<String> = pending
+        .iter()
+        .map(|r| format!("{} ({}: {})", r.body.id, r.body.kind, r.body.reason))
+        .collect();
+    Ok(Some(Stop::Firebreak {
+        requests: pending.into_iter().map(|r| r.body.id).collect(),
+        reason: format!(
+            "n_trials = {n_trials} reached within the approved limits; pending: {}",
+            list.join("; ")
+        ),
+    }))
 }
