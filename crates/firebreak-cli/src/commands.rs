@@ -14,13 +14,15 @@ use tokio::sync::{mpsc, watch};
 
 use crate::output::{number, param, print_rows, trial_json, trial_rows};
 use crate::progress::Progress;
-use crate::{AuditCommand, Cli, Command, Failure, Format, KeysCommand, Outcome, StorageCommand};
+use crate::{
+    AuditCommand, Cli, Command, CommandResult, Failure, Format, KeysCommand, StorageCommand,
+};
 
 /// How often a long `run` signs a checkpoint (it also signs one when it ends).
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Runs the parsed command line.
-pub async fn dispatch(cli: Cli) -> Outcome {
+pub async fn dispatch(cli: Cli) -> CommandResult {
     match &cli.command {
         Command::Init { path } => init(path),
         Command::Validate { spec } => validate(spec),
@@ -63,7 +65,7 @@ pub async fn dispatch(cli: Cli) -> Outcome {
     }
 }
 
-fn init(path: &Path) -> Outcome {
+fn init(path: &Path) -> CommandResult {
     if path.exists() {
         return Err(Failure::new(
             2,
@@ -96,7 +98,7 @@ fn load_spec(path: &Path) -> Result<CampaignSpec, Failure> {
     Ok(CampaignSpec::parse(&text, &path.display().to_string())?)
 }
 
-fn validate(path: &Path) -> Outcome {
+fn validate(path: &Path) -> CommandResult {
     let mut spec = load_spec(path)?;
     firebreak_runner::components(&spec)?;
     let spec_dir = path.parent().unwrap_or(Path::new("."));
@@ -133,7 +135,7 @@ async fn run(
     path: &Path,
     (as_name, key): (Option<&str>, Option<&Path>),
     ask_to_resume: bool,
-) -> Outcome {
+) -> CommandResult {
     let mut spec = load_spec(path)?;
     let store = SqliteStore::open(&cli.storage).await?;
     let spec_dir = path
@@ -432,7 +434,7 @@ async fn campaign_state(
     })
 }
 
-async fn campaigns(cli: &Cli) -> Outcome {
+async fn campaigns(cli: &Cli) -> CommandResult {
     let store = open(cli).await?;
     let mut rows = vec![
         [
@@ -466,7 +468,7 @@ async fn campaigns(cli: &Cli) -> Outcome {
     Ok(0)
 }
 
-async fn status(cli: &Cli, campaign: Option<&str>) -> Outcome {
+async fn status(cli: &Cli, campaign: Option<&str>) -> CommandResult {
     let Some(name) = campaign else {
         return campaigns(cli).await;
     };
@@ -528,20 +530,20 @@ async fn with_tests(store: &SqliteStore, campaign: &str) -> Result<Vec<Trial>, F
     Ok(trials)
 }
 
-async fn trials(cli: &Cli, campaign: &str) -> Outcome {
+async fn trials(cli: &Cli, campaign: &str) -> CommandResult {
     let store = open(cli).await?;
     let spec = stored_spec(&store, campaign).await?;
     let trials = with_tests(&store, campaign).await?;
     let json: Vec<_> = trials.iter().map(trial_json).collect();
     print_rows(
         cli.format,
-        &trial_rows(&trials, &spec.objectives),
+        &trial_rows(&trials, &spec.objectives, cli.format),
         &json!(json),
     );
     Ok(0)
 }
 
-async fn best(cli: &Cli, campaign: &str) -> Outcome {
+async fn best(cli: &Cli, campaign: &str) -> CommandResult {
     let store = open(cli).await?;
     let spec = stored_spec(&store, campaign).await?;
     let trials = with_tests(&store, campaign).await?;
@@ -554,11 +556,15 @@ async fn best(cli: &Cli, campaign: &str) -> Outcome {
     } else {
         json!(best.iter().map(trial_json).collect::<Vec<_>>())
     };
-    print_rows(cli.format, &trial_rows(&best, &spec.objectives), &json);
+    print_rows(
+        cli.format,
+        &trial_rows(&best, &spec.objectives, cli.format),
+        &json,
+    );
     Ok(0)
 }
 
-async fn logs(cli: &Cli, campaign: &str, number: u64) -> Outcome {
+async fn logs(cli: &Cli, campaign: &str, number: u64) -> CommandResult {
     let store = open(cli).await?;
     stored_spec(&store, campaign).await?;
     match store.log(campaign, number).await? {
@@ -568,7 +574,7 @@ async fn logs(cli: &Cli, campaign: &str, number: u64) -> Outcome {
     Ok(0)
 }
 
-async fn enqueue(cli: &Cli, campaign: &str, text: &str) -> Outcome {
+async fn enqueue(cli: &Cli, campaign: &str, text: &str) -> CommandResult {
     let store = open(cli).await?;
     let spec = stored_spec(&store, campaign).await?;
     let raw: Params = serde_json::from_str(text).map_err(|e| {
@@ -661,7 +667,7 @@ fn check_checkpoint(
     None
 }
 
-async fn verify(cli: &Cli, campaign: Option<&str>, trusted: Option<&str>) -> Outcome {
+async fn verify(cli: &Cli, campaign: Option<&str>, trusted: Option<&str>) -> CommandResult {
     let store = open(cli).await?;
     if let Some(name) = campaign {
         stored_spec(&store, name).await?;
@@ -767,7 +773,7 @@ async fn verify(cli: &Cli, campaign: Option<&str>, trusted: Option<&str>) -> Out
     Ok(if ok { 0 } else { 4 })
 }
 
-async fn checkpoint(cli: &Cli, out: Option<&Path>) -> Outcome {
+async fn checkpoint(cli: &Cli, out: Option<&Path>) -> CommandResult {
     let store = open(cli).await?;
     let checkpoint = sign_checkpoint(&store).await.map_err(|e| {
         let tampered = e
@@ -865,7 +871,7 @@ fn proof_json(
     })
 }
 
-async fn proof(cli: &Cli, seq: u64) -> Outcome {
+async fn proof(cli: &Cli, seq: u64) -> CommandResult {
     let store = open(cli).await?;
     // From the stored leaf hashes and the Merkle cache, without reading the whole
     // ledger; anything short of a proof that verifies is redone from every entry,
@@ -913,7 +919,7 @@ async fn cached_inclusion(
     )))
 }
 
-async fn explain(cli: &Cli, campaign: &str, number: u64) -> Outcome {
+async fn explain(cli: &Cli, campaign: &str, number: u64) -> CommandResult {
     let store = open(cli).await?;
     stored_spec(&store, campaign).await?;
     let trial = store.trial(campaign, number).await?;
@@ -1010,7 +1016,7 @@ async fn explain(cli: &Cli, campaign: &str, number: u64) -> Outcome {
     Ok(if proof["verified"] == true { 0 } else { 4 })
 }
 
-async fn report(cli: &Cli, campaign: &str) -> Outcome {
+async fn report(cli: &Cli, campaign: &str) -> CommandResult {
     use std::fmt::Write as _;
     let store = open(cli).await?;
     let record = store
@@ -1203,7 +1209,7 @@ async fn report(cli: &Cli, campaign: &str) -> Outcome {
     Ok(0)
 }
 
-async fn export(cli: &Cli, campaign: Option<&str>) -> Outcome {
+async fn export(cli: &Cli, campaign: Option<&str>) -> CommandResult {
     let store = open(cli).await?;
     if let Some(name) = campaign {
         stored_spec(&store, name).await?;
@@ -1228,7 +1234,7 @@ async fn export(cli: &Cli, campaign: Option<&str>) -> Outcome {
     Ok(0)
 }
 
-fn new_key(name: &str, out: &Path) -> Outcome {
+fn new_key(name: &str, out: &Path) -> CommandResult {
     let key = crate::keys::new_key()?;
     crate::keys::write_key(out, &key)?;
     println!("{}", public_key_string(&key.verifying_key()));
@@ -1239,7 +1245,7 @@ fn new_key(name: &str, out: &Path) -> Outcome {
     Ok(0)
 }
 
-async fn upgrade(cli: &Cli) -> Outcome {
+async fn upgrade(cli: &Cli) -> CommandResult {
     let (store, before) = SqliteStore::upgrade(&cli.storage).await?;
     let now = store.schema_version().await?;
     if before == now {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::anyhow;
 use firebreak_core::{Clock, SystemClock};
-use firebreak_govern::{Action, GovernError, Outcome as Decided, Principal};
+use firebreak_govern::{Action, GovernError, Principal, RequestOutcome};
 use firebreak_ledger::{
     Event, Request, RequestKind, RequestState, SignedDecision, Verdict, apply_patch,
     public_key_string,
@@ -15,7 +15,7 @@ use firebreak_store::{Closing, SpecUpdate, SqliteStore, Store, StoreError};
 use serde_json::{Value, json};
 
 use crate::output::print_rows;
-use crate::{Cli, Decider, Failure, Outcome};
+use crate::{Cli, CommandResult, Decider, Failure};
 
 /// The principal behind a command: `--as NAME --key FILE` checked against the
 /// approvers listed in `approvers`, else the local operating-system user.
@@ -103,7 +103,7 @@ pub fn request_json(r: &Request) -> Value {
     })
 }
 
-pub async fn requests(cli: &Cli, campaign: Option<&str>) -> Outcome {
+pub async fn requests(cli: &Cli, campaign: Option<&str>) -> CommandResult {
     let store = SqliteStore::open_existing(&cli.storage).await?;
     let list = store.requests(campaign).await?;
     let mut rows = vec![
@@ -140,7 +140,7 @@ pub async fn requests(cli: &Cli, campaign: Option<&str>) -> Outcome {
 /// `approve` and `reject`: a decision signed here with the decider's key, or a
 /// signature made elsewhere (`--as NAME --signature B64`), checked by policy and by
 /// the rules, then recorded (closing the request when it decides it).
-pub async fn decide(cli: &Cli, decider: &Decider, verdict: Verdict, reason: &str) -> Outcome {
+pub async fn decide(cli: &Cli, decider: &Decider, verdict: Verdict, reason: &str) -> CommandResult {
     let id = decider.id.as_str();
     let store = SqliteStore::open_existing(&cli.storage).await?;
     // A decision acts only on a request, spec and approvers the ledger backs.
@@ -231,7 +231,7 @@ pub async fn decide(cli: &Cli, decider: &Decider, verdict: Verdict, reason: &str
     let mut after = request.clone();
     after.decisions.push(decision.clone());
     let outcome = firebreak_govern::outcome(&after, quorum);
-    if refusal.is_none() && outcome == Decided::Approved {
+    if refusal.is_none() && outcome == RequestOutcome::Approved {
         // The change would take effect now: the policy decides that too.
         let approvals = after.approvals().len();
         let context = json!({
@@ -269,13 +269,13 @@ pub async fn decide(cli: &Cli, decider: &Decider, verdict: Verdict, reason: &str
         return Err(Failure::new(1, anyhow!("refused: {error}")));
     }
     let closing = match outcome {
-        Decided::Pending => None,
-        Decided::Rejected => Some(Closing {
+        RequestOutcome::Pending => None,
+        RequestOutcome::Rejected => Some(Closing {
             state: RequestState::Rejected,
             reason: format!("rejected by {}: {reason}", principal.id()),
             spec: None,
         }),
-        Decided::Approved => Some(Closing {
+        RequestOutcome::Approved => Some(Closing {
             state: RequestState::Approved,
             reason: format!("approved by {}", after.approvals().join(", ")),
             spec: approved_change(&request, &record.spec, &record.submitted, &campaign)?,

@@ -267,7 +267,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 /// What a command hands back: an exit code on success paths too (3, 130).
-pub type Outcome = Result<u8, Failure>;
+pub type CommandResult = Result<u8, Failure>;
 
 fn main() -> ExitCode {
     // A closed pipe (`firebreak trials X | head -3`) ends the process quietly, as

@@ -21,5 +21,5 @@ pub use changes::{Classified, classify, patch_of};
 pub use error::GovernError;
 pub use policy::{Action, Authorizer, DEFAULT_POLICY, SCHEMA};
 pub use principal::Principal;
-pub use rules::{Outcome, check_decision, outcome};
+pub use rules::{RequestOutcome, check_decision, outcome};
 pub use tripwire::{Trip, Tripwires};

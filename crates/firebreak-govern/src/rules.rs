@@ -89,7 +89,7 @@ pub fn check_decision(
 
 /// Where a request stands after its decisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum RequestOutcome {
     /// More approvals are needed.
     Pending,
     /// The quorum approved.
@@ -99,7 +99,7 @@ pub enum Outcome {
 }
 
 /// One rejection rejects; approvals with `quorum` distinct keys approve.
-pub fn outcome(request: &Request, quorum: usize) -> Outcome {
+pub fn outcome(request: &Request, quorum: usize) -> RequestOutcome {
     let keys: std::collections::BTreeSet<&str> = request
         .decisions
         .iter()
@@ -107,11 +107,11 @@ pub fn outcome(request: &Request, quorum: usize) -> Outcome {
         .map(|d| d.key.as_str())
         .collect();
     if !request.rejections().is_empty() {
-        Outcome::Rejected
+        RequestOutcome::Rejected
     } else if keys.len() >= quorum.max(1) {
-        Outcome::Approved
+        RequestOutcome::Approved
     } else {
-        Outcome::Pending
+        RequestOutcome::Pending
     }
 }
 
@@ -274,15 +274,15 @@ mod tests {
         assert!(check_decision(&decided, &human("dave"), &dave, &doubled, NOW).is_err());
         let mut approved = r1;
         approved.decisions.push(bob);
-        assert_eq!(outcome(&approved, 1), Outcome::Approved);
-        assert_eq!(outcome(&approved, 2), Outcome::Pending);
+        assert_eq!(outcome(&approved, 1), RequestOutcome::Approved);
+        assert_eq!(outcome(&approved, 2), RequestOutcome::Pending);
         let mut twice = approved.clone();
         let mut again = twice.decisions[0].clone();
         again.by = "alice".into();
         twice.decisions.push(again);
         assert_eq!(
             outcome(&twice, 2),
-            Outcome::Pending,
+            RequestOutcome::Pending,
             "one key counted twice"
         );
     }
