@@ -30,10 +30,16 @@ pub fn print_rows(format: Format, rows: &[Vec<String>], json: &Value) {
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(json).unwrap_or_default()),
         Format::Csv => {
+            // Whole fields, quoted as RFC 4180 says (commas, quotes, newlines).
+            let mut writer = csv::WriterBuilder::new()
+                .flexible(true)
+                .from_writer(std::io::stdout().lock());
             for row in rows {
-                let cells: Vec<String> = row.iter().map(|c| csv_cell(c)).collect();
-                println!("{}", cells.join(","));
+                if writer.write_record(row).is_err() {
+                    return;
+                }
             }
+            let _ = writer.flush();
         }
         Format::Table => {
             let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -61,14 +67,6 @@ pub fn print_rows(format: Format, rows: &[Vec<String>], json: &Value) {
     }
 }
 
-fn csv_cell(cell: &str) -> String {
-    if cell.contains([',', '"', '\n']) {
-        format!("\"{}\"", cell.replace('"', "\"\""))
-    } else {
-        cell.to_string()
-    }
-}
-
 /// A short rendering of a number.
 pub fn number(v: f64) -> String {
     if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e6) {
@@ -87,8 +85,9 @@ pub fn param(value: &firebreak_core::ParamValue) -> String {
     }
 }
 
-/// The trials table: number, state, objective values, params, error.
-pub fn trial_rows(trials: &[Trial], objectives: &Objectives) -> Vec<Vec<String>> {
+/// The trials table: number, state, objective values, params, error (its first
+/// line, shortened, in a table; whole in CSV).
+pub fn trial_rows(trials: &[Trial], objectives: &Objectives, format: Format) -> Vec<Vec<String>> {
     let mut header = vec!["number".to_string(), "state".to_string()];
     header.extend(objectives.metrics.iter().cloned());
     header.extend([
@@ -109,17 +108,18 @@ pub fn trial_rows(trials: &[Trial], objectives: &Objectives) -> Vec<Vec<String>>
             .collect();
         row.push(params.join(" "));
         row.push(t.proposer.clone());
-        row.push(
-            t.error
-                .clone()
-                .unwrap_or_default()
+        let error = t.error.clone().unwrap_or_default();
+        row.push(match format {
+            // A table shows the first line, shortened; CSV carries the whole text.
+            Format::Table => error
                 .lines()
                 .next()
                 .unwrap_or("")
                 .chars()
                 .take(80)
                 .collect(),
-        );
+            Format::Csv | Format::Json => error,
+        });
         rows.push(row);
     }
     rows

@@ -722,3 +722,38 @@ fn a_batch_log_gets_status_lines_and_quiet_silences_them() {
     assert_eq!(code, 0, "{stderr}");
     assert!(!stderr.contains("finished ·"), "{stderr}");
 }
+
+#[test]
+fn csv_output_carries_whole_fields_quoted() {
+    let project = Project::new();
+    let path = project.spec(
+        "spec.toml",
+        &spec(
+            "csv",
+            r#"x = { type = "float", low = 0.0, high = 1.0 }"#,
+            "n_trials = 1",
+            "env = { MODE = \"longfail\" }",
+        ),
+    );
+    project.exec(&["run", path.to_str().expect("utf-8")]);
+    let trials = project.trials("csv");
+    let error = trials[0]["error"].as_str().expect("an error").to_string();
+    assert!(
+        error.len() > 80 && error.contains(',') && error.contains('"'),
+        "{error}"
+    );
+    let (code, stdout, stderr) = project.exec(&["trials", "csv", "--format", "csv"]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut reader = csv::Reader::from_reader(stdout.as_bytes());
+    let headers = reader.headers().expect("a header").clone();
+    let column = headers
+        .iter()
+        .position(|h| h == "error")
+        .expect("an error column");
+    let row = reader
+        .records()
+        .next()
+        .expect("a row")
+        .expect("a CSV record");
+    assert_eq!(&row[column], error, "the whole error text, quoted");
+}
