@@ -82,7 +82,8 @@ pub(super) enum Op {
 
 /// What a batch produced for one operation, before replying.
 enum Done {
-    Trial(Trial),
+    /// Boxed: a trial is far larger than the other variants.
+    Trial(Box<Trial>),
     Won,
     Failed(StoreError),
 }
@@ -451,7 +452,7 @@ impl SqliteStore {
                     out.proposer_state = trial.state.clone();
                     out.retry_of = trial.retry_of;
                     out.started_at = Some(now);
-                    done.push(Done::Trial(out));
+                    done.push(Done::Trial(Box::new(out)));
                 }
                 Op::Finish {
                     campaign,
@@ -597,7 +598,7 @@ fn reply_done(batch: Vec<Op>, done: Vec<Done>) {
     for (op, done) in batch.into_iter().zip(done) {
         match (op, done) {
             (Op::Propose { reply, .. }, Done::Trial(trial)) => {
-                let _ = reply.send(Ok(trial));
+                let _ = reply.send(Ok(*trial));
             }
             (
                 Op::Finish { reply, .. } | Op::Report { reply, .. } | Op::Process { reply, .. },
