@@ -283,11 +283,12 @@ fn people_enqueue_configurations_that_are_checked() {
         &spec(
             "queue",
             r#"x = { type = "float", low = 0.0, high = 1.0 }"#,
-            "n_trials = 1",
-            "env = { MODE = \"ok\" }",
+            "n_trials = 2",
+            // The campaign exists, with room for trials no run has started yet.
+            "env = { MODE = \"ok\" }\n\n[constraints]\nmax_wall_time = \"0s\"",
         ),
     );
-    assert_eq!(project.exec(&["run", path.to_str().expect("utf-8")]).0, 0);
+    assert_eq!(project.exec(&["run", path.to_str().expect("utf-8")]).0, 3);
     let (code, _, stderr) = project.exec(&["enqueue", "queue", "--params", r#"{"x": 7}"#]);
     assert_eq!(code, 2);
     assert!(
@@ -296,13 +297,13 @@ fn people_enqueue_configurations_that_are_checked() {
     );
     let (code, stdout, stderr) = project.exec(&["enqueue", "queue", "--params", r#"{"x": 1}"#]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("queued trial 1"), "{stdout}");
+    assert!(stdout.contains("queued trial 0"), "{stdout}");
     let trials = project.trials("queue");
     assert_eq!(
-        (trials[1]["state"].as_str(), trials[1]["proposer"].as_str()),
+        (trials[0]["state"].as_str(), trials[0]["proposer"].as_str()),
         (Some("queued"), Some("enqueued"))
     );
-    assert_eq!(trials[1]["params"]["x"], 1.0);
+    assert_eq!(trials[0]["params"]["x"], 1.0);
     assert_eq!(project.verify().0, 0);
 }
 
