@@ -144,32 +144,8 @@ async fn run(
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_else(|| Path::new(".").to_path_buf());
     firebreak_runner::load_policy(&mut spec, &spec_dir)?;
-    // Trial folders (work, checkpoints) belong to one database: `<db>.trials`.
-    let trials_root = {
-        let mut name = store.path().as_os_str().to_owned();
-        name.push(".trials");
-        std::path::PathBuf::from(name)
-    };
-    // The campaign's own folder, `<db>.trials/<name>`: the spec checked the name,
-    // and one that is not a single plain folder name (`..` would be the database's
-    // folder) is refused here as well, before any path is built from it.
-    let campaign_dir = {
-        let name = spec.name();
-        let joined = trials_root.join(name);
-        let plain = matches!(
-            Path::new(name).components().collect::<Vec<_>>().as_slice(),
-            [std::path::Component::Normal(n)] if *n == std::ffi::OsStr::new(name)
-        );
-        if !plain || joined.parent() != Some(trials_root.as_path()) {
-            return Err(Failure::new(
-                2,
-                anyhow!(
-                    "campaign name {name:?} is not one plain folder name; no trial folder is built from it\nhint: use 1 to 64 letters, digits, `-`, `_` or `.`, not starting with `.`"
-                ),
-            ));
-        }
-        joined
-    };
+    let trials_root = trials_root_of(&store);
+    let campaign_dir = campaign_dir(&trials_root, spec.name())?;
     // People are checked against the approvers in effect (the file's for a new
     // campaign): an edited spec cannot list a new key and act with it at once.
     let approvers = match store.campaign(spec.name()).await? {
@@ -195,61 +171,12 @@ async fn run(
             request.body.id, request.body.reason, request.body.id
         );
     }
-    // A new campaign owns no trial folder yet: one left under its name (by a
-    // deleted database file of the same path) must not be resumed from. Only that
-    // folder, checked above, is ever removed (a symbolic link there: the link only).
-    if campaign.created() && campaign_dir.symlink_metadata().is_ok() {
-        if campaign_dir.file_name() != Some(std::ffi::OsStr::new(campaign.name())) {
-            return Err(Failure::new(
-                1,
-                anyhow!(
-                    "campaign {:?} does not own {}; nothing removed\nhint: report this as a bug",
-                    campaign.name(),
-                    campaign_dir.display()
-                ),
-            ));
-        }
-        std::fs::remove_dir_all(&campaign_dir)
-            .with_context(|| format!("removing stale trial folders {}", campaign_dir.display()))?;
-    }
+    remove_stale_folder(&campaign, &campaign_dir)?;
     // The spec in effect (as approved) decides what runs, not the edited file.
     let executor = Executor::from_spec(campaign.spec(), &spec_dir, trials_root)?;
     let n_trials = campaign.spec().spec.search.n_trials;
     let name = campaign.name().to_string();
-    for (request, reused) in campaign.filed() {
-        eprintln!(
-            "firebreak: {} change request {} ({}) {}: {}; work continues within the approved limits\n  decide with `firebreak approve {} --key FILE` (quorum {})",
-            if *reused { "pending" } else { "filed" },
-            request.body.id,
-            request.body.kind,
-            if *reused {
-                "reused (same edit)"
-            } else {
-                "awaits approval"
-            },
-            request.body.reason,
-            request.body.id,
-            campaign.spec().spec.governance.quorum.unwrap_or(1)
-        );
-    }
-    if !cli.quiet {
-        let requeued: Vec<String> = campaign
-            .requeued()
-            .iter()
-            .map(|r| r.number.to_string())
-            .collect();
-        if campaign.created() {
-            eprintln!("created campaign {name:?} (run {})", campaign.run_id());
-        } else {
-            eprintln!("resuming campaign {name:?} (run {})", campaign.run_id());
-        }
-        if !requeued.is_empty() {
-            eprintln!(
-                "re-queued trials left running by a dead run: {}",
-                requeued.join(", ")
-            );
-        }
-    }
+    announce(cli, &campaign);
     let objectives = campaign.spec().objectives.clone();
     let mut progress = Progress::new(
         n_trials,
@@ -259,25 +186,7 @@ async fn run(
         cli.quiet,
     );
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<RunEvent>();
-    let (interrupt_tx, interrupt_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        for _ in 0..2 {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match terminate.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
-            }
-            if *interrupt_tx.borrow() {
-                eprintln!(
-                    "\ninterrupted twice: exiting now; the next run re-queues what was running"
-                );
-                std::process::exit(130);
-            }
-            eprintln!("\ninterrupting: stopping running trials (again to exit at once)");
-            let _ = interrupt_tx.send(true);
-        }
-    });
+    let interrupt_rx = interrupt_on_signals();
     let runner = tokio::spawn(firebreak_runner::run(
         campaign.clone(),
         executor.clone(),
@@ -378,25 +287,148 @@ async fn run(
         Err(e) => eprintln!("warning: no checkpoint was signed: {e:#}"),
     }
     println!("verify: firebreak --storage {} audit verify", cli.storage);
-    match summary.stop {
-        Stop::Done => Ok(0),
+    Ok(stop_code(summary.stop, &name))
+}
+
+/// Trial folders (work, checkpoints) belong to one database: `<db>.trials`.
+fn trials_root_of(store: &SqliteStore) -> std::path::PathBuf {
+    let mut name = store.path().as_os_str().to_owned();
+    name.push(".trials");
+    std::path::PathBuf::from(name)
+}
+
+/// The campaign's own folder, `<db>.trials/<name>`: the spec checked the name,
+/// and one that is not a single plain folder name (`..` would be the database's
+/// folder) is refused here as well, before any path is built from it.
+fn campaign_dir(trials_root: &Path, name: &str) -> Result<std::path::PathBuf, Failure> {
+    let joined = trials_root.join(name);
+    let plain = matches!(
+        Path::new(name).components().collect::<Vec<_>>().as_slice(),
+        [std::path::Component::Normal(n)] if *n == std::ffi::OsStr::new(name)
+    );
+    if !plain || joined.parent() != Some(trials_root) {
+        return Err(Failure::new(
+            2,
+            anyhow!(
+                "campaign name {name:?} is not one plain folder name; no trial folder is built from it\nhint: use 1 to 64 letters, digits, `-`, `_` or `.`, not starting with `.`"
+            ),
+        ));
+    }
+    Ok(joined)
+}
+
+/// A new campaign owns no trial folder yet: one left under its name (by a
+/// deleted database file of the same path) must not be resumed from. Only that
+/// folder, checked by [`campaign_dir`], is ever removed (a symbolic link there:
+/// the link only).
+fn remove_stale_folder(
+    campaign: &Campaign<SqliteStore>,
+    campaign_dir: &Path,
+) -> Result<(), Failure> {
+    if campaign.created() && campaign_dir.symlink_metadata().is_ok() {
+        if campaign_dir.file_name() != Some(std::ffi::OsStr::new(campaign.name())) {
+            return Err(Failure::new(
+                1,
+                anyhow!(
+                    "campaign {:?} does not own {}; nothing removed\nhint: report this as a bug",
+                    campaign.name(),
+                    campaign_dir.display()
+                ),
+            ));
+        }
+        std::fs::remove_dir_all(campaign_dir)
+            .with_context(|| format!("removing stale trial folders {}", campaign_dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Says on stderr what this run filed or reused, and whether it created or
+/// resumes the campaign (with the trials a dead run left, re-queued).
+fn announce(cli: &Cli, campaign: &Campaign<SqliteStore>) {
+    let name = campaign.name();
+    for (request, reused) in campaign.filed() {
+        eprintln!(
+            "firebreak: {} change request {} ({}) {}: {}; work continues within the approved limits\n  decide with `firebreak approve {} --key FILE` (quorum {})",
+            if *reused { "pending" } else { "filed" },
+            request.body.id,
+            request.body.kind,
+            if *reused {
+                "reused (same edit)"
+            } else {
+                "awaits approval"
+            },
+            request.body.reason,
+            request.body.id,
+            campaign.spec().spec.governance.quorum.unwrap_or(1)
+        );
+    }
+    if !cli.quiet {
+        let requeued: Vec<String> = campaign
+            .requeued()
+            .iter()
+            .map(|r| r.number.to_string())
+            .collect();
+        if campaign.created() {
+            eprintln!("created campaign {name:?} (run {})", campaign.run_id());
+        } else {
+            eprintln!("resuming campaign {name:?} (run {})", campaign.run_id());
+        }
+        if !requeued.is_empty() {
+            eprintln!(
+                "re-queued trials left running by a dead run: {}",
+                requeued.join(", ")
+            );
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM once interrupts the run (running trials are stopped and
+/// re-queued); twice exits at once.
+fn interrupt_on_signals() -> watch::Receiver<bool> {
+    let (interrupt_tx, interrupt_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        for _ in 0..2 {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match terminate.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+            }
+            if *interrupt_tx.borrow() {
+                eprintln!(
+                    "\ninterrupted twice: exiting now; the next run re-queues what was running"
+                );
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupting: stopping running trials (again to exit at once)");
+            let _ = interrupt_tx.send(true);
+        }
+    });
+    interrupt_rx
+}
+
+/// Says why the run stopped (on stderr) and gives its exit code: 0 done, 3
+/// halted (a limit or a firebreak), 130 interrupted.
+fn stop_code(stop: Stop, name: &str) -> u8 {
+    match stop {
+        Stop::Done => 0,
         Stop::Limit(reason) => {
             eprintln!("halted before n_trials: {reason}");
-            Ok(3)
+            3
         }
         Stop::Firebreak { requests, reason } => {
             eprintln!(
                 "halted at a firebreak: {reason}\nrequest(s) {} need approval: `firebreak requests {name}`, then `firebreak approve ID --key FILE`",
                 requests.join(", ")
             );
-            Ok(3)
+            3
         }
         Stop::Interrupted { requeued } => {
             eprintln!(
                 "interrupted; {} running trial(s) re-queued; run the same command to resume",
                 requeued.len()
             );
-            Ok(130)
+            130
         }
     }
 }
