@@ -198,7 +198,7 @@ fn forged_approvals_and_spec_changes_are_rejected_by_the_rule_they_break() {
         "gov",
         &last,
         "spec_changed",
-        json!({"spec": spec, "spec_hash": diff_hash(&spec).unwrap(), "diff": diff, "by": "local:mallory"}),
+        json!({"spec": spec, "spec_hash": diff_hash(&spec).expect("canonical"), "diff": diff, "by": "local:mallory"}),
     ));
     rejected(
         &project,
@@ -229,7 +229,7 @@ fn forged_approvals_and_spec_changes_are_rejected_by_the_rule_they_break() {
     let request = &mut forged[filed]["data"];
     request["request"]["requested_by"] = json!("agent:tpe");
     let body: RequestBody = serde_json::from_value(request["request"].clone()).expect("body");
-    request["hash"] = json!(body.hash().unwrap());
+    request["hash"] = json!(body.hash().expect("canonical"));
     rejected(
         &project,
         &forged,
@@ -258,7 +258,7 @@ fn forged_approvals_and_spec_changes_are_rejected_by_the_rule_they_break() {
         .as_array_mut()
         .expect("approvers")
         .push(json!({"name": "robert", "key": bob, "role": "approver"}));
-    created["spec_hash"] = json!(diff_hash(&created["spec"]).unwrap());
+    created["spec_hash"] = json!(diff_hash(&created["spec"]).expect("canonical"));
     forged[by_carol]["data"]["decision"] = signed(&bob_key, "robert", &request_hash);
     rejected(
         &project,

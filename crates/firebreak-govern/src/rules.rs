@@ -155,7 +155,7 @@ mod tests {
             created_at: "2026-11-28T00:00:00.000Z".into(),
             expires_at: "2026-11-29T00:00:00.000Z".into(),
         })
-        .unwrap()
+        .expect("canonical")
     }
 
     fn human(name: &str) -> Principal {
@@ -242,14 +242,14 @@ mod tests {
                 {
                     let mut r = r1.clone();
                     r.body.requested_by = "local:ann".into();
-                    r.hash = r.body.hash().unwrap();
+                    r.hash = r.body.hash().expect("canonical");
                     r
                 },
                 human("alice"),
                 {
                     let mut r = r1.clone();
                     r.body.requested_by = "local:ann".into();
-                    sign(1, "alice", &Request::new(r.body).unwrap())
+                    sign(1, "alice", &Request::new(r.body).expect("canonical"))
                 },
                 NOW,
             ),

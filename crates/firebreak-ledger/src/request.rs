@@ -361,13 +361,13 @@ mod tests {
     #[test]
     fn a_signature_counts_only_for_the_request_it_signed() {
         let key = SigningKey::from_bytes(&[3u8; 32]);
-        let hash = body().hash().unwrap();
+        let hash = body().hash().expect("canonical");
         let decision = SignedDecision::sign(&key, "alice", Verdict::Approve, &hash, "");
         assert_eq!(decision.verify(&hash), Ok(()));
         let mut other = body();
         other.diff =
             serde_json::json!([{"op": "replace", "path": "/search/n_trials", "value": 40}]);
-        let other_hash = other.hash().unwrap();
+        let other_hash = other.hash().expect("canonical");
         assert!(decision.verify(&other_hash).is_err());
         let mut replayed = decision.clone();
         replayed.request = other_hash.clone();
@@ -385,7 +385,7 @@ mod tests {
         // so any two such values shared one hash.
         let value = std::collections::BTreeMap::from([(vec![1u8], 0u8)]);
         let error = canonical("the diff of request R9", &value)
-            .unwrap_err()
+            .expect_err("not canonical")
             .to_string();
         assert!(error.contains("the diff of request R9"), "{error}");
         assert!(error.contains("key must be a string"), "{error}");
@@ -395,13 +395,16 @@ mod tests {
     #[test]
     fn equal_diffs_share_a_hash_and_different_ones_do_not() {
         let diff = body().diff;
-        assert_eq!(diff_hash(&diff).unwrap(), diff_hash(&diff.clone()).unwrap());
-        assert_ne!(
-            diff_hash(&diff).unwrap(),
-            diff_hash(&serde_json::json!([])).unwrap()
+        assert_eq!(
+            diff_hash(&diff).expect("canonical"),
+            diff_hash(&diff.clone()).expect("canonical")
         );
-        let request = Request::new(body()).unwrap();
-        assert_eq!(request.hash, body().hash().unwrap());
+        assert_ne!(
+            diff_hash(&diff).expect("canonical"),
+            diff_hash(&serde_json::json!([])).expect("canonical")
+        );
+        let request = Request::new(body()).expect("canonical");
+        assert_eq!(request.hash, body().hash().expect("canonical"));
     }
 
     #[test]
