@@ -31,9 +31,10 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
             as_name,
             key,
             ask_to_resume,
+            ask_again,
         } => {
             let who = (as_name.as_deref(), key.as_deref());
-            run(&cli, spec, who, *ask_to_resume).await
+            run(&cli, spec, who, *ask_to_resume, *ask_again).await
         }
         Command::Requests { campaign } => {
             crate::governance::requests(&cli, campaign.as_deref()).await
@@ -135,6 +136,7 @@ async fn run(
     path: &Path,
     (as_name, key): (Option<&str>, Option<&Path>),
     ask_to_resume: bool,
+    ask_again: bool,
 ) -> CommandResult {
     let mut spec = load_spec(path)?;
     let store = SqliteStore::open(&cli.storage).await?;
@@ -158,7 +160,7 @@ async fn run(
         None => spec.spec.governance.approvers.clone(),
     };
     let actor = crate::governance::actor(&approvers, as_name, key)?;
-    let campaign = Arc::new(Campaign::open_as(store.clone(), spec, actor).await?);
+    let campaign = Arc::new(Campaign::open_asking(store.clone(), spec, actor, ask_again).await?);
     if campaign.guards_restored() {
         eprintln!(
             "warning: the ledger's append-only triggers were missing (dropped by someone with \
@@ -176,7 +178,9 @@ async fn run(
     let executor = Executor::from_spec(campaign.spec(), &spec_dir, trials_root)?;
     let n_trials = campaign.spec().spec.search.n_trials;
     let name = campaign.name().to_string();
-    announce(cli, &campaign);
+    // Runs are numbered per campaign for people (the store's ids are global).
+    let ordinal = store.runs(campaign.name()).await?.len();
+    announce(cli, &campaign, ordinal);
     let objectives = campaign.spec().objectives.clone();
     let mut progress = Progress::new(
         n_trials,
@@ -263,7 +267,8 @@ async fn run(
             println!("architecture: {}", genome.describe());
         }
     }
-    let cpu: f64 = trials.iter().filter_map(|t| t.cpu_seconds).sum();
+    // `+ 0.0` turns the empty sum's -0.0 into 0.0.
+    let cpu: f64 = trials.iter().filter_map(|t| t.cpu_seconds).sum::<f64>() + 0.0;
     let refit: f64 = tests
         .values()
         .filter_map(|t| t.get("refit_cpu_seconds"))
@@ -342,10 +347,32 @@ fn remove_stale_folder(
     Ok(())
 }
 
-/// Says on stderr what this run filed or reused, and whether it created or
-/// resumes the campaign (with the trials a dead run left, re-queued).
-fn announce(cli: &Cli, campaign: &Campaign<SqliteStore>) {
+/// Says on stderr what this run filed or reused (or did not file again: an edit
+/// already rejected or expired), and whether it created or resumes the campaign
+/// (its `ordinal`-th run, with the trials a dead run left, re-queued).
+fn announce(cli: &Cli, campaign: &Campaign<SqliteStore>, ordinal: usize) {
     let name = campaign.name();
+    for request in campaign.refused_before() {
+        let decided: Vec<String> = request
+            .decisions
+            .iter()
+            .filter(|d| d.decision == firebreak_ledger::Verdict::Reject)
+            .map(|d| format!("rejected by {}: {}", d.by, d.reason))
+            .collect();
+        let how = if decided.is_empty() {
+            format!("expired at {}", request.body.expires_at)
+        } else {
+            decided.join("; ")
+        };
+        eprintln!(
+            "firebreak: this edit ({}: {}) was asked for before as request {} (filed {}), which was {}: {how}; not filed again, and work continues within the approved limits\n  to ask again on purpose: `firebreak run SPEC --ask-again`",
+            request.body.kind,
+            request.body.reason,
+            request.body.id,
+            request.body.created_at,
+            request.state
+        );
+    }
     for (request, reused) in campaign.filed() {
         eprintln!(
             "firebreak: {} change request {} ({}) {}: {}; work continues within the approved limits\n  decide with `firebreak approve {} --key FILE` (quorum {})",
@@ -369,9 +396,9 @@ fn announce(cli: &Cli, campaign: &Campaign<SqliteStore>) {
             .map(|r| r.number.to_string())
             .collect();
         if campaign.created() {
-            eprintln!("created campaign {name:?} (run {})", campaign.run_id());
+            eprintln!("created campaign {name:?} (run {ordinal})");
         } else {
-            eprintln!("resuming campaign {name:?} (run {})", campaign.run_id());
+            eprintln!("resuming campaign {name:?} (run {ordinal})");
         }
         if !requeued.is_empty() {
             eprintln!(

@@ -431,8 +431,13 @@ pub fn report_sections(
                 .decisions
                 .iter()
                 .map(|d| {
+                    let why = if d.reason.trim().is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", d.reason.replace('|', "/").replace('\n', " "))
+                    };
                     format!(
-                        "{} by {} (signed, key {})",
+                        "{} by {} (signed, key {}){why}",
                         d.decision.as_str(),
                         d.by,
                         d.key

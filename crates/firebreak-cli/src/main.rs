@@ -81,6 +81,10 @@ enum Command {
         /// halted, file a new tripwire request asking to go on.
         #[arg(long)]
         ask_to_resume: bool,
+        /// File a request again for an edit identical to one that was
+        /// rejected or expired (without it, such an edit is reported, not filed).
+        #[arg(long)]
+        ask_again: bool,
     },
     /// List change requests (governed changes waiting for approval, and past ones).
     Requests {

@@ -69,6 +69,8 @@ pub fn print_rows(format: Format, rows: &[Vec<String>], json: &Value) {
 
 /// A short rendering of a number.
 pub fn number(v: f64) -> String {
+    // `-0` is never worth printing (an empty sum of floats is -0.0).
+    let v = v + 0.0;
     if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e6) {
         format!("{v:.4e}")
     } else {

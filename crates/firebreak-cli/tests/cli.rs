@@ -758,3 +758,24 @@ fn csv_output_carries_whole_fields_quoted() {
         .expect("a CSV record");
     assert_eq!(&row[column], error, "the whole error text, quoted");
 }
+
+#[test]
+fn runs_are_numbered_per_campaign_and_no_figure_prints_as_minus_zero() {
+    let project = Project::new();
+    let text = |name: &str| {
+        spec(
+            name,
+            r#"x = { type = "float", low = 0.0, high = 1.0 }"#,
+            "n_trials = 1",
+            "env = { MODE = \"ok\" }\n\n[constraints]\nmax_wall_time = \"0s\"",
+        )
+    };
+    for name in ["first", "second"] {
+        let path = project.spec(&format!("{name}.toml"), &text(name));
+        let (code, stdout, stderr) = project.exec(&["run", path.to_str().expect("utf-8")]);
+        assert_eq!(code, 3, "{stderr}");
+        assert!(stderr.contains("(run 1)"), "{name}: {stderr}");
+        assert!(!stdout.contains("-0"), "{name}: {stdout}");
+        assert!(stdout.contains("compute: 0 trial CPU seconds"), "{stdout}");
+    }
+}

@@ -797,3 +797,45 @@ fn a_custom_policy_refuses_each_action_naming_its_id() {
         assert_eq!(project.verify().0, 0, "{id}");
     }
 }
+
+#[test]
+fn a_rejected_edit_is_not_filed_again_unless_asked_and_the_report_says_why() {
+    let project = Project::new();
+    let (_, alice) = key(&project, "alice");
+    let (bob_key, bob) = key(&project, "bob");
+    let governance = approvers(&[("alice", &alice), ("bob", &bob)], 1, "");
+    let path = project.spec(
+        "spec.toml",
+        &governed_spec("again", "random", 2, &governance),
+    );
+    let path = path.to_str().expect("utf-8");
+    assert_eq!(project.exec_within(60, &["run", path]).0, 0);
+    std::fs::write(
+        project.path().join("spec.toml"),
+        governed_spec("again", "random", 5, &governance),
+    )
+    .expect("edited");
+    assert_eq!(project.exec_within(60, &["run", path]).0, 3);
+    let id = pending(&project, "budget");
+    let reason = "five is too many for this week";
+    let (code, _, stderr) = project.exec(&["reject", &id, "--key", &bob_key, "--reason", reason]);
+    assert_eq!(code, 0, "{stderr}");
+    // The same file again: said, not filed.
+    let (code, _, stderr) = project.exec_within(60, &["run", path]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&id) && stderr.contains("rejected by bob") && stderr.contains(reason),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--ask-again"), "{stderr}");
+    assert_eq!(requests(&project).len(), 1, "nothing new was filed");
+    // On purpose: filed again.
+    let (code, _, stderr) = project.exec_within(60, &["run", path, "--ask-again"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_ne!(pending(&project, "budget"), id);
+    // The audit report carries the rejection's reason.
+    let (code, report, stderr) = project.exec(&["audit", "report", "again"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(report.contains(reason), "{report}");
+    assert_eq!(project.verify().0, 0);
+}

@@ -63,6 +63,7 @@ pub struct Campaign<S: Store> {
     created: bool,
     gov: Gov,
     filed: Vec<(Request, bool)>,
+    refused_before: Vec<Request>,
     opened: std::time::Instant,
     /// CPU and wall seconds the ledger records before this run.
     used: (f64, f64),
@@ -228,6 +229,18 @@ impl<S: Store> Campaign<S> {
         file_spec: CampaignSpec,
         actor: Principal,
     ) -> Result<Self, RunnerError> {
+        Self::open_asking(store, file_spec, actor, false).await
+    }
+
+    /// [`Campaign::open_as`], where `ask_again` files a request again for an
+    /// edit identical to one that was rejected or expired (without it, such an
+    /// edit is reported by [`Campaign::refused_before`] and not filed).
+    pub async fn open_asking(
+        store: S,
+        file_spec: CampaignSpec,
+        actor: Principal,
+        ask_again: bool,
+    ) -> Result<Self, RunnerError> {
         components(&file_spec)?;
         governance::authorizer(&file_spec)?;
         let name = file_spec.name().to_string();
@@ -250,7 +263,8 @@ impl<S: Store> Campaign<S> {
         };
         let stored = CampaignSpec::from_canonical(&record.spec, &name)?;
         let gov = Gov::new(&stored, actor.clone())?;
-        let filed = governance::reconcile(&store, &mut record, &canonical, &gov).await?;
+        let reconciled =
+            governance::reconcile(&store, &mut record, &canonical, &gov, ask_again).await?;
         let spec = CampaignSpec::from_canonical(&record.spec, &name)?;
         let gov = Gov::new(&spec, actor)?;
         let (proposer, scheduler) = components(&spec)?;
@@ -342,7 +356,8 @@ impl<S: Store> Campaign<S> {
             requeued,
             created,
             gov,
-            filed,
+            filed: reconciled.filed,
+            refused_before: reconciled.refused_before,
             opened: std::time::Instant::now(),
             used,
             guards_restored,
@@ -395,6 +410,12 @@ impl<S: Store> Campaign<S> {
             reason: filed.body.reason.clone(),
         });
         Ok(Some(filed))
+    }
+
+    /// Edits of the spec file identical to a request that was rejected or
+    /// expired: not filed again by this open.
+    pub fn refused_before(&self) -> &[Request] {
+        &self.refused_before
     }
 
     /// Why the campaign takes no new trials, if it does not.

@@ -140,15 +140,28 @@ pub(crate) async fn deny<S: Store>(
     Ok(())
 }
 
+/// What bringing a campaign in line with its edited spec did.
+#[derive(Debug, Default)]
+pub(crate) struct Reconciled {
+    /// Requests filed (`false`) or an identical pending one reused (`true`).
+    pub filed: Vec<(Request, bool)>,
+    /// Edits identical to a request that was rejected or expired, not filed
+    /// again (only `ask_again` files them again).
+    pub refused_before: Vec<Request>,
+}
+
 /// Brings a resumed campaign in line with its edited spec file: changes outside
 /// governance take effect (recorded), governed ones become requests (one per kind,
-/// an identical pending edit reused). Returns the requests filed or reused.
+/// an identical pending edit reused). An edit identical to one that was rejected
+/// or expired is not filed again unless `ask_again`: re-running the same file
+/// must not quietly ask the same people the same question.
 pub(crate) async fn reconcile<S: Store>(
     store: &S,
     record: &mut CampaignRecord,
     file: &Value,
     gov: &Gov,
-) -> Result<Vec<(Request, bool)>, RunnerError> {
+    ask_again: bool,
+) -> Result<Reconciled, RunnerError> {
     let name = record.name.clone();
     let split = classify(firebreak_spec::diff(&record.submitted, file));
     if !split.free.is_empty() {
@@ -172,7 +185,7 @@ pub(crate) async fn reconcile<S: Store>(
             .ok_or_else(|| firebreak_store::StoreError::NoCampaign(name.clone()))?;
     }
     if split.governed.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Reconciled::default());
     }
     if !gov.has_approvers {
         return Err(RunnerError::Ungoverned {
@@ -180,14 +193,28 @@ pub(crate) async fn reconcile<S: Store>(
             changes: split.governed.into_values().flatten().collect(),
         });
     }
-    let mut filed = Vec::new();
+    let earlier = store.requests(Some(&name)).await?;
+    let mut done = Reconciled::default();
     for (kind, changes) in split.governed {
         let diff = patch_of(&changes);
+        let hash = firebreak_ledger::diff_hash(&diff).map_err(firebreak_store::StoreError::from)?;
+        let last_same = earlier
+            .iter()
+            .rev()
+            .find(|r| r.body.kind == kind && r.diff_hash == hash);
+        if let Some(last) = last_same
+            && matches!(last.state, RequestState::Rejected | RequestState::Expired)
+            && !ask_again
+        {
+            done.refused_before.push(last.clone());
+            continue;
+        }
         let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
         let reason = format!("edited spec: {}", paths.join(", "));
-        filed.push(request(store, record, gov, &gov.actor, kind, diff, reason).await?);
+        let filed = request(store, record, gov, &gov.actor, kind, diff, reason).await?;
+        done.filed.push(filed);
     }
-    Ok(filed)
+    Ok(done)
 }
 
 /// Files (or reuses) a request after the policy allows the principal to ask.
