@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
-use firebreak_core::{Distribution, ParamValue, Params, Trial, format_rfc3339};
+use firebreak_core::{Distribution, ParamValue, Params, Trial, TrialState, format_rfc3339};
 use firebreak_ledger::{Checkpoint, Entry, Hash, Verdict, audit, hex, public_key_string};
 use firebreak_runner::{Campaign, Executor, RunEvent, Stop};
 use firebreak_spec::{CampaignSpec, EXAMPLE_SPEC};
@@ -77,13 +77,34 @@ fn init(path: &Path) -> CommandResult {
         ));
     }
     std::fs::write(path, EXAMPLE_SPEC).with_context(|| format!("writing {}", path.display()))?;
+    // The trial program the example's `command` names, beside the spec, so the
+    // campaign runs as generated.
+    let program = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("train.py");
+    let wrote_program = !program.exists();
+    if wrote_program {
+        std::fs::write(&program, EXAMPLE_TRAIN)
+            .with_context(|| format!("writing {}", program.display()))?;
+    }
     println!(
-        "wrote {}; check it with `firebreak validate {}`",
+        "wrote {}{}; run it with `firebreak run {}`",
         path.display(),
+        if wrote_program {
+            format!(" and its trial program {}", program.display())
+        } else {
+            format!(" ({} exists already and was kept)", program.display())
+        },
         path.display()
     );
     Ok(0)
 }
+
+/// The trial program of the example spec `init` writes: a plain-Python MLP on
+/// a synthetic task, speaking the trial protocol.
+const EXAMPLE_TRAIN: &str = include_str!("example_train.py");
 
 fn load_spec(path: &Path) -> Result<CampaignSpec, Failure> {
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -292,7 +313,33 @@ async fn run(
         Err(e) => eprintln!("warning: no checkpoint was signed: {e:#}"),
     }
     println!("verify: firebreak --storage {} audit verify", cli.storage);
+    if let Some(why) = all_failed(&trials) {
+        eprintln!("{why}");
+        stop_code(summary.stop, &name);
+        return Ok(1);
+    }
     Ok(stop_code(summary.stop, &name))
+}
+
+/// When every finished trial of the campaign failed: what to tell the person,
+/// with the most common failure reason (such a run exits 1, whatever stopped it).
+fn all_failed(trials: &[Trial]) -> Option<String> {
+    let finished: Vec<&Trial> = trials.iter().filter(|t| t.state.is_finished()).collect();
+    if finished.is_empty() || finished.iter().any(|t| t.state != TrialState::Failed) {
+        return None;
+    }
+    let mut reasons: std::collections::BTreeMap<&str, usize> = Default::default();
+    for t in &finished {
+        *reasons
+            .entry(t.error.as_deref().unwrap_or("no reason recorded"))
+            .or_default() += 1;
+    }
+    let (reason, count) = reasons.into_iter().max_by_key(|(_, n)| *n)?;
+    Some(format!(
+        "error: every trial failed ({} of {}); the most common reason ({count} of them): {reason}\nhint: `firebreak logs CAMPAIGN NUMBER` shows a trial's log; run the task's command by hand to see it fail",
+        finished.len(),
+        finished.len()
+    ))
 }
 
 /// Trial folders (work, checkpoints) belong to one database: `<db>.trials`.

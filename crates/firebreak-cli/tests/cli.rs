@@ -183,8 +183,13 @@ fn failed_trials_are_retried_with_a_link() {
             "env = { MODE = \"fail\" }",
         ),
     );
-    let (code, _, _) = project.exec(&["run", path.to_str().expect("utf-8")]);
-    assert_eq!(code, 0);
+    let (code, _, stderr) = project.exec(&["run", path.to_str().expect("utf-8")]);
+    // Every trial failed: exit 1 with the most common reason.
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("every trial failed (2 of 2)") && stderr.contains("boom"),
+        "{stderr}"
+    );
     let trials = project.trials("retry");
     assert_eq!(trials.len(), 2, "n_trials counts every retry");
     assert_eq!(trials[1]["proposer"], "retry");
@@ -250,7 +255,7 @@ fn exit_codes_and_messages() {
     );
     assert_eq!(
         project.exec(&["run", failing.to_str().expect("utf-8")]).0,
-        0
+        1
     );
     let (code, _, stderr) = project.exec(&["status", "nope"]);
     assert_eq!(code, 1);
@@ -380,6 +385,17 @@ fn init_writes_a_valid_spec_and_the_main_job_validates() {
         project.exec(&["init", "new.toml"]).0,
         2,
         "init never overwrites"
+    );
+    // The campaign runs as generated: its trial program is written beside it.
+    assert!(project.path().join("train.py").exists());
+    let (code, stdout, stderr) = project.exec_within(300, &["run", "new.toml"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let trials = project.trials("digits-mlp");
+    assert_eq!(trials.len(), 20);
+    assert!(
+        trials.iter().all(|t| t["state"] != "failed"),
+        "{:?}",
+        trials.iter().map(|t| &t["error"]).collect::<Vec<_>>()
     );
     let main_job =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/digits.toml");
