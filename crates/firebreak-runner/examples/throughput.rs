@@ -3,6 +3,11 @@
 //!
 //! - `asktell`: a trivial in-process objective through the ask/tell API, random
 //!   sampler, SQLite store; every `tell` is committed before that worker's next `ask`.
+//!   Every check `firebreak run` makes is on: the ledger verified at open, each
+//!   proposal validated against the space and authorised by Cedar with its own
+//!   context (proposer and parameters), each start authorised, every decision in
+//!   the ledger. The database is left in place (`bench/ledger.sh` audits it).
+//!   `FIREBREAK_SQLITE_SYNCHRONOUS=FULL` syncs every commit.
 //! - `command`: the full runner on a command task that prints its result at once.
 //! - `bare`: a plain spawn-and-wait loop of the same command, the floor for `command`.
 //!
@@ -70,12 +75,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = format!("sqlite://{db}");
     let started;
     let mut pragmas = Vec::new();
+    let mut ledger_entries = None;
+    let mut timed = None;
     match mode.as_str() {
         "asktell" => {
             let spec = CampaignSpec::parse(&spec(n_trials, parallelism, &program), "throughput")?;
             let store = SqliteStore::open(&url).await?;
             pragmas = store.pragmas().await?;
-            let campaign = Arc::new(Campaign::open(store, spec).await?);
+            let campaign = Arc::new(Campaign::open(store.clone(), spec).await?);
             let taken = Arc::new(AtomicU64::new(0));
             started = Instant::now();
             let mut workers = Vec::new();
@@ -99,6 +106,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             for w in workers {
                 w.await??;
             }
+            // Counted after the clock stops.
+            timed = Some(started.elapsed());
+            ledger_entries = Some(store.ledger_hashes().await?.len());
         }
         "command" => {
             let spec = CampaignSpec::parse(&spec(n_trials, parallelism, &program), "throughput")?;
@@ -142,7 +152,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         _ => return Err(usage.into()),
     }
-    let seconds = started.elapsed().as_secs_f64();
+    let seconds = timed.unwrap_or_else(|| started.elapsed()).as_secs_f64();
+    let ledger_entries = ledger_entries.map_or("null".to_string(), |n| n.to_string());
     let pragmas: Vec<String> = pragmas
         .iter()
         .map(|(k, v)| format!("\"{k}\": \"{v}\""))
@@ -150,7 +161,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     #[allow(clippy::print_stdout)]
     {
         println!(
-            "{{\"program\": \"{}\", \"mode\": \"{mode}\", \"trials\": {n_trials}, \"parallelism\": {parallelism}, \"seconds\": {seconds:.4}, \"trials_per_second\": {:.1}, \"pragmas\": {{{}}}}}",
+            "{{\"program\": \"{}\", \"mode\": \"{mode}\", \"trials\": {n_trials}, \"parallelism\": {parallelism}, \"seconds\": {seconds:.4}, \"trials_per_second\": {:.1}, \"ledger_entries\": {ledger_entries}, \"pragmas\": {{{}}}}}",
             program[0],
             n_trials as f64 / seconds,
             pragmas.join(", ")

@@ -452,9 +452,20 @@ fn options(path: &Path) -> SqliteConnectOptions {
         .filename(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
+        .synchronous(synchronous())
         .busy_timeout(Duration::from_secs(60))
         .foreign_keys(false)
+}
+
+/// `synchronous = NORMAL` (durable at each checkpoint; a power cut may lose the
+/// last commits, never corrupt), or `FULL` (every commit synced) when
+/// `FIREBREAK_SQLITE_SYNCHRONOUS=FULL`: the benchmarks' knob for comparing at
+/// equal durability (`bench/spine.sh`).
+fn synchronous() -> SqliteSynchronous {
+    match std::env::var("FIREBREAK_SQLITE_SYNCHRONOUS") {
+        Ok(v) if v.eq_ignore_ascii_case("full") => SqliteSynchronous::Full,
+        _ => SqliteSynchronous::Normal,
+    }
 }
 
 async fn connect(path: &Path) -> Result<SqliteConnection, StoreError> {
