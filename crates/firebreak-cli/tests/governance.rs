@@ -3,22 +3,8 @@
 
 mod common;
 
-use common::{Project, forge, independent_verifier, spec};
+use common::{Project, approvers, forge, independent_verifier, key, spec, sql};
 use serde_json::Value;
-
-/// Makes a key pair; returns (private key path, `ed25519:` public key).
-fn key(project: &Project, name: &str) -> (String, String) {
-    let path = project.path().join(format!("{name}.pem"));
-    let (code, stdout, stderr) =
-        project.exec(&["keys", "new", name, "--out", path.to_str().expect("utf-8")]);
-    assert_eq!(code, 0, "{stderr}");
-    let public = stdout
-        .split_whitespace()
-        .find(|w| w.starts_with("ed25519:"))
-        .expect("public key printed")
-        .to_string();
-    (path.display().to_string(), public)
-}
 
 fn requests(project: &Project) -> Vec<Value> {
     let (code, stdout, stderr) = project.exec(&["requests", "--format", "json"]);
@@ -64,17 +50,6 @@ fn governed_spec(name: &str, sampler: &str, n_trials: u64, governance: &str) -> 
         r#"x = { type = "float", low = 0.0, high = 1.0 }"#,
         &format!("sampler = \"{sampler}\"\nn_trials = {n_trials}\nask_changes = true"),
         &format!("env = {{ MODE = \"ok\" }}\n\n{governance}"),
-    )
-}
-
-fn approvers(list: &[(&str, &str)], quorum: u32, extra: &str) -> String {
-    let entries: Vec<String> = list
-        .iter()
-        .map(|(name, key)| format!("{{ name = \"{name}\", key = \"{key}\" }}"))
-        .collect();
-    format!(
-        "[governance]\nquorum = {quorum}\napprovers = [{}]\n{extra}",
-        entries.join(", ")
     )
 }
 
@@ -493,28 +468,6 @@ fn settings_outside_governance_change_at_once_and_are_recorded() {
     assert_eq!(project.verify().0, 0);
 }
 
-/// Runs SQL statements on the project's database, as an attacker with write
-/// access would (the append-only triggers still allow INSERT).
-fn sql(project: &Project, statements: &[&str]) {
-    use sqlx::Connection as _;
-    let url = project.storage();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let mut conn = sqlx::SqliteConnection::connect(&url)
-            .await
-            .expect("connected");
-        for statement in statements {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*statement))
-                .execute(&mut conn)
-                .await
-                .expect(statement);
-        }
-        conn.close().await.expect("closed");
-    });
-}
-
 /// Appends `event` to the ledger as a correctly chained entry of `campaign`,
 /// with no key at all; returns its seq.
 fn append_forged(project: &Project, campaign: &str, event: &firebreak_ledger::Event) -> u64 {
@@ -615,19 +568,23 @@ fn a_forged_request_less_spec_change_is_caught_and_nothing_acts_on_it() {
     assert_eq!(code, 4, "{stderr}");
 }
 
+/// A campaign `name` whose threshold tripwire trips on its first run: alice's
+/// key file, the spec's path and the pending tripwire request's id.
+fn tripped(project: &Project, name: &str) -> (String, String, String) {
+    let (alice_key, alice) = key(project, "alice");
+    let tripwire = "[[governance.tripwires]]\nkind = \"threshold\"\nmetric = \"y\"\nbelow = 0.5";
+    let governance = approvers(&[("alice", &alice)], 1, tripwire);
+    let path = project.spec("spec.toml", &governed_spec(name, "random", 12, &governance));
+    let path = path.to_str().expect("utf-8").to_string();
+    assert_eq!(project.exec_within(60, &["run", &path]).0, 3);
+    (alice_key, path, pending(project, "tripwire"))
+}
+
 #[test]
 fn a_rejected_tripwire_request_keeps_the_campaign_halted_until_one_is_approved() {
     let project = Project::new();
-    let (alice_key, alice) = key(&project, "alice");
-    let tripwire = "[[governance.tripwires]]\nkind = \"threshold\"\nmetric = \"y\"\nbelow = 0.5";
-    let governance = approvers(&[("alice", &alice)], 1, tripwire);
-    let path = project.spec(
-        "spec.toml",
-        &governed_spec("held", "random", 12, &governance),
-    );
-    let path = path.to_str().expect("utf-8");
-    assert_eq!(project.exec_within(60, &["run", path]).0, 3);
-    let id = pending(&project, "tripwire");
+    let (alice_key, path, id) = tripped(&project, "held");
+    let path = path.as_str();
     let tripped = project.trials("held").len();
     let (code, _, stderr) = project.exec(&[
         "reject",
@@ -660,16 +617,8 @@ fn a_rejected_tripwire_request_keeps_the_campaign_halted_until_one_is_approved()
 #[test]
 fn a_forged_close_of_a_tripwire_request_does_not_lift_the_halt() {
     let project = Project::new();
-    let (_, alice) = key(&project, "alice");
-    let tripwire = "[[governance.tripwires]]\nkind = \"threshold\"\nmetric = \"y\"\nbelow = 0.5";
-    let governance = approvers(&[("alice", &alice)], 1, tripwire);
-    let path = project.spec(
-        "spec.toml",
-        &governed_spec("lifted", "random", 12, &governance),
-    );
-    let path = path.to_str().expect("utf-8");
-    assert_eq!(project.exec_within(60, &["run", path]).0, 3);
-    let id = pending(&project, "tripwire");
+    let (_, path, id) = tripped(&project, "lifted");
+    let path = path.as_str();
     for state in ["superseded", "expired"] {
         let copy = Project::new();
         std::fs::create_dir_all(copy.path().join("db")).expect("db folder");

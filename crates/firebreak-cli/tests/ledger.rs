@@ -5,29 +5,9 @@
 
 mod common;
 
-use common::{Project, forge, independent_verifier, spec};
+use common::{Project, forge, independent_verifier, spec, sql};
 use serde_json::Value;
 use sqlx::Connection;
-
-/// Runs SQL against the database file directly, as an attacker with write access would.
-fn tamper(project: &Project, statements: &[&str]) {
-    let url = project.storage();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let mut conn = sqlx::SqliteConnection::connect(&url)
-            .await
-            .expect("connected");
-        for sql in statements {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
-                .execute(&mut conn)
-                .await
-                .expect(sql);
-        }
-        conn.close().await.expect("closed");
-    });
-}
 
 fn fresh() -> Project {
     let project = Project::new();
@@ -59,7 +39,7 @@ fn check(statements: &[&str], seq: Option<u64>) {
     let project = fresh();
     let mut all = vec![UNLOCK];
     all.extend_from_slice(statements);
-    tamper(&project, &all);
+    sql(&project, &all);
     let (code, report) = project.verify();
     assert_eq!(code, 4, "{statements:?}: {report}");
     assert_eq!(report["ok"], false);
@@ -526,7 +506,7 @@ fn a_truncated_ledger_is_caught_by_the_checkpoints_published_outside_the_databas
     // Cut the last trial and the run's end, with its state rows and every
     // checkpoint stored in the database, and put the triggers back: the chain
     // and the state agree, and the database holds nothing that says more.
-    tamper(
+    sql(
         &project,
         &[
             UNLOCK,

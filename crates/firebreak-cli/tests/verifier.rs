@@ -6,23 +6,9 @@
 
 mod common;
 
-use common::{Project, entry_payloads, independent_verifier_status, reseal, spec};
+use common::{Project, approvers, entry_payloads, independent_verifier_status, key, reseal, spec};
 use firebreak_ledger::{RequestBody, SignedDecision, Verdict, diff_hash, parse_private_key_pem};
 use serde_json::{Value, json};
-
-/// Makes a key pair; returns (private key path, `ed25519:` public key).
-fn key(project: &Project, name: &str) -> (String, String) {
-    let path = project.path().join(format!("{name}.pem"));
-    let (code, stdout, stderr) =
-        project.exec(&["keys", "new", name, "--out", path.to_str().expect("utf-8")]);
-    assert_eq!(code, 0, "{stderr}");
-    let public = stdout
-        .split_whitespace()
-        .find(|w| w.starts_with("ed25519:"))
-        .expect("public key printed")
-        .to_string();
-    (path.display().to_string(), public)
-}
 
 fn pending(project: &Project, kind: &str) -> String {
     let (code, stdout, stderr) = project.exec(&["requests", "--format", "json"]);
@@ -50,17 +36,6 @@ fn governed(name: &str, n_trials: u64, governance: &str) -> String {
         r#"x = { type = "float", low = 0.0, high = 1.0 }"#,
         &format!("sampler = \"random\"\nn_trials = {n_trials}"),
         &format!("env = {{ MODE = \"ok\" }}\n\n{governance}"),
-    )
-}
-
-fn approvers(list: &[(&str, &str)], quorum: u32, extra: &str) -> String {
-    let entries: Vec<String> = list
-        .iter()
-        .map(|(name, key)| format!("{{ name = \"{name}\", key = \"{key}\" }}"))
-        .collect();
-    format!(
-        "[governance]\nquorum = {quorum}\napprovers = [{}]\n{extra}",
-        entries.join(", ")
     )
 }
 

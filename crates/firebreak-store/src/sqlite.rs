@@ -1238,8 +1238,9 @@ impl Store for SqliteStore {
         // Holding the write lock (rolled back unused) keeps every writer, in this
         // process or another, from committing while both are read.
         let hold = self.begin().await?;
-        let rows = self.ledger().await?;
-        let state = self.snapshot().await?;
+        // Both on reader connections at once: the ledger's rows come in while
+        // the state tables are decoded.
+        let (rows, state) = tokio::try_join!(self.ledger(), self.snapshot())?;
         drop(hold);
         Ok((rows, state))
     }

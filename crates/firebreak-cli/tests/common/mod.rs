@@ -241,3 +241,51 @@ pub fn independent_verifier_status(project: &Project, export: &str, name: &str) 
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
 }
+
+/// Makes a key pair; returns (private key path, `ed25519:` public key).
+pub fn key(project: &Project, name: &str) -> (String, String) {
+    let path = project.path().join(format!("{name}.pem"));
+    let (code, stdout, stderr) =
+        project.exec(&["keys", "new", name, "--out", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stderr}");
+    let public = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("ed25519:"))
+        .expect("public key printed")
+        .to_string();
+    (path.display().to_string(), public)
+}
+
+/// A `[governance]` section listing these approvers (name, public key).
+pub fn approvers(list: &[(&str, &str)], quorum: u32, extra: &str) -> String {
+    let entries: Vec<String> = list
+        .iter()
+        .map(|(name, key)| format!("{{ name = \"{name}\", key = \"{key}\" }}"))
+        .collect();
+    format!(
+        "[governance]\nquorum = {quorum}\napprovers = [{}]\n{extra}",
+        entries.join(", ")
+    )
+}
+
+/// Runs SQL statements on the project's database, as an attacker with write
+/// access would (the append-only triggers still allow INSERT).
+pub fn sql(project: &Project, statements: &[&str]) {
+    use sqlx::Connection as _;
+    let url = project.storage();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut conn = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("connected");
+        for statement in statements {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*statement))
+                .execute(&mut conn)
+                .await
+                .expect(statement);
+        }
+        conn.close().await.expect("closed");
+    });
+}
