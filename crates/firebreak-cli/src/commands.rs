@@ -1013,12 +1013,11 @@ async fn cached_inclusion(
     };
     let proved =
         firebreak_ledger::verify_inclusion(&proof.leaf, seq, size, &proof.path, &proof.root);
-    let (leaf, root) = (proof.leaf, proof.root);
     Ok(Some(proof_json(
         seq,
-        &leaf,
+        &proof.leaf,
         size,
-        &root,
+        &proof.root,
         &proof.path,
         checkpoint,
         proved,

@@ -269,7 +269,8 @@ impl<S: Store> Campaign<S> {
         let gov = Gov::new(&spec, actor)?;
         let (proposer, scheduler) = components(&spec)?;
         let now = firebreak_core::Clock::now(&firebreak_core::SystemClock);
-        for request in store.requests(Some(&name)).await? {
+        let mut requests = store.requests(Some(&name)).await?;
+        for request in &mut requests {
             let expired =
                 firebreak_core::parse_rfc3339(&request.body.expires_at).is_none_or(|at| now > at);
             if request.state == RequestState::Pending && expired {
@@ -277,6 +278,7 @@ impl<S: Store> Campaign<S> {
                 store
                     .close_request(&request.body.id, RequestState::Expired, &why)
                     .await?;
+                request.state = RequestState::Expired;
             }
         }
         // A trip halts until a tripwire request is approved: its rejection or
@@ -287,11 +289,7 @@ impl<S: Store> Campaign<S> {
             .and_then(|c| c.halted_by.clone());
         let mut halt = None;
         if let Some(id) = halted_by {
-            let request = store
-                .requests(Some(&name))
-                .await?
-                .into_iter()
-                .find(|r| r.body.id == id);
+            let request = requests.into_iter().find(|r| r.body.id == id);
             let reason = match request {
                 Some(r) if r.state == RequestState::Pending => r.body.reason,
                 Some(r) => format!(
