@@ -21,12 +21,14 @@ mod diff;
 mod duration;
 mod error;
 mod locate;
+mod sandbox;
 mod schema;
 mod validate;
 
 pub use diff::{Change, diff};
 pub use duration::Duration;
 pub use error::SpecError;
+pub use sandbox::{SandboxSpec, parse_size};
 pub use schema::{
     Approver, CampaignSection, Constraints, Governance, Number, ObjectiveSection, ParamKind,
     ParamSpec, SearchSection, Spec, TaskKind, TaskSection, Tripwire, TripwireKind,

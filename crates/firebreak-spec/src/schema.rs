@@ -225,6 +225,11 @@ pub struct TaskSection {
     /// change on an existing campaign is a governed `evaluation` change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split_seed: Option<u64>,
+    /// (command, code) `[task.sandbox]`: the operating-system sandbox of the
+    /// trial's process; absent: none for a command task, the defaults for a
+    /// code task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<crate::SandboxSpec>,
 }
 
 /// `[constraints]`: the campaign's governed limits. Absent means unlimited.
@@ -243,6 +248,10 @@ pub struct Constraints {
     /// Estimated energy of all trials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_energy_kwh: Option<f64>,
+    /// Tokens (prompt and completion) the campaign's language-model agents may
+    /// use over every run; a hard stop, like the CPU time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_llm_tokens: Option<u64>,
     /// Watts per busy core, for the energy estimate.
     #[serde(default = "default_watts_per_core")]
     pub watts_per_core: f64,
@@ -255,6 +264,7 @@ impl Default for Constraints {
             max_wall_time: None,
             max_cpu_time: None,
             max_energy_kwh: None,
+            max_llm_tokens: None,
             watts_per_core: default_watts_per_core(),
         }
     }

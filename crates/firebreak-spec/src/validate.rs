@@ -121,6 +121,7 @@ impl CampaignSpec {
         self.space = self.check_space()?;
         self.check_search()?;
         self.check_task()?;
+        crate::sandbox::check(self)?;
         self.check_constraints()?;
         self.check_governance()
     }

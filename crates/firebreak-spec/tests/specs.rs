@@ -122,7 +122,7 @@ fn bad_specs() {
     check(
         "[constraints]",
         "foo = 1\n[constraints]",
-        "c.toml:34:1: `task.foo`: unknown key `foo`\nhint: check the spelling; the keys allowed here are `kind`, `command`, `workdir`, `env`, `path`, `dataset`, `model`, `max_epochs`, `refit`, `split_seed`",
+        "c.toml:34:1: `task.foo`: unknown key `foo`\nhint: check the spelling; the keys allowed here are `kind`, `command`, `workdir`, `env`, `path`, `dataset`, `model`, `max_epochs`, `refit`, `split_seed`, `sandbox`",
     );
     check(
         "[constraints]",
