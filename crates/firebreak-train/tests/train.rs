@@ -25,6 +25,32 @@ fn text(s: &str) -> ParamValue {
 /// turns (as trials do at `parallelism = 1`, where determinism is promised).
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// A fresh folder under the system's temporary directory, removed on drop. (Not
+/// the `tempfile` crate: a dev-dependency the CLI does not use would change the
+/// features of crates the `fit` example shares with the CLI's build; see
+/// Cargo.toml.)
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> Self {
+        let path =
+            std::env::temp_dir().join(format!("firebreak-train-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("temporary folder");
+        Self(path)
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn digits() -> firebreak_data::Dataset {
     firebreak_data::load("digits").expect("bundled digits")
 }
@@ -105,7 +131,7 @@ fn a_tiny_network_learns_digits_above_90_percent_in_seconds() {
 fn a_stop_ends_training_at_once_and_a_checkpoint_resumes_where_it_stopped() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let data = digits();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = TempDir::new("stop");
     let g: Genome = genome("mlp", &params(&[("width", int(16))]), 6).expect("genome");
     let mut seen = Vec::new();
     let mut at_stop = None;
@@ -220,7 +246,7 @@ fn mnist1d_shows_the_papers_gap_between_logistic_mlp_and_cnn() {
         30,
     )
     .expect("genome");
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = TempDir::new("mnist1d");
     let trained = train(&g, &data, 0, Some(dir.path()), |_| Control::Continue).expect("trains");
     assert_eq!(trained.last.expect("ran").epoch, 30);
     let (_, cnn) = test(&g, &data, dir.path()).expect("checkpoint loads");
