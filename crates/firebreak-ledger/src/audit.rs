@@ -706,6 +706,7 @@ mod governance_tests {
                     run,
                     version: String::new(),
                     os_user: String::new(),
+                    sandbox: None,
                     host: String::new(),
                     pid: 0,
                 },

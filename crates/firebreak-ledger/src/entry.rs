@@ -34,6 +34,20 @@ impl Authorization {
     }
 }
 
+/// The trial sandbox of a run (`run_started.sandbox`): what this host enforces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxRecord {
+    /// Kernel features enforced (`landlock`, `landlock-network`,
+    /// `landlock-scope`, `seccomp`, `pids-cgroup`, `rlimit-nproc`); rlimits, a
+    /// scrubbed environment, no capabilities and `no_new_privs` always are.
+    pub enforced: Vec<String>,
+    /// Features the sandbox needs that this host lacks (only with `require =
+    /// false`: the run goes on without them).
+    pub missing: Vec<String>,
+    /// `[task.sandbox] require`.
+    pub require: bool,
+}
+
 /// The payload format version, `v` in every payload.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -67,6 +81,9 @@ pub enum Event {
         host: String,
         /// Process id.
         pid: u32,
+        /// The trial sandbox this run applies, when the task has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sandbox: Option<SandboxRecord>,
     },
     /// A run ended without dying.
     RunEnded {

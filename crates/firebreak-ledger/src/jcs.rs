@@ -39,6 +39,7 @@ pub(crate) fn write_event_members(out: &mut String, event: &Event) -> Option<()>
             os_user,
             host,
             pid,
+            sandbox: None,
         } => {
             let mut o = Object::new(out);
             o.key("host").string(host);
@@ -570,6 +571,7 @@ mod tests {
                 run: unsigned(rng),
                 version: string(rng),
                 os_user: string(rng),
+                sandbox: None,
                 host: string(rng),
                 pid: rng.next_u64() as u32,
             },

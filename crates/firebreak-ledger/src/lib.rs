@@ -35,8 +35,8 @@ pub use checkpoint::{
     parse_public_key, private_key_pem, public_key_string,
 };
 pub use entry::{
-    Authorization, Entry, Event, Exploit, FORMAT_VERSION, GENESIS, Hash, Unsealed, canonical_json,
-    hex, leaf_hash,
+    Authorization, Entry, Event, Exploit, FORMAT_VERSION, GENESIS, Hash, SandboxRecord, Unsealed,
+    canonical_json, hex, leaf_hash,
 };
 pub use error::LedgerError;
 pub use merkle::{

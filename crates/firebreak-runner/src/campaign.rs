@@ -309,6 +309,7 @@ impl<S: Store> Campaign<S> {
             os_user: host::os_user(),
             host: host_name.clone(),
             pid,
+            sandbox: crate::command::sandbox_record(&spec)?,
         };
         let run = store.start_run(&name, &info).await?;
         lock.describe(&format!("run {run}, pid {pid} on {host_name}"))?;

@@ -14,6 +14,14 @@
 //! carrying its `FIREBREAK_TRIAL_DIR` (a daemon that started a new session
 //! keeps it) are killed, and the pipes are read for at most [`DRAIN_PERIOD`]
 //! more, so a descendant holding them open cannot hold the trial or the run.
+//!
+//! A task with a sandbox ([`TaskSandbox`]: `[task.sandbox]`, on by default for
+//! code tasks) runs each trial under `firebreak_sandbox`: prepared in the parent
+//! (Landlock ruleset, seccomp programs, the trial's `pids` cgroup), applied in
+//! `pre_exec` after the death signal; the environment scrubbed to the protocol's
+//! variables, `[task] env` and a few essentials; the child in its own session
+//! (`setsid`, so its process-group id is still its pid and the group kill works).
+//! A sandboxed trial that fails says which limit or rule stopped it.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -22,7 +30,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use firebreak_core::{Metrics, Params, Report, Trial, TrialState};
+use firebreak_ledger::SandboxRecord;
+use firebreak_sandbox::{Limits, ProcessCgroup, Sandbox, probe};
 use firebreak_search::Decision;
+use firebreak_spec::SandboxSpec;
 use firebreak_store::{Outcome, ProcessInfo, Store};
 use tokio::sync::{mpsc, watch};
 
@@ -50,6 +61,254 @@ pub struct CommandTask {
     pub trials_root: PathBuf,
     /// Stop a trial after this long.
     pub timeout: Option<Duration>,
+    /// Run each trial in the operating-system sandbox (`None`: no sandbox).
+    /// [`sandbox_of`] says when a spec asks for one; a code task sets it.
+    pub sandbox: Option<std::sync::Arc<TaskSandbox>>,
+}
+
+/// The sandbox of a task's trials: `[task.sandbox]` resolved against the spec's
+/// folder and the trial timeout.
+#[derive(Debug, Clone)]
+pub struct TaskSandbox {
+    /// The settings as written (or the defaults).
+    pub spec: SandboxSpec,
+    /// `read`, absolute.
+    pub read: Vec<PathBuf>,
+    /// CPU seconds: `cpu`, else the trial timeout, else none.
+    pub cpu_seconds: Option<u64>,
+}
+
+impl TaskSandbox {
+    /// `spec` for a spec file in `spec_dir` whose trials time out after `timeout`.
+    pub fn new(spec: SandboxSpec, spec_dir: &Path, timeout: Option<Duration>) -> Self {
+        let read = spec
+            .read
+            .iter()
+            .map(|p| std::path::absolute(spec_dir.join(p)).unwrap_or_else(|_| spec_dir.join(p)))
+            .collect();
+        let cpu_seconds = spec
+            .cpu
+            .map(|d| d.0)
+            .or_else(|| timeout.map(|t| t.as_secs().max(1)));
+        TaskSandbox {
+            spec,
+            read,
+            cpu_seconds,
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            cpu_seconds: self.cpu_seconds,
+            address_space: Some(self.spec.memory_bytes()),
+            processes: Some(self.spec.processes),
+            open_files: Some(self.spec.open_files),
+            file_size: Some(self.spec.file_size_bytes()),
+        }
+    }
+
+    /// The sandbox of one trial: read the workdir, the system folders, the
+    /// interpreter's prefix and `read`; write the trial's folders.
+    fn sandbox(&self, workdir: &Path, program: &Path, writable: &[&Path]) -> Sandbox {
+        let mut read: Vec<PathBuf> = SYSTEM_READ.iter().map(PathBuf::from).collect();
+        read.push(std::path::absolute(workdir).unwrap_or_else(|_| workdir.to_path_buf()));
+        read.extend(interpreter_paths(program));
+        read.extend(self.read.iter().cloned());
+        let mut write: Vec<PathBuf> = writable.iter().map(|p| p.to_path_buf()).collect();
+        write.push("/dev/null".into());
+        Sandbox {
+            read,
+            write,
+            network: self.spec.network,
+            limits: self.limits(),
+            require: self.spec.require,
+        }
+    }
+
+    /// What a sandboxed trial's failure means, appended to its error: the
+    /// signal it died of, or the error its last line names.
+    fn explain(&self, error: &str, passed: &[String]) -> Option<String> {
+        let has = |words: &[&str]| words.iter().any(|w| error.contains(w));
+        let spec = &self.spec;
+        if has(&["(SIGSYS)"]) {
+            Some(
+                "sandbox: blocked system call (a non-UNIX socket, ptrace, mount, personality, \
+                 namespaces or another call trials may not make)"
+                    .into(),
+            )
+        } else if has(&["(SIGXCPU)"])
+            || (has(&["(SIGKILL)"]) && error.contains("cpu limit reached"))
+        {
+            let limit = self.cpu_seconds.unwrap_or_default();
+            Some(format!(
+                "sandbox: CPU limit of {limit} s reached; hint: raise [task.sandbox] cpu"
+            ))
+        } else if has(&["(SIGXFSZ)", "File too large"]) {
+            Some(format!(
+                "sandbox: file size limit of {} reached",
+                spec.file_size
+            ))
+        } else if has(&[
+            "MemoryError",
+            "Cannot allocate memory",
+            "bad_alloc",
+            "out of memory",
+        ]) {
+            Some(format!(
+                "sandbox: memory limit of {} reached; hint: raise [task.sandbox] memory",
+                spec.memory
+            ))
+        } else if has(&[
+            "Resource temporarily unavailable",
+            "BlockingIOError",
+            "Cannot fork",
+        ]) {
+            Some(format!(
+                "sandbox: process limit of {} reached",
+                spec.processes
+            ))
+        } else if has(&["Too many open files"]) {
+            Some(format!(
+                "sandbox: open files limit of {} reached",
+                spec.open_files
+            ))
+        } else if has(&[
+            "Permission denied",
+            "PermissionError",
+            "Operation not permitted",
+        ]) {
+            Some(
+                "sandbox: file access refused (readable: the workdir, the system folders and \
+                 [task.sandbox] read; writable: the trial's own folders only)"
+                    .into(),
+            )
+        } else if let Some(name) = missing_variable(error)
+            && std::env::var_os(name).is_some()
+            && !passed.iter().any(|p| p == name)
+        {
+            Some(format!(
+                "sandbox: the environment is scrubbed: `{name}` is not passed to trials; \
+                 hint: name it in [task] env"
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// System folders every sandboxed trial may read and execute from.
+const SYSTEM_READ: &[&str] = &[
+    "/usr",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/bin",
+    "/sbin",
+    "/etc",
+    "/proc",
+    "/sys/devices/system/cpu",
+    "/dev/urandom",
+    "/dev/random",
+    "/dev/zero",
+];
+
+/// The environment a sandboxed trial keeps from the runner's: the search path
+/// (programs resolve as they would unsandboxed) and the locale and time zone
+/// (output formatting). Nothing else: keys and tokens stay with the runner.
+const KEPT_VARIABLES: &[&str] = &["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ"];
+
+/// The program's folder and, for an interpreter, its prefix (a virtual
+/// environment's folder, or a prefix with `lib/python3*`), when not a system
+/// folder already readable.
+fn interpreter_paths(program: &Path) -> Vec<PathBuf> {
+    let resolved = if program.components().count() > 1 {
+        Some(program.to_path_buf())
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(program))
+                .find(|candidate| candidate.is_file())
+        })
+    };
+    let Some(resolved) = resolved else {
+        return Vec::new();
+    };
+    let mut paths = Vec::new();
+    for path in [
+        Some(resolved.clone()),
+        std::fs::canonicalize(&resolved).ok(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let Some(bin) = path.parent() else { continue };
+        if !SYSTEM_READ.iter().any(|s| bin.starts_with(s)) {
+            paths.push(bin.to_path_buf());
+        }
+        if let Some(prefix) = bin.parent().filter(|p| p.parent().is_some())
+            && !SYSTEM_READ.iter().any(|s| prefix.starts_with(s))
+            && is_python_prefix(prefix)
+        {
+            paths.push(prefix.to_path_buf());
+        }
+    }
+    paths
+}
+
+fn is_python_prefix(prefix: &Path) -> bool {
+    prefix.join("pyvenv.cfg").is_file()
+        || std::fs::read_dir(prefix.join("lib")).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("python3"))
+        })
+}
+
+/// `NAME` of a last line `KeyError: 'NAME'` (Python's missing variable).
+fn missing_variable(error: &str) -> Option<&str> {
+    let rest = &error[error.find("KeyError: '")? + "KeyError: '".len()..];
+    Some(&rest[..rest.find('\'')?])
+}
+
+/// Whether the spec's trials run sandboxed, and how: `[task.sandbox]` when
+/// written. (A code task's runner turns it on with the defaults when absent.)
+pub fn sandbox_of(spec: &firebreak_spec::CampaignSpec) -> Option<SandboxSpec> {
+    spec.spec.task.sandbox.clone()
+}
+
+/// The sandbox a run of `spec` applies, for its `run_started` entry: the kernel
+/// features enforced here and, with `require = false`, those missing. A
+/// required sandbox on a host without its features is an error located at
+/// `[task.sandbox]`, before any trial starts.
+pub(crate) fn sandbox_record(
+    spec: &firebreak_spec::CampaignSpec,
+) -> Result<Option<SandboxRecord>, RunnerError> {
+    let Some(settings) = sandbox_of(spec) else {
+        return Ok(None);
+    };
+    let task = TaskSandbox::new(settings, Path::new("."), None);
+    let sandbox = Sandbox {
+        require: task.spec.require,
+        network: task.spec.network,
+        limits: task.limits(),
+        ..Sandbox::default()
+    };
+    let features = probe();
+    let missing = features.missing(&sandbox);
+    if sandbox.require && !missing.is_empty() {
+        let error = firebreak_sandbox::SandboxError::Missing { missing };
+        let text = error.to_string();
+        let (message, hint) = text.split_once("\nhint: ").unwrap_or((&text, ""));
+        return Err(spec.error_at(&["task", "sandbox"], message, hint).into());
+    }
+    let names = |features: Vec<firebreak_sandbox::Feature>| {
+        features.iter().map(|f| f.name().to_string()).collect()
+    };
+    Ok(Some(SandboxRecord {
+        enforced: names(features.enforced(&sandbox)),
+        missing: names(missing),
+        require: sandbox.require,
+    }))
 }
 
 impl CommandTask {
@@ -74,6 +333,10 @@ impl CommandTask {
                 .collect(),
             trials_root,
             timeout: spec.spec.search.trial_timeout.map(|d| d.as_std()),
+            sandbox: sandbox_of(spec).map(|settings| {
+                let timeout = spec.spec.search.trial_timeout.map(|d| d.as_std());
+                std::sync::Arc::new(TaskSandbox::new(settings, spec_dir, timeout))
+            }),
         })
     }
 }
@@ -264,13 +527,29 @@ pub async fn execute<S: Store>(
     } else {
         campaign.trial_seed(number)
     };
-    let command = trial_command(task, &name, trial, seed, &folders);
+    let started = Instant::now();
+    let (command, cgroup) = match trial_command(task, &name, trial, seed, &folders, attempt) {
+        Ok(prepared) => prepared,
+        Err(message) => {
+            return Ok(Ended::Finished(Outcome {
+                state: TrialState::Failed,
+                metrics: Metrics::new(),
+                error: Some(message),
+                cpu_seconds: None,
+                wall_seconds: Some(started.elapsed().as_secs_f64()),
+                log: None,
+            }));
+        }
+    };
 
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let started = Instant::now();
     let pipe_deadline = task.timeout.map(|t| started + t);
     let trial_dir = folders.work.clone();
-    tokio::task::spawn_blocking(move || run_child(command, trial_dir, pipe_deadline, tx));
+    let sandbox = task.sandbox.as_ref().map(|s| ChildSandbox {
+        cgroup,
+        cpu_limit: s.cpu_seconds,
+    });
+    tokio::task::spawn_blocking(move || run_child(command, trial_dir, pipe_deadline, tx, sandbox));
 
     let objectives = &campaign.spec().objectives;
     let mut log = LogTail::default();
@@ -365,9 +644,15 @@ pub async fn execute<S: Store>(
     }
     let wall_seconds = started.elapsed().as_secs_f64();
     let last_line = log.last_line().map(str::to_string);
-    let (state, metrics, error, cpu_seconds) = classify_end(exit, stop, last_line, || {
+    let (state, metrics, mut error, cpu_seconds) = classify_end(exit, stop, last_line, || {
         result_from(objectives, final_metrics.as_ref(), candidate.as_ref())
     });
+    if let (Some(sandbox), TrialState::Failed, Some(text)) = (&task.sandbox, state, &error) {
+        let passed: Vec<String> = task.env.iter().map(|(k, _)| k.clone()).collect();
+        if let Some(why) = sandbox.explain(text, &passed) {
+            error = Some(format!("{text}; {why}"));
+        }
+    }
     Ok(Ended::Finished(Outcome {
         state,
         metrics,
@@ -461,14 +746,16 @@ impl Folders {
 
 /// The trial's process as the protocol starts it: expanded arguments, the
 /// `FIREBREAK_*` and parameter environment, its own process group, and the death
-/// signal armed before exec.
+/// signal armed before exec; in its sandbox when the task has one (then also the
+/// trial's process cgroup, for the caller to remove, or why it cannot start).
 fn trial_command(
     task: &CommandTask,
     name: &str,
     trial: &Trial,
     seed: u64,
     folders: &Folders,
-) -> Command {
+    attempt: Attempt,
+) -> Result<(Command, Option<ProcessCgroup>), String> {
     let number = trial.number;
     let Folders {
         work,
@@ -483,7 +770,18 @@ fn trial_command(
         ("campaign", name.to_string()),
     ];
     let args = expand_args(&task.command, &trial.params, &builtins);
-    let mut command = Command::new(program_path(&args[0], &task.workdir));
+    let program = program_path(&args[0], &task.workdir);
+    let mut command = Command::new(&program);
+    if task.sandbox.is_some() {
+        command.env_clear();
+        for key in KEPT_VARIABLES {
+            if let Some(value) = std::env::var_os(key) {
+                command.env(key, value);
+            }
+        }
+        // Caches and temporary files land in the trial's folder, the one it may write.
+        command.env("HOME", work).env("TMPDIR", work);
+    }
     command
         .args(&args[1..])
         .current_dir(&task.workdir)
@@ -496,8 +794,10 @@ fn trial_command(
         .env("FIREBREAK_CAMPAIGN", name)
         .env("FIREBREAK_TRIAL_DIR", work)
         .env("FIREBREAK_CHECKPOINT_DIR", checkpoint)
-        .env_remove("FIREBREAK_RESUME_FROM")
-        .process_group(0);
+        .env_remove("FIREBREAK_RESUME_FROM");
+    if task.sandbox.is_none() {
+        command.process_group(0); // a sandboxed trial's setsid makes its group
+    }
     for (key, value) in &task.env {
         command.env(key, value);
     }
@@ -525,7 +825,28 @@ fn trial_command(
             Ok(())
         });
     }
-    command
+    let Some(settings) = &task.sandbox else {
+        return Ok((command, None));
+    };
+    let sandbox = settings.sandbox(&task.workdir, &program, &[work, checkpoint]);
+    let cgroup_name = format!(
+        "firebreak-{parent}-{name}-{number}{}",
+        if attempt == Attempt::Reeval {
+            "-reeval"
+        } else {
+            ""
+        }
+    );
+    let prepared = sandbox
+        .prepare(probe(), &cgroup_name)
+        .map_err(|e| format!("sandbox: cannot prepare the trial's sandbox: {e}"))?;
+    let restrictions = prepared.restrictions;
+    // SAFETY: `apply` makes async-signal-safe system calls on data prepared
+    // above and allocates nothing; it runs after the death-signal hook.
+    unsafe {
+        command.pre_exec(move || restrictions.apply());
+    }
+    Ok((command, prepared.cgroup))
 }
 
 /// Sends SIGTERM to the trial's process group; returns when SIGKILL follows.
@@ -610,6 +931,13 @@ impl Pipe {
     }
 }
 
+/// What the blocking side keeps of a sandboxed trial: its process cgroup (removed
+/// once the trial is reaped) and its CPU limit (to name a SIGKILL at it).
+struct ChildSandbox {
+    cgroup: Option<ProcessCgroup>,
+    cpu_limit: Option<u64>,
+}
+
 /// The blocking side: spawn; read both pipes until the trial's process exits;
 /// then kill what is left of the process group and every process that carries
 /// the trial's `FIREBREAK_TRIAL_DIR` (descendants that left the group), read
@@ -620,12 +948,20 @@ fn run_child(
     trial_dir: PathBuf,
     deadline: Option<Instant>,
     tx: mpsc::UnboundedSender<Event>,
+    mut sandbox: Option<ChildSandbox>,
 ) {
     let program = command.get_program().to_string_lossy().into_owned();
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
-            let _ = tx.send(Event::SpawnFailed(format!("cannot start `{program}`: {e}")));
+            let within = if sandbox.is_some() {
+                " in its sandbox"
+            } else {
+                ""
+            };
+            let _ = tx.send(Event::SpawnFailed(format!(
+                "cannot start `{program}`{within}: {e}"
+            )));
             return;
         }
     };
@@ -704,8 +1040,22 @@ fn run_child(
         (format!("exited with status {code}"), code == 0)
     } else if libc::WIFSIGNALED(status) {
         let signal = libc::WTERMSIG(status);
+        // RLIMIT_CPU's hard limit (a second past the soft one) ends in SIGKILL.
+        let at_cpu_limit = signal == libc::SIGKILL
+            && sandbox
+                .as_ref()
+                .and_then(|s| s.cpu_limit)
+                .is_some_and(|limit| cpu_seconds >= limit as f64);
         (
-            format!("killed by signal {signal} ({})", signal_name(signal)),
+            format!(
+                "killed by signal {signal} ({}){}",
+                signal_name(signal),
+                if at_cpu_limit {
+                    ", cpu limit reached"
+                } else {
+                    ""
+                }
+            ),
             false,
         )
     } else {
@@ -713,6 +1063,9 @@ fn run_child(
     };
     // The child is reaped; std's handle must not try again.
     std::mem::forget(child);
+    if let Some(cgroup) = sandbox.as_mut().and_then(|s| s.cgroup.as_mut()) {
+        cgroup.remove();
+    }
     let _ = tx.send(Event::Exited {
         status: text,
         success,
@@ -788,6 +1141,9 @@ fn signal_name(signal: i32) -> &'static str {
         libc::SIGINT => "SIGINT",
         libc::SIGBUS => "SIGBUS",
         libc::SIGFPE => "SIGFPE",
+        libc::SIGSYS => "SIGSYS",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
         _ => "signal",
     }
 }

@@ -32,7 +32,9 @@ mod table;
 
 pub use builtin::{BuiltinTask, EPOCH_METRICS};
 pub use campaign::{Campaign, Components, ENQUEUED, Halt, RETRY, components, counts_of};
-pub use command::{CommandTask, GRACE_PERIOD, expand_args, param_env_name};
+pub use command::{
+    CommandTask, GRACE_PERIOD, TaskSandbox, expand_args, param_env_name, sandbox_of,
+};
 pub use error::RunnerError;
 pub use firebreak_store::Outcome;
 pub use governance::{authorizer, enqueue, load_policy, verify_ledger};

@@ -207,6 +207,7 @@ async fn main() -> Result<(), Failure> {
             run: 1,
             version: "bench".into(),
             os_user: "bench".into(),
+            sandbox: None,
             host: "bench".into(),
             pid: 1,
         },

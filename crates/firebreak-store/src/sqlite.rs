@@ -858,6 +858,7 @@ impl Store for SqliteStore {
             run,
             version: info.version.clone(),
             os_user: info.os_user.clone(),
+            sandbox: info.sandbox.clone(),
             host: info.host.clone(),
             pid: info.pid,
         };

@@ -73,6 +73,9 @@ pub struct RunInfo {
     pub host: String,
     /// The process id.
     pub pid: u32,
+    /// The trial sandbox the run applies (recorded in its `run_started`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<firebreak_ledger::SandboxRecord>,
 }
 
 /// A stored run.

@@ -46,6 +46,7 @@ fn info() -> RunInfo {
     RunInfo {
         version: "test".into(),
         os_user: "tester".into(),
+        sandbox: None,
         host: "localhost".into(),
         pid: std::process::id(),
     }
