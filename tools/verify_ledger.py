@@ -46,7 +46,7 @@ KINDS = {
     "campaign_created", "run_started", "run_ended", "trial_proposed", "trial_started",
     "trial_reported", "trial_finished", "trial_requeued", "trial_resumed", "request_filed",
     "request_decided", "request_closed", "spec_changed", "trial_reevaluated", "trial_tested",
-    "denied",
+    "denied", "agent_answered",
 }
 REQUEST_MEMBERS = {"v", "id", "campaign", "kind", "diff", "base_spec_hash", "requested_by",
                    "reason", "created_at", "expires_at"}

@@ -1024,6 +1024,50 @@ async fn cached_inclusion(
     )))
 }
 
+/// An agent's proposal: the stored request and answer its proposer state names,
+/// each checked against the hash the ledger holds (`Null` for other proposers).
+async fn agent_exchange(
+    store: &SqliteStore,
+    trial: &firebreak_core::Trial,
+) -> anyhow::Result<serde_json::Value> {
+    let Some(names) = trial
+        .proposer_state
+        .as_ref()
+        .map(|s| &s["agent"])
+        .filter(|a| a.is_object())
+    else {
+        return Ok(serde_json::Value::Null);
+    };
+    let mut texts = Vec::new();
+    for key in ["request_sha256", "response_sha256"] {
+        let text = match names[key].as_str() {
+            Some(hash) => store
+                .agent_text(hash)
+                .await?
+                .filter(|t| firebreak_agent::sha256_hex(t) == hash),
+            None => None,
+        };
+        texts.push(text);
+    }
+    let parse = |t: &Option<String>| -> serde_json::Value {
+        t.as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default()
+    };
+    let request = parse(&texts[0]);
+    let response = parse(&texts[1]);
+    Ok(json!({
+        "request_sha256": names["request_sha256"],
+        "response_sha256": names["response_sha256"],
+        "request_matches": texts[0].is_some(),
+        "answer_matches": texts[1].is_some(),
+        "tokens": names["tokens"],
+        "model": request["model"],
+        "prompt": request["messages"],
+        "answer": response["choices"][0]["message"]["content"],
+    }))
+}
+
 async fn explain(cli: &Cli, campaign: &str, number: u64) -> CommandResult {
     let store = open(cli).await?;
     stored_spec(&store, campaign).await?;
@@ -1063,10 +1107,12 @@ async fn explain(cli: &Cli, campaign: &str, number: u64) -> CommandResult {
             trial.proposer
         ),
     };
+    let agent = agent_exchange(&store, &trial).await?;
     if cli.format == Format::Json {
         let value = json!({
             "campaign": campaign,
             "number": number,
+            "agent": agent,
             "state": trial.state,
             "proposer": trial.proposer,
             "rationale": trial.rationale,
@@ -1098,6 +1144,30 @@ async fn explain(cli: &Cli, campaign: &str, number: u64) -> CommandResult {
         println!("retry of: trial {origin}");
     }
     println!("allowed by: {policy}");
+    if !agent.is_null() {
+        for (what, key) in [("request", "request_sha256"), ("answer", "response_sha256")] {
+            println!(
+                "agent {what}: sha256 {} ({})",
+                agent[key].as_str().unwrap_or("-"),
+                if agent[format!("{what}_matches")] == true {
+                    "the stored text matches the ledgered hash"
+                } else {
+                    "MISSING OR NOT MATCHING the ledgered hash"
+                }
+            );
+        }
+        println!("prompt:");
+        for message in agent["prompt"].as_array().into_iter().flatten() {
+            println!("  [{}]", message["role"].as_str().unwrap_or_default());
+            for line in message["content"].as_str().unwrap_or_default().lines() {
+                println!("    {line}");
+            }
+        }
+        println!("answer:");
+        for line in agent["answer"].as_str().unwrap_or_default().lines() {
+            println!("    {line}");
+        }
+    }
     println!("ledger:");
     for h in &history {
         println!(

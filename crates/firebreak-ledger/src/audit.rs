@@ -30,6 +30,9 @@ pub struct StateSnapshot {
     pub runs: Vec<(String, RunRow)>,
     /// The champions' test-split results: (campaign, trial number) to metrics.
     pub tests: BTreeMap<(String, u64), Metrics>,
+    /// The agents' stored requests and answers: the key each is stored under to
+    /// the SHA-256 of its body as stored now.
+    pub agent_texts: BTreeMap<String, String>,
     /// True when the database would let a ledger row be updated or deleted
     /// (its append-only guards were dropped).
     pub ledger_writable: bool,
@@ -277,6 +280,8 @@ pub struct ReplayedCampaign {
     pub halted_by: Option<String>,
     /// Trial CPU seconds so far, re-evaluations and test refits included.
     pub cpu_seconds: f64,
+    /// Tokens the campaign's language-model agents used, over every run.
+    pub llm_tokens: u64,
     /// Wall seconds of every run so far: from its `run_started` to its
     /// `run_ended`, or to its campaign's last entry while it was the latest run.
     pub wall_seconds: f64,
@@ -296,6 +301,7 @@ pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<Replayed, Violatio
                 spec: c.spec.clone(),
                 halted_by: c.halted_since.and(c.tripwire_request.clone()),
                 cpu_seconds: c.cpu_seconds,
+                llm_tokens: c.llm_tokens,
                 wall_seconds: 0.0,
             };
             (name.clone(), replayed)

@@ -251,6 +251,31 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cpu_seconds: Option<f64>,
     },
+    /// A language-model agent was asked for a proposal: the request and the
+    /// answer are stored whole (`agent_texts`) under these hashes; a valid
+    /// answer's trial carries the same hashes in its proposer state.
+    AgentAnswered {
+        /// The model named in the request.
+        model: String,
+        /// `config` or `code`.
+        mode: String,
+        /// Hex SHA-256 of the request body sent.
+        request_sha256: String,
+        /// Hex SHA-256 of the response body, when one came.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        response_sha256: Option<String>,
+        /// Prompt tokens the server counted (against `max_llm_tokens`).
+        prompt_tokens: u64,
+        /// Completion tokens the server counted.
+        completion_tokens: u64,
+        /// Requests sent (1 + retries).
+        attempts: u32,
+        /// `proposal` (valid), `invalid` (refused) or `error` (no usable answer).
+        outcome: String,
+        /// Why it was refused or failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// An action was refused: by policy, or because a proposal was out of the space.
     Denied {
         /// The action (`propose_trial`, `request_change`, …).
@@ -287,6 +312,7 @@ impl Event {
             Event::SpecChanged { .. } => "spec_changed",
             Event::TrialReevaluated { .. } => "trial_reevaluated",
             Event::TrialTested { .. } => "trial_tested",
+            Event::AgentAnswered { .. } => "agent_answered",
             Event::Denied { .. } => "denied",
         }
     }

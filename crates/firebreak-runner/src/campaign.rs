@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use firebreak_core::{Report, Rng, Trial, TrialState, derive_seed};
 use firebreak_govern::{Action, Principal, Tripwires};
 use firebreak_ledger::{Request, RequestState};
-use firebreak_search::{Decision, History, Options, Proposer, Scheduler, propose};
+use firebreak_search::{Decision, History, Options, Proposal, Proposer, Scheduler, propose};
 use firebreak_spec::CampaignSpec;
 use firebreak_store::{
     CampaignLock, CampaignRecord, Counts, NewTrial, Outcome, Requeued, RunInfo, Store, StoreError,
@@ -22,6 +22,8 @@ const MAX_INVALID_PROPOSALS: u32 = 100;
 
 /// Stream labels for [`derive_seed`], so proposals and trial seeds never share draws.
 const PROPOSAL_STREAM: u64 = 1;
+/// The random stream of the agent's request seeds.
+const AGENT_STREAM: u64 = 5;
 const TRIAL_SEED_STREAM: u64 = 2;
 const REEVAL_SEED_STREAM: u64 = 3;
 
@@ -67,6 +69,8 @@ pub struct Campaign<S: Store> {
     opened: std::time::Instant,
     /// CPU and wall seconds the ledger records before this run.
     used: (f64, f64),
+    /// The language-model agent, when the sampler is `agent`.
+    agent: Option<crate::agent::Agent>,
     guards_restored: bool,
     _lock: CampaignLock,
 }
@@ -191,13 +195,24 @@ pub fn components(spec: &CampaignSpec) -> Result<Components, RunnerError> {
             ),
         }
     };
-    let proposer = firebreak_search::proposer(
-        &search.sampler,
-        &options(&search.sampler_options),
-        &spec.space,
-        &spec.objectives,
-    )
-    .map_err(|e| located("sampler", "sampler_options", e))?;
+    // The agent proposer is built by the runner (it does IO); its fallback, a
+    // classic proposer with its defaults, proposes when the agent cannot.
+    let agent = agent_options(spec)?;
+    let (sampler, sampler_options) = match &agent {
+        Some(agent) => (agent.fallback.as_str(), Default::default()),
+        None => (search.sampler.as_str(), options(&search.sampler_options)),
+    };
+    let proposer =
+        firebreak_search::proposer(sampler, &sampler_options, &spec.space, &spec.objectives)
+            .map_err(|e| match (&agent, &e) {
+                (Some(_), firebreak_search::SearchError::Unknown { available, .. }) => spec
+                    .error_at(
+                        &["search", "sampler_options", "fallback"],
+                        e.to_string(),
+                        format!("the fallback is one of {}", available.join(", ")),
+                    ),
+                _ => located("sampler", "sampler_options", e),
+            })?;
     let scheduler = firebreak_search::scheduler(
         &search.scheduler,
         &options(&search.scheduler_options),
@@ -206,6 +221,41 @@ pub fn components(spec: &CampaignSpec) -> Result<Components, RunnerError> {
     )
     .map_err(|e| located("scheduler", "scheduler_options", e))?;
     Ok((proposer, scheduler))
+}
+
+/// The agent proposer's options when the spec's sampler is `agent`, as located
+/// spec errors.
+pub(crate) fn agent_options(
+    spec: &CampaignSpec,
+) -> Result<Option<firebreak_agent::AgentOptions>, RunnerError> {
+    let search = &spec.spec.search;
+    if search.sampler != crate::agent::AGENT {
+        return Ok(None);
+    }
+    firebreak_agent::AgentOptions::from_options(&options(&search.sampler_options))
+        .map(Some)
+        .map_err(|e| {
+            use firebreak_agent::AgentError as E;
+            let key = match &e {
+                E::UnknownOption { key } | E::BadOption { key, .. } => key.as_str(),
+                _ => "",
+            };
+            let hint = match &e {
+                E::UnknownOption { .. } => {
+                    format!(
+                        "its options are {}",
+                        firebreak_agent::OPTION_KEYS.join(", ")
+                    )
+                }
+                _ => "see the README's section on the agent proposer".to_string(),
+            };
+            let path: &[&str] = if key.is_empty() {
+                &["search", "sampler_options"]
+            } else {
+                &["search", "sampler_options", key]
+            };
+            RunnerError::Spec(spec.error_at(path, e.to_string(), hint))
+        })
 }
 
 impl<S: Store> Campaign<S> {
@@ -268,6 +318,13 @@ impl<S: Store> Campaign<S> {
         let spec = CampaignSpec::from_canonical(&record.spec, &name)?;
         let gov = Gov::new(&spec, actor)?;
         let (proposer, scheduler) = components(&spec)?;
+        let agent = match agent_options(&spec)? {
+            Some(options) => {
+                let tokens = replayed.campaigns.get(&name).map_or(0, |c| c.llm_tokens);
+                Some(crate::agent::Agent::new(&options, tokens)?)
+            }
+            None => None,
+        };
         let now = firebreak_core::Clock::now(&firebreak_core::SystemClock);
         let mut requests = store.requests(Some(&name)).await?;
         for request in &mut requests {
@@ -359,6 +416,7 @@ impl<S: Store> Campaign<S> {
             refused_before: reconciled.refused_before,
             opened: std::time::Instant::now(),
             used,
+            agent,
             guards_restored,
             _lock: lock,
         })
@@ -601,6 +659,13 @@ impl<S: Store> Campaign<S> {
                 return Ok(trial);
             }
         }
+        if let Some(agent) = self.agent.as_ref().filter(|a| !a.fallen_back()) {
+            drop(state);
+            if let Some(trial) = self.ask_agent(agent, worker, &start).await? {
+                return Ok(trial);
+            }
+            state = self.state.lock().await;
+        }
         let mut invalid = 0u32;
         let (proposal, proposer_name) = loop {
             let mut rng = Rng::new(derive_seed(
@@ -644,6 +709,103 @@ impl<S: Store> Campaign<S> {
                 });
             }
         };
+        drop(state);
+        self.propose_and_start(proposal, proposer_name, worker, &start)
+            .await
+    }
+
+    /// Asks the agent until it gives a valid proposal, which is authorised and
+    /// started on `worker`; `None` when the fallback proposes from now on.
+    async fn ask_agent(
+        &self,
+        agent: &crate::agent::Agent,
+        worker: u32,
+        start: &firebreak_ledger::Authorization,
+    ) -> Result<Option<Trial>, RunnerError> {
+        let name = self.name();
+        loop {
+            agent.check_budget(self.spec.spec.constraints.max_llm_tokens)?;
+            let request = {
+                let state = self.state.lock().await;
+                if let Some(halt) = &state.halt {
+                    return Err(RunnerError::Halted {
+                        request: halt.request.clone(),
+                        reason: halt.reason.clone(),
+                    });
+                }
+                let seed = derive_seed(
+                    self.spec.spec.campaign.seed,
+                    &[AGENT_STREAM, state.next_number],
+                );
+                firebreak_agent::config_request(
+                    agent.options(),
+                    &self.spec.space,
+                    &self.spec.objectives,
+                    &state.history,
+                    seed,
+                )
+            };
+            let exchange = agent.exchange(request).await?;
+            let (event, texts, answer) = agent.judge(&exchange, |content| {
+                firebreak_agent::parse_config_answer(content, &self.spec.space)
+            });
+            self.store
+                .record_agent_exchange(name, &event, &texts)
+                .await?;
+            match answer {
+                crate::agent::Answer::Proposal {
+                    params,
+                    rationale,
+                    state,
+                } => {
+                    let proposal = Proposal {
+                        params,
+                        rationale,
+                        state: Some(state),
+                    };
+                    let trial = self
+                        .propose_and_start(proposal, crate::agent::AGENT.to_string(), worker, start)
+                        .await?;
+                    return Ok(Some(trial));
+                }
+                crate::agent::Answer::Refused => {
+                    if agent.fall_back() {
+                        let principal = Principal::Agent {
+                            name: crate::agent::AGENT.to_string(),
+                        };
+                        let reason = format!(
+                            "{} invalid or failed answers in a row: the fallback proposer {} \
+                             proposes for the rest of this run",
+                            agent.options().max_invalid,
+                            agent.options().fallback
+                        );
+                        governance::deny(
+                            &self.store,
+                            name,
+                            Action::ProposeTrial.id(),
+                            &principal,
+                            reason,
+                            None,
+                            None,
+                        )
+                        .await?;
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Authorises `proposal` as its proposer's agent principal, gives it the
+    /// next number and starts it on `worker`.
+    async fn propose_and_start(
+        &self,
+        proposal: Proposal,
+        proposer_name: String,
+        worker: u32,
+        start: &firebreak_ledger::Authorization,
+    ) -> Result<Trial, RunnerError> {
+        let name = self.name();
         let agent = Principal::Agent {
             name: proposer_name.clone(),
         };
@@ -663,6 +825,7 @@ impl<S: Store> Campaign<S> {
             exploit: None,
             state: proposal.state,
         };
+        let mut state = self.state.lock().await;
         // The number is taken and the trial enters the history before the commit,
         // so concurrent proposals see it and numbers follow proposal order; the
         // commit happens outside the lock so that concurrent workers' starts and
@@ -673,7 +836,7 @@ impl<S: Store> Campaign<S> {
             new.number = Some(number);
             match self
                 .store
-                .propose_and_start(name, &new, self.run, worker, Some(&start))
+                .propose_and_start(name, &new, self.run, worker, Some(start))
                 .await
             {
                 Ok(trial) => {

@@ -64,6 +64,9 @@ pub struct CommandTask {
     /// Run each trial in the operating-system sandbox (`None`: no sandbox).
     /// [`sandbox_of`] says when a spec asks for one; a code task sets it.
     pub sandbox: Option<std::sync::Arc<TaskSandbox>>,
+    /// Variables of this process never passed to a trial: the agent's API key
+    /// (`api_key_env`), whether or not the trial is sandboxed.
+    pub hidden: Vec<String>,
 }
 
 /// The sandbox of a task's trials: `[task.sandbox]` resolved against the spec's
@@ -337,6 +340,12 @@ impl CommandTask {
                 let timeout = spec.spec.search.trial_timeout.map(|d| d.as_std());
                 std::sync::Arc::new(TaskSandbox::new(settings, spec_dir, timeout))
             }),
+            hidden: crate::campaign::agent_options(spec)
+                .ok()
+                .flatten()
+                .and_then(|options| options.api_key_env)
+                .into_iter()
+                .collect(),
         })
     }
 }
@@ -795,6 +804,9 @@ fn trial_command(
         .env("FIREBREAK_TRIAL_DIR", work)
         .env("FIREBREAK_CHECKPOINT_DIR", checkpoint)
         .env_remove("FIREBREAK_RESUME_FROM");
+    for name in &task.hidden {
+        command.env_remove(name);
+    }
     if task.sandbox.is_none() {
         command.process_group(0); // a sandboxed trial's setsid makes its group
     }

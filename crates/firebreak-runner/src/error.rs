@@ -67,6 +67,14 @@ pub enum RunnerError {
         /// The last reason.
         last: String,
     },
+    /// The agent proposer cannot start (its API key's variable is unset).
+    #[error(
+        "{0}\nhint: export the variable `api_key_env` names before `run` (its value is never stored)"
+    )]
+    Agent(#[from] firebreak_agent::AgentError),
+    /// The campaign's language-model agents used `max_llm_tokens`.
+    #[error("{0}")]
+    LlmBudget(String),
     /// The task kind exists in the spec language but not in this build.
     #[error("task kind {0:?} is not available in this build\nhint: use kind = \"command\"")]
     TaskUnavailable(String),

@@ -20,6 +20,7 @@
 //! trials, whatever the timing.
 #![warn(missing_docs)]
 
+mod agent;
 mod builtin;
 mod campaign;
 mod command;

@@ -430,6 +430,11 @@ impl<S: Store> Worker<S> {
                 self.taken.fetch_sub(1, Ordering::SeqCst);
                 Ok(None)
             }
+            Err(RunnerError::LlmBudget(reason)) => {
+                self.taken.fetch_sub(1, Ordering::SeqCst);
+                let _ = self.limit_tx.send(Some(reason));
+                Ok(None)
+            }
             Err(other) => Err(other),
         }
     }

@@ -2,7 +2,7 @@
 //! rewrites a ledger row. The database records its version in `meta`.
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// Migration `i` (1-based) brings a database from version `i - 1` to `i`.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -126,6 +126,15 @@ UPDATE trials SET metrics = json_remove(metrics, '$.test_accuracy', '$.test_loss
     // proposers without state.
     r#"
 ALTER TABLE trials ADD COLUMN proposer_state TEXT;
+"#,
+    // 8: language-model agents' requests and answers, whole, by the hex SHA-256
+    // their `agent_answered` entries name (the audit re-hashes every body).
+    r#"
+CREATE TABLE agent_texts (
+    sha256 TEXT PRIMARY KEY,
+    campaign TEXT NOT NULL,
+    body TEXT NOT NULL
+) WITHOUT ROWID;
 "#,
 ];
 

@@ -1187,6 +1187,14 @@ impl Store for SqliteStore {
             );
             tests.insert(key, parse(&row.try_get::<String, _>(2)?)?);
         }
+        let mut agent_texts = BTreeMap::new();
+        let rows = sqlx::query("SELECT sha256, body FROM agent_texts")
+            .fetch_all(&self.inner.readers)
+            .await?;
+        for row in rows {
+            let body: String = row.try_get(1)?;
+            agent_texts.insert(row.try_get::<String, _>(0)?, hex(&sha256(body.as_bytes())));
+        }
         let guarded = self.snapshot_guards().await?;
         Ok(StateSnapshot {
             campaigns,
@@ -1194,6 +1202,7 @@ impl Store for SqliteStore {
             requests,
             runs,
             tests,
+            agent_texts,
             ledger_writable: !guarded,
         })
     }
@@ -1300,6 +1309,36 @@ impl Store for SqliteStore {
                 ))
             })
             .collect()
+    }
+
+    async fn record_agent_exchange(
+        &self,
+        campaign: &str,
+        event: &Event,
+        texts: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let mut w = self.begin().await?;
+        for (hash, body) in texts {
+            sqlx::query(
+                "INSERT OR IGNORE INTO agent_texts (sha256, campaign, body) VALUES (?, ?, ?)",
+            )
+            .bind(hash)
+            .bind(campaign)
+            .bind(body)
+            .execute(&mut *w.tx)
+            .await?;
+        }
+        self.append(&mut w, campaign, event).await?;
+        self.commit(w).await
+    }
+
+    async fn agent_text(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT body FROM agent_texts WHERE sha256 = ?")
+                .bind(hash)
+                .fetch_optional(&self.inner.readers)
+                .await?,
+        )
     }
 
     async fn restore_guards(&self) -> Result<bool, StoreError> {

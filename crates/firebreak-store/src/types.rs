@@ -441,6 +441,20 @@ pub trait Store: Send + Sync + 'static {
         &self,
         campaign: &str,
     ) -> impl Future<Output = Result<BTreeMap<u64, Metrics>, StoreError>> + Send;
+    /// Stores an agent's request and answer whole (`texts`: each body under its
+    /// hex SHA-256; a text stored already is kept) and appends `event` (an
+    /// [`Event::AgentAnswered`] naming them), in one transaction.
+    fn record_agent_exchange(
+        &self,
+        campaign: &str,
+        event: &Event,
+        texts: &[(String, String)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// An agent's request or answer by its hex SHA-256.
+    fn agent_text(
+        &self,
+        hash: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
     /// Puts back the guards that make ledger rows append-only if they are
     /// missing; true when they were missing.
     fn restore_guards(&self) -> impl Future<Output = Result<bool, StoreError>> + Send;

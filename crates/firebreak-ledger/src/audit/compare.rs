@@ -17,6 +17,7 @@ pub(super) fn all(entries: u64, replay: &Replay, state: &StateSnapshot) -> Resul
     requests(entries, replay, state, &mut problems);
     runs(entries, replay, state, &mut problems);
     tests(entries, replay, state, &mut problems);
+    agent_texts(replay, state, &mut problems);
     match problems.into_iter().min_by_key(|v| v.seq) {
         Some(first) => Err(first),
         // Reported only when nothing is located: a located edit says more.
@@ -258,6 +259,25 @@ fn differs(expected: &ExpectedTrial, trial: &Trial) -> Option<String> {
         return Some("intermediate reports differ from the ledger".into());
     }
     None
+}
+
+/// Every agent request and answer the ledger names is stored, and stored as it
+/// was: its body still hashes to the name. (Texts nothing names are harmless:
+/// a crash between storing them and appending their entry leaves such.)
+fn agent_texts(replay: &Replay, state: &StateSnapshot, out: &mut Vec<Violation>) {
+    for (seq, hash) in &replay.agent_texts {
+        match state.agent_texts.get(hash) {
+            None => out.push(violation(
+                *seq,
+                format!("the agent text {hash} this entry names is missing"),
+            )),
+            Some(actual) if actual != hash => out.push(violation(
+                *seq,
+                format!("the agent text stored as {hash} was edited (its body hashes to {actual})"),
+            )),
+            Some(_) => {}
+        }
+    }
 }
 
 #[cfg(test)]

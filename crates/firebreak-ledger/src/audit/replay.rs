@@ -73,6 +73,8 @@ pub(super) struct ExpectedCampaign {
     pub tripwire_request: Option<String>,
     pub current_run: Option<u64>,
     pub cpu_seconds: f64,
+    /// Tokens the campaign's agents used (`agent_answered`).
+    pub llm_tokens: u64,
 }
 
 /// The state the ledger describes, built entry by entry.
@@ -83,6 +85,8 @@ pub(super) struct Replay {
     pub requests: BTreeMap<String, ExpectedRequest>,
     pub runs: BTreeMap<(String, u64), ExpectedRun>,
     pub tests: BTreeMap<(String, u64), (Metrics, u64)>,
+    /// Every hash of an agent's request or answer, with the entry naming it.
+    pub agent_texts: Vec<(u64, String)>,
 }
 
 fn sha256_hex(text: &str) -> String {
@@ -156,6 +160,7 @@ impl Replay {
                 tripwire_request: None,
                 current_run: None,
                 cpu_seconds: 0.0,
+                llm_tokens: 0,
             };
             if self
                 .campaigns
@@ -185,6 +190,23 @@ impl Replay {
             Event::RunStarted { run, .. } => self.run_started(seq, campaign, at, run),
             Event::RunEnded { run, reason } => self.run_ended(seq, campaign, at, run, reason),
             Event::Denied { .. } => Ok(()),
+            Event::AgentAnswered {
+                request_sha256,
+                response_sha256,
+                prompt_tokens,
+                completion_tokens,
+                ..
+            } => {
+                if let Some(c) = self.campaigns.get_mut(campaign) {
+                    c.llm_tokens = c
+                        .llm_tokens
+                        .saturating_add(prompt_tokens)
+                        .saturating_add(completion_tokens);
+                }
+                self.agent_texts.push((seq, request_sha256));
+                self.agent_texts.extend(response_sha256.map(|h| (seq, h)));
+                Ok(())
+            }
             Event::RequestFiled {
                 request,
                 hash,
