@@ -23,6 +23,7 @@
 
 mod answer;
 mod client;
+mod code;
 mod error;
 mod options;
 mod prompt;
@@ -30,6 +31,7 @@ mod schema;
 
 pub use answer::parse_config_answer;
 pub use client::{Client, Exchange, sha256_hex};
+pub use code::{CodeAnswer, CodeContext, CodeRefusal, code_request, parse_code_answer};
 pub use error::AgentError;
 pub use options::{AgentOptions, Mode, OPTION_KEYS};
 pub use prompt::{ChatRequest, Message, config_request};

@@ -399,3 +399,209 @@ fn the_api_key_reaches_the_server_only() {
     let (_, export, _) = project.exec(&["audit", "export"]);
     assert!(!export.contains(SECRET));
 }
+
+fn files_answer(program: &str) -> Reply {
+    let content = json!({"rationale": "a change", "files": {"train.py": program}});
+    Reply::Answer(content.to_string(), 200, 300)
+}
+
+fn code_spec(url: &str, n_trials: u64) -> String {
+    format!(
+        r#"[campaign]
+name = "coder"
+seed = 9
+
+[objective]
+metric = "val_accuracy"
+direction = "maximize"
+
+[space]
+
+[search]
+sampler = "agent"
+n_trials = {n_trials}
+parallelism = 1
+trial_timeout = "60s"
+
+[search.sampler_options]
+base_url = "{url}"
+model = "scripted-model"
+mode = "code"
+timeout = "5s"
+retries = 0
+max_invalid = 5
+debug_rounds = 1
+
+[task]
+kind = "code"
+workspace = "program"
+editable = ["train.py"]
+command = ["python3", "train.py"]
+dataset = "digits"
+"#
+    )
+}
+
+/// The example's parent program with its classifier swapped for 1-nearest
+/// neighbour and a claimed score the engine will not believe.
+fn one_nn(parent: &str) -> String {
+    parent
+        .replace(
+            "return min(centroids, key=lambda y: distance(centroids[y]))",
+            "return min(train, key=lambda row: distance(row[\"x\"]))[\"y\"]",
+        )
+        .replace(
+            "\"train_accuracy\": correct / len(train)",
+            "\"val_accuracy\": 1.0",
+        )
+}
+
+#[test]
+fn code_candidates_are_materialised_sandboxed_scored_by_the_engine_and_fixed() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/agent/program/train.py");
+    let parent = std::fs::read_to_string(&example).expect("example program");
+    let stale_diff =
+        "--- a/train.py\n+++ b/train.py\n@@ -1,2 +1,2 @@\n-import nothing\n+import json\n";
+    let server = serve(vec![
+        files_answer(&one_nn(&parent)),
+        Reply::Answer(json!({"diff": stale_diff}).to_string(), 50, 50),
+        files_answer(&parent.replace(
+            "import json",
+            "import json\nraise SystemExit('deliberate crash')",
+        )),
+        files_answer(&parent),
+        Reply::Answer(
+            json!({"files": {"evaluate.py": "print(1)"}}).to_string(),
+            50,
+            50,
+        ),
+        files_answer(&parent.replace(
+            "\"label\": predict(row[\"x\"])",
+            "\"label\": predict(row[\"x\"]) + 0.5",
+        )),
+    ]);
+    let project = Project::new();
+    let program = project.path().join("program");
+    std::fs::create_dir_all(&program).expect("workspace");
+    std::fs::write(program.join("train.py"), &parent).expect("parent written");
+    std::fs::write(
+        program.join("evaluate.py"),
+        "# the evaluator, not editable\n",
+    )
+    .expect("written");
+    let spec = project.spec("code.toml", &code_spec(&server.url, 4));
+    let (code, _, stderr) = project.exec_within(300, &["run", spec.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let trials = project.trials("coder");
+    let summary: Vec<(String, Option<f64>)> = trials
+        .iter()
+        .map(|t| {
+            (
+                t["state"].as_str().unwrap_or_default().to_string(),
+                t["metrics"]["val_accuracy"].as_f64(),
+            )
+        })
+        .collect();
+    assert_eq!(summary.len(), 4, "{trials:?}");
+    // 1-NN scores what the engine measures, not the 1.0 it claims.
+    assert_eq!(summary[0].0, "complete");
+    let scored = summary[0].1.expect("scored");
+    assert!(scored > 0.9 && scored < 1.0, "{scored}");
+    assert_eq!(trials[0]["metrics"]["claimed_val_accuracy"], 1.0);
+    // The crash is a failed trial; the next request asks to fix it, and the fix
+    // names it.
+    assert_eq!(summary[1].0, "failed");
+    assert!(
+        trials[1]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("deliberate crash")
+            || project
+                .exec(&["logs", "coder", "1"])
+                .1
+                .contains("deliberate crash")
+    );
+    assert_eq!(summary[2].0, "complete");
+    let (_, explain, _) = project.exec(&["explain", "coder", "2", "--format", "json"]);
+    let explain: Value = serde_json::from_str(&explain).expect("explain JSON");
+    assert!(
+        explain["agent"]["prompt"][1]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("This program failed")
+    );
+    // Fractional labels are not a score (NaN is not even JSON: refused as such).
+    assert_eq!(summary[3].0, "failed");
+    assert!(
+        trials[3]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not a whole class number"),
+        "{:?}",
+        trials[3]
+    );
+
+    let entries = agent_entries(&project);
+    let outcomes: Vec<&str> = entries
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "proposal", "invalid", "proposal", "proposal", "invalid", "proposal"
+        ]
+    );
+    assert!(
+        entries[1]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("does not apply")
+    );
+    assert!(
+        entries[4]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`evaluate.py`, which is not an editable file")
+    );
+    // After the diff that did not apply, whole files were asked for.
+    let seen = server.seen.lock().expect("lock").clone();
+    let props =
+        |i: usize| seen[i].body["response_format"]["json_schema"]["schema"]["properties"].clone();
+    assert!(props(1).get("diff").is_some() && props(2).get("diff").is_none());
+    // The fix's request showed the failure; its state names the trial it fixes.
+    assert!(
+        seen[3].body["messages"][1]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("deliberate crash")
+    );
+    let (_, export, _) = project.exec(&["audit", "export"]);
+    let fix = entry_payloads(&export)
+        .into_iter()
+        .find(|p| p["kind"] == "trial_proposed" && p["data"]["number"] == 2)
+        .expect("trial 2 proposed");
+    assert_eq!(fix["data"]["state"]["agent"]["fixes"], 1);
+    // The candidate's file is stored and ledgered by hash; the parent's copy is untouched.
+    assert!(entries[0]["files"]["train.py"].is_string());
+    assert_eq!(
+        std::fs::read_to_string(program.join("train.py")).expect("parent"),
+        parent
+    );
+
+    let (code, report) = project.verify();
+    assert_eq!(code, 0, "{report}");
+    let (ok, text) = independent_verifier(&project, &export, "export.jsonl");
+    assert!(ok, "{text}");
+    // An edited candidate program is caught.
+    sql(
+        &project,
+        &[
+            "UPDATE agent_texts SET body = body || '# edited' WHERE body LIKE '%row[\"x\"]))[\"y\"]%'",
+        ],
+    );
+    let (code, report) = project.verify();
+    assert_eq!(code, 4, "{report}");
+}

@@ -264,6 +264,10 @@ pub enum Event {
         /// Hex SHA-256 of the response body, when one came.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         response_sha256: Option<String>,
+        /// Code mode: the candidate's editable files by path, each the hex
+        /// SHA-256 of its text (stored whole beside the request and answer).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        files: Option<std::collections::BTreeMap<String, String>>,
         /// Prompt tokens the server counted (against `max_llm_tokens`).
         prompt_tokens: u64,
         /// Completion tokens the server counted.

@@ -10,6 +10,7 @@
 //! rest of the run (ledgered). A `kill -9` while a request is pending loses
 //! nothing: nothing was recorded for it, and the next run asks again.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -33,6 +34,16 @@ pub(crate) struct Agent {
 
 /// The name agents' proposals carry as their proposer.
 pub(crate) const AGENT: &str = "agent";
+
+/// A valid answer, read: a configuration (empty for code tasks), the
+/// candidate's editable files (code mode), and members of its proposer state.
+#[derive(Debug, Default)]
+pub(crate) struct Candidate {
+    pub(crate) params: Params,
+    pub(crate) rationale: String,
+    pub(crate) files: BTreeMap<String, String>,
+    pub(crate) extra: serde_json::Map<String, Value>,
+}
 
 /// What the runner does with one exchange.
 pub(crate) enum Answer {
@@ -106,14 +117,14 @@ impl Agent {
         Ok(exchange)
     }
 
-    /// Judges an exchange whose content `parse` reads: the ledger event (with the
-    /// texts to store under their hashes) and what to do next. Counts invalid
-    /// answers in a row; the caller asks [`Agent::fall_back`] when it returns
-    /// a refusal.
+    /// Judges an exchange: `parsed` is what its content read as (`None` when no
+    /// content came). Returns the ledger event (with the texts to store under
+    /// their hashes) and what to do next. Counts invalid answers in a row; the
+    /// caller asks [`Agent::fall_back`] after a refusal.
     pub(crate) fn judge(
         &self,
         exchange: &Exchange,
-        parse: impl FnOnce(&str) -> Result<(Params, String), String>,
+        parsed: Option<Result<Candidate, String>>,
     ) -> (Event, Vec<(String, String)>, Answer) {
         let request_sha256 = sha256_hex(&exchange.request);
         let response_sha256 = exchange.response.as_deref().map(sha256_hex);
@@ -121,8 +132,8 @@ impl Agent {
         if let (Some(hash), Some(body)) = (&response_sha256, &exchange.response) {
             texts.push((hash.clone(), body.clone()));
         }
-        let parsed = match &exchange.content {
-            Some(content) => parse(content).map_err(|reason| ("invalid", reason)),
+        let parsed = match parsed {
+            Some(result) => result.map_err(|reason| ("invalid", reason)),
             None => Err((
                 "error",
                 exchange
@@ -131,21 +142,35 @@ impl Agent {
                     .unwrap_or_else(|| "no answer".to_string()),
             )),
         };
+        let mut files = None;
         let (outcome, reason, answer) = match parsed {
-            Ok((params, rationale)) => {
+            Ok(candidate) => {
                 self.invalid_in_row.store(0, Ordering::SeqCst);
-                let state = json!({"v": 1, "agent": {
-                    "request_sha256": request_sha256,
-                    "response_sha256": response_sha256,
-                    "tokens": exchange.tokens(),
-                }});
+                let mut agent = serde_json::Map::new();
+                agent.insert("request_sha256".into(), json!(request_sha256));
+                agent.insert("response_sha256".into(), json!(response_sha256));
+                agent.insert("tokens".into(), json!(exchange.tokens()));
+                if !candidate.files.is_empty() {
+                    let hashes: BTreeMap<String, String> = candidate
+                        .files
+                        .iter()
+                        .map(|(path, text)| {
+                            let hash = sha256_hex(text);
+                            texts.push((hash.clone(), text.clone()));
+                            (path.clone(), hash)
+                        })
+                        .collect();
+                    agent.insert("files".into(), json!(hashes));
+                    files = Some(hashes);
+                }
+                agent.extend(candidate.extra);
                 (
                     "proposal",
                     None,
                     Answer::Proposal {
-                        params,
-                        rationale,
-                        state,
+                        params: candidate.params,
+                        rationale: candidate.rationale,
+                        state: json!({"v": 1, "agent": agent}),
                     },
                 )
             }
@@ -163,6 +188,7 @@ impl Agent {
             .to_string(),
             request_sha256,
             response_sha256,
+            files,
             prompt_tokens: exchange.prompt_tokens,
             completion_tokens: exchange.completion_tokens,
             attempts: exchange.attempts,

@@ -2,6 +2,7 @@
 //! proposer, the scheduler and an in-memory view of the campaign's trials.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use firebreak_core::{Report, Rng, Trial, TrialState, derive_seed};
 use firebreak_govern::{Action, Principal, Tripwires};
@@ -71,6 +72,8 @@ pub struct Campaign<S: Store> {
     used: (f64, f64),
     /// The language-model agent, when the sampler is `agent`.
     agent: Option<crate::agent::Agent>,
+    /// A code task's engine side, attached by the run.
+    code: std::sync::OnceLock<Arc<crate::code::CodeTask>>,
     guards_restored: bool,
     _lock: CampaignLock,
 }
@@ -232,30 +235,43 @@ pub(crate) fn agent_options(
     if search.sampler != crate::agent::AGENT {
         return Ok(None);
     }
-    firebreak_agent::AgentOptions::from_options(&options(&search.sampler_options))
-        .map(Some)
-        .map_err(|e| {
-            use firebreak_agent::AgentError as E;
-            let key = match &e {
-                E::UnknownOption { key } | E::BadOption { key, .. } => key.as_str(),
-                _ => "",
-            };
-            let hint = match &e {
-                E::UnknownOption { .. } => {
-                    format!(
-                        "its options are {}",
-                        firebreak_agent::OPTION_KEYS.join(", ")
-                    )
-                }
-                _ => "see the README's section on the agent proposer".to_string(),
-            };
-            let path: &[&str] = if key.is_empty() {
-                &["search", "sampler_options"]
+    let code_task = spec.spec.task.kind == firebreak_spec::TaskKind::Code;
+    let parsed = firebreak_agent::AgentOptions::from_options(&options(&search.sampler_options));
+    if let Ok(agent) = &parsed
+        && (agent.mode == firebreak_agent::Mode::Code) != code_task
+    {
+        return Err(RunnerError::Spec(spec.error_at(
+            &["search", "sampler_options", "mode"],
+            if code_task {
+                "a code task needs the agent in code mode"
             } else {
-                &["search", "sampler_options", key]
-            };
-            RunnerError::Spec(spec.error_at(path, e.to_string(), hint))
-        })
+                "the agent's code mode needs a code task ([task] kind = \"code\")"
+            },
+            "set mode = \"code\" with [task] kind = \"code\", or mode = \"config\" with any other task",
+        )));
+    }
+    parsed.map(Some).map_err(|e| {
+        use firebreak_agent::AgentError as E;
+        let key = match &e {
+            E::UnknownOption { key } | E::BadOption { key, .. } => key.as_str(),
+            _ => "",
+        };
+        let hint = match &e {
+            E::UnknownOption { .. } => {
+                format!(
+                    "its options are {}",
+                    firebreak_agent::OPTION_KEYS.join(", ")
+                )
+            }
+            _ => "see the README's section on the agent proposer".to_string(),
+        };
+        let path: &[&str] = if key.is_empty() {
+            &["search", "sampler_options"]
+        } else {
+            &["search", "sampler_options", key]
+        };
+        RunnerError::Spec(spec.error_at(path, e.to_string(), hint))
+    })
 }
 
 impl<S: Store> Campaign<S> {
@@ -417,6 +433,7 @@ impl<S: Store> Campaign<S> {
             opened: std::time::Instant::now(),
             used,
             agent,
+            code: std::sync::OnceLock::new(),
             guards_restored,
             _lock: lock,
         })
@@ -709,8 +726,7 @@ impl<S: Store> Campaign<S> {
                 });
             }
         };
-        drop(state);
-        self.propose_and_start(proposal, proposer_name, worker, &start)
+        self.propose_and_start(state, proposal, proposer_name, worker, &start)
             .await
     }
 
@@ -723,9 +739,10 @@ impl<S: Store> Campaign<S> {
         start: &firebreak_ledger::Authorization,
     ) -> Result<Option<Trial>, RunnerError> {
         let name = self.name();
+        let mut whole_files_only = false;
         loop {
             agent.check_budget(self.spec.spec.constraints.max_llm_tokens)?;
-            let request = {
+            let (history, seed) = {
                 let state = self.state.lock().await;
                 if let Some(halt) = &state.halt {
                     return Err(RunnerError::Halted {
@@ -737,18 +754,58 @@ impl<S: Store> Campaign<S> {
                     self.spec.spec.campaign.seed,
                     &[AGENT_STREAM, state.next_number],
                 );
-                firebreak_agent::config_request(
-                    agent.options(),
-                    &self.spec.space,
-                    &self.spec.objectives,
-                    &state.history,
-                    seed,
-                )
+                (state.history.clone(), seed)
             };
-            let exchange = agent.exchange(request).await?;
-            let (event, texts, answer) = agent.judge(&exchange, |content| {
-                firebreak_agent::parse_config_answer(content, &self.spec.space)
-            });
+            let (event, texts, answer) = match self.code.get() {
+                None => {
+                    let request = firebreak_agent::config_request(
+                        agent.options(),
+                        &self.spec.space,
+                        &self.spec.objectives,
+                        &history,
+                        seed,
+                    );
+                    let exchange = agent.exchange(request).await?;
+                    let parsed = exchange.content.as_deref().map(|content| {
+                        firebreak_agent::parse_config_answer(content, &self.spec.space).map(
+                            |(params, rationale)| crate::agent::Candidate {
+                                params,
+                                rationale,
+                                ..Default::default()
+                            },
+                        )
+                    });
+                    agent.judge(&exchange, parsed)
+                }
+                Some(code) => {
+                    let (context, parent, fixes) =
+                        self.code_context(code, &history, whole_files_only).await?;
+                    let request = firebreak_agent::code_request(&code.editable, &context, seed);
+                    let exchange = agent.exchange(request).await?;
+                    let mut diff_failed = false;
+                    let parsed = exchange.content.as_deref().map(|content| {
+                        firebreak_agent::parse_code_answer(content, &code.editable, &context.files)
+                            .map(|answer| {
+                                let mut extra = serde_json::Map::new();
+                                extra.insert("parent".into(), json!(parent));
+                                extra.insert("fixes".into(), json!(fixes));
+                                crate::agent::Candidate {
+                                    params: Default::default(),
+                                    rationale: answer.rationale,
+                                    files: answer.files,
+                                    extra,
+                                }
+                            })
+                            .map_err(|refusal| {
+                                diff_failed = refusal.diff_failed;
+                                refusal.reason
+                            })
+                    });
+                    // A diff that does not apply is asked again as whole files.
+                    whole_files_only = diff_failed;
+                    agent.judge(&exchange, parsed)
+                }
+            };
             self.store
                 .record_agent_exchange(name, &event, &texts)
                 .await?;
@@ -763,8 +820,15 @@ impl<S: Store> Campaign<S> {
                         rationale,
                         state: Some(state),
                     };
+                    let state = self.state.lock().await;
                     let trial = self
-                        .propose_and_start(proposal, crate::agent::AGENT.to_string(), worker, start)
+                        .propose_and_start(
+                            state,
+                            proposal,
+                            crate::agent::AGENT.to_string(),
+                            worker,
+                            start,
+                        )
                         .await?;
                     return Ok(Some(trial));
                 }
@@ -796,10 +860,121 @@ impl<S: Store> Campaign<S> {
         }
     }
 
+    /// What a code proposal shows the agent: a failed candidate to fix (while
+    /// its chain of fixes is shorter than `debug_rounds`), else the best
+    /// complete candidate (or the workspace's program) to improve; with the
+    /// parent's and the fixed trial's numbers.
+    async fn code_context(
+        &self,
+        code: &crate::code::CodeTask,
+        history: &[Trial],
+        whole_files_only: bool,
+    ) -> Result<(firebreak_agent::CodeContext, Option<u64>, Option<u64>), RunnerError> {
+        let link = |t: &Trial, key: &str| {
+            t.proposer_state
+                .as_ref()
+                .and_then(|s| s["agent"][key].as_u64())
+        };
+        let depth = |mut number: u64| {
+            let mut depth = 0;
+            while let Some(next) = history
+                .iter()
+                .find(|t| t.number == number)
+                .and_then(|t| link(t, "fixes"))
+            {
+                depth += 1;
+                number = next;
+            }
+            depth
+        };
+        let rounds = self.agent.as_ref().map_or(0, |a| a.options().debug_rounds);
+        let to_fix = history.iter().rev().find(|t| {
+            t.state == TrialState::Failed
+                && t.proposer == crate::agent::AGENT
+                && depth(t.number) < rounds
+                && !history.iter().any(|u| link(u, "fixes") == Some(t.number))
+        });
+        let metric = |t: &Trial| t.metrics.get("val_accuracy").copied();
+        let best = history
+            .iter()
+            .filter(|t| t.state == TrialState::Complete)
+            .filter_map(|t| Some((t, metric(t)?)))
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.number.cmp(&a.0.number)))
+            .map(|(t, _)| t);
+        let (parent_trial, failure) = match to_fix {
+            Some(t) => {
+                let log = self
+                    .store
+                    .log(self.name(), t.number)
+                    .await?
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                let failure = format!(
+                    "{}\nlast lines of its log:\n{}",
+                    t.error.as_deref().unwrap_or("failed"),
+                    tail.join("\n")
+                );
+                (Some(t), Some(failure))
+            }
+            None => (best, None),
+        };
+        let (files, parent) = match parent_trial {
+            Some(t) => match code.files_of(&self.store, t).await? {
+                Ok(files) => {
+                    let summary = match metric(t) {
+                        Some(v) => format!("trial {} (val_accuracy {v:.4})", t.number),
+                        None => format!("trial {}", t.number),
+                    };
+                    (files, summary)
+                }
+                Err(_) => (
+                    code.original_files()?,
+                    "the workspace's program".to_string(),
+                ),
+            },
+            None => (
+                code.original_files()?,
+                "the workspace's program (not scored yet)".to_string(),
+            ),
+        };
+        let lines = history
+            .iter()
+            .filter(|t| t.state.is_finished())
+            .rev()
+            .take(10)
+            .map(|t| match (t.state, metric(t)) {
+                (TrialState::Complete, Some(v)) => format!("#{} val_accuracy {v:.4}", t.number),
+                (state, _) => {
+                    let why: String = t.error.as_deref().unwrap_or("").chars().take(150).collect();
+                    format!("#{} {}: {why}", t.number, state.as_str())
+                }
+            })
+            .collect();
+        let context = firebreak_agent::CodeContext {
+            files,
+            parent,
+            failure,
+            history: lines,
+            task: code.description.clone(),
+            whole_files_only,
+        };
+        let fixes = to_fix.map(|t| t.number);
+        Ok((context, parent_trial.map(|t| t.number), fixes))
+    }
+
+    /// Attaches the engine side of a code task (the run does, from its
+    /// executor): code proposals need the workspace and the editable files.
+    pub fn attach_code(&self, code: Arc<crate::code::CodeTask>) {
+        let _ = self.code.set(code);
+    }
+
     /// Authorises `proposal` as its proposer's agent principal, gives it the
-    /// next number and starts it on `worker`.
+    /// next number and starts it on `worker`. Called holding the state lock that
+    /// made the proposal, so numbers follow proposal order.
     async fn propose_and_start(
         &self,
+        mut state: tokio::sync::MutexGuard<'_, State>,
         proposal: Proposal,
         proposer_name: String,
         worker: u32,
@@ -825,7 +1000,6 @@ impl<S: Store> Campaign<S> {
             exploit: None,
             state: proposal.state,
         };
-        let mut state = self.state.lock().await;
         // The number is taken and the trial enters the history before the commit,
         // so concurrent proposals see it and numbers follow proposal order; the
         // commit happens outside the lock so that concurrent workers' starts and

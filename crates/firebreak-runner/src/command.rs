@@ -67,6 +67,9 @@ pub struct CommandTask {
     /// Variables of this process never passed to a trial: the agent's API key
     /// (`api_key_env`), whether or not the trial is sandboxed.
     pub hidden: Vec<String>,
+    /// A code task's engine side: each trial runs a materialised candidate and
+    /// is scored on its predictions.
+    pub code: Option<std::sync::Arc<crate::code::CodeTask>>,
 }
 
 /// The sandbox of a task's trials: `[task.sandbox]` resolved against the spec's
@@ -248,6 +251,13 @@ fn interpreter_paths(program: &Path) -> Vec<PathBuf> {
         if !SYSTEM_READ.iter().any(|s| bin.starts_with(s)) {
             paths.push(bin.to_path_buf());
         }
+        // A version manager's shim (pyenv's `shims/python3`) runs its manager,
+        // which finds the interpreter under the same root: read the whole root.
+        if bin.file_name().is_some_and(|n| n == "shims")
+            && let Some(root) = bin.parent()
+        {
+            paths.push(root.to_path_buf());
+        }
         if let Some(prefix) = bin.parent().filter(|p| p.parent().is_some())
             && !SYSTEM_READ.iter().any(|s| prefix.starts_with(s))
             && is_python_prefix(prefix)
@@ -276,7 +286,11 @@ fn missing_variable(error: &str) -> Option<&str> {
 /// Whether the spec's trials run sandboxed, and how: `[task.sandbox]` when
 /// written. (A code task's runner turns it on with the defaults when absent.)
 pub fn sandbox_of(spec: &firebreak_spec::CampaignSpec) -> Option<SandboxSpec> {
-    spec.spec.task.sandbox.clone()
+    let task = &spec.spec.task;
+    match task.kind {
+        firebreak_spec::TaskKind::Code => Some(task.sandbox.clone().unwrap_or_default()),
+        _ => task.sandbox.clone(),
+    }
 }
 
 /// The sandbox a run of `spec` applies, for its `run_started` entry: the kernel
@@ -322,10 +336,12 @@ impl CommandTask {
         trials_root: PathBuf,
     ) -> Option<Self> {
         let task = &spec.spec.task;
-        let command = task
-            .command
-            .clone()
-            .filter(|_| task.kind == firebreak_spec::TaskKind::Command)?;
+        let command = task.command.clone().filter(|_| {
+            matches!(
+                task.kind,
+                firebreak_spec::TaskKind::Command | firebreak_spec::TaskKind::Code
+            )
+        })?;
         Some(CommandTask {
             command,
             workdir: spec_dir.join(task.workdir.as_deref().unwrap_or(".")),
@@ -346,6 +362,7 @@ impl CommandTask {
                 .and_then(|options| options.api_key_env)
                 .into_iter()
                 .collect(),
+            code: None,
         })
     }
 }
@@ -530,7 +547,31 @@ pub async fn execute<S: Store>(
     let name = campaign.name().to_string();
     let number = trial.number;
     let reeval = attempt == Attempt::Reeval;
-    let folders = Folders::prepare(task, &name, trial, reeval)?;
+    let mut folders = Folders::prepare(task, &name, trial, reeval)?;
+    if let Some(code) = &task.code {
+        match code.files_of(campaign.store(), trial).await? {
+            Ok(files) => {
+                let base = folders
+                    .work
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default();
+                let program = base.join(if reeval { "reeval-program" } else { "program" });
+                code.materialise(&program, &files)?;
+                folders.program = Some(program);
+            }
+            Err(reason) => {
+                return Ok(Ended::Finished(Outcome {
+                    state: TrialState::Failed,
+                    metrics: Metrics::new(),
+                    error: Some(reason),
+                    cpu_seconds: None,
+                    wall_seconds: None,
+                    log: None,
+                }));
+            }
+        }
+    }
     let seed = if reeval {
         campaign.reeval_seed(number)
     } else {
@@ -653,9 +694,19 @@ pub async fn execute<S: Store>(
     }
     let wall_seconds = started.elapsed().as_secs_f64();
     let last_line = log.last_line().map(str::to_string);
-    let (state, metrics, mut error, cpu_seconds) = classify_end(exit, stop, last_line, || {
-        result_from(objectives, final_metrics.as_ref(), candidate.as_ref())
-    });
+    let (state, metrics, mut error, cpu_seconds) =
+        classify_end(exit, stop, last_line, || match &task.code {
+            // Only the engine's score counts; what the candidate printed is kept
+            // beside it, renamed.
+            Some(code) => code.score(&folders.work).map(|mut scored| {
+                let claimed = final_metrics.as_ref().or(candidate.as_ref());
+                for (metric, value) in claimed.into_iter().flatten() {
+                    scored.insert(format!("claimed_{metric}"), *value);
+                }
+                scored
+            }),
+            None => result_from(objectives, final_metrics.as_ref(), candidate.as_ref()),
+        });
     if let (Some(sandbox), TrialState::Failed, Some(text)) = (&task.sandbox, state, &error) {
         let passed: Vec<String> = task.env.iter().map(|(k, _)| k.clone()).collect();
         if let Some(why) = sandbox.explain(text, &passed) {
@@ -709,6 +760,8 @@ fn classify_end(
 /// for a trial that resumes), and its parameters written as `params.json`.
 struct Folders {
     work: PathBuf,
+    /// A code trial's materialised program: its working directory.
+    program: Option<PathBuf>,
     checkpoint: PathBuf,
     params_file: PathBuf,
     /// The checkpoint folder holds something to resume from.
@@ -746,6 +799,7 @@ impl Folders {
             .unwrap_or(false);
         Ok(Folders {
             work,
+            program: None,
             checkpoint,
             params_file,
             resume,
@@ -768,6 +822,7 @@ fn trial_command(
     let number = trial.number;
     let Folders {
         work,
+        program: materialised,
         checkpoint,
         params_file,
         resume,
@@ -779,7 +834,8 @@ fn trial_command(
         ("campaign", name.to_string()),
     ];
     let args = expand_args(&task.command, &trial.params, &builtins);
-    let program = program_path(&args[0], &task.workdir);
+    let workdir = materialised.as_deref().unwrap_or(&task.workdir);
+    let program = program_path(&args[0], workdir);
     let mut command = Command::new(&program);
     if task.sandbox.is_some() {
         command.env_clear();
@@ -793,7 +849,7 @@ fn trial_command(
     }
     command
         .args(&args[1..])
-        .current_dir(&task.workdir)
+        .current_dir(workdir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -806,6 +862,9 @@ fn trial_command(
         .env_remove("FIREBREAK_RESUME_FROM");
     for name in &task.hidden {
         command.env_remove(name);
+    }
+    if let Some(code) = &task.code {
+        command.env("FIREBREAK_DATA_DIR", &code.data_dir);
     }
     if task.sandbox.is_none() {
         command.process_group(0); // a sandboxed trial's setsid makes its group
@@ -840,7 +899,7 @@ fn trial_command(
     let Some(settings) = &task.sandbox else {
         return Ok((command, None));
     };
-    let sandbox = settings.sandbox(&task.workdir, &program, &[work, checkpoint]);
+    let sandbox = settings.sandbox(workdir, &program, &[work, checkpoint]);
     let cgroup_name = format!(
         "firebreak-{parent}-{name}-{number}{}",
         if attempt == Attempt::Reeval {

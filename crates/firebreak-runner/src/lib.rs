@@ -23,6 +23,7 @@
 mod agent;
 mod builtin;
 mod campaign;
+mod code;
 mod command;
 mod error;
 mod governance;

@@ -43,6 +43,17 @@ impl Executor {
                     .map(Executor::Command)
                     .ok_or_else(|| RunnerError::TaskUnavailable("command without a command".into()))
             }
+            firebreak_spec::TaskKind::Code => {
+                let code = crate::code::CodeTask::from_spec(spec, spec_dir, &trials_root)?;
+                let mut task = CommandTask::from_spec(spec, spec_dir, trials_root)
+                    .ok_or_else(|| RunnerError::TaskUnavailable("code without a command".into()))?;
+                task.workdir = code.workspace.clone();
+                if let Some(sandbox) = task.sandbox.as_mut() {
+                    Arc::make_mut(sandbox).read.push(code.data_dir.clone());
+                }
+                task.code = Some(Arc::new(code));
+                Ok(Executor::Command(task))
+            }
             firebreak_spec::TaskKind::Table => {
                 let path = spec_dir.join(task.path.as_deref().unwrap_or_default());
                 Ok(Executor::Table(Arc::new(TableTask::load(
@@ -252,6 +263,11 @@ pub async fn run<S: Store>(
     let spec = &campaign.spec().spec;
     let n_trials = spec.search.n_trials;
     kill_leftovers(&campaign, &executor)?;
+    if let Executor::Command(task) = &executor
+        && let Some(code) = &task.code
+    {
+        campaign.attach_code(code.clone());
+    }
     let budget = Arc::new(Budget::for_run(&campaign).await?);
     let start_counts = campaign.counts().await;
     let (limit_tx, limit_rx) = watch::channel(None::<String>);

@@ -186,6 +186,10 @@ pub enum TaskKind {
     Table,
     /// The built-in trainer.
     Builtin,
+    /// A program a language-model agent edits (`sampler = "agent"`, `mode =
+    /// "code"`), run like a command in its sandbox and scored by the engine on
+    /// the predictions it writes.
+    Code,
 }
 
 /// `[task]`: exactly one kind, with that kind's keys.
@@ -225,6 +229,14 @@ pub struct TaskSection {
     /// change on an existing campaign is a governed `evaluation` change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split_seed: Option<u64>,
+    /// (code) The parent program's folder, relative to the spec file's folder;
+    /// each candidate runs in a copy of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+    /// (code) The files of `workspace` the agent may replace, as paths relative
+    /// to it; a candidate touching any other file is refused before it runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub editable: Vec<String>,
     /// (command, code) `[task.sandbox]`: the operating-system sandbox of the
     /// trial's process; absent: none for a command task, the defaults for a
     /// code task.

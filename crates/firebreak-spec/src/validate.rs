@@ -207,7 +207,7 @@ impl CampaignSpec {
     }
 
     fn check_space(&self) -> Result<SearchSpace, SpecError> {
-        if self.spec.space.is_empty() {
+        if self.spec.space.is_empty() && self.spec.task.kind != TaskKind::Code {
             return Err(self.error_at(
                 &["space"],
                 "the search space has no parameters",
@@ -411,6 +411,85 @@ impl CampaignSpec {
         Ok(())
     }
 
+    /// A code task: a command, a workspace, plain editable paths inside it, a
+    /// dataset whose labels the engine keeps, the agent proposer in code mode,
+    /// and `val_accuracy` (the engine's score) as the objective.
+    fn check_code_task(&self) -> Result<(), SpecError> {
+        let t = &self.spec.task;
+        for (present, key) in [
+            (t.path.is_some(), "path"),
+            (t.model.is_some(), "model"),
+            (t.max_epochs.is_some(), "max_epochs"),
+            (t.refit, "refit"),
+        ] {
+            if present {
+                return Err(self.error_at(
+                    &["task", key],
+                    format!("`{key}` does not apply to a task of kind \"code\""),
+                    format!("remove `{key}`, or change `kind`"),
+                ));
+            }
+        }
+        if t.command.as_ref().is_none_or(|c| c.is_empty()) {
+            return Err(self.error_at(
+                &["task"],
+                "a code task needs a non-empty `command`",
+                "add command = [\"python3\", \"train.py\"]",
+            ));
+        }
+        if t.workspace.is_none() {
+            return Err(self.error_at(
+                &["task"],
+                "a code task needs `workspace`, the parent program's folder",
+                "add workspace = \"agent/\"",
+            ));
+        }
+        if t.editable.is_empty() {
+            return Err(self.error_at(
+                &["task"],
+                "a code task needs `editable`, the files the agent may replace",
+                "add editable = [\"train.py\"]",
+            ));
+        }
+        for file in &t.editable {
+            let plain = !file.is_empty()
+                && !file.starts_with('/')
+                && file
+                    .split('/')
+                    .all(|part| !part.is_empty() && part != "." && part != "..");
+            if !plain {
+                return Err(self.error_at(
+                    &["task", "editable"],
+                    format!("{file:?} is not a plain relative path inside the workspace"),
+                    "name files like \"train.py\" or \"src/model.py\"",
+                ));
+            }
+        }
+        if t.dataset.is_none() {
+            return Err(self.error_at(
+                &["task"],
+                "a code task needs `dataset`: the engine scores predictions against its labels",
+                "add dataset = \"digits\"",
+            ));
+        }
+        if self.spec.search.sampler != "agent" {
+            return Err(self.error_at(
+                &["search", "sampler"],
+                "a code task is proposed by a language-model agent",
+                "set sampler = \"agent\" with [search.sampler_options] mode = \"code\"",
+            ));
+        }
+        let metric = self.spec.objective.metric.as_deref();
+        if metric != Some("val_accuracy") {
+            return Err(self.error_at(
+                &["objective", "metric"],
+                "a code task's objective is the engine's score, `val_accuracy`",
+                "set metric = \"val_accuracy\" and direction = \"maximize\"",
+            ));
+        }
+        Ok(())
+    }
+
     fn check_task(&self) -> Result<(), SpecError> {
         let t = &self.spec.task;
         let forbid = |present: bool, key: &str, kind: &str| {
@@ -456,6 +535,7 @@ impl CampaignSpec {
                     }
                 }
             }
+            TaskKind::Code => self.check_code_task()?,
             TaskKind::Table => {
                 forbid(t.command.is_some(), "command", "table")?;
                 forbid(t.dataset.is_some(), "dataset", "table")?;

@@ -193,6 +193,7 @@ impl Replay {
             Event::AgentAnswered {
                 request_sha256,
                 response_sha256,
+                files,
                 prompt_tokens,
                 completion_tokens,
                 ..
@@ -205,6 +206,8 @@ impl Replay {
                 }
                 self.agent_texts.push((seq, request_sha256));
                 self.agent_texts.extend(response_sha256.map(|h| (seq, h)));
+                self.agent_texts
+                    .extend(files.into_iter().flatten().map(|(_, h)| (seq, h)));
                 Ok(())
             }
             Event::RequestFiled {
