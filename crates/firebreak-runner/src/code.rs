@@ -32,12 +32,12 @@ pub struct CodeTask {
     /// The dataset's name and shape, for the prompt.
     pub description: String,
     val_labels: Vec<u32>,
+    data: firebreak_data::Dataset,
 }
 
 impl CodeTask {
-    /// The code task of `spec`: loads its dataset and writes the candidates'
-    /// inputs under `<trials_root>/<campaign>/data/` (once; the files are
-    /// rewritten only when missing).
+    /// The code task of `spec`: loads its dataset; the candidates' inputs go
+    /// under `<trials_root>/<campaign>/data/` ([`CodeTask::write_inputs`]).
     pub fn from_spec(
         spec: &firebreak_spec::CampaignSpec,
         spec_dir: &Path,
@@ -57,9 +57,34 @@ impl CodeTask {
             .parent()
             .map(|p| p.join("data"))
             .unwrap_or_default();
+        let width = data.shape.size();
+        Ok(CodeTask {
+            workspace: spec_dir.join(task.workspace.as_deref().unwrap_or(".")),
+            editable: task.editable.clone(),
+            description: format!(
+                "classify {} examples of {name} ({width} features each, {} classes): train on \
+                 train.jsonl (lines {{\"x\": [...], \"y\": label}}), predict val_inputs.jsonl \
+                 (lines {{\"index\": i, \"x\": [...]}}), write predictions.jsonl lines \
+                 {{\"split\": \"val\", \"index\": i, \"label\": k}}",
+                data.val.n, data.classes
+            ),
+            data_dir,
+            val_labels: (0..data.val.n)
+                .map(|i| data.val.y[i * data.targets])
+                .collect(),
+            data,
+        })
+    }
+
+    /// Writes the candidates' inputs (`train.jsonl`, `val_inputs.jsonl`) into
+    /// the data folder, unless they are there already; the run calls it, never
+    /// `validate`.
+    pub fn write_inputs(&self) -> Result<(), RunnerError> {
         let io = |context: String| move |source| RunnerError::Io { context, source };
-        std::fs::create_dir_all(&data_dir)
+        let data_dir = &self.data_dir;
+        std::fs::create_dir_all(data_dir)
             .map_err(io(format!("creating {}", data_dir.display())))?;
+        let data = &self.data;
         let width = data.shape.size();
         let rows = |split: &firebreak_data::Split, labels: bool| -> String {
             let mut text = String::new();
@@ -88,21 +113,7 @@ impl CodeTask {
                     .map_err(io(format!("writing {}", path.display())))?;
             }
         }
-        Ok(CodeTask {
-            workspace: spec_dir.join(task.workspace.as_deref().unwrap_or(".")),
-            editable: task.editable.clone(),
-            description: format!(
-                "classify {} examples of {name} ({width} features each, {} classes): train on \
-                 train.jsonl (lines {{\"x\": [...], \"y\": label}}), predict val_inputs.jsonl \
-                 (lines {{\"index\": i, \"x\": [...]}}), write predictions.jsonl lines \
-                 {{\"split\": \"val\", \"index\": i, \"label\": k}}",
-                data.val.n, data.classes
-            ),
-            data_dir,
-            val_labels: (0..data.val.n)
-                .map(|i| data.val.y[i * data.targets])
-                .collect(),
-        })
+        Ok(())
     }
 
     /// The workspace's editable files as they are (the original parent).

@@ -266,6 +266,7 @@ pub async fn run<S: Store>(
     if let Executor::Command(task) = &executor
         && let Some(code) = &task.code
     {
+        code.write_inputs()?;
         campaign.attach_code(code.clone());
     }
     let budget = Arc::new(Budget::for_run(&campaign).await?);
