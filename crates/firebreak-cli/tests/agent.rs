@@ -605,3 +605,49 @@ fn code_candidates_are_materialised_sandboxed_scored_by_the_engine_and_fixed() {
     let (code, report) = project.verify();
     assert_eq!(code, 4, "{report}");
 }
+
+#[test]
+fn a_run_killed_while_the_agent_thinks_loses_nothing_and_asks_again() {
+    // The first request never gets an answer; the run is killed while it waits.
+    let server = serve(vec![
+        Reply::Hang(Duration::from_secs(60)),
+        proposal(2.0),
+        proposal(-1.0),
+    ]);
+    let project = Project::new();
+    let spec = project.spec(
+        "kill.toml",
+        &agent_spec("killed", &server.url, 2, "", "")
+            .replace("timeout = \"2s\"", "timeout = \"50s\""),
+    );
+    let spec = spec.to_str().expect("utf-8");
+    let mut child = project
+        .command(&["run", spec])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("started");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while server.seen.lock().expect("lock").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no request came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    assert!(
+        agent_entries(&project).is_empty(),
+        "nothing is recorded for a pending request"
+    );
+
+    let (code, _, stderr) = project.exec_within(120, &["run", spec]);
+    assert_eq!(code, 0, "{stderr}");
+    let xs: Vec<f64> = project
+        .trials("killed")
+        .iter()
+        .map(|t| t["params"]["x"].as_f64().expect("x"))
+        .collect();
+    assert_eq!(xs, [2.0, -1.0]);
+    assert_eq!(agent_entries(&project).len(), 2);
+    let (code, report) = project.verify();
+    assert_eq!(code, 0, "{report}");
+}
