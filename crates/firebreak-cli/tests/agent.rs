@@ -510,6 +510,10 @@ fn code_candidates_are_materialised_sandboxed_scored_by_the_engine_and_fixed() {
     let scored = summary[0].1.expect("scored");
     assert!(scored > 0.9 && scored < 1.0, "{scored}");
     assert_eq!(trials[0]["metrics"]["claimed_val_accuracy"], 1.0);
+    // The champion alone was run once on the test inputs, scored by the engine.
+    let tested = trials[0]["metrics"]["test_accuracy"].as_f64().expect("tested");
+    assert!(tested > 0.9 && tested <= 1.0, "{tested}");
+    assert!(trials[1..].iter().all(|t| t["metrics"].get("test_accuracy").is_none()));
     // The crash is a failed trial; the next request asks to fix it, and the fix
     // names it.
     assert_eq!(summary[1].0, "failed");

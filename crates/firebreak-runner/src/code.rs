@@ -116,6 +116,25 @@ impl CodeTask {
         Ok(())
     }
 
+    /// The same task for the champion's one test evaluation: its inputs are the
+    /// training examples and the *test* inputs in the place of the validation
+    /// inputs (`<campaign>/data-test/`), scored against the test labels, so the
+    /// program runs exactly as it did for validation.
+    pub fn for_test(&self) -> CodeTask {
+        let mut data = self.data.clone();
+        data.val = data.test.clone();
+        CodeTask {
+            workspace: self.workspace.clone(),
+            editable: self.editable.clone(),
+            data_dir: self.data_dir.with_file_name("data-test"),
+            description: self.description.clone(),
+            val_labels: (0..data.val.n)
+                .map(|i| data.val.y[i * data.targets])
+                .collect(),
+            data,
+        }
+    }
+
     /// The workspace's editable files as they are (the original parent).
     pub fn original_files(&self) -> Result<BTreeMap<String, String>, RunnerError> {
         self.editable

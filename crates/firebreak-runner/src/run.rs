@@ -95,9 +95,6 @@ pub async fn test_champion<S: Store>(
     campaign: &Campaign<S>,
     executor: &Executor,
 ) -> Result<Option<(u64, firebreak_core::Metrics)>, RunnerError> {
-    let Executor::Builtin(task) = executor else {
-        return Ok(None);
-    };
     let objectives = &campaign.spec().objectives;
     let trials = campaign.store().trials(campaign.name()).await?;
     let Some(champion) = objectives.best(&trials).first().copied() else {
@@ -111,19 +108,68 @@ pub async fn test_champion<S: Store>(
     {
         return Ok(None);
     }
-    let (task, trial, name) = (task.clone(), champion.clone(), campaign.name().to_string());
-    let seed = campaign.trial_seed(trial.number);
-    let metrics = tokio::task::spawn_blocking(move || task.test(&name, &trial, seed))
-        .await
-        .map_err(|e| {
-            RunnerError::TaskUnavailable(format!("the test evaluation panicked: {e}"))
-        })??;
-    let cpu_seconds = metrics.get("refit_cpu_seconds").copied();
+    let (metrics, cpu_seconds) = match executor {
+        Executor::Builtin(task) => {
+            let (task, trial, name) = (task.clone(), champion.clone(), campaign.name().to_string());
+            let seed = campaign.trial_seed(trial.number);
+            let metrics = tokio::task::spawn_blocking(move || task.test(&name, &trial, seed))
+                .await
+                .map_err(|e| {
+                    RunnerError::TaskUnavailable(format!("the test evaluation panicked: {e}"))
+                })??;
+            let cpu_seconds = metrics.get("refit_cpu_seconds").copied();
+            (metrics, cpu_seconds)
+        }
+        Executor::Command(task) => match test_code_champion(campaign, task, champion).await? {
+            Some(tested) => tested,
+            None => return Ok(None),
+        },
+        Executor::Table(_) => return Ok(None),
+    };
     campaign
         .store()
         .record_test(campaign.name(), champion.number, &metrics, cpu_seconds)
         .await?;
     Ok(Some((champion.number, metrics)))
+}
+
+/// A code task's champion run once more on the test inputs (in the place of the
+/// validation inputs, so the program cannot tell) and scored on the test labels:
+/// `test_accuracy` and the run's CPU seconds; `None` for a plain command task or
+/// a run that did not end.
+async fn test_code_champion<S: Store>(
+    campaign: &Campaign<S>,
+    task: &CommandTask,
+    champion: &firebreak_core::Trial,
+) -> Result<Option<(firebreak_core::Metrics, Option<f64>)>, RunnerError> {
+    let Some(code) = &task.code else {
+        return Ok(None);
+    };
+    let tested = code.for_test();
+    tested.write_inputs()?;
+    let mut task = task.clone();
+    if let Some(sandbox) = task.sandbox.as_mut() {
+        Arc::make_mut(sandbox).read.push(tested.data_dir.clone());
+    }
+    task.code = Some(Arc::new(tested));
+    let (_keep, interrupt) = watch::channel(false);
+    let ended = execute(campaign, &task, champion, Attempt::Reeval, interrupt).await?;
+    let Ended::Finished(outcome) = ended else {
+        return Ok(None);
+    };
+    let mut metrics = firebreak_core::Metrics::new();
+    match (outcome.state, outcome.metrics.get("val_accuracy")) {
+        (TrialState::Complete, Some(accuracy)) => {
+            metrics.insert("test_accuracy".into(), *accuracy);
+        }
+        _ => {
+            return Err(RunnerError::TaskUnavailable(format!(
+                "the champion failed on the test inputs: {}",
+                outcome.error.unwrap_or_default()
+            )));
+        }
+    }
+    Ok(Some((metrics, outcome.cpu_seconds)))
 }
 
 /// Evaluates a trial by table lookup: one present seed, drawn with the trial's RNG.
