@@ -511,9 +511,15 @@ fn code_candidates_are_materialised_sandboxed_scored_by_the_engine_and_fixed() {
     assert!(scored > 0.9 && scored < 1.0, "{scored}");
     assert_eq!(trials[0]["metrics"]["claimed_val_accuracy"], 1.0);
     // The champion alone was run once on the test inputs, scored by the engine.
-    let tested = trials[0]["metrics"]["test_accuracy"].as_f64().expect("tested");
+    let tested = trials[0]["metrics"]["test_accuracy"]
+        .as_f64()
+        .expect("tested");
     assert!(tested > 0.9 && tested <= 1.0, "{tested}");
-    assert!(trials[1..].iter().all(|t| t["metrics"].get("test_accuracy").is_none()));
+    assert!(
+        trials[1..]
+            .iter()
+            .all(|t| t["metrics"].get("test_accuracy").is_none())
+    );
     // The crash is a failed trial; the next request asks to fix it, and the fix
     // names it.
     assert_eq!(summary[1].0, "failed");
@@ -654,4 +660,36 @@ fn a_run_killed_while_the_agent_thinks_loses_nothing_and_asks_again() {
     assert_eq!(agent_entries(&project).len(), 2);
     let (code, report) = project.verify();
     assert_eq!(code, 0, "{report}");
+}
+
+#[test]
+fn a_candidate_claiming_more_than_the_engine_scores_trips_the_reeval_tripwire() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/agent/program/train.py");
+    let parent = std::fs::read_to_string(&example).expect("example program");
+    let server = serve(vec![files_answer(&one_nn(&parent))]);
+    let project = Project::new();
+    let program = project.path().join("program");
+    std::fs::create_dir_all(&program).expect("workspace");
+    std::fs::write(program.join("train.py"), &parent).expect("parent written");
+    let (_, alice) = common::key(&project, "alice");
+    let tripwire =
+        "[[governance.tripwires]]\nkind = \"reeval\"\nmetric = \"val_accuracy\"\ntolerance = 0.01";
+    let spec = format!(
+        "{}\n{}",
+        code_spec(&server.url, 3),
+        common::approvers(&[("alice", &alice)], 1, tripwire)
+    );
+    let spec = project.spec("claims.toml", &spec);
+    let (code, stdout, stderr) = project.exec_within(300, &["run", spec.to_str().expect("utf-8")]);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("in its own output, and the engine's score"),
+        "{stderr}"
+    );
+    assert_eq!(
+        project.trials("coder").len(),
+        1,
+        "halted after the first candidate"
+    );
 }

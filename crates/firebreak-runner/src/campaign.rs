@@ -1206,8 +1206,32 @@ impl<S: Store> Campaign<S> {
             halt,
             ..
         } = &mut *state;
+        // A code candidate's printed metric (`claimed_M`) against the engine's
+        // score `M`: a disagreement beyond a `reeval` tolerance trips it.
+        let claimed = tripwires
+            .reevals()
+            .into_iter()
+            .find_map(|(index, metric, tolerance)| {
+                let claimed = *trial.metrics.get(&format!("claimed_{metric}"))?;
+                let scored = *trial.metrics.get(&metric)?;
+                Tripwires::reeval_disagrees(
+                    index,
+                    &metric,
+                    tolerance,
+                    trial.number,
+                    claimed,
+                    scored,
+                )
+                .map(|mut trip| {
+                    trip.reason = trip.reason.replace(
+                        "a fresh re-evaluation gave",
+                        "in its own output, and the engine's score of its predictions is",
+                    );
+                    trip
+                })
+            });
         if halt.is_none()
-            && let Some(trip) = tripwires.check(history, trial, cpu, wall)
+            && let Some(trip) = claimed.or_else(|| tripwires.check(history, trial, cpu, wall))
         {
             *halt = Some(governance::file_trip(&self.store, &self.record, &self.gov, trip).await?);
         }
