@@ -11,7 +11,7 @@ use crate::schema::MAX_RATIONALE;
 /// The parameters and rationale of a config answer's content, or why it is
 /// refused. A Markdown code fence around the JSON is accepted (it is not part
 /// of the proposal); everything inside must be the schema's object.
-pub fn parse_config_answer(content: &str, space: &SearchSpace) -> Result<(Params, String), String> {
+pub fn parse_config_answer(content: &str, space: &SearchSpace) -> Result<ConfigAnswer, String> {
     let text = unfence(content.trim());
     let value: Value = serde_json::from_str(text).map_err(|e| {
         let start: String = text.chars().take(80).collect();
@@ -20,11 +20,15 @@ pub fn parse_config_answer(content: &str, space: &SearchSpace) -> Result<(Params
     let Value::Object(answer) = value else {
         return Err("the answer is not a JSON object".into());
     };
-    if let Some(key) = answer.keys().find(|k| *k != "params" && *k != "rationale") {
+    if let Some(key) = answer
+        .keys()
+        .find(|k| !["params", "rationale", "asks"].contains(&k.as_str()))
+    {
         return Err(format!(
-            "the answer has a key `{key}` besides rationale and params"
+            "the answer has a key `{key}` besides rationale, params and asks"
         ));
     }
+    let asks = crate::asks::parse_asks(answer.get("asks"))?;
     let rationale = match answer.get("rationale") {
         None => String::new(),
         Some(Value::String(s)) => s.chars().take(MAX_RATIONALE).collect(),
@@ -58,7 +62,22 @@ pub fn parse_config_answer(content: &str, space: &SearchSpace) -> Result<(Params
     space
         .validate(&params)
         .map_err(|e| format!("out of the campaign's space: {e}"))?;
-    Ok((params, rationale))
+    Ok(ConfigAnswer {
+        params,
+        rationale,
+        asks,
+    })
+}
+
+/// A config answer read: the configuration, why, and any changes asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigAnswer {
+    /// The proposed configuration, typed and inside the space.
+    pub params: Params,
+    /// Why, in the agent's words.
+    pub rationale: String,
+    /// Changes of governed settings the agent asks for.
+    pub asks: Vec<crate::Ask>,
 }
 
 /// The content inside a Markdown code fence, if it is fenced.
@@ -150,8 +169,8 @@ mod tests {
     fn check(content: &str, expected: Result<&str, &str>) {
         let got = parse_config_answer(content, &space());
         match (got, expected) {
-            (Ok((params, _)), Ok(want)) => {
-                assert_eq!(serde_json::to_string(&params).expect("JSON"), want)
+            (Ok(answer), Ok(want)) => {
+                assert_eq!(serde_json::to_string(&answer.params).expect("JSON"), want)
             }
             (Err(reason), Err(want)) => assert!(reason.contains(want), "{reason:?} lacks {want:?}"),
             (got, want) => panic!("{content}: got {got:?}, want {want:?}"),

@@ -36,6 +36,9 @@ pub struct CodeAnswer {
     pub files: BTreeMap<String, String>,
     /// Why, in the agent's words.
     pub rationale: String,
+    /// Changes of governed settings the agent asks for (a new editable file, a
+    /// longer timeout).
+    pub asks: Vec<crate::Ask>,
 }
 
 /// Why a code answer is refused.
@@ -54,7 +57,9 @@ program's editable files, how it scored, and what failed. Answer with one JSON o
 replacing only editable files, or {\"rationale\": ..., \"diff\": <a unified diff of \
 editable files>}. The program must keep reading its data from $FIREBREAK_DATA_DIR and \
 writing its predictions to $FIREBREAK_TRIAL_DIR/predictions.jsonl; it runs without \
-network, with limited memory and time. Plain Python 3 standard library only.";
+network, with limited memory and time. Plain Python 3 standard library only. You change \
+no limit yourself: to ask for one (another editable file, a longer trial_timeout), add \
+\"asks\": [{\"path\": \"/task/editable\", \"value\": [...], \"why\": ...}] and people will decide.";
 
 /// Longest excerpt of a failure shown in the prompt, in characters.
 const FAILURE_CHARS: usize = 3000;
@@ -103,6 +108,7 @@ pub fn code_request(editable: &[String], context: &CodeContext, seed: u64) -> Ch
     if !context.whole_files_only {
         properties.insert("diff".into(), json!({"type": "string"}));
     }
+    properties.insert("asks".into(), crate::asks::asks_schema());
     let schema = json!({
         "type": "object",
         "properties": properties,
@@ -150,7 +156,7 @@ pub fn parse_code_answer(
     };
     if let Some(key) = answer
         .keys()
-        .find(|k| !["rationale", "files", "diff"].contains(&k.as_str()))
+        .find(|k| !["rationale", "files", "diff", "asks"].contains(&k.as_str()))
     {
         return Err(refuse(format!("the answer has an unknown key `{key}`")));
     }
@@ -161,6 +167,7 @@ pub fn parse_code_answer(
         .chars()
         .take(MAX_RATIONALE)
         .collect();
+    let asks = crate::asks::parse_asks(answer.get("asks")).map_err(refuse)?;
     let mut files = parent.clone();
     match (answer.get("files"), answer.get("diff")) {
         (Some(Value::Object(given)), None) if !given.is_empty() => {
@@ -210,7 +217,11 @@ pub fn parse_code_answer(
             ));
         }
     }
-    Ok(CodeAnswer { files, rationale })
+    Ok(CodeAnswer {
+        files,
+        rationale,
+        asks,
+    })
 }
 
 /// A unified diff split into one patch per file, keyed by the path its `+++`

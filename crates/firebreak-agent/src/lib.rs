@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 mod answer;
+mod asks;
 mod client;
 mod code;
 mod error;
@@ -29,7 +30,8 @@ mod options;
 mod prompt;
 mod schema;
 
-pub use answer::parse_config_answer;
+pub use answer::{ConfigAnswer, parse_config_answer};
+pub use asks::{Ask, MAX_ASKS};
 pub use client::{Client, Exchange, sha256_hex};
 pub use code::{CodeAnswer, CodeContext, CodeRefusal, code_request, parse_code_answer};
 pub use error::AgentError;

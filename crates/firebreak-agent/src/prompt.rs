@@ -38,7 +38,9 @@ propose the next configuration to evaluate. Answer with one JSON object and noth
 else: {\"rationale\": <one or two sentences on why>, \"params\": {<name>: <value>, ...}}. \
 Give every parameter the space lists (a conditional one only when its condition holds), \
 each inside its bounds or among its choices, and no other key. Balance exploring \
-untried regions with refining the best trials so far.";
+untried regions with refining the best trials so far. You change no limit yourself: \
+if the space or the budget holds the search back, add \"asks\": [{\"path\": \"/search/n_trials\", \
+\"value\": 200, \"why\": ...}] and people will decide.";
 
 /// Longest failure reason the prompt quotes, in characters.
 const REASON_CHARS: usize = 200;

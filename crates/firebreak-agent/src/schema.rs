@@ -87,6 +87,7 @@ pub fn space_schema(space: &SearchSpace) -> Value {
                 "required": required,
                 "additionalProperties": false,
             },
+            "asks": crate::asks::asks_schema(),
         },
         "required": ["rationale", "params"],
         "additionalProperties": false,

@@ -693,3 +693,52 @@ fn a_candidate_claiming_more_than_the_engine_scores_trips_the_reeval_tripwire() 
         "halted after the first candidate"
     );
 }
+
+#[test]
+fn an_agent_asks_for_changes_only_through_requests() {
+    let asks = json!([
+        {"path": "/search/n_trials", "value": 10, "why": "still improving"},
+        {"path": "/search/parallelism", "value": 4, "why": "faster"},
+    ]);
+    let content = json!({"rationale": "r", "params": {"x": 0.5}, "asks": asks});
+    let server = serve(vec![Reply::Answer(content.to_string(), 10, 10)]);
+    let project = Project::new();
+    let (_, alice) = common::key(&project, "alice");
+    let spec = format!(
+        "{}\n{}",
+        agent_spec("asking", &server.url, 2, "", "")
+            .replace("parallelism = 1", "parallelism = 1\nask_changes = true"),
+        common::approvers(&[("alice", &alice)], 1, "")
+    );
+    let spec = project.spec("asks.toml", &spec);
+    let (code, _, stderr) = project.exec_within(120, &["run", spec.to_str().expect("utf-8")]);
+    assert_eq!(
+        code, 3,
+        "n_trials reached with the agent's request pending: {stderr}"
+    );
+    let (_, requests, _) = project.exec(&["requests", "asking", "--format", "json"]);
+    let requests: Value = serde_json::from_str(&requests).expect("requests JSON");
+    let requests = requests.as_array().expect("array");
+    assert_eq!(
+        requests.len(),
+        1,
+        "one request for both identical asks: {requests:?}"
+    );
+    assert_eq!(requests[0]["kind"], "budget");
+    assert_eq!(requests[0]["requested_by"], "agent:agent");
+    assert_eq!(requests[0]["state"], "pending");
+    assert!(
+        stderr.contains(requests[0]["id"].as_str().expect("id")),
+        "{stderr}"
+    );
+    // The free setting is not the agent's to change, nor to ask for.
+    let (_, export, _) = project.exec(&["audit", "export"]);
+    assert!(entry_payloads(&export).iter().any(|p| {
+        p["kind"] == "denied"
+            && p["data"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("/search/parallelism is not one"))
+    }));
+    let (code, report) = project.verify();
+    assert_eq!(code, 0, "{report}");
+}

@@ -43,6 +43,7 @@ pub(crate) struct Candidate {
     pub(crate) rationale: String,
     pub(crate) files: BTreeMap<String, String>,
     pub(crate) extra: serde_json::Map<String, Value>,
+    pub(crate) asks: Vec<firebreak_agent::Ask>,
 }
 
 /// What the runner does with one exchange.
@@ -53,6 +54,7 @@ pub(crate) enum Answer {
         params: Params,
         rationale: String,
         state: Value,
+        asks: Vec<firebreak_agent::Ask>,
     },
     /// Refused or failed: ask again, or fall back.
     Refused,
@@ -171,6 +173,7 @@ impl Agent {
                         params: candidate.params,
                         rationale: candidate.rationale,
                         state: json!({"v": 1, "agent": agent}),
+                        asks: candidate.asks,
                     },
                 )
             }

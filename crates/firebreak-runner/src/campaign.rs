@@ -768,9 +768,10 @@ impl<S: Store> Campaign<S> {
                     let exchange = agent.exchange(request).await?;
                     let parsed = exchange.content.as_deref().map(|content| {
                         firebreak_agent::parse_config_answer(content, &self.spec.space).map(
-                            |(params, rationale)| crate::agent::Candidate {
-                                params,
-                                rationale,
+                            |answer| crate::agent::Candidate {
+                                params: answer.params,
+                                rationale: answer.rationale,
+                                asks: answer.asks,
                                 ..Default::default()
                             },
                         )
@@ -794,6 +795,7 @@ impl<S: Store> Campaign<S> {
                                     rationale: answer.rationale,
                                     files: answer.files,
                                     extra,
+                                    asks: answer.asks,
                                 }
                             })
                             .map_err(|refusal| {
@@ -814,7 +816,9 @@ impl<S: Store> Campaign<S> {
                     params,
                     rationale,
                     state,
+                    asks,
                 } => {
+                    self.file_agent_asks(asks).await?;
                     let proposal = Proposal {
                         params,
                         rationale,
@@ -961,6 +965,51 @@ impl<S: Store> Campaign<S> {
         };
         let fixes = to_fix.map(|t| t.number);
         Ok((context, parent_trial.map(|t| t.number), fixes))
+    }
+
+    /// Files each of an agent's asks as a change request (or records why not):
+    /// with `ask_changes` off, or for a setting outside governance, the ask is
+    /// refused; an ask already filed in this run is not filed again.
+    async fn file_agent_asks(&self, asks: Vec<firebreak_agent::Ask>) -> Result<(), RunnerError> {
+        for ask in asks {
+            let change = firebreak_search::ChangeAsk::Setting {
+                path: ask.path,
+                value: ask.value,
+                why: ask.why,
+            };
+            if !self.spec.spec.search.ask_changes {
+                let agent = Principal::Agent {
+                    name: crate::agent::AGENT.to_string(),
+                };
+                let reason = format!(
+                    "[search] ask_changes is off, so the agent's ask is not filed: {change:?}"
+                );
+                governance::deny(
+                    &self.store,
+                    self.name(),
+                    "request_change",
+                    &agent,
+                    reason,
+                    None,
+                    None,
+                )
+                .await?;
+                continue;
+            }
+            let key = format!("{change:?}");
+            if !self.state.lock().await.asked.insert(key) {
+                continue;
+            }
+            governance::file_ask(
+                &self.store,
+                &self.record,
+                &self.gov,
+                crate::agent::AGENT,
+                &change,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Attaches the engine side of a code task (the run does, from its

@@ -309,6 +309,36 @@ pub(crate) async fn file_ask<S: Store>(
             }
             (RequestKind::Space, Value::Array(ops), why)
         }
+        ChangeAsk::Setting { path, value, why } => {
+            let op = if record.spec.pointer(path).is_some() {
+                "replace"
+            } else {
+                "add"
+            };
+            let diff = json!([{"op": op, "path": path, "value": value}]);
+            match firebreak_ledger::classify_path(path) {
+                firebreak_ledger::EditClass::Governed(kind) => (kind, diff, why),
+                _ => {
+                    // A free setting needs no request, and an agent changes nothing
+                    // itself: the ask is refused and recorded.
+                    let reason = format!(
+                        "an agent may ask only for governed settings; {path} is not one \
+                         (a person may edit it in the spec): {why}"
+                    );
+                    deny(
+                        store,
+                        &record.name,
+                        "request_change",
+                        &agent,
+                        reason,
+                        None,
+                        Some(diff),
+                    )
+                    .await?;
+                    return Ok(None);
+                }
+            }
+        }
     };
     if apply_patch(&record.spec, &diff).ok().as_ref() == Some(&record.spec) {
         return Ok(None);

@@ -28,6 +28,16 @@ pub enum ChangeAsk {
         /// Why, in words.
         why: String,
     },
+    /// A new value of the spec setting at `path` (RFC 6901), as a language-model
+    /// agent asks for one (a new editable file, a longer timeout, more tokens).
+    Setting {
+        /// Where, in the canonical spec.
+        path: String,
+        /// The value asked for.
+        value: serde_json::Value,
+        /// Why, in words.
+        why: String,
+    },
 }
 
 /// The asks a model-based proposer makes from the history: for each numeric
