@@ -585,12 +585,14 @@ async fn status(cli: &Cli, campaign: Option<&str>) -> CommandResult {
     let n_trials = spec.spec.search.n_trials;
     let state = campaign_state(&store, name, n_trials, counts.finished()).await?;
     let best: Vec<_> = spec.objectives.best(&trials);
+    let llm_tokens = llm_tokens(&store, name).await?;
     if cli.format == Format::Json {
         let value = json!({
             "campaign": name,
             "state": state,
             "n_trials": n_trials,
             "counts": counts,
+            "llm_tokens": llm_tokens,
             "best": best.iter().map(|t| trial_json(t)).collect::<Vec<_>>(),
         });
         println!(
@@ -617,7 +619,33 @@ async fn status(cli: &Cli, campaign: Option<&str>) -> CommandResult {
             .collect();
         println!("best so far: trial {} · {}", t.number, metrics.join(" "));
     }
+    if let Some(tokens) = llm_tokens {
+        let limit = spec
+            .spec
+            .constraints
+            .max_llm_tokens
+            .map(|max| format!(" of max_llm_tokens = {max}"))
+            .unwrap_or_default();
+        println!("language-model tokens: {tokens}{limit}");
+    }
     Ok(0)
+}
+
+/// Tokens the campaign's agents used, from its `agent_answered` entries (`None`
+/// when it never asked one).
+async fn llm_tokens(store: &SqliteStore, campaign: &str) -> Result<Option<u64>, Failure> {
+    let mut total = None;
+    for entry in store.ledger().await? {
+        if entry.campaign != campaign || entry.kind != "agent_answered" {
+            continue;
+        }
+        let payload: serde_json::Value = serde_json::from_str(&entry.payload).unwrap_or_default();
+        let data = &payload["data"];
+        let tokens = data["prompt_tokens"].as_u64().unwrap_or(0)
+            + data["completion_tokens"].as_u64().unwrap_or(0);
+        total = Some(total.unwrap_or(0) + tokens);
+    }
+    Ok(total)
 }
 
 /// A campaign's trials for display: the champion's test result joins its

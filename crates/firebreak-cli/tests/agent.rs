@@ -341,6 +341,11 @@ fn an_agent_without_valid_answers_falls_back_and_its_token_budget_is_a_hard_stop
     );
     assert_eq!(project.trials("budget").len(), 3);
     assert_eq!(valid.seen.lock().expect("lock").len(), 3);
+    let (_, status, _) = project.exec(&["status", "budget"]);
+    assert!(
+        status.contains("language-model tokens: 180 of max_llm_tokens = 150"),
+        "{status}"
+    );
     // The count comes from the ledger: a second run starts no request.
     let (code, _, _) = project.exec_within(60, &["run", spec.to_str().expect("utf-8")]);
     assert_eq!(code, 3);
