@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
+use crate::ChatRequest;
 use crate::schema::MAX_RATIONALE;
-use crate::{ChatRequest, Message};
 
 /// What the agent is shown for one code proposal.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,23 +115,7 @@ pub fn code_request(editable: &[String], context: &CodeContext, seed: u64) -> Ch
         "required": ["rationale"],
         "additionalProperties": false,
     });
-    ChatRequest {
-        messages: vec![
-            Message {
-                role: "system",
-                content: SYSTEM.to_string(),
-            },
-            Message {
-                role: "user",
-                content: user,
-            },
-        ],
-        response_format: Some(json!({
-            "type": "json_schema",
-            "json_schema": {"name": "candidate", "strict": true, "schema": schema},
-        })),
-        seed,
-    }
+    ChatRequest::structured(SYSTEM, user, "candidate", schema, seed)
 }
 
 /// Reads a code answer against the parent's `files`: whole replacements of

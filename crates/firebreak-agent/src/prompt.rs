@@ -10,6 +10,36 @@ use serde_json::{Value, json};
 
 use crate::{AgentOptions, space_schema};
 
+impl ChatRequest {
+    /// A system and a user message, the answer constrained to `schema` (named
+    /// `name` in `response_format`).
+    pub(crate) fn structured(
+        system: &str,
+        user: String,
+        name: &str,
+        schema: Value,
+        seed: u64,
+    ) -> Self {
+        ChatRequest {
+            messages: vec![
+                Message {
+                    role: "system",
+                    content: system.to_string(),
+                },
+                Message {
+                    role: "user",
+                    content: user,
+                },
+            ],
+            response_format: Some(json!({
+                "type": "json_schema",
+                "json_schema": {"name": name, "strict": true, "schema": schema},
+            })),
+            seed,
+        }
+    }
+}
+
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Message {
@@ -93,15 +123,11 @@ pub fn config_request(
             }
         };
         if let Some(condition) = &parameter.condition {
-            let when: Vec<String> = condition
-                .when
-                .iter()
-                .map(|(parent, values)| {
-                    let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
-                    format!("{parent} in [{}]", values.join(", "))
-                })
-                .collect();
-            let _ = write!(user, " (only when {})", when.join(" and "));
+            let _ = write!(
+                user,
+                " (only when {})",
+                crate::schema::describe_condition(condition)
+            );
         }
         user.push('\n');
     }
@@ -143,23 +169,7 @@ pub fn config_request(
         };
     }
     let _ = write!(user, "\nPropose the next configuration as JSON.");
-    ChatRequest {
-        messages: vec![
-            Message {
-                role: "system",
-                content: SYSTEM.to_string(),
-            },
-            Message {
-                role: "user",
-                content: user,
-            },
-        ],
-        response_format: Some(json!({
-            "type": "json_schema",
-            "json_schema": {"name": "proposal", "strict": true, "schema": space_schema(space)},
-        })),
-        seed,
-    }
+    ChatRequest::structured(SYSTEM, user, "proposal", space_schema(space), seed)
 }
 
 /// At most `limit` finished trials: the best half by the first objective

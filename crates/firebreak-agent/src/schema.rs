@@ -2,7 +2,7 @@
 //! model's answer to (servers that decode under a grammar, like llama.cpp's,
 //! cannot produce a key the space lacks), and what a person reads in the prompt.
 
-use firebreak_core::{Distribution, SearchSpace};
+use firebreak_core::{Condition, Distribution, SearchSpace};
 use serde_json::{Map, Value, json};
 
 /// The longest rationale an answer may carry, in characters.
@@ -17,61 +17,53 @@ pub fn space_schema(space: &SearchSpace) -> Value {
     let mut properties = Map::new();
     let mut required = Vec::new();
     for parameter in space.parameters() {
+        let numeric = |kind: &str, low: Value, high: Value, log: bool, step: Option<String>| {
+            let mut s = json!({"type": kind, "minimum": low, "maximum": high});
+            let mut notes = Vec::new();
+            if log {
+                notes.push("log scale".to_string());
+            }
+            if let Some(step) = step {
+                notes.push(format!("{low} plus a whole number of steps of {step}"));
+            }
+            if !notes.is_empty() {
+                s["description"] = json!(notes.join("; "));
+            }
+            s
+        };
         let mut schema = match &parameter.distribution {
             Distribution::Float {
                 low,
                 high,
                 log,
                 step,
-            } => {
-                let mut s = json!({"type": "number", "minimum": low, "maximum": high});
-                let mut notes = Vec::new();
-                if *log {
-                    notes.push("log scale".to_string());
-                }
-                if let Some(step) = step {
-                    notes.push(format!("{low} plus a whole number of steps of {step}"));
-                }
-                if !notes.is_empty() {
-                    s["description"] = json!(notes.join("; "));
-                }
-                s
-            }
+            } => numeric(
+                "number",
+                json!(low),
+                json!(high),
+                *log,
+                step.map(|s| s.to_string()),
+            ),
             Distribution::Int {
                 low,
                 high,
                 log,
                 step,
-            } => {
-                let mut s = json!({"type": "integer", "minimum": low, "maximum": high});
-                let mut notes = Vec::new();
-                if *log {
-                    notes.push("log scale".to_string());
-                }
-                if let Some(step) = step.filter(|s| *s > 1) {
-                    notes.push(format!("{low} plus a whole number of steps of {step}"));
-                }
-                if !notes.is_empty() {
-                    s["description"] = json!(notes.join("; "));
-                }
-                s
-            }
+            } => numeric(
+                "integer",
+                json!(low),
+                json!(high),
+                *log,
+                step.filter(|s| *s > 1).map(|s| s.to_string()),
+            ),
             Distribution::Categorical { choices } => json!({"enum": choices}),
         };
         match &parameter.condition {
             None => required.push(json!(parameter.name)),
             Some(condition) => {
-                let when: Vec<String> = condition
-                    .when
-                    .iter()
-                    .map(|(parent, values)| {
-                        let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
-                        format!("{parent} is one of [{}]", values.join(", "))
-                    })
-                    .collect();
                 schema["description"] = json!(format!(
                     "give only when {}, omit otherwise",
-                    when.join(" and ")
+                    describe_condition(condition)
                 ));
             }
         }
@@ -92,4 +84,17 @@ pub fn space_schema(space: &SearchSpace) -> Value {
         "required": ["rationale", "params"],
         "additionalProperties": false,
     })
+}
+
+/// `a in [1, 2] and b in ["x"]`: when a conditional parameter applies.
+pub(crate) fn describe_condition(condition: &Condition) -> String {
+    let when: Vec<String> = condition
+        .when
+        .iter()
+        .map(|(parent, values)| {
+            let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+            format!("{parent} in [{}]", values.join(", "))
+        })
+        .collect();
+    when.join(" and ")
 }
