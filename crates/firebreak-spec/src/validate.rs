@@ -506,6 +506,8 @@ impl CampaignSpec {
         match t.kind {
             TaskKind::Command => {
                 forbid(t.path.is_some(), "path", "command")?;
+                forbid(t.workspace.is_some(), "workspace", "command")?;
+                forbid(!t.editable.is_empty(), "editable", "command")?;
                 forbid(t.dataset.is_some(), "dataset", "command")?;
                 forbid(t.model.is_some(), "model", "command")?;
                 forbid(t.max_epochs.is_some(), "max_epochs", "command")?;
@@ -538,6 +540,8 @@ impl CampaignSpec {
             TaskKind::Code => self.check_code_task()?,
             TaskKind::Table => {
                 forbid(t.command.is_some(), "command", "table")?;
+                forbid(t.workspace.is_some(), "workspace", "table")?;
+                forbid(!t.editable.is_empty(), "editable", "table")?;
                 forbid(t.dataset.is_some(), "dataset", "table")?;
                 forbid(t.refit, "refit", "table")?;
                 forbid(t.split_seed.is_some(), "split_seed", "table")?;
@@ -552,6 +556,8 @@ impl CampaignSpec {
             TaskKind::Builtin => {
                 forbid(t.command.is_some(), "command", "builtin")?;
                 forbid(t.path.is_some(), "path", "builtin")?;
+                forbid(t.workspace.is_some(), "workspace", "builtin")?;
+                forbid(!t.editable.is_empty(), "editable", "builtin")?;
                 if let Some(epochs) = t.max_epochs
                     && epochs > MAX_EPOCHS
                 {

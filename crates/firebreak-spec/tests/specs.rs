@@ -122,7 +122,27 @@ fn bad_specs() {
     check(
         "[constraints]",
         "foo = 1\n[constraints]",
-        "c.toml:34:1: `task.foo`: unknown key `foo`\nhint: check the spelling; the keys allowed here are `kind`, `command`, `workdir`, `env`, `path`, `dataset`, `model`, `max_epochs`, `refit`, `split_seed`, `sandbox`",
+        "c.toml:34:1: `task.foo`: unknown key `foo`\nhint: check the spelling; the keys allowed here are `kind`, `command`, `workdir`, `env`, `path`, `dataset`, `model`, `max_epochs`, `refit`, `split_seed`, `workspace`, `editable`, `sandbox`",
+    );
+    check(
+        "[constraints]",
+        "editable = [\"train.py\"]\n[constraints]",
+        "c.toml:34:1: `task.editable`: `editable` does not apply to a task of kind \"command\"\nhint: remove `editable`, or change `kind`",
+    );
+    check(
+        "kind = \"command\"",
+        "kind = \"code\"",
+        "c.toml:27:1: `task`: a code task needs `workspace`, the parent program's folder\nhint: add workspace = \"agent/\"",
+    );
+    check(
+        "kind = \"command\"",
+        "kind = \"code\"\nworkspace = \"w\"\neditable = [\"../evaluate.py\"]\ndataset = \"digits\"",
+        "c.toml:30:1: `task.editable`: \"../evaluate.py\" is not a plain relative path inside the workspace\nhint: name files like \"train.py\" or \"src/model.py\"",
+    );
+    check(
+        "kind = \"command\"",
+        "kind = \"code\"\nworkspace = \"w\"\neditable = [\"train.py\"]\ndataset = \"digits\"",
+        "c.toml:20:1: `search.sampler`: a code task is proposed by a language-model agent\nhint: set sampler = \"agent\" with [search.sampler_options] mode = \"code\"",
     );
     check(
         "[constraints]",
