@@ -90,10 +90,20 @@ path = "t.csv"
         "t.toml",
     )
     .expect("valid spec");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("t.csv");
+    // A file of its own per call (tests run in parallel), without the
+    // `tempfile` crate: see the comment in Cargo.toml.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!(
+        "firebreak-runner-table-{}-{call}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("folder");
+    let path = dir.join("t.csv");
     std::fs::write(&path, csv).expect("write");
-    TableTask::load(&path, &spec.space).map_err(|e| e.to_string())
+    let loaded = TableTask::load(&path, &spec.space).map_err(|e| e.to_string());
+    let _ = std::fs::remove_dir_all(&dir);
+    loaded
 }
 
 #[test]
