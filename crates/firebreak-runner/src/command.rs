@@ -368,6 +368,20 @@ impl CommandTask {
 }
 
 impl CommandTask {
+    /// This task running `code`'s candidates: each in its materialised program
+    /// folder (the workspace until then), with `code`'s inputs readable in the
+    /// sandbox.
+    pub fn with_code(mut self, code: crate::code::CodeTask) -> Self {
+        self.workdir = code.workspace.clone();
+        if let Some(sandbox) = self.sandbox.as_mut() {
+            std::sync::Arc::make_mut(sandbox)
+                .read
+                .push(code.data_dir.clone());
+        }
+        self.code = Some(std::sync::Arc::new(code));
+        self
+    }
+
     /// The absolute folder trial `number` of `campaign` runs in
     /// (`FIREBREAK_TRIAL_DIR`); absolute because the program has its own working
     /// directory.

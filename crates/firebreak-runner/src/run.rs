@@ -45,14 +45,9 @@ impl Executor {
             }
             firebreak_spec::TaskKind::Code => {
                 let code = crate::code::CodeTask::from_spec(spec, spec_dir, &trials_root)?;
-                let mut task = CommandTask::from_spec(spec, spec_dir, trials_root)
+                let task = CommandTask::from_spec(spec, spec_dir, trials_root)
                     .ok_or_else(|| RunnerError::TaskUnavailable("code without a command".into()))?;
-                task.workdir = code.workspace.clone();
-                if let Some(sandbox) = task.sandbox.as_mut() {
-                    Arc::make_mut(sandbox).read.push(code.data_dir.clone());
-                }
-                task.code = Some(Arc::new(code));
-                Ok(Executor::Command(task))
+                Ok(Executor::Command(task.with_code(code)))
             }
             firebreak_spec::TaskKind::Table => {
                 let path = spec_dir.join(task.path.as_deref().unwrap_or_default());
@@ -90,7 +85,8 @@ impl Executor {
 /// `test_loss` as its test result (never in its metrics, which proposers see),
 /// unless it was tested already; with the task's `refit`, the network
 /// tested is the champion's configuration retrained with the trial's seed on the
-/// training and validation splits. Only built-in tasks have a test split.
+/// training and validation splits. Built-in and code tasks have a test split
+/// (a code task's champion runs once on the test inputs).
 pub async fn test_champion<S: Store>(
     campaign: &Campaign<S>,
     executor: &Executor,
@@ -147,11 +143,7 @@ async fn test_code_champion<S: Store>(
     };
     let tested = code.for_test();
     tested.write_inputs()?;
-    let mut task = task.clone();
-    if let Some(sandbox) = task.sandbox.as_mut() {
-        Arc::make_mut(sandbox).read.push(tested.data_dir.clone());
-    }
-    task.code = Some(Arc::new(tested));
+    let task = task.clone().with_code(tested);
     let (_keep, interrupt) = watch::channel(false);
     let ended = execute(campaign, &task, champion, Attempt::Reeval, interrupt).await?;
     let Ended::Finished(outcome) = ended else {
