@@ -105,14 +105,14 @@ pub fn code_request(editable: &[String], context: &CodeContext, seed: u64) -> Ch
         "files".into(),
         json!({"type": "object", "properties": files, "additionalProperties": false}),
     );
-    if !context.whole_files_only {
-        properties.insert("diff".into(), json!({"type": "string"}));
-    }
     properties.insert("asks".into(), crate::asks::asks_schema());
     let schema = json!({
         "type": "object",
         "properties": properties,
-        "required": ["rationale"],
+        // Whole files are required: under constrained decoding a small model
+        // otherwise stops after the rationale (bench/results/agent.md). A diff
+        // is still read from servers that do not constrain their answers.
+        "required": ["rationale", "files"],
         "additionalProperties": false,
     });
     ChatRequest::structured(SYSTEM, user, "candidate", schema, seed)

@@ -585,7 +585,18 @@ fn code_candidates_are_materialised_sandboxed_scored_by_the_engine_and_fixed() {
     let seen = server.seen.lock().expect("lock").clone();
     let props =
         |i: usize| seen[i].body["response_format"]["json_schema"]["schema"]["properties"].clone();
-    assert!(props(1).get("diff").is_some() && props(2).get("diff").is_none());
+    assert_eq!(
+        props(2)["files"]["properties"]["train.py"]["type"],
+        "string"
+    );
+    let retry = seen[2].body["messages"][1]["content"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(retry.contains("Answer with whole files"), "{retry}");
+    let first = seen[1].body["messages"][1]["content"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!first.contains("Answer with whole files"));
     // The fix's request showed the failure; its state names the trial it fixes.
     assert!(
         seen[3].body["messages"][1]["content"]

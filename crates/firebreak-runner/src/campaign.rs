@@ -740,7 +740,9 @@ impl<S: Store> Campaign<S> {
     ) -> Result<Option<Trial>, RunnerError> {
         let name = self.name();
         let mut whole_files_only = false;
+        let mut attempt = 0u64;
         loop {
+            attempt += 1;
             agent.check_budget(self.spec.spec.constraints.max_llm_tokens)?;
             let (history, seed) = {
                 let state = self.state.lock().await;
@@ -750,9 +752,11 @@ impl<S: Store> Campaign<S> {
                         reason: halt.reason.clone(),
                     });
                 }
+                // A request asked again after a refusal gets another seed, so a
+                // server that honours seeds does not repeat its answer.
                 let seed = derive_seed(
                     self.spec.spec.campaign.seed,
-                    &[AGENT_STREAM, state.next_number],
+                    &[AGENT_STREAM, state.next_number, attempt],
                 );
                 (state.history.clone(), seed)
             };
