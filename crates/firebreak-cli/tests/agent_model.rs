@@ -261,7 +261,12 @@ fn code_mode(model: &LocalModel) {
     let started = Instant::now();
     let (code, stdout, stderr) = project.exec_within(240, &["run", spec.to_str().expect("utf-8")]);
     let seconds = started.elapsed().as_secs_f64();
-    assert_eq!(code, 0, "after {seconds:.1} s: {stdout}{stderr}");
+    // A 270M model's programs may all fail: that is data (exit 1, "every trial
+    // failed", the reason named), never a crash of the engine.
+    assert!(
+        code == 0 || (code == 1 && stderr.contains("every trial failed")),
+        "after {seconds:.1} s: exit {code}: {stdout}{stderr}"
+    );
 
     let entries = agent_entries(&project);
     assert_exchanges_accounted(&entries);
