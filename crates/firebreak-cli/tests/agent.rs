@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Project, entry_payloads, independent_verifier, sql};
+use common::{Project, agent_entries, entry_payloads, independent_verifier, sql};
 use serde_json::{Value, json};
 
 /// One scripted reply.
@@ -157,16 +157,6 @@ command = ["python3", "trial.py"]
 {extra}
 "#
     )
-}
-
-fn agent_entries(project: &Project) -> Vec<Value> {
-    let (code, export, stderr) = project.exec(&["audit", "export"]);
-    assert_eq!(code, 0, "{stderr}");
-    entry_payloads(&export)
-        .into_iter()
-        .filter(|p| p["kind"] == "agent_answered")
-        .map(|p| p["data"].clone())
-        .collect()
 }
 
 #[test]

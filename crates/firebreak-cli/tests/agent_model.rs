@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use common::{Project, entry_payloads, independent_verifier};
+use common::{Project, agent_entries, independent_verifier};
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -101,16 +101,6 @@ impl Drop for LocalModel {
             }
         }
     }
-}
-
-fn agent_entries(project: &Project) -> Vec<Value> {
-    let (code, export, stderr) = project.exec(&["audit", "export"]);
-    assert_eq!(code, 0, "{stderr}");
-    entry_payloads(&export)
-        .into_iter()
-        .filter(|p| p["kind"] == "agent_answered")
-        .map(|p| p["data"].clone())
-        .collect()
 }
 
 /// Every exchange is a proposal, or an invalid answer or a failed request with

@@ -289,3 +289,14 @@ pub fn sql(project: &Project, statements: &[&str]) {
         conn.close().await.expect("closed");
     });
 }
+
+/// The `data` of every `agent_answered` entry of the project's ledger, in order.
+pub fn agent_entries(project: &Project) -> Vec<serde_json::Value> {
+    let (code, export, stderr) = project.exec(&["audit", "export"]);
+    assert_eq!(code, 0, "{stderr}");
+    entry_payloads(&export)
+        .into_iter()
+        .filter(|p| p["kind"] == "agent_answered")
+        .map(|p| p["data"].clone())
+        .collect()
+}
