@@ -35,6 +35,9 @@ WORK=$(mktemp -d)
 # A private cache folder (links to the installed server and model): its own pid
 # file, so `stop` stops this server only.
 mkdir -p "$WORK/llm" "$WORK/db"
+# A copy of the binary: a rebuild while the benchmark runs does not change it midway.
+cp "$BIN" "$WORK/firebreak"
+BIN="$WORK/firebreak"
 ln -s "$INSTALLED/bin" "$WORK/llm/bin"
 ln -s "$INSTALLED/models" "$WORK/llm/models"
 export FIREBREAK_LLM_CACHE="$WORK/llm"

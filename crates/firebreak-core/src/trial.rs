@@ -117,6 +117,10 @@ pub struct Trial {
     pub cpu_seconds: Option<f64>,
     /// Wall-clock seconds.
     pub wall_seconds: Option<f64>,
+    /// The generation (1-based) that started it, in a campaign with
+    /// `[generations]`; `None` elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u32>,
 }
 
 impl Trial {
@@ -137,6 +141,7 @@ impl Trial {
             finished_at: None,
             cpu_seconds: None,
             wall_seconds: None,
+            generation: None,
         }
     }
 

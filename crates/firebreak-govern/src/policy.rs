@@ -49,7 +49,7 @@ impl Action {
                 RequestKind::Approvers => "change_approvers",
                 RequestKind::Evaluation => "change_evaluation",
                 RequestKind::Budget => "raise_budget",
-                RequestKind::Tripwire => "clear_tripwire",
+                RequestKind::Tripwire => "clear_tripwire",                RequestKind::Promotion => "promote_champion",
             },
             Action::Approve => "approve",
             Action::Reject => "reject",

@@ -154,6 +154,7 @@ mod tests {
             reason: String::new(),
             created_at: "2026-11-28T00:00:00.000Z".into(),
             expires_at: "2026-11-29T00:00:00.000Z".into(),
+            evidence: None,
         })
         .expect("canonical")
     }

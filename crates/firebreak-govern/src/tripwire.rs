@@ -129,6 +129,9 @@ impl Tripwires {
         trials: &[Trial],
         finished: &Trial,
     ) -> Option<String> {
+        if wire.per.is_some() {
+            return None; // checked at each promotion: `generation_rate`
+        }
         let direction = self.direction(metric);
         let window = wire.window.unwrap_or(10) as usize;
         let max_delta = wire.max_delta?;
@@ -154,6 +157,39 @@ impl Tripwires {
         let was = gain(values.len() - 1).unwrap_or(0.0);
         (now > max_delta && was <= max_delta).then(|| {
             format!("rate: best {metric} moved by {now:.4} over the last {window} trials, more than max_delta = {max_delta}")
+        })
+    }
+
+    /// The trip of the first `rate` tripwire with `per = "generation"` on the
+    /// objective `metric` when a generation's champion scores `value` against the
+    /// last promoted champion's `previous`: an improvement larger than
+    /// `max_delta` in one generation halts for review.
+    pub fn generation_rate(
+        &self,
+        generation: u32,
+        metric: &str,
+        previous: f64,
+        value: f64,
+    ) -> Option<Trip> {
+        let direction = self.direction(metric);
+        let gain = if direction.better(value, previous) {
+            (value - previous).abs()
+        } else {
+            0.0
+        };
+        self.wires.iter().enumerate().find_map(|(index, wire)| {
+            let max_delta = wire.max_delta?;
+            let watched = wire.kind == TripwireKind::Rate
+                && wire.per.is_some()
+                && wire.metric.as_deref() == Some(metric);
+            (watched && gain > max_delta).then(|| Trip {
+                index,
+                reason: format!(
+                    "tripwire {index} (rate: generation {generation}'s champion improved {metric} \
+                     by {gain:.4} over the last promoted champion, more than max_delta = \
+                     {max_delta})"
+                ),
+            })
         })
     }
 
@@ -212,6 +248,7 @@ mod tests {
             below: None,
             max_delta: Some(0.2),
             window: Some(2),
+            per: None,
             tolerance: Some(0.01),
             max_cores: Some(1.5),
         }

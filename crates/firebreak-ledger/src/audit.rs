@@ -13,6 +13,7 @@ use replay::Replay;
 
 mod canonical;
 mod compare;
+mod generations;
 mod replay;
 
 /// The state tables as the store holds them, for comparison with the ledger:
@@ -33,6 +34,9 @@ pub struct StateSnapshot {
     /// The agents' stored requests and answers: the key each is stored under to
     /// the SHA-256 of its body as stored now.
     pub agent_texts: BTreeMap<String, String>,
+    /// Campaign name to its current generation as stored (campaigns with
+    /// `[generations]` that have started one).
+    pub generations: BTreeMap<String, i64>,
     /// True when the database would let a ledger row be updated or deleted
     /// (its append-only guards were dropped).
     pub ledger_writable: bool,
@@ -515,6 +519,7 @@ mod governance_tests {
                 reason: "test".into(),
                 created_at: firebreak_core::format_rfc3339(at),
                 expires_at: firebreak_core::format_rfc3339(at + DAY),
+            evidence: None,
             })
             .expect("a request body canonicalises");
             self.push(

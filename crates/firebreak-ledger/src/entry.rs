@@ -280,6 +280,61 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// A generation of a `[generations]` campaign began: its trials are those
+    /// started from here until it closes.
+    GenerationStarted {
+        /// 1-based.
+        generation: u32,
+        /// The space it searches, as a `[space]` table in canonical JSON: the
+        /// approved `[space]` (or `[generations.next_space]`), narrowed or not.
+        space: serde_json::Value,
+        /// The last promoted champion it starts from (trial number), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<u64>,
+        /// The champion whose soft labels its students learn from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        teacher: Option<u64>,
+        /// True when the champion's configuration is queued as its first trial.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        parent: bool,
+    },
+    /// A generation's champion was judged by the spec's gates.
+    GenerationGated {
+        /// 1-based.
+        generation: u32,
+        /// Its champion (best complete trial on the objective), if any finished.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        champion: Option<u64>,
+        /// The champion's objective value.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<f64>,
+        /// The last promoted champion's value.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous: Option<f64>,
+        /// The objective of each re-evaluation from scratch (fresh seeds).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reevals: Vec<f64>,
+        /// True when every gate passed.
+        passed: bool,
+        /// Each gate's verdict, in words.
+        reasons: Vec<String>,
+    },
+    /// A generation ended: its champion promoted, or not.
+    GenerationClosed {
+        /// 1-based.
+        generation: u32,
+        /// The champion judged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        champion: Option<u64>,
+        /// True when the champion is promoted.
+        promoted: bool,
+        /// The `promotion` request whose decision this carries out; absent when
+        /// the gates alone decided (`promotion = "auto"`, or a failed gate).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<String>,
+        /// Why, in words.
+        reason: String,
+    },
     /// An action was refused: by policy, or because a proposal was out of the space.
     Denied {
         /// The action (`propose_trial`, `request_change`, …).
@@ -317,6 +372,9 @@ impl Event {
             Event::TrialReevaluated { .. } => "trial_reevaluated",
             Event::TrialTested { .. } => "trial_tested",
             Event::AgentAnswered { .. } => "agent_answered",
+            Event::GenerationStarted { .. } => "generation_started",
+            Event::GenerationGated { .. } => "generation_gated",
+            Event::GenerationClosed { .. } => "generation_closed",
             Event::Denied { .. } => "denied",
         }
     }

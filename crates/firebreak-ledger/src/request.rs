@@ -39,6 +39,8 @@ pub enum RequestKind {
     Budget,
     /// A tripped tripwire asking to go on.
     Tripwire,
+    /// A generation's champion asking to be promoted (`[generations]`).
+    Promotion,
 }
 
 impl RequestKind {
@@ -52,6 +54,7 @@ impl RequestKind {
             RequestKind::Evaluation => "evaluation",
             RequestKind::Budget => "budget",
             RequestKind::Tripwire => "tripwire",
+            RequestKind::Promotion => "promotion",
         }
     }
 }
@@ -87,7 +90,8 @@ pub fn classify_path(path: &str) -> EditClass {
         ("campaign", "description") => return EditClass::Ignored,
         ("" | "objective" | "task", _) | ("campaign", "" | "name") => RequestKind::Evaluation,
         ("constraints", _) | ("search", "n_trials" | "") => RequestKind::Budget,
-        ("space", _) => RequestKind::Space,
+        ("space", _) | ("generations", "next_space") => RequestKind::Space,
+        ("generations", "count" | "budget") => RequestKind::Budget,
         ("governance", "approvers" | "quorum" | "request_ttl") => RequestKind::Approvers,
         ("governance", "policy" | "policy_text") => RequestKind::Policy,
         ("search", _) | ("campaign", "seed") => return EditClass::Free,
@@ -157,6 +161,11 @@ pub struct RequestBody {
     pub created_at: String,
     /// When it expires (RFC 3339).
     pub expires_at: String,
+    /// What the deciders should see besides the diff (a promotion: the
+    /// generation, its champion, the gate results, the champion's changes from
+    /// the configuration it started from). Hashed and signed with the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<serde_json::Value>,
 }
 
 impl RequestBody {
@@ -355,6 +364,7 @@ mod tests {
             reason: "results still improve".into(),
             created_at: "2026-11-28T00:00:00.000Z".into(),
             expires_at: "2026-12-05T00:00:00.000Z".into(),
+            evidence: None,
         }
     }
 

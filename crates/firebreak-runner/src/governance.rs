@@ -255,6 +255,7 @@ async fn request<S: Store>(
         reason,
         ttl_ms: gov.ttl_ms,
         policy: Some(policy),
+        evidence: None,
     };
     Ok(store.file_request(&draft).await?)
 }
@@ -409,6 +410,7 @@ pub(crate) async fn file_trip<S: Store>(
         ttl_ms: gov.ttl_ms,
         // A trip halts by code, whatever a policy says: no policy decision.
         policy: None,
+        evidence: None,
     };
     let (request, _) = store.file_request(&draft).await?;
     Ok(Halt {

@@ -20,6 +20,7 @@
 mod diff;
 mod duration;
 mod error;
+mod generations;
 mod locate;
 mod sandbox;
 mod schema;
@@ -28,10 +29,13 @@ mod validate;
 pub use diff::{Change, diff};
 pub use duration::Duration;
 pub use error::SpecError;
+pub use generations::{
+    Distill, Gates, GenerationsSpec, MAX_GENERATIONS, OnGateFailure, Promotion, SeedNext,
+};
 pub use sandbox::{SandboxSpec, parse_size};
 pub use schema::{
     Approver, CampaignSection, Constraints, Governance, Number, ObjectiveSection, ParamKind,
-    ParamSpec, SearchSection, Spec, TaskKind, TaskSection, Tripwire, TripwireKind,
+    ParamSpec, RatePer, SearchSection, Spec, TaskKind, TaskSection, Tripwire, TripwireKind,
 };
 pub use validate::{
     CampaignSpec, MAX_EPOCHS, MAX_NAME_LEN, MAX_PARALLELISM, MAX_REQUEST_TTL, MAX_TRIAL_TIMEOUT,

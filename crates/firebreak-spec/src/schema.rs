@@ -28,6 +28,10 @@ pub struct Spec {
     /// `[governance]`: approvers, policy, tripwires.
     #[serde(default)]
     pub governance: Governance,
+    /// `[generations]`: the campaign as a sequence of searches, each seeded by
+    /// the last promoted champion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generations: Option<crate::GenerationsSpec>,
 }
 
 /// `[campaign]`
@@ -365,6 +369,14 @@ pub enum TripwireKind {
     ComputeRate,
 }
 
+/// What a `rate` tripwire measures its improvement over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RatePer {
+    /// A promoted generation's champion over the previous one.
+    Generation,
+}
+
 /// `[[governance.tripwires]]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -387,6 +399,11 @@ pub struct Tripwire {
     /// (rate) How many finished trials the improvement is measured over (10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<u32>,
+    /// (rate) `generation`: the improvement measured is a generation's
+    /// champion over the last promoted one, at the promotion (needs
+    /// `[generations]`); absent: over `window` finished trials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per: Option<RatePer>,
     /// (reeval) Largest allowed disagreement between report and re-evaluation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerance: Option<f64>,

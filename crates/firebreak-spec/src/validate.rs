@@ -20,6 +20,8 @@ pub struct CampaignSpec {
     pub space: SearchSpace,
     /// The objectives derived from `[objective]`.
     pub objectives: Objectives,
+    /// The space of generation 2 on, from `[generations.next_space]`.
+    pub next_space: Option<SearchSpace>,
     file: String,
     source: String,
 }
@@ -47,6 +49,7 @@ impl CampaignSpec {
         let mut checked = CampaignSpec {
             space: SearchSpace::default(),
             objectives: Objectives::single("", Direction::Maximize),
+            next_space: None,
             spec,
             file: file.to_string(),
             source: source.to_string(),
@@ -123,7 +126,9 @@ impl CampaignSpec {
         self.check_task()?;
         crate::sandbox::check(self)?;
         self.check_constraints()?;
-        self.check_governance()
+        self.check_governance()?;
+        self.next_space = crate::generations::check(self)?;
+        Ok(())
     }
 
     /// The campaign's name is a folder name under the database's trial folder
@@ -214,11 +219,20 @@ impl CampaignSpec {
                 "add at least one, e.g. lr = { type = \"float\", low = 1e-4, high = 0.1, log = true }",
             ));
         }
+        self.space_of(&self.spec.space, &["space"])
+    }
+
+    /// The search space of a `[space]`-like table found at the key path `at`.
+    pub(crate) fn space_of(
+        &self,
+        table: &BTreeMap<String, ParamSpec>,
+        at: &[&str],
+    ) -> Result<SearchSpace, SpecError> {
         let mut parameters = Vec::new();
-        for (name, p) in &self.spec.space {
+        for (name, p) in table {
             parameters.push(Parameter {
                 name: name.clone(),
-                distribution: self.distribution(name, p)?,
+                distribution: self.distribution(at, name, p)?,
                 condition: p.when.as_ref().map(|when| Condition {
                     when: when
                         .iter()
@@ -240,20 +254,26 @@ impl CampaignSpec {
                 }
                 _ => String::new(),
             };
+            let mut path = at.to_vec();
+            path.extend([name.as_str(), "when"]);
             self.error_at(
-                &["space", &name, "when"],
+                &path,
                 e.to_string(),
                 "`when` must name other parameters and values they can take, without cycles",
             )
         })
     }
 
-    fn distribution(&self, name: &str, p: &ParamSpec) -> Result<Distribution, SpecError> {
+    fn distribution(
+        &self,
+        at: &[&str],
+        name: &str,
+        p: &ParamSpec,
+    ) -> Result<Distribution, SpecError> {
         let bounds_hint = "fix the bounds so that low <= high (and low > 0 with log = true)";
-        let at = |key: &str| ["space", name, key].map(str::to_string);
         let err = |key: &str, message: String, hint: &str| {
-            let path = at(key);
-            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            let mut path = at.to_vec();
+            path.extend([name, key]);
             self.error_at(&path, message, hint)
         };
         let numeric_keys_absent = p.low.is_none() && p.high.is_none() && p.step.is_none() && !p.log;
@@ -707,6 +727,21 @@ impl CampaignSpec {
                     format!("a {:?} tripwire is incomplete", tripwire.kind),
                     format!("this kind needs {needs}"),
                 ));
+            }
+            if tripwire.per.is_some() {
+                let problem = if tripwire.kind != TripwireKind::Rate {
+                    Some(("`per` is only for rate tripwires", "remove `per`, or set kind = \"rate\""))
+                } else if self.spec.generations.is_none() {
+                    Some((
+                        "per = \"generation\" needs a [generations] section",
+                        "add [generations], or remove `per` to measure over `window` trials",
+                    ))
+                } else {
+                    None
+                };
+                if let Some((message, hint)) = problem {
+                    return Err(self.error_at(&["governance", "tripwires"], message, hint));
+                }
             }
         }
         Ok(())

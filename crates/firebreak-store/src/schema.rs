@@ -136,6 +136,13 @@ CREATE TABLE agent_texts (
     body TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 9: generations: the campaign's current generation (set with its
+    // `generation_started` entry) and the generation that first started each
+    // trial. NULL for campaigns without `[generations]`.
+    r#"
+ALTER TABLE campaigns ADD COLUMN generation INTEGER;
+ALTER TABLE trials ADD COLUMN generation INTEGER;
+"#,
 ];
 
 /// The guards that make ledger rows append-only; `run` puts them back if they

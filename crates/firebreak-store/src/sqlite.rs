@@ -370,7 +370,7 @@ impl SqliteStore {
         let filter = which.filter();
         let rows = bind(format!(
             "SELECT campaign, number, state, params, metrics, error, proposer, rationale, retry_of, \
-             started_at, finished_at, cpu_seconds, wall_seconds, proposer_state FROM trials{filter} \
+             started_at, finished_at, cpu_seconds, wall_seconds, proposer_state, generation FROM trials{filter} \
              ORDER BY campaign, number"
         ))
         .fetch_all(&self.inner.readers)
@@ -745,6 +745,9 @@ fn trial_from_row(row: &SqliteRow) -> Result<Trial, StoreError> {
         finished_at: row.try_get(10)?,
         cpu_seconds: row.try_get(11)?,
         wall_seconds: row.try_get(12)?,
+        generation: row
+            .try_get::<Option<i64>, _>(14)?
+            .and_then(|g| u32::try_from(g).ok()),
     })
 }
 
@@ -986,7 +989,8 @@ impl Store for SqliteStore {
         let mut w = self.begin().await?;
         // The state condition in the UPDATE is the compare-and-set.
         let claimed = sqlx::query(
-            "UPDATE trials SET state = 'running', run = ?, worker = ?, started_at = ? \
+            "UPDATE trials SET state = 'running', run = ?, worker = ?, started_at = ?, \
+             generation = COALESCE(generation, (SELECT generation FROM campaigns WHERE name = campaign)) \
              WHERE campaign = ? AND state = 'queued' AND number = ( \
                SELECT number FROM trials WHERE campaign = ? AND state = 'queued' \
                ORDER BY priority DESC, number LIMIT 1) \
@@ -1147,15 +1151,17 @@ impl Store for SqliteStore {
     }
 
     async fn snapshot(&self) -> Result<StateSnapshot, StoreError> {
-        let rows = sqlx::query("SELECT name, spec FROM campaigns")
+        let rows = sqlx::query("SELECT name, spec, generation FROM campaigns")
             .fetch_all(&self.inner.readers)
             .await?;
         let mut campaigns = BTreeMap::new();
+        let mut generations = BTreeMap::new();
         for row in rows {
-            campaigns.insert(
-                row.try_get::<String, _>(0)?,
-                parse(&row.try_get::<String, _>(1)?)?,
-            );
+            let name = row.try_get::<String, _>(0)?;
+            if let Some(generation) = row.try_get::<Option<i64>, _>(2)? {
+                generations.insert(name.clone(), generation);
+            }
+            campaigns.insert(name, parse(&row.try_get::<String, _>(1)?)?);
         }
         let requests = self
             .gov_requests(None)
@@ -1203,6 +1209,7 @@ impl Store for SqliteStore {
             runs,
             tests,
             agent_texts,
+            generations,
             ledger_writable: !guarded,
         })
     }

@@ -219,6 +219,9 @@ pub struct RequestDraft {
     /// The decision that let them ask (`None` for a tripwire, which code files
     /// whatever a policy says).
     pub policy: Option<Authorization>,
+    /// What the deciders should see besides the diff (see
+    /// [`firebreak_ledger::RequestBody::evidence`]).
+    pub evidence: Option<serde_json::Value>,
 }
 
 /// A change of a campaign's spec.
@@ -418,8 +421,11 @@ pub trait Store: Send + Sync + 'static {
         campaign: &str,
         update: &SpecUpdate,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Records an event that changes no state: a refused action
-    /// ([`Event::Denied`]) or a re-evaluation ([`Event::TrialReevaluated`]).
+    /// Records an event beside the trials' own: a refused action
+    /// ([`Event::Denied`]), a re-evaluation ([`Event::TrialReevaluated`]), or a
+    /// generation's start, gate verdict or close (`generation_*`; a start also
+    /// sets the campaign's current generation, which the trials started after
+    /// it carry).
     fn record_note(
         &self,
         campaign: &str,

@@ -268,6 +268,7 @@ fn draft(n_trials: u64, by: &str) -> RequestDraft {
             decision: "allow".into(),
             policies: vec!["anyone-may-ask".into()],
         }),
+        evidence: None,
     }
 }
 

@@ -48,6 +48,17 @@ fn campaigns(entries: u64, replay: &Replay, state: &StateSnapshot, out: &mut Vec
             }
             Some(_) => {}
         }
+        let current = expected.generations.current;
+        let stored = state.generations.get(name).copied();
+        if stored != (current > 0).then_some(i64::from(current)) {
+            out.push(violation(
+                expected.seq,
+                format!(
+                    "campaign {name:?}: stored current generation {stored:?} differs from the \
+                     ledger's {current}"
+                ),
+            ));
+        }
     }
     for name in state
         .campaigns
@@ -236,6 +247,9 @@ fn differs(expected: &ExpectedTrial, trial: &Trial) -> Option<String> {
     }
     if expected.retry_of != trial.retry_of {
         return Some("retry link differs from the ledger".into());
+    }
+    if expected.generation != trial.generation {
+        return Some("generation differs from the ledger".into());
     }
     if !metrics_equal(&expected.metrics, &trial.metrics) {
         return Some("metrics differ from the ledger".into());

@@ -36,6 +36,8 @@ pub(super) struct ExpectedTrial {
     pub cpu_seconds: Option<f64>,
     pub wall_seconds: Option<f64>,
     pub last_seq: u64,
+    /// The generation open when it first started.
+    pub generation: Option<u32>,
 }
 
 /// What the ledger says one change request is.
@@ -75,6 +77,8 @@ pub(super) struct ExpectedCampaign {
     pub cpu_seconds: f64,
     /// Tokens the campaign's agents used (`agent_answered`).
     pub llm_tokens: u64,
+    /// Its generations (`[generations]`).
+    pub generations: super::generations::Generations,
 }
 
 /// The state the ledger describes, built entry by entry.
@@ -161,6 +165,7 @@ impl Replay {
                 current_run: None,
                 cpu_seconds: 0.0,
                 llm_tokens: 0,
+                generations: Default::default(),
             };
             if self
                 .campaigns
@@ -245,6 +250,9 @@ impl Replay {
                 self.add_cpu(campaign, cpu_seconds);
                 Ok(())
             }
+            event @ (Event::GenerationStarted { .. }
+            | Event::GenerationGated { .. }
+            | Event::GenerationClosed { .. }) => self.generation_event(seq, campaign, event),
             event => self.trial_event(seq, campaign, event),
         }
     }
@@ -627,13 +635,18 @@ impl Replay {
                         cpu_seconds: None,
                         wall_seconds: None,
                         last_seq: seq,
+                        generation: None,
                     },
                 );
             }
             Event::TrialStarted { number, run, .. } => {
                 self.check_not_halted(seq, campaign, number, run)?;
-                self.transition(seq, campaign, number, kind, &[Queued])?
-                    .state = Running;
+                let generation = self.trial_generation(seq, campaign, number)?;
+                let t = self.transition(seq, campaign, number, kind, &[Queued])?;
+                t.state = Running;
+                if t.generation.is_none() {
+                    t.generation = generation;
+                }
             }
             Event::TrialRequeued { number, .. } => {
                 self.transition(seq, campaign, number, kind, &[Running])?

@@ -413,8 +413,8 @@ impl SqliteStore {
                     };
                     numbers.insert(campaign.clone(), number + 1);
                     script.sql.push_str(
-                        "INSERT INTO trials (campaign, number, state, params, proposer, rationale, proposer_state, retry_of, priority, run, worker, started_at) \
-                         VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?);\n",
+                        "INSERT INTO trials (campaign, number, state, params, proposer, rationale, proposer_state, retry_of, priority, run, worker, started_at, generation) \
+                         VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT generation FROM campaigns WHERE name = ?));\n",
                     );
                     script.binds.extend([
                         Bind::Text(Some(campaign.clone())),
@@ -428,6 +428,7 @@ impl SqliteStore {
                         Bind::Int(Some(*run as i64)),
                         Bind::Int(Some(i64::from(*worker))),
                         Bind::Int(Some(now)),
+                        Bind::Text(Some(campaign.clone())),
                     ]);
                     let proposed = trial.proposed(number);
                     let started = Event::TrialStarted {

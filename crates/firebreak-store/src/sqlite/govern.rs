@@ -119,6 +119,7 @@ impl SqliteStore {
             reason: draft.reason.clone(),
             created_at: format_rfc3339(now),
             expires_at: format_rfc3339(now.saturating_add(draft.ttl_ms)),
+            evidence: draft.evidence.clone(),
         })?;
         sqlx::query(
             "INSERT INTO requests (id, seq, campaign, kind, state, diff_hash, record) \
@@ -230,13 +231,28 @@ impl SqliteStore {
         campaign: &str,
         note: &Event,
     ) -> Result<(), StoreError> {
-        if !matches!(note, Event::Denied { .. } | Event::TrialReevaluated { .. }) {
+        if !matches!(
+            note,
+            Event::Denied { .. }
+                | Event::TrialReevaluated { .. }
+                | Event::GenerationStarted { .. }
+                | Event::GenerationGated { .. }
+                | Event::GenerationClosed { .. }
+        ) {
             return Err(StoreError::Corrupt(format!(
-                "record_note takes a `denied` or `trial_reevaluated` event, not {}",
+                "record_note takes a `denied`, `trial_reevaluated` or `generation_*` event, not {}",
                 note.kind()
             )));
         }
         let mut w = self.begin().await?;
+        if let Event::GenerationStarted { generation, .. } = note {
+            // Trials started from now on are this generation's.
+            sqlx::query("UPDATE campaigns SET generation = ? WHERE name = ?")
+                .bind(i64::from(*generation))
+                .bind(campaign)
+                .execute(&mut *w.tx)
+                .await?;
+        }
         self.append(&mut w, campaign, note).await?;
         self.commit(w).await
     }
