@@ -1,9 +1,11 @@
 //! The built-in trainer's data, all offline: bundled real datasets with fixed,
 //! stratified train / validation / test splits ([`load`]), MNIST-1D generated
 //! from its published algorithm ([`mnist1d`]), and synthetic curriculum skills
-//! ([`curriculum`]). No deep-learning dependency: examples are plain `f32` rows.
+//! ([`curriculum`]), and unlabelled examples for a teacher network to label
+//! ([`synthetic()`]). No deep-learning dependency: examples are plain `f32` rows.
 //!
-//! Principal items: [`load`], [`Dataset`], [`Split`], [`Shape`], [`DataError`].
+//! Principal items: [`load`], [`Dataset`], [`Split`], [`Shape`], [`synthetic()`],
+//! [`DataError`].
 //!
 //! Invariant: a name always gives the same examples in the same splits (fixed
 //! seeds); a name and a split seed ([`load_split`]) always give the same
@@ -17,9 +19,11 @@
 pub mod curriculum;
 mod error;
 pub mod mnist1d;
+mod synthetic;
 mod tabular;
 
 pub use error::DataError;
+pub use synthetic::{NOISE, synthetic, translate};
 
 /// A label position that is not scored (sequence tasks).
 pub const IGNORE: u32 = u32::MAX;

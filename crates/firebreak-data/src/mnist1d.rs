@@ -82,6 +82,48 @@ pub fn templates() -> [[f64; TEMPLATE_LEN]; 10] {
 /// Generates `(train, test)` with `seed`: `num_samples / 10` examples per class,
 /// shuffled, standardised, split at `train_split`.
 pub fn generate(config: &Config, seed: u64) -> (Split, Split) {
+    let examples = raw(config, seed);
+    let (mean, std) = moments(&examples);
+    let at = (examples.len() as f64 * config.train_split) as usize;
+    (
+        standardised(&examples[..at], mean, std),
+        standardised(&examples[at..], mean, std),
+    )
+}
+
+/// `n` fresh examples from the paper's generator with `seed`, classes in turn
+/// (as balanced as `n` allows) and shuffled, standardised with the mean and
+/// standard deviation of the bundled dataset (so they look like its examples),
+/// with their true labels. A `seed` other than [`SEED`] gives examples the
+/// bundled dataset does not hold.
+pub fn fresh(n: usize, seed: u64) -> Split {
+    let config = Config::default();
+    let mut rng = Rng::new(seed);
+    let templates = templates();
+    let mut examples: Vec<(Vec<f64>, u32)> = (0..n)
+        .map(|i| {
+            let label = i % templates.len();
+            (
+                transform(&templates[label], &config, &mut rng),
+                label as u32,
+            )
+        })
+        .collect();
+    shuffle(&mut examples, &mut rng);
+    let (mean, std) = bundled_moments();
+    standardised(&examples, mean, std)
+}
+
+/// The mean and standard deviation the bundled dataset is standardised with
+/// (of all 5,000 raw examples of [`SEED`]), computed once.
+fn bundled_moments() -> (f64, f64) {
+    static MOMENTS: std::sync::OnceLock<(f64, f64)> = std::sync::OnceLock::new();
+    *MOMENTS.get_or_init(|| moments(&raw(&Config::default(), SEED)))
+}
+
+/// The raw (unstandardised) examples of `seed`: `num_samples / 10` per class,
+/// shuffled.
+fn raw(config: &Config, seed: u64) -> Vec<(Vec<f64>, u32)> {
     let mut rng = Rng::new(seed);
     let templates = templates();
     let per_class = config.num_samples / templates.len();
@@ -92,14 +134,20 @@ pub fn generate(config: &Config, seed: u64) -> (Split, Split) {
         }
     }
     shuffle(&mut examples, &mut rng);
-    let values: Vec<f64> = examples
-        .iter()
-        .flat_map(|(x, _)| x.iter().copied())
-        .collect();
-    let mean = values.iter().sum::<f64>() / values.len() as f64;
-    let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64).sqrt();
-    let at = (examples.len() as f64 * config.train_split) as usize;
-    let split = |part: &[(Vec<f64>, u32)]| Split {
+    examples
+}
+
+/// Mean and standard deviation of every value of `examples`.
+fn moments(examples: &[(Vec<f64>, u32)]) -> (f64, f64) {
+    let values = || examples.iter().flat_map(|(x, _)| x.iter().copied());
+    let count = values().count() as f64;
+    let mean = values().sum::<f64>() / count;
+    let std = (values().map(|v| (v - mean).powi(2)).sum::<f64>() / count).sqrt();
+    (mean, std)
+}
+
+fn standardised(part: &[(Vec<f64>, u32)], mean: f64, std: f64) -> Split {
+    Split {
         x: part
             .iter()
             .flat_map(|(x, _)| x.iter().map(|v| ((v - mean) / std) as f32))
@@ -107,8 +155,7 @@ pub fn generate(config: &Config, seed: u64) -> (Split, Split) {
         y: part.iter().map(|(_, y)| *y).collect(),
         n: part.len(),
         levels: Vec::new(),
-    };
-    (split(&examples[..at]), split(&examples[at..]))
+    }
 }
 
 /// The bundled `mnist1d` dataset: the paper's settings and seed; a stratified
@@ -166,7 +213,8 @@ pub fn dataset_split(split_seed: u64) -> Dataset {
     }
 }
 
-fn normal(rng: &mut Rng) -> f64 {
+/// A standard normal draw (Box–Muller).
+pub(crate) fn normal(rng: &mut Rng) -> f64 {
     let u = rng.next_f64().max(f64::MIN_POSITIVE);
     let v = rng.next_f64();
     (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()

@@ -101,15 +101,10 @@ fn statistics(x: &[f32], y: &[u32], length: usize, buckets: usize) -> BTreeMap<S
     out
 }
 
-#[test]
-fn statistics_match_the_reference_package() {
-    let reference = reference();
-    let (train, test) = generate(&Config::default(), SEED);
-    assert_eq!((train.n, test.n), (reference.train, reference.test));
-    assert_eq!(train.x.len(), train.n * reference.length);
-    let x: Vec<f32> = train.x.iter().chain(&test.x).copied().collect();
-    let y: Vec<u32> = train.y.iter().chain(&test.y).copied().collect();
-    let ours = statistics(&x, &y, reference.length, reference.buckets);
+/// Holds the examples `x` (labels `y`) to the reference's statistics: each
+/// within 5 seed-to-seed deviations, and their mean z² below 3.
+fn check_against_reference(x: &[f32], y: &[u32], reference: &Reference) {
+    let ours = statistics(x, y, reference.length, reference.buckets);
     assert_eq!(
         ours.keys().collect::<Vec<_>>(),
         reference.stats.keys().collect::<Vec<_>>()
@@ -134,6 +129,47 @@ fn statistics_match_the_reference_package() {
     // Together, the deviations look like sampling noise (mean z² ≈ 1), not a
     // systematic difference hiding under the per-statistic bound.
     assert!(mean_z2 < 3.0, "mean z² {mean_z2:.2}\n{}", report.join("\n"));
+}
+
+#[test]
+fn statistics_match_the_reference_package() {
+    let reference = reference();
+    let (train, test) = generate(&Config::default(), SEED);
+    assert_eq!((train.n, test.n), (reference.train, reference.test));
+    assert_eq!(train.x.len(), train.n * reference.length);
+    let x: Vec<f32> = train.x.iter().chain(&test.x).copied().collect();
+    let y: Vec<u32> = train.y.iter().chain(&test.y).copied().collect();
+    check_against_reference(&x, &y, &reference);
+}
+
+/// Fresh examples (what distillation's synthetic examples are, before their
+/// labels are dropped) are one more draw of the same dataset: as many, from
+/// another seed, standardised with the bundled moments, they meet the same
+/// statistics; and none of them is a bundled example.
+#[test]
+fn fresh_examples_follow_the_bundled_distribution() {
+    let reference = reference();
+    let fresh = firebreak_data::mnist1d::fresh(reference.train + reference.test, 7);
+    assert_eq!(fresh.x.len(), fresh.n * reference.length);
+    check_against_reference(&fresh.x, &fresh.y, &reference);
+    for class in 0..10u32 {
+        let n = fresh.y.iter().filter(|y| **y == class).count();
+        assert_eq!(n, fresh.n / 10, "balanced, class {class}");
+    }
+    let (train, test) = generate(&Config::default(), SEED);
+    let bundled: std::collections::HashSet<Vec<u32>> = train
+        .x
+        .chunks(reference.length)
+        .chain(test.x.chunks(reference.length))
+        .map(|r| r.iter().map(|v| v.to_bits()).collect())
+        .collect();
+    assert!(
+        fresh
+            .x
+            .chunks(reference.length)
+            .all(|r| !bundled.contains(&r.iter().map(|v| v.to_bits()).collect::<Vec<_>>()))
+    );
+    assert_eq!(fresh, firebreak_data::mnist1d::fresh(fresh.n, 7));
 }
 
 #[test]

@@ -10,6 +10,9 @@ pub enum TrainError {
     /// The model family does not fit the dataset.
     #[error("{0}")]
     Unsupported(String),
+    /// The distillation settings are out of range (temperature, weight).
+    #[error("{0}")]
+    Distill(String),
     /// Reading or writing a checkpoint failed.
     #[error("checkpoint {path}: {message}")]
     Checkpoint {

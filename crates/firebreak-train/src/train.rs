@@ -1,7 +1,8 @@
 //! The training loop of one trial, on one thread: shuffled mini-batches, the
 //! genome's optimiser and schedule, an evaluation on the validation split after
 //! every epoch, a checkpoint written before that epoch is reported, and a stop as
-//! soon as the caller says so.
+//! soon as the caller says so; with a teacher ([`Distill`], `distill.rs`), the
+//! teacher's soft targets in the loss and its synthetic examples in each epoch.
 
 use std::path::{Path, PathBuf};
 
@@ -13,9 +14,10 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use firebreak_core::{Rng, derive_seed};
 use firebreak_data::curriculum::Schedule;
-use firebreak_data::{Dataset, IGNORE, Shape, Split};
+use firebreak_data::{Dataset, IGNORE, Split, translate};
 
 use crate::TrainError;
+use crate::distill::{Distill, Teacher};
 use crate::genome::{Genome, Optimizer};
 use crate::net::Net;
 
@@ -56,13 +58,13 @@ pub struct Trained {
 }
 
 /// Files of a checkpoint folder.
-const MODEL: &str = "model.bpk";
+pub(crate) const MODEL: &str = "model.bpk";
 const OPTIMIZER: &str = "optimizer.bpk";
-const STATE: &str = "state.json";
+pub(crate) const STATE: &str = "state.json";
 
 /// What a checkpoint folder records besides the weights.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct State {
+pub(crate) struct State {
     epoch: u32,
     last: Option<(f64, f64, f64)>,
 }
@@ -88,10 +90,34 @@ pub fn train(
     data: &Dataset,
     seed: u64,
     checkpoint: Option<&Path>,
+    on_epoch: impl FnMut(&EpochMetrics) -> Control,
+) -> Result<Trained, TrainError> {
+    train_distilled(genome, data, seed, checkpoint, None, on_epoch)
+}
+
+/// [`train`], with a teacher when `distill` names one: the loss mixes the
+/// labels with the teacher's softened predictions and each epoch adds the
+/// teacher-labelled synthetic examples [`Distill`] describes. The teacher is
+/// loaded before anything else (a missing or unreadable checkpoint is a
+/// [`TrainError::Checkpoint`] naming its file) and labels the training split
+/// once. `train_loss` reports the distillation loss; validation metrics are
+/// against the labels, as without a teacher. Without a teacher this is
+/// [`train`], result for result.
+pub fn train_distilled(
+    genome: &Genome,
+    data: &Dataset,
+    seed: u64,
+    checkpoint: Option<&Path>,
+    distill: Option<&Distill>,
     mut on_epoch: impl FnMut(&EpochMetrics) -> Control,
 ) -> Result<Trained, TrainError> {
     crate::alloc::keep_freed_blocks();
     let device = Device::flex().autodiff();
+    // The teacher first: building it reseeds burn's process-wide generator,
+    // which the student's build then reseeds with the trial's seed.
+    let teacher = distill
+        .map(|d| Teacher::new(d, data, &device))
+        .transpose()?;
     let mut net = build(genome, data, seed, &device);
     let mut optimizer = optimizer(genome);
     let mut start = 0;
@@ -115,28 +141,48 @@ pub fn train(
     let mut stopped = false;
     let train = &data.train;
     let size = data.shape.size();
-    let batch = genome.batch_size.min(train.n).max(1);
+    let synthetic_per_epoch = teacher.as_ref().map_or(0, Teacher::synthetic_per_epoch);
+    let batch = genome.batch_size.min(train.n + synthetic_per_epoch).max(1);
     let curriculum = Curriculum::new(genome, train)?;
     let mut level_losses: Vec<f64> = Vec::new();
     for epoch in start..genome.epochs {
         let mut rng = Rng::new(derive_seed(seed, &[u64::from(epoch)]));
         let progress = f64::from(epoch) / f64::from(genome.epochs);
         let mut order: Vec<usize> = curriculum.rows(train, progress, &level_losses);
+        let synthetic = match &teacher {
+            Some(teacher) => teacher.synthetic(data, seed, epoch)?,
+            None => None,
+        };
+        if let Some(synthetic) = &synthetic {
+            order.extend(train.n..train.n + synthetic.len());
+        }
         let steps = order.len().div_ceil(batch).max(1);
         for i in (1..order.len()).rev() {
             order.swap(i, rng.below(i as u64 + 1) as usize);
         }
         let mut loss_sum = 0.0;
         for (step, rows) in order.chunks(batch).enumerate() {
-            let (mut x, y, mask) = batch_values(train, rows, size, data.targets);
-            if genome.shift > 0 {
-                for example in x.chunks_mut(size) {
-                    translate(example, &data.shape, genome.shift, &mut rng);
+            let augment = |x: &mut [f32], rng: &mut Rng| {
+                if genome.shift > 0 {
+                    for example in x.chunks_mut(size) {
+                        translate(example, &data.shape, genome.shift, rng);
+                    }
                 }
-            }
-            let (x, y, mask) = tensors(x, y, mask, rows.len(), size, &device);
-            let logits = net.forward(x);
-            let loss = masked_cross_entropy(logits, y, mask);
+            };
+            let loss = match &teacher {
+                None => {
+                    let (mut x, y, mask) = batch_values(train, rows, size, data.targets);
+                    augment(&mut x, &mut rng);
+                    let (x, y, mask) = tensors(x, y, mask, rows.len(), size, &device);
+                    masked_cross_entropy(net.forward(x), y, mask)
+                }
+                Some(teacher) => {
+                    let mut values = teacher.batch(train, synthetic.as_ref(), rows, size);
+                    augment(&mut values.x, &mut rng);
+                    let (x, targets) = values.tensors(size, &device);
+                    teacher.loss(net.forward(x), targets)
+                }
+            };
             loss_sum += f64::from(loss.clone().into_scalar::<f32>());
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             let t = f64::from(epoch) + step as f64 / steps as f64;
@@ -298,19 +344,27 @@ fn load(
     net: Net,
     optimizer: ModuleOptimizer,
 ) -> Result<(Net, ModuleOptimizer, State), TrainError> {
-    let state_path = dir.join(STATE);
-    let text = std::fs::read(&state_path).map_err(|e| checkpoint_error(&state_path, e))?;
-    let state: State =
-        serde_json::from_slice(&text).map_err(|e| checkpoint_error(&state_path, e))?;
-    let net = net
-        .try_load_file(dir.join(MODEL))
-        .map_err(|e| checkpoint_error(&dir.join(MODEL), e))?;
+    let state = read_state(dir)?;
+    let net = load_weights(dir, net)?;
     let bytes = std::fs::read(dir.join(OPTIMIZER))
         .map_err(|e| checkpoint_error(&dir.join(OPTIMIZER), e))?;
     let optimizer = optimizer
         .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(|e| checkpoint_error(&dir.join(OPTIMIZER), e))?;
     Ok((net, optimizer, state))
+}
+
+/// The state file of the checkpoint in `dir` (what says a checkpoint exists).
+pub(crate) fn read_state(dir: &Path) -> Result<State, TrainError> {
+    let state_path = dir.join(STATE);
+    let text = std::fs::read(&state_path).map_err(|e| checkpoint_error(&state_path, e))?;
+    serde_json::from_slice(&text).map_err(|e| checkpoint_error(&state_path, e))
+}
+
+/// `net` with the weights of the checkpoint in `dir`.
+pub(crate) fn load_weights(dir: &Path, net: Net) -> Result<Net, TrainError> {
+    net.try_load_file(dir.join(MODEL))
+        .map_err(|e| checkpoint_error(&dir.join(MODEL), e))
 }
 
 /// Inputs `[rows, size]`, labels `[rows · targets]` (ignored positions as 0)
@@ -362,47 +416,6 @@ fn tensors(
         Tensor::from_data(TensorData::new(y, [labels]), device),
         Tensor::from_data(TensorData::new(mask, [labels]), device),
     )
-}
-
-/// Translates one image (or 1-D signal) in place by a random offset in
-/// `-shift..=shift` along each axis longer than one, filling with zeros.
-/// Other shapes are left alone.
-fn translate(example: &mut [f32], shape: &Shape, shift: usize, rng: &mut Rng) {
-    let Shape::Image {
-        channels,
-        height,
-        width,
-    } = *shape
-    else {
-        return;
-    };
-    let mut offset = |len: usize| -> isize {
-        if len > 1 {
-            rng.below(2 * shift as u64 + 1) as isize - shift as isize
-        } else {
-            0
-        }
-    };
-    let (dy, dx) = (offset(height), offset(width));
-    if (dy, dx) == (0, 0) {
-        return;
-    }
-    let source = example.to_vec();
-    let plane = height * width;
-    for c in 0..channels {
-        for row in 0..height {
-            for col in 0..width {
-                let (from_row, from_col) = (row as isize - dy, col as isize - dx);
-                let inside = (0..height as isize).contains(&from_row)
-                    && (0..width as isize).contains(&from_col);
-                example[c * plane + row * width + col] = if inside {
-                    source[c * plane + from_row as usize * width + from_col as usize]
-                } else {
-                    0.0
-                };
-            }
-        }
-    }
 }
 
 /// Mean cross-entropy over the scored positions.
@@ -506,70 +519,5 @@ mod tests {
             "{short}"
         );
         assert!(floats.contains("; hint: ") && short.contains("; hint: "));
-    }
-
-    /// Every translation moves the picture rigidly, fills with zeros, keeps
-    /// within `shift`, and over many draws every offset occurs.
-    #[test]
-    fn translate_moves_images_within_shift() {
-        let shape = Shape::Image {
-            channels: 2,
-            height: 4,
-            width: 5,
-        };
-        let original: Vec<f32> = (1..=40).map(|v| v as f32).collect();
-        let mut rng = Rng::new(3);
-        let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..200 {
-            let mut x = original.clone();
-            translate(&mut x, &shape, 1, &mut rng);
-            // The offset is where the first channel's top-left value went.
-            let offset = (-1..=1)
-                .flat_map(|dy| (-1..=1).map(move |dx| (dy, dx)))
-                .find(|&(dy, dx)| {
-                    (0..2).all(|c| {
-                        (0..4).all(|r| {
-                            (0..5).all(|col| {
-                                let (fr, fc) = (r as i32 - dy, col as i32 - dx);
-                                let want = if (0..4).contains(&fr) && (0..5).contains(&fc) {
-                                    original[c * 20 + fr as usize * 5 + fc as usize]
-                                } else {
-                                    0.0
-                                };
-                                x[c * 20 + r * 5 + col] == want
-                            })
-                        })
-                    })
-                })
-                .expect("a rigid translation by at most one position");
-            seen.insert(offset);
-        }
-        assert_eq!(seen.len(), 9);
-        // 1-D signals move along their length only; other shapes never move.
-        let signal = Shape::Image {
-            channels: 1,
-            height: 1,
-            width: 6,
-        };
-        let line = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
-        for _ in 0..20 {
-            let mut x = line.to_vec();
-            translate(&mut x, &signal, 2, &mut rng);
-            let moved = (-2i32..=2).any(|d| {
-                (0..6i32).all(|i| {
-                    let from = i - d;
-                    x[i as usize]
-                        == if (0..6).contains(&from) {
-                            line[from as usize]
-                        } else {
-                            0.0
-                        }
-                })
-            });
-            assert!(moved, "{x:?} is not the signal shifted by at most 2");
-        }
-        let mut table = vec![1.0, 2.0, 3.0];
-        translate(&mut table, &Shape::Tabular { features: 3 }, 2, &mut rng);
-        assert_eq!(table, vec![1.0, 2.0, 3.0]);
     }
 }

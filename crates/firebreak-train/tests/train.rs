@@ -1,9 +1,13 @@
 //! The trainer on real bundled data: genomes' parameter counts against
 //! hand-computed literals, a tiny network that must learn digits, checkpoint
-//! resume, stopping, and the genome reader's errors.
+//! resume, stopping, the genome reader's errors, and distillation from a
+//! teacher (deterministic, resumable, its signal reaching the student through
+//! soft targets and through synthetic examples, its errors).
 
 use firebreak_core::{ParamValue, Params};
-use firebreak_train::{Control, Genome, genome, test, train};
+use firebreak_train::{
+    Control, Distill, EpochMetrics, Genome, Trained, genome, test, train, train_distilled,
+};
 
 fn params(pairs: &[(&str, ParamValue)]) -> Params {
     pairs
@@ -14,6 +18,10 @@ fn params(pairs: &[(&str, ParamValue)]) -> Params {
 
 fn int(i: i64) -> ParamValue {
     ParamValue::Int(i)
+}
+
+fn float(x: f64) -> ParamValue {
+    ParamValue::Float(x)
 }
 
 fn text(s: &str) -> ParamValue {
@@ -254,4 +262,251 @@ fn mnist1d_shows_the_papers_gap_between_logistic_mlp_and_cnn() {
     assert!((0.45..0.75).contains(&mlp), "mlp {mlp}");
     assert!(cnn >= 0.9, "cnn test accuracy {cnn}");
     assert!(logistic < mlp && mlp < cnn);
+}
+
+/// `data` with every label `l` replaced by `(l + 3) mod classes`: what a
+/// teacher trained on it predicts is a permutation no label of `data` shows.
+fn permuted(data: &firebreak_data::Dataset) -> firebreak_data::Dataset {
+    let mut out = data.clone();
+    let classes = data.classes as u32;
+    for split in [&mut out.train, &mut out.val, &mut out.test] {
+        split.y.iter_mut().for_each(|l| *l = (*l + 3) % classes);
+    }
+    out
+}
+
+/// Trains `genome` on `data` into `dir` (a teacher's checkpoint).
+fn teach(genome: &Genome, data: &firebreak_data::Dataset, dir: &std::path::Path) -> EpochMetrics {
+    train(genome, data, 7, Some(dir), |_| Control::Continue)
+        .expect("the teacher trains")
+        .last
+        .expect("ran")
+}
+
+/// Every epoch's metrics of a distilled training, and what it left.
+fn distil(
+    g: &Genome,
+    data: &firebreak_data::Dataset,
+    seed: u64,
+    checkpoint: Option<&std::path::Path>,
+    distill: &Distill,
+    stop_at: Option<u32>,
+) -> (Vec<EpochMetrics>, Trained) {
+    let mut seen = Vec::new();
+    let trained = train_distilled(g, data, seed, checkpoint, Some(distill), |m| {
+        seen.push(*m);
+        if Some(m.epoch) == stop_at {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    })
+    .expect("distils");
+    (seen, trained)
+}
+
+/// Accuracy of the network checkpointed in `dir` on `data`'s validation split.
+fn val_accuracy(g: &Genome, data: &firebreak_data::Dataset, dir: &std::path::Path) -> f64 {
+    let mut validation = data.clone();
+    validation.test = data.val.clone();
+    test(g, &validation, dir).expect("checkpoint loads").1
+}
+
+#[test]
+fn distillation_is_deterministic_and_a_checkpoint_resumes_it() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = digits();
+    let dir = TempDir::new("distil-resume");
+    let teacher = genome(
+        "mlp",
+        &params(&[("width", int(32)), ("lr", float(0.01))]),
+        8,
+    )
+    .expect("genome");
+    let teacher_dir = dir.path().join("teacher");
+    teach(&teacher, &data, &teacher_dir);
+    let distill = Distill {
+        teacher,
+        checkpoint: teacher_dir,
+        temperature: 3.0,
+        alpha: 0.5,
+        synthetic_per_epoch: 300,
+    };
+    let student = genome(
+        "mlp",
+        &params(&[("width", int(16)), ("lr", float(0.01))]),
+        5,
+    )
+    .expect("genome");
+    let (first, trained) = distil(&student, &data, 5, None, &distill, None);
+    let (again, _) = distil(&student, &data, 5, None, &distill, None);
+    assert_eq!(first, again, "same seed, same metrics, bit for bit");
+    assert_eq!(first.len(), 5);
+    assert!(first[4].val_accuracy > 0.7, "{first:?}");
+    let (other_seed, _) = distil(&student, &data, 6, None, &distill, None);
+    assert_ne!(first, other_seed, "the seed matters");
+    // The teacher's term is in the loss: the same student without it reports
+    // another training loss.
+    let plain = train(&student, &data, 5, None, |_| Control::Continue).expect("trains");
+    assert_ne!(plain.last.expect("ran").train_loss, first[4].train_loss);
+    assert_eq!(plain.params, trained.params);
+    // Stopped after epoch 2 and resumed from its checkpoint, it ends where the
+    // uninterrupted training ended (the synthetic examples of each epoch are
+    // drawn again from the seed and the epoch).
+    let student_dir = dir.path().join("student");
+    let (stopped, halted) = distil(&student, &data, 5, Some(&student_dir), &distill, Some(2));
+    assert!(halted.stopped);
+    assert_eq!(stopped, first[..2]);
+    let (resumed, _) = distil(&student, &data, 5, Some(&student_dir), &distill, None);
+    assert_eq!(
+        resumed.iter().map(|m| m.epoch).collect::<Vec<_>>(),
+        [3, 4, 5]
+    );
+    let (a, b) = (resumed[2].train_loss, first[4].train_loss);
+    assert!((a - b).abs() < 1e-4 * b.max(1e-3), "{a} vs {b}");
+}
+
+/// A teacher trained on permuted labels: a student that sees the true labels
+/// but weighs only the teacher (alpha = 1) learns the permutation; with
+/// alpha = 0 it learns the labels. And on MNIST-1D, a student with no training
+/// example at all learns the teacher's permutation from synthetic examples.
+#[test]
+fn a_student_learns_a_permutation_only_its_teacher_knows() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("distil-permutation");
+    let data = digits();
+    let shuffled = permuted(&data);
+    let teacher = genome(
+        "mlp",
+        &params(&[("width", int(32)), ("lr", float(0.01))]),
+        10,
+    )
+    .expect("genome");
+    let teacher_dir = dir.path().join("teacher");
+    let taught = teach(&teacher, &shuffled, &teacher_dir);
+    assert!(taught.val_accuracy > 0.9, "{taught:?}");
+    let student = genome(
+        "mlp",
+        &params(&[("width", int(16)), ("lr", float(0.01))]),
+        8,
+    )
+    .expect("genome");
+    let student_dir = dir.path().join("student");
+    let accuracies = |alpha: f64| {
+        let _ = std::fs::remove_dir_all(&student_dir);
+        let distill = Distill {
+            teacher: teacher.clone(),
+            checkpoint: teacher_dir.clone(),
+            temperature: 2.0,
+            alpha,
+            synthetic_per_epoch: 0,
+        };
+        distil(&student, &data, 1, Some(&student_dir), &distill, None);
+        (
+            val_accuracy(&student, &shuffled, &student_dir),
+            val_accuracy(&student, &data, &student_dir),
+        )
+    };
+    let (teachers, labels) = accuracies(1.0);
+    assert!(
+        teachers > 0.85 && labels < 0.1,
+        "alpha 1: {teachers} on the teacher's labels, {labels} on the true ones"
+    );
+    let (teachers, labels) = accuracies(0.0);
+    assert!(
+        labels > 0.85 && teachers < 0.1,
+        "alpha 0: {teachers} on the teacher's labels, {labels} on the true ones"
+    );
+
+    // MNIST-1D: the student's training split is empty; all it sees are the
+    // generator's fresh signals, labelled by the teacher.
+    let mnist1d = firebreak_data::load("mnist1d").expect("mnist1d");
+    let shuffled = permuted(&mnist1d);
+    let teacher = genome(
+        "mlp",
+        &params(&[("width", int(100)), ("lr", float(0.003))]),
+        10,
+    )
+    .expect("genome");
+    let teacher_dir = dir.path().join("mnist1d-teacher");
+    let taught = teach(&teacher, &shuffled, &teacher_dir);
+    let mut unlabelled = mnist1d.clone();
+    unlabelled.train = firebreak_data::synthetic(&mnist1d, 0, 0);
+    let distill = Distill {
+        teacher,
+        checkpoint: teacher_dir,
+        temperature: 2.0,
+        alpha: 1.0,
+        synthetic_per_epoch: 2000,
+    };
+    let student = genome(
+        "mlp",
+        &params(&[("width", int(100)), ("lr", float(0.003))]),
+        10,
+    )
+    .expect("genome");
+    let student_dir = dir.path().join("mnist1d-student");
+    distil(&student, &unlabelled, 1, Some(&student_dir), &distill, None);
+    let teachers = val_accuracy(&student, &shuffled, &student_dir);
+    let labels = val_accuracy(&student, &mnist1d, &student_dir);
+    assert!(
+        teachers > 0.75 * taught.val_accuracy && labels < 0.2,
+        "synthetic only: {teachers} on the teacher's labels (the teacher: {}), {labels} on the true ones",
+        taught.val_accuracy
+    );
+}
+
+#[test]
+fn a_missing_teacher_or_bad_settings_are_errors_that_say_so() {
+    let data = digits();
+    let dir = TempDir::new("distil-errors");
+    let missing = dir.path().join("no-teacher-here");
+    let teacher = genome("mlp", &params(&[("width", int(8))]), 1).expect("genome");
+    let student = genome("mlp", &params(&[("width", int(8))]), 1).expect("genome");
+    let distill = Distill {
+        teacher: teacher.clone(),
+        checkpoint: missing.clone(),
+        temperature: 2.0,
+        alpha: 0.5,
+        synthetic_per_epoch: 10,
+    };
+    let error = |distill: &Distill, data: &firebreak_data::Dataset| {
+        train_distilled(&student, data, 0, None, Some(distill), |_| {
+            Control::Continue
+        })
+        .expect_err("refused")
+        .to_string()
+    };
+    let message = error(&distill, &data);
+    assert!(
+        message.contains(&missing.display().to_string())
+            && message.contains("teacher")
+            && message.contains("hint: "),
+        "{message}"
+    );
+    // A teacher's checkpoint read with another genome is refused too.
+    let teacher_dir = dir.path().join("teacher");
+    teach(&teacher, &data, &teacher_dir);
+    let wrong = Distill {
+        teacher: genome("mlp", &params(&[("width", int(9))]), 1).expect("genome"),
+        checkpoint: teacher_dir.clone(),
+        ..distill.clone()
+    };
+    let message = error(&wrong, &data);
+    assert!(
+        message.contains(&teacher_dir.join("model.bpk").display().to_string()),
+        "{message}"
+    );
+    let hot = Distill {
+        temperature: 0.0,
+        ..distill.clone()
+    };
+    assert!(error(&hot, &data).contains("temperature is 0"));
+    let heavy = Distill {
+        alpha: 1.5,
+        ..distill.clone()
+    };
+    assert!(error(&heavy, &data).contains("alpha is 1.5"));
+    let copy = firebreak_data::load("copy").expect("copy");
+    assert!(error(&distill, &copy).contains("one label per example"));
 }
