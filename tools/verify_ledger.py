@@ -46,11 +46,14 @@ KINDS = {
     "campaign_created", "run_started", "run_ended", "trial_proposed", "trial_started",
     "trial_reported", "trial_finished", "trial_requeued", "trial_resumed", "request_filed",
     "request_decided", "request_closed", "spec_changed", "trial_reevaluated", "trial_tested",
-    "denied", "agent_answered",
+    "denied", "agent_answered", "generation_started", "generation_gated", "generation_closed",
 }
 REQUEST_MEMBERS = {"v", "id", "campaign", "kind", "diff", "base_spec_hash", "requested_by",
                    "reason", "created_at", "expires_at"}
-REQUEST_KINDS = {"constraints", "space", "policy", "approvers", "evaluation", "budget", "tripwire"}
+# Members a request body may carry besides REQUEST_MEMBERS.
+REQUEST_OPTIONAL = {"evidence"}
+REQUEST_KINDS = {"constraints", "space", "policy", "approvers", "evaluation", "budget", "tripwire",
+                 "promotion"}
 CLOSED_STATES = {"approved", "rejected", "expired", "superseded"}
 DECIDING_ROLES = {"approver", "admin"}
 
@@ -79,6 +82,7 @@ TYPES = {
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "object": lambda v: isinstance(v, dict),
     "array": lambda v: isinstance(v, list),
+    "boolean": lambda v: isinstance(v, bool),
 }
 
 
@@ -373,8 +377,10 @@ def edit_class(path):
         return "evaluation"
     if section == "constraints" or (section == "search" and key in ("", "n_trials")):
         return "budget"
-    if section == "space":
+    if section == "space" or (section, key) == ("generations", "next_space"):
         return "space"
+    if section == "generations":
+        return "budget" if key in ("count", "budget") else "evaluation"
     if section == "governance":
         if key in ("approvers", "quorum", "request_ttl"):
             return "approvers"
@@ -385,7 +391,7 @@ def edit_class(path):
 
 
 def is_machine(principal):
-    return principal.startswith("agent:") or principal.startswith("tripwire:")
+    return principal.startswith(("agent:", "tripwire:", "generation:"))
 
 
 def sha256_hex(text):
@@ -418,6 +424,7 @@ class Campaign:
     def __init__(self, spec):
         self.spec = spec
         self.halted = None  # (seq, request id) of the tripwire request that halted it
+        self.gated = {}  # generation -> whether its gates passed
 
 
 class Request:
@@ -524,9 +531,9 @@ class Governance:
     def request_filed(self, seq, at, campaign, name, data):
         body = need(data, "request", "object", seq, "data")
         where = "data.request"
-        if set(body) != REQUEST_MEMBERS:
-            raise Rejected(seq, "format", "%s has members %s, not %s" % (
-                where, sorted(body), sorted(REQUEST_MEMBERS)))
+        if not REQUEST_MEMBERS <= set(body) <= REQUEST_MEMBERS | REQUEST_OPTIONAL:
+            raise Rejected(seq, "format", "%s has members %s, not %s (and optionally %s)" % (
+                where, sorted(body), sorted(REQUEST_MEMBERS), sorted(REQUEST_OPTIONAL)))
         if need(body, "v", "integer", seq, where) != 1:
             raise Rejected(seq, "format", "%s.v is not 1" % where)
         for member in REQUEST_MEMBERS - {"v", "diff"}:
@@ -642,6 +649,37 @@ class Governance:
         request.state, request.closed = state, seq
         if state == "approved" and request.kind == "tripwire":
             campaign.halted = None
+
+    def generation_gated(self, seq, at, campaign, name, data):
+        generation = need(data, "generation", "integer", seq, "data")
+        campaign.gated[generation] = need(data, "passed", "boolean", seq, "data")
+
+    def generation_closed(self, seq, at, campaign, name, data):
+        """A champion is promoted only when its gates passed and either the spec in
+        effect says promotion = "auto" or an approved `promotion` request for
+        that generation is named."""
+        generation = need(data, "generation", "integer", seq, "data")
+        if not need(data, "promoted", "boolean", seq, "data"):
+            return
+        if not campaign.gated.get(generation, False):
+            raise Rejected(seq, "promotion", "generation %d of %r promoted without passed gates"
+                           % (generation, name))
+        request_id = optional(data, "request", "string", seq, "data")
+        if request_id is None:
+            mode = (campaign.spec.get("generations") or {}).get("promotion", "approve")
+            if mode != "auto":
+                raise Rejected(seq, "promotion", "generation %d of %r promoted with promotion = %r "
+                               "and no approved request" % (generation, name, mode))
+            return
+        request = self.requests.get(request_id)
+        evidence = request.body.get("evidence") if request is not None else None
+        if request is None or request.campaign != name or request.kind != "promotion" or \
+                not isinstance(evidence, dict) or evidence.get("generation") != generation:
+            raise Rejected(seq, "promotion", "generation %d of %r promoted on request %s, which is "
+                           "not a promotion request for it" % (generation, name, request_id))
+        if request.state != "approved":
+            raise Rejected(seq, "promotion", "generation %d of %r promoted on request %s, which is %s"
+                           % (generation, name, request_id, request.state))
 
     def spec_changed(self, seq, at, campaign, name, data):
         spec = need(data, "spec", "object", seq, "data")

@@ -47,8 +47,15 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         }
         Command::Campaigns => campaigns(&cli).await,
         Command::Status { campaign } => status(&cli, campaign.as_deref()).await,
-        Command::Trials { campaign } => trials(&cli, campaign).await,
-        Command::Best { campaign } => best(&cli, campaign).await,
+        Command::Trials {
+            campaign,
+            generation,
+        } => trials(&cli, campaign, *generation).await,
+        Command::Best {
+            campaign,
+            generation,
+        } => best(&cli, campaign, *generation).await,
+        Command::Lineage { campaign } => crate::lineage::lineage(&cli, campaign).await,
         Command::Logs { campaign, number } => logs(&cli, campaign, *number).await,
         Command::Enqueue { campaign, params } => enqueue(&cli, campaign, params).await,
         Command::Explain { campaign, number } => explain(&cli, campaign, *number).await,
@@ -140,11 +147,14 @@ fn validate(path: &Path) -> CommandResult {
 }
 
 /// Opens the database for a command that only reads: it must exist.
-async fn open(cli: &Cli) -> Result<SqliteStore, Failure> {
+pub(crate) async fn open(cli: &Cli) -> Result<SqliteStore, Failure> {
     Ok(SqliteStore::open_existing(&cli.storage).await?)
 }
 
-async fn stored_spec(store: &SqliteStore, campaign: &str) -> Result<CampaignSpec, Failure> {
+pub(crate) async fn stored_spec(
+    store: &SqliteStore,
+    campaign: &str,
+) -> Result<CampaignSpec, Failure> {
     let record = store
         .campaign(campaign)
         .await?
@@ -230,6 +240,14 @@ async fn run(
     };
     while let Some(event) = events_rx.recv().await {
         progress.on(&event);
+        // A signed checkpoint at every generation boundary.
+        if let RunEvent::Generation {
+            promoted: Some(_), ..
+        } = event
+            && let Err(e) = sign_checkpoint(&store).await
+        {
+            eprintln!("warning: no checkpoint was signed at the generation boundary: {e:#}");
+        }
     }
     checkpointer.abort();
     progress.finish();
@@ -664,10 +682,31 @@ async fn with_tests(store: &SqliteStore, campaign: &str) -> Result<Vec<Trial>, F
     Ok(trials)
 }
 
-async fn trials(cli: &Cli, campaign: &str) -> CommandResult {
+/// The campaign's trials with their test results; with `generation`, only
+/// that generation's (an error for a campaign without `[generations]`).
+async fn trials_of(
+    store: &SqliteStore,
+    spec: &CampaignSpec,
+    campaign: &str,
+    generation: Option<u32>,
+) -> Result<Vec<Trial>, Failure> {
+    let mut trials = with_tests(store, campaign).await?;
+    if let Some(generation) = generation {
+        if spec.spec.generations.is_none() {
+            return Err(Failure::new(
+                2,
+                anyhow!("campaign {campaign} has no [generations], so no trial has a generation"),
+            ));
+        }
+        trials.retain(|t| t.generation == Some(generation));
+    }
+    Ok(trials)
+}
+
+async fn trials(cli: &Cli, campaign: &str, generation: Option<u32>) -> CommandResult {
     let store = open(cli).await?;
     let spec = stored_spec(&store, campaign).await?;
-    let trials = with_tests(&store, campaign).await?;
+    let trials = trials_of(&store, &spec, campaign, generation).await?;
     let json: Vec<_> = trials.iter().map(trial_json).collect();
     print_rows(
         cli.format,
@@ -677,10 +716,10 @@ async fn trials(cli: &Cli, campaign: &str) -> CommandResult {
     Ok(0)
 }
 
-async fn best(cli: &Cli, campaign: &str) -> CommandResult {
+async fn best(cli: &Cli, campaign: &str, generation: Option<u32>) -> CommandResult {
     let store = open(cli).await?;
     let spec = stored_spec(&store, campaign).await?;
-    let trials = with_tests(&store, campaign).await?;
+    let trials = trials_of(&store, &spec, campaign, generation).await?;
     let best: Vec<_> = spec.objectives.best(&trials).into_iter().cloned().collect();
     if best.is_empty() {
         return Err(Failure::new(1, anyhow!("no complete trial yet")));

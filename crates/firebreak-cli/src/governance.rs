@@ -99,6 +99,7 @@ pub fn request_json(r: &Request) -> Value {
         "created_at": r.body.created_at,
         "expires_at": r.body.expires_at,
         "reason": r.body.reason,
+        "evidence": r.body.evidence,
         "hash": r.hash,
     })
 }
@@ -321,7 +322,12 @@ fn approved_change(
     submitted: &Value,
     campaign: &str,
 ) -> Result<Option<SpecUpdate>, Failure> {
-    if request.body.kind == RequestKind::Tripwire {
+    // Approving a tripwire lets the campaign go on; approving a promotion
+    // promotes its champion: neither changes the spec.
+    if matches!(
+        request.body.kind,
+        RequestKind::Tripwire | RequestKind::Promotion
+    ) {
         return Ok(None);
     }
     let diff = &request.body.diff;

@@ -12,6 +12,7 @@ mod checkpoints;
 mod commands;
 mod governance;
 mod keys;
+mod lineage;
 mod output;
 mod progress;
 
@@ -115,9 +116,21 @@ enum Command {
     Trials {
         /// The campaign's name.
         campaign: String,
+        /// Only the trials of this generation (`[generations]`).
+        #[arg(long)]
+        generation: Option<u32>,
     },
     /// The best trial (several objectives: the Pareto set).
     Best {
+        /// The campaign's name.
+        campaign: String,
+        /// The best of this generation (`[generations]`).
+        #[arg(long)]
+        generation: Option<u32>,
+    },
+    /// A campaign's generations: each one's space, teacher, champion, gate
+    /// results and promotion, and who decided it.
+    Lineage {
         /// The campaign's name.
         campaign: String,
     },

@@ -22,6 +22,7 @@ pub fn trial_json(trial: &Trial) -> Value {
         "finished_at": trial.finished_at.map(format_rfc3339),
         "cpu_seconds": trial.cpu_seconds,
         "wall_seconds": trial.wall_seconds,
+        "generation": trial.generation,
     })
 }
 
@@ -90,7 +91,11 @@ pub fn param(value: &firebreak_core::ParamValue) -> String {
 /// The trials table: number, state, objective values, params, error (its first
 /// line, shortened, in a table; whole in CSV).
 pub fn trial_rows(trials: &[Trial], objectives: &Objectives, format: Format) -> Vec<Vec<String>> {
+    let generations = trials.iter().any(|t| t.generation.is_some());
     let mut header = vec!["number".to_string(), "state".to_string()];
+    if generations {
+        header.push("generation".to_string());
+    }
     header.extend(objectives.metrics.iter().cloned());
     header.extend([
         "params".to_string(),
@@ -100,6 +105,9 @@ pub fn trial_rows(trials: &[Trial], objectives: &Objectives, format: Format) -> 
     let mut rows = vec![header];
     for t in trials {
         let mut row = vec![t.number.to_string(), t.state.to_string()];
+        if generations {
+            row.push(t.generation.map(|g| g.to_string()).unwrap_or_default());
+        }
         for m in &objectives.metrics {
             row.push(t.metrics.get(m).map(|v| number(*v)).unwrap_or_default());
         }

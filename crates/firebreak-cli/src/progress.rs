@@ -27,6 +27,9 @@ pub struct Progress {
     /// Status lines for a stderr that is not a terminal: when the last was written.
     log: Option<Option<std::time::Instant>>,
     started: std::time::Instant,
+    /// The generation running (`[generations]`).
+    generation: Option<u32>,
+    quiet: bool,
 }
 
 impl Progress {
@@ -66,6 +69,8 @@ impl Progress {
             n_trials,
             log: (!quiet && !terminal).then_some(None),
             started: std::time::Instant::now(),
+            generation: None,
+            quiet,
         };
         progress.redraw();
         progress
@@ -89,6 +94,21 @@ impl Progress {
                 }
                 self.bar.set_position(self.counts.finished());
             }
+            RunEvent::Generation {
+                generation,
+                promoted,
+            } => {
+                let what = match promoted {
+                    None => "started".to_string(),
+                    Some(true) => "closed: champion promoted".to_string(),
+                    Some(false) => "closed: champion not promoted".to_string(),
+                };
+                self.generation = Some(*generation);
+                if !self.quiet {
+                    self.bar
+                        .suspend(|| eprintln!("firebreak: generation {generation} {what}"));
+                }
+            }
             _ => {}
         }
         self.redraw();
@@ -99,8 +119,12 @@ impl Progress {
             .best
             .map(|b| format!(" · best {} {}", self.metric, number(b)))
             .unwrap_or_default();
+        let generation = self
+            .generation
+            .map(|g| format!("generation {g} · "))
+            .unwrap_or_default();
         let message = format!(
-            "done {} · running {} · pruned {} · failed {}{best}",
+            "{generation}done {} · running {} · pruned {} · failed {}{best}",
             self.counts.complete, self.counts.running, self.counts.pruned, self.counts.failed
         );
         if let Some(last) = &mut self.log

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Project, approvers, forge, independent_verifier, key, spec, sql};
+use common::{Project, append_forged, approvers, forge, independent_verifier, key, spec, sql};
 use serde_json::Value;
 
 fn requests(project: &Project) -> Vec<Value> {
@@ -466,36 +466,6 @@ fn settings_outside_governance_change_at_once_and_are_recorded() {
     assert_eq!(changed[0]["data"]["diff"][0]["path"], "/search/sampler");
     assert!(changed[0]["data"].get("request").is_none());
     assert_eq!(project.verify().0, 0);
-}
-
-/// Appends `event` to the ledger as a correctly chained entry of `campaign`,
-/// with no key at all; returns its seq.
-fn append_forged(project: &Project, campaign: &str, event: &firebreak_ledger::Event) -> u64 {
-    let (seq, prev) = {
-        let head = export(project)
-            .into_iter()
-            .rfind(|e| e.get("payload").is_some())
-            .expect("a ledger");
-        let hash = head["hash"].as_str().expect("hash");
-        let bytes: Vec<u8> = (0..32)
-            .map(|i| u8::from_str_radix(&hash[2 * i..2 * i + 2], 16).expect("hex"))
-            .collect();
-        let mut prev = [0u8; 32];
-        prev.copy_from_slice(&bytes);
-        (head["seq"].as_u64().expect("seq") + 1, prev)
-    };
-    let now = firebreak_core::Clock::now(&firebreak_core::SystemClock);
-    let entry = firebreak_ledger::Entry::seal(seq, &prev, campaign, now, event).expect("sealed");
-    let hash: String = entry.hash.iter().map(|b| format!("{b:02X}")).collect();
-    sql(
-        project,
-        &[&format!(
-            "INSERT INTO ledger (seq, campaign, kind, payload, hash) VALUES ({seq}, '{campaign}', '{}', '{}', X'{hash}')",
-            entry.kind,
-            entry.payload.replace('\'', "''")
-        )],
-    );
-    seq
 }
 
 #[test]

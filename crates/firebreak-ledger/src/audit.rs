@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::entry::{Entry, Event, FORMAT_VERSION, GENESIS, Hash, canonical_json, leaf_hash};
 use crate::request::Request;
+pub use generations::GenerationState;
 use replay::Replay;
 
 mod canonical;
@@ -289,6 +290,8 @@ pub struct ReplayedCampaign {
     /// Wall seconds of every run so far: from its `run_started` to its
     /// `run_ended`, or to its campaign's last entry while it was the latest run.
     pub wall_seconds: f64,
+    /// Its generations (`[generations]`).
+    pub generations: GenerationState,
 }
 
 /// Verifies the chain, replays every event (checking the governance rules as
@@ -307,6 +310,7 @@ pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<Replayed, Violatio
                 cpu_seconds: c.cpu_seconds,
                 llm_tokens: c.llm_tokens,
                 wall_seconds: 0.0,
+                generations: c.generations.clone(),
             };
             (name.clone(), replayed)
         })
@@ -519,7 +523,7 @@ mod governance_tests {
                 reason: "test".into(),
                 created_at: firebreak_core::format_rfc3339(at),
                 expires_at: firebreak_core::format_rfc3339(at + DAY),
-            evidence: None,
+                evidence: None,
             })
             .expect("a request body canonicalises");
             self.push(

@@ -28,7 +28,8 @@ mod patch;
 mod request;
 
 pub use audit::{
-    Replayed, ReplayedCampaign, RunRow, StateSnapshot, Violation, audit, verify_chain,
+    GenerationState, Replayed, ReplayedCampaign, RunRow, StateSnapshot, Violation, audit,
+    verify_chain,
 };
 pub use checkpoint::{
     CHECKPOINT_DOMAIN, Checkpoint, SigningKey, VerifyingKey, parse_private_key_pem,

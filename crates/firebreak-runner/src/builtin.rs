@@ -52,11 +52,13 @@ impl BuiltinTask {
             firebreak_data::load_split(&name, task.split_seed).map_err(|e| bad(e.to_string()))?;
         let model = task.model.clone().unwrap_or_else(|| "mlp".into());
         let max_epochs = task.max_epochs.unwrap_or(20);
-        firebreak_train::genome::check_names(
-            &model,
-            spec.space.parameters().iter().map(|p| p.name.as_str()),
-        )
-        .map_err(|e| bad(e.to_string()))?;
+        for space in std::iter::once(&spec.space).chain(spec.next_space.as_ref()) {
+            firebreak_train::genome::check_names(
+                &model,
+                space.parameters().iter().map(|p| p.name.as_str()),
+            )
+            .map_err(|e| bad(e.to_string()))?;
+        }
         firebreak_train::genome::check_data(&model, &name, &data.shape)
             .map_err(|e| bad(e.to_string()))?;
         for metric in &spec.objectives.metrics {
@@ -137,7 +139,7 @@ pub async fn execute<S: Store>(
 ) -> Result<Ended, RunnerError> {
     let name = campaign.name().to_string();
     let number = trial.number;
-    let reeval = attempt == Attempt::Reeval;
+    let reeval = attempt.is_reeval();
     let started = Instant::now();
     let genome = match task.genome(&trial.params) {
         Ok(genome) => genome,
@@ -152,10 +154,36 @@ pub async fn execute<S: Store>(
     if reeval {
         clear_dir(&checkpoint)?;
     }
-    let seed = if reeval {
-        campaign.reeval_seed(number)
-    } else {
-        campaign.trial_seed(number)
+    let seed = campaign.attempt_seed(number, attempt);
+    let mut log = String::new();
+    // A generation with a teacher: the students learn from its soft labels.
+    let distill = match campaign.teacher().await {
+        None => None,
+        Some((teacher, params)) => {
+            let settings = campaign
+                .generations()
+                .map(|g| g.distill.clone())
+                .unwrap_or_default();
+            let genome = match task.genome(&params) {
+                Ok(genome) => genome,
+                Err(error) => {
+                    let why = format!("the teacher, trial {teacher}, cannot be rebuilt: {error}");
+                    return Ok(Ended::Finished(Outcome::failed(why)));
+                }
+            };
+            log.push_str(&format!(
+                "taught by trial {teacher} (temperature {}, alpha {}, {} synthetic examples per epoch)\n",
+                settings.temperature, settings.alpha, settings.synthetic_per_epoch
+            ));
+            Some(firebreak_train::Distill {
+                teacher: genome,
+                checkpoint: trial_folder(&task.trials_root, &name, teacher)?.join("checkpoint"),
+                temperature: settings.temperature,
+                alpha: settings.alpha,
+                synthetic_per_epoch: usize::try_from(settings.synthetic_per_epoch)
+                    .unwrap_or(usize::MAX),
+            })
+        }
     };
 
     let (events, mut rx) = mpsc::unbounded_channel();
@@ -167,11 +195,12 @@ pub async fn execute<S: Store>(
         .name(format!("trial-{number}"))
         .spawn(move || {
             let epoch_events = events.clone();
-            let result = firebreak_train::train(
+            let result = firebreak_train::train_distilled(
                 &thread_genome,
                 &thread_task.data,
                 seed,
                 Some(&thread_checkpoint),
+                distill.as_ref(),
                 |metrics| {
                     if epoch_events.send(Event::Epoch(*metrics)).is_err() {
                         return Control::Stop;
@@ -190,7 +219,6 @@ pub async fn execute<S: Store>(
         })?;
 
     let mut stop: Option<String> = None;
-    let mut log = String::new();
     let (result, cpu_seconds) = loop {
         tokio::select! {
             event = rx.recv() => match event {

@@ -18,6 +18,11 @@ use tokio::sync::Mutex;
 use crate::governance::{self, Gov};
 use crate::{RunnerError, host};
 
+mod generations;
+
+pub use generations::PARENT;
+pub(crate) use generations::Step;
+
 /// How many invalid proposals in a row stop a campaign.
 const MAX_INVALID_PROPOSALS: u32 = 100;
 
@@ -27,6 +32,7 @@ const PROPOSAL_STREAM: u64 = 1;
 const AGENT_STREAM: u64 = 5;
 const TRIAL_SEED_STREAM: u64 = 2;
 const REEVAL_SEED_STREAM: u64 = 3;
+const GATE_SEED_STREAM: u64 = 6;
 
 /// How often `ask` looks for trials queued by other processes.
 const QUEUE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
@@ -98,6 +104,11 @@ struct State {
     asked: HashSet<String>,
     /// CPU seconds of the trials finished in this run.
     cpu_this_run: f64,
+    /// The generation trials start in (`[generations]`); `history` holds its
+    /// trials and those not started yet.
+    generation: Option<generations::Gen>,
+    /// Counts of the trials of earlier generations (not in `history`).
+    earlier: Counts,
 }
 
 /// Why a campaign takes no new trials.
@@ -110,8 +121,17 @@ pub struct Halt {
 }
 
 impl State {
-    fn upsert(&mut self, trial: Trial) {
+    /// The space proposals are drawn from and checked against: the current
+    /// generation's, or the campaign's.
+    fn space<'a>(&'a self, spec: &'a CampaignSpec) -> &'a firebreak_core::SearchSpace {
+        self.generation.as_ref().map_or(&spec.space, |g| &g.space)
+    }
+
+    fn upsert(&mut self, mut trial: Trial) {
         self.next_number = self.next_number.max(trial.number + 1);
+        if trial.generation.is_none() && trial.state != TrialState::Queued {
+            trial.generation = self.generation.as_ref().map(|g| g.number);
+        }
         let queued = usize::from(trial.state == TrialState::Queued);
         match self
             .history
@@ -407,7 +427,12 @@ impl<S: Store> Campaign<S> {
             .iter()
             .filter(|t| t.state == TrialState::Queued)
             .count();
-        Ok(Campaign {
+        let generation = replayed
+            .campaigns
+            .get(&name)
+            .map(|c| c.generations.clone())
+            .filter(|g| spec.spec.generations.is_some() && g.current > 0);
+        let campaign = Campaign {
             store,
             run,
             scheduler,
@@ -422,6 +447,8 @@ impl<S: Store> Campaign<S> {
                 halt,
                 asked: HashSet::new(),
                 cpu_this_run: 0.0,
+                generation: None,
+                earlier: Counts::default(),
             }),
             spec,
             record,
@@ -436,7 +463,13 @@ impl<S: Store> Campaign<S> {
             code: std::sync::OnceLock::new(),
             guards_restored,
             _lock: lock,
-        })
+        };
+        if let Some(g) = generation {
+            let mut state = campaign.state.lock().await;
+            let gen_ = campaign.gen_of(&g, &state.history)?;
+            campaign.enter(&mut state, gen_)?;
+        }
+        Ok(campaign)
     }
 
     /// The requests this open filed for edits of governed settings, each with
@@ -565,6 +598,22 @@ impl<S: Store> Campaign<S> {
         derive_seed(self.spec.spec.campaign.seed, &[REEVAL_SEED_STREAM, number]) % (1 << 31)
     }
 
+    /// The seed of an evaluation of trial `number`: its own, its `reeval`
+    /// tripwire's, or a generation gate's `k`-th fresh seed.
+    pub fn attempt_seed(&self, number: u64, attempt: crate::command::Attempt) -> u64 {
+        use crate::command::Attempt;
+        match attempt {
+            Attempt::Trial => self.trial_seed(number),
+            Attempt::Reeval => self.reeval_seed(number),
+            Attempt::Gate(k) => {
+                derive_seed(
+                    self.spec.spec.campaign.seed,
+                    &[GATE_SEED_STREAM, number, u64::from(k)],
+                ) % (1 << 31)
+            }
+        }
+    }
+
     /// True when the campaign has `reeval` tripwires, is not halted, and trial
     /// `number` just became the champion (strictly better than every other
     /// complete trial on the first objective): it must be re-evaluated.
@@ -643,6 +692,14 @@ impl<S: Store> Campaign<S> {
     /// (`propose_trial` by the proposer as an agent), every start too
     /// (`start_trial` by the worker); refusals are recorded in the ledger.
     pub async fn ask(&self, worker: u32) -> Result<Trial, RunnerError> {
+        let mut trial = self.ask_next(worker).await?;
+        if trial.generation.is_none() {
+            trial.generation = self.generation().await;
+        }
+        Ok(trial)
+    }
+
+    async fn ask_next(&self, worker: u32) -> Result<Trial, RunnerError> {
         let name = self.name();
         let worker_principal = Principal::Worker {
             run: self.run,
@@ -691,15 +748,19 @@ impl<S: Store> Campaign<S> {
             ));
             state.proposals += 1;
             let State {
-                proposer, history, ..
+                proposer,
+                history,
+                generation,
+                ..
             } = &mut *state;
             let view = History {
                 trials: history,
                 objectives: &self.spec.objectives,
             };
-            let proposal = propose(proposer.as_mut(), &self.spec.space, &view, &mut rng);
+            let space = generation.as_ref().map_or(&self.spec.space, |g| &g.space);
+            let proposal = propose(proposer.as_mut(), space, &view, &mut rng);
             let proposer_name = proposer.name().to_string();
-            let Err(error) = self.spec.space.validate(&proposal.params) else {
+            let Err(error) = space.validate(&proposal.params) else {
                 break (proposal, proposer_name);
             };
             // Never clipped or repaired: refused, recorded, and asked again.
@@ -744,7 +805,7 @@ impl<S: Store> Campaign<S> {
         loop {
             attempt += 1;
             agent.check_budget(self.spec.spec.constraints.max_llm_tokens)?;
-            let (history, seed) = {
+            let (history, seed, space) = {
                 let state = self.state.lock().await;
                 if let Some(halt) = &state.halt {
                     return Err(RunnerError::Halted {
@@ -758,27 +819,27 @@ impl<S: Store> Campaign<S> {
                     self.spec.spec.campaign.seed,
                     &[AGENT_STREAM, state.next_number, attempt],
                 );
-                (state.history.clone(), seed)
+                (state.history.clone(), seed, state.space(&self.spec).clone())
             };
             let (event, texts, answer) = match self.code.get() {
                 None => {
                     let request = firebreak_agent::config_request(
                         agent.options(),
-                        &self.spec.space,
+                        &space,
                         &self.spec.objectives,
                         &history,
                         seed,
                     );
                     let exchange = agent.exchange(request).await?;
                     let parsed = exchange.content.as_deref().map(|content| {
-                        firebreak_agent::parse_config_answer(content, &self.spec.space).map(
-                            |answer| crate::agent::Candidate {
+                        firebreak_agent::parse_config_answer(content, &space).map(|answer| {
+                            crate::agent::Candidate {
                                 params: answer.params,
                                 rationale: answer.rationale,
                                 asks: answer.asks,
                                 ..Default::default()
-                            },
-                        )
+                            }
+                        })
                     });
                     agent.judge(&exchange, parsed)
                 }
@@ -1364,10 +1425,20 @@ impl<S: Store> Campaign<S> {
 
     /// Trial counts by state, as this process knows them.
     pub async fn counts(&self) -> Counts {
-        counts_of(&self.state.lock().await.history)
+        let state = self.state.lock().await;
+        let now = counts_of(&state.history);
+        let before = &state.earlier;
+        Counts {
+            queued: now.queued + before.queued,
+            running: now.running + before.running,
+            complete: now.complete + before.complete,
+            pruned: now.pruned + before.pruned,
+            failed: now.failed + before.failed,
+        }
     }
 
-    /// A copy of every trial this process knows of.
+    /// A copy of every trial this process knows of (with `[generations]`: of
+    /// the current generation, and those not started yet).
     pub async fn trials(&self) -> Vec<Trial> {
         self.state.lock().await.history.clone()
     }

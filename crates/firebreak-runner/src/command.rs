@@ -424,6 +424,16 @@ pub enum Attempt {
     /// An independent re-evaluation (a `reeval` tripwire): a fresh folder, no
     /// checkpoint to resume from, another seed, nothing reported to the scheduler.
     Reeval,
+    /// A generation gate's re-evaluation from scratch, the `k`-th fresh seed:
+    /// as `Reeval`, with a seed of its own.
+    Gate(u32),
+}
+
+impl Attempt {
+    /// True for an independent evaluation (not the trial itself).
+    pub fn is_reeval(self) -> bool {
+        self != Attempt::Trial
+    }
 }
 
 /// Copies trial `from`'s checkpoint folder into trial `to`'s (PBT's exploit), so
@@ -560,7 +570,7 @@ pub async fn execute<S: Store>(
 ) -> Result<Ended, RunnerError> {
     let name = campaign.name().to_string();
     let number = trial.number;
-    let reeval = attempt == Attempt::Reeval;
+    let reeval = attempt.is_reeval();
     let mut folders = Folders::prepare(task, &name, trial, reeval)?;
     if let Some(code) = &task.code {
         match code.files_of(campaign.store(), trial).await? {
@@ -586,11 +596,7 @@ pub async fn execute<S: Store>(
             }
         }
     }
-    let seed = if reeval {
-        campaign.reeval_seed(number)
-    } else {
-        campaign.trial_seed(number)
-    };
+    let seed = campaign.attempt_seed(number, attempt);
     let started = Instant::now();
     let (command, cgroup) = match trial_command(task, &name, trial, seed, &folders, attempt) {
         Ok(prepared) => prepared,
@@ -874,6 +880,9 @@ fn trial_command(
         .env("FIREBREAK_TRIAL_DIR", work)
         .env("FIREBREAK_CHECKPOINT_DIR", checkpoint)
         .env_remove("FIREBREAK_RESUME_FROM");
+    if let Some(generation) = trial.generation {
+        command.env("FIREBREAK_GENERATION", generation.to_string());
+    }
     for name in &task.hidden {
         command.env_remove(name);
     }
@@ -916,11 +925,7 @@ fn trial_command(
     let sandbox = settings.sandbox(workdir, &program, &[work, checkpoint]);
     let cgroup_name = format!(
         "firebreak-{parent}-{name}-{number}{}",
-        if attempt == Attempt::Reeval {
-            "-reeval"
-        } else {
-            ""
-        }
+        if attempt.is_reeval() { "-reeval" } else { "" }
     );
     let prepared = sandbox
         .prepare(probe(), &cgroup_name)

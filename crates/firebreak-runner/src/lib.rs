@@ -33,7 +33,7 @@ mod run;
 mod table;
 
 pub use builtin::{BuiltinTask, EPOCH_METRICS};
-pub use campaign::{Campaign, Components, ENQUEUED, Halt, RETRY, components, counts_of};
+pub use campaign::{Campaign, Components, ENQUEUED, Halt, PARENT, RETRY, components, counts_of};
 pub use command::{
     CommandTask, GRACE_PERIOD, TaskSandbox, expand_args, param_env_name, sandbox_of,
 };

@@ -11,6 +11,7 @@ use firebreak_store::{Counts, Store};
 use tokio::sync::{mpsc, watch};
 
 use crate::builtin::{self, BuiltinTask};
+use crate::campaign::Step;
 use crate::command::{Attempt, CommandTask, Ended, execute};
 use crate::table::TableTask;
 use crate::{Campaign, RunnerError};
@@ -63,7 +64,7 @@ impl Executor {
     }
 
     /// Evaluates `trial` to its end.
-    async fn evaluate<S: Store>(
+    pub(crate) async fn evaluate<S: Store>(
         &self,
         campaign: &Campaign<S>,
         trial: &firebreak_core::Trial,
@@ -172,10 +173,7 @@ fn evaluate_table<S: Store>(
     attempt: Attempt,
 ) -> Ended {
     let started = Instant::now();
-    let seed = match attempt {
-        Attempt::Trial => campaign.trial_seed(trial.number),
-        Attempt::Reeval => campaign.reeval_seed(trial.number),
-    };
+    let seed = campaign.attempt_seed(trial.number, attempt);
     let mut rng = firebreak_core::Rng::new(seed);
     let mut outcome = match table.evaluate(&trial.params, &mut rng) {
         Ok(value) => {
@@ -199,6 +197,13 @@ pub enum RunEvent {
     Started {
         /// The trial's number.
         number: u64,
+    },
+    /// A generation started (`promoted: None`) or closed.
+    Generation {
+        /// 1-based.
+        generation: u32,
+        /// Whether its champion was promoted, once it closed.
+        promoted: Option<bool>,
     },
     /// A trial finished.
     Finished {
@@ -291,15 +296,16 @@ impl Budget {
     }
 }
 
-/// Runs the campaign's command trials until done, a limit, or `interrupt` turns true.
+/// Runs the campaign's trials until done, a limit, a firebreak, or `interrupt`
+/// turns true. With `[generations]`, one search per generation, each followed by
+/// its gates and its promotion at the boundary.
 pub async fn run<S: Store>(
     campaign: Arc<Campaign<S>>,
     executor: Executor,
     events: mpsc::UnboundedSender<RunEvent>,
     interrupt: watch::Receiver<bool>,
 ) -> Result<RunSummary, RunnerError> {
-    let spec = &campaign.spec().spec;
-    let n_trials = spec.search.n_trials;
+    let n_trials = campaign.spec().spec.search.n_trials;
     kill_leftovers(&campaign, &executor)?;
     if let Executor::Command(task) = &executor
         && let Some(code) = &task.code
@@ -308,46 +314,51 @@ pub async fn run<S: Store>(
         campaign.attach_code(code.clone());
     }
     let budget = Arc::new(Budget::for_run(&campaign).await?);
-    let start_counts = campaign.counts().await;
-    let (limit_tx, limit_rx) = watch::channel(None::<String>);
-    let shared = Worker {
+    let search = Search {
         campaign: campaign.clone(),
-        executor,
-        events,
+        executor: executor.clone(),
+        events: events.clone(),
         interrupt: interrupt.clone(),
-        // Slots: a worker may start a trial only while finished + started < n_trials.
-        taken: Arc::new(AtomicU64::new(start_counts.finished())),
-        finished: Arc::new(AtomicU64::new(0)),
-        budget,
-        limit_tx: Arc::new(limit_tx),
-        limit_rx: limit_rx.clone(),
+        budget: budget.clone(),
     };
-
-    let heartbeat = {
-        let campaign = campaign.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(HEARTBEAT).await;
-                let _ = campaign.store().heartbeat(campaign.run_id()).await;
+    let mut finished_this_run = 0;
+    let stop = if campaign.generations().is_none() {
+        let taken = campaign.counts().await.finished();
+        let (stop, finished) = search.run(taken, n_trials).await?;
+        finished_this_run += finished;
+        stop
+    } else {
+        let add_cpu = |seconds: Option<f64>| budget.add_cpu(seconds);
+        let notify = |event: RunEvent| {
+            let _ = events.send(event);
+        };
+        loop {
+            if let Some(reason) = budget.exceeded() {
+                break Stop::Limit(reason);
             }
-        })
+            let step = campaign
+                .boundary(&executor, (&add_cpu, &notify), &interrupt)
+                .await?;
+            match step {
+                Step::Search { finished, budget } => {
+                    let (stop, done) = search.run(finished, budget).await?;
+                    finished_this_run += done;
+                    if stop != Stop::Done {
+                        break stop;
+                    }
+                }
+                Step::Stop(stop) => break stop,
+            }
+        }
     };
-    let workers: Vec<_> = (0..spec.search.parallelism)
-        .map(|worker| tokio::spawn(shared.clone().work(worker)))
-        .collect();
-    let first_error = join_workers(workers).await;
-    heartbeat.abort();
-    let _ = heartbeat.await; // drops its handle on the campaign
-    if let Some(error) = first_error {
-        return Err(error);
-    }
-    let stop = why_stopped(&campaign, &interrupt, &limit_rx).await?;
     let counts = campaign.store().counts(campaign.name()).await?;
     let stop = match stop {
-        Stop::Done if counts.finished() < n_trials => Stop::Limit(format!(
-            "only {} of n_trials = {n_trials} trials could finish",
-            counts.finished()
-        )),
+        Stop::Done if counts.finished() < n_trials && campaign.generations().is_none() => {
+            Stop::Limit(format!(
+                "only {} of n_trials = {n_trials} trials could finish",
+                counts.finished()
+            ))
+        }
         Stop::Done => pending_firebreak(&campaign, n_trials)
             .await?
             .unwrap_or(Stop::Done),
@@ -356,8 +367,69 @@ pub async fn run<S: Store>(
     Ok(RunSummary {
         stop,
         counts,
-        finished_this_run: shared.finished.load(Ordering::SeqCst),
+        finished_this_run,
     })
+}
+
+/// One search: workers until `limit` trials have finished (counting `taken`
+/// finished before), a limit, a firebreak or an interruption.
+struct Search<S: Store> {
+    campaign: Arc<Campaign<S>>,
+    executor: Executor,
+    events: mpsc::UnboundedSender<RunEvent>,
+    interrupt: watch::Receiver<bool>,
+    budget: Arc<Budget>,
+}
+
+impl<S: Store> Search<S> {
+    /// Why it stopped, and the trials it finished.
+    async fn run(&self, taken: u64, limit: u64) -> Result<(Stop, u64), RunnerError> {
+        let campaign = &self.campaign;
+        let (limit_tx, limit_rx) = watch::channel(None::<String>);
+        let shared = Worker {
+            campaign: campaign.clone(),
+            executor: self.executor.clone(),
+            events: self.events.clone(),
+            interrupt: self.interrupt.clone(),
+            // Slots: a worker may start a trial only while finished + started < limit.
+            taken: Arc::new(AtomicU64::new(taken)),
+            limit,
+            finished: Arc::new(AtomicU64::new(0)),
+            budget: self.budget.clone(),
+            limit_tx: Arc::new(limit_tx),
+            limit_rx: limit_rx.clone(),
+        };
+        let heartbeat = {
+            let campaign = campaign.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(HEARTBEAT).await;
+                    let _ = campaign.store().heartbeat(campaign.run_id()).await;
+                }
+            })
+        };
+        let workers: Vec<_> = (0..campaign.spec().spec.search.parallelism)
+            .map(|worker| tokio::spawn(shared.clone().work(worker)))
+            .collect();
+        let first_error = join_workers(workers).await;
+        heartbeat.abort();
+        let _ = heartbeat.await; // drops its handle on the campaign
+        if let Some(error) = first_error {
+            return Err(error);
+        }
+        let stop = why_stopped(campaign, &self.interrupt, &limit_rx).await?;
+        let finished = shared.finished.load(Ordering::SeqCst);
+        let stop = match stop {
+            Stop::Done if taken + finished < limit && campaign.generations().is_some() => {
+                Stop::Limit(format!(
+                    "only {} of the generation's budget = {limit} trials could finish",
+                    taken + finished
+                ))
+            }
+            other => other,
+        };
+        Ok((stop, finished))
+    }
 }
 
 /// What a dead run's trials left behind on this host dies before anything runs.
@@ -409,6 +481,8 @@ struct Worker<S: Store> {
     events: mpsc::UnboundedSender<RunEvent>,
     interrupt: watch::Receiver<bool>,
     taken: Arc<AtomicU64>,
+    /// The most trials `taken` may reach.
+    limit: u64,
     finished: Arc<AtomicU64>,
     budget: Arc<Budget>,
     limit_tx: Arc<watch::Sender<Option<String>>>,
@@ -423,6 +497,7 @@ impl<S: Store> Clone for Worker<S> {
             events: self.events.clone(),
             interrupt: self.interrupt.clone(),
             taken: self.taken.clone(),
+            limit: self.limit,
             finished: self.finished.clone(),
             budget: self.budget.clone(),
             limit_tx: self.limit_tx.clone(),
@@ -474,8 +549,7 @@ impl<S: Store> Worker<S> {
         if let Some(trial) = campaign.resume_promoted(worker).await? {
             return Ok(Some(trial));
         }
-        let n_trials = campaign.spec().spec.search.n_trials;
-        if self.taken.fetch_add(1, Ordering::SeqCst) >= n_trials {
+        if self.taken.fetch_add(1, Ordering::SeqCst) >= self.limit {
             self.taken.fetch_sub(1, Ordering::SeqCst);
             return Ok(None);
         }

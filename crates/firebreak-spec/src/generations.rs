@@ -240,7 +240,10 @@ pub(crate) fn check(spec: &CampaignSpec) -> Result<Option<SearchSpace>, SpecErro
     if !(gates.reeval_tolerance.is_finite() && gates.reeval_tolerance >= 0.0) {
         return Err(spec.error_at(
             &["generations", "gates", "reeval_tolerance"],
-            format!("reeval_tolerance = {} is not a distance", gates.reeval_tolerance),
+            format!(
+                "reeval_tolerance = {} is not a distance",
+                gates.reeval_tolerance
+            ),
             "write a finite number >= 0, e.g. 0.01",
         ));
     }
@@ -269,7 +272,10 @@ pub(crate) fn check(spec: &CampaignSpec) -> Result<Option<SearchSpace>, SpecErro
     if d.synthetic_per_epoch > 1_000_000 {
         return Err(spec.error_at(
             &["generations", "distill", "synthetic_per_epoch"],
-            format!("synthetic_per_epoch = {} is more than 1,000,000", d.synthetic_per_epoch),
+            format!(
+                "synthetic_per_epoch = {} is more than 1,000,000",
+                d.synthetic_per_epoch
+            ),
             "a few thousand extra examples per epoch are plenty",
         ));
     }

@@ -222,6 +222,15 @@ impl CampaignSpec {
         self.space_of(&self.spec.space, &["space"])
     }
 
+    /// The search space of a generation: `table` is a `[space]` table (as a
+    /// `generation_started` entry records it) inside the approved space.
+    pub fn generation_space(
+        &self,
+        table: &BTreeMap<String, ParamSpec>,
+    ) -> Result<SearchSpace, SpecError> {
+        self.space_of(table, &["generations", "space"])
+    }
+
     /// The search space of a `[space]`-like table found at the key path `at`.
     pub(crate) fn space_of(
         &self,
@@ -730,7 +739,10 @@ impl CampaignSpec {
             }
             if tripwire.per.is_some() {
                 let problem = if tripwire.kind != TripwireKind::Rate {
-                    Some(("`per` is only for rate tripwires", "remove `per`, or set kind = \"rate\""))
+                    Some((
+                        "`per` is only for rate tripwires",
+                        "remove `per`, or set kind = \"rate\"",
+                    ))
                 } else if self.spec.generations.is_none() {
                     Some((
                         "per = \"generation\" needs a [generations] section",

@@ -435,3 +435,55 @@ fn large_spaces_validate_quickly() {
         "took {elapsed:.2?}"
     );
 }
+
+/// `[generations]` is checked like every section: each mistake located at its key.
+#[test]
+fn generations_are_checked() {
+    let parse = |section: &str| {
+        let source = format!("{EXAMPLE_SPEC}\n[generations]\n{section}\n");
+        CampaignSpec::parse(&source, "c.toml")
+    };
+    let spec = parse("count = 4\nbudget = 5").expect("valid");
+    let g = spec.spec.generations.expect("generations");
+    assert_eq!((g.count, g.budget, g.gates.reeval_seeds), (4, 5, 3));
+    for (section, key, words) in [
+        (
+            "count = 3\nbudget = 5",
+            "search.n_trials",
+            &["count = 3 × budget = 5", "n_trials = 15"][..],
+        ),
+        ("count = 0\nbudget = 5", "generations.count", &["count = 0"]),
+        (
+            "count = 4\nbudget = 5\nnarrow_factor = 1.5",
+            "generations.narrow_factor",
+            &["(0, 1]"],
+        ),
+        (
+            "count = 4\nbudget = 5\nseed_next = [\"parent\", \"parent\"]",
+            "generations.seed_next",
+            &["twice"],
+        ),
+        (
+            "count = 4\nbudget = 5\nseed_next = [\"teacher\"]",
+            "generations.seed_next",
+            &["built-in task"],
+        ),
+        (
+            "count = 4\nbudget = 5\n[generations.distill]\nalpha = 2.0",
+            "generations.distill.alpha",
+            &["alpha = 2"],
+        ),
+        (
+            "count = 4\nbudget = 5\n[generations.next_space]\nlr = { type = \"float\", low = 0.5, high = 0.1 }",
+            "generations.next_space.lr.low",
+            &["greater than high"],
+        ),
+    ] {
+        let error = parse(section).expect_err(section);
+        assert_eq!(error.key, key, "{section}: {error}");
+        assert!(error.to_string().contains("\nhint: "), "{error}");
+        for word in words {
+            assert!(error.to_string().contains(word), "{error} lacks {word:?}");
+        }
+    }
+}

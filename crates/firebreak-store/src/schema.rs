@@ -2,7 +2,7 @@
 //! rewrites a ledger row. The database records its version in `meta`.
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// Migration `i` (1-based) brings a database from version `i - 1` to `i`.
 pub(crate) const MIGRATIONS: &[&str] = &[

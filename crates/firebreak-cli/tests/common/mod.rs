@@ -300,3 +300,36 @@ pub fn agent_entries(project: &Project) -> Vec<serde_json::Value> {
         .map(|p| p["data"].clone())
         .collect()
 }
+
+/// Appends `event` to the ledger as a correctly chained entry of `campaign`,
+/// with no key at all; returns its seq.
+pub fn append_forged(project: &Project, campaign: &str, event: &firebreak_ledger::Event) -> u64 {
+    let (seq, prev) = {
+        let (code, export, stderr) = project.exec(&["audit", "export"]);
+        assert_eq!(code, 0, "{stderr}");
+        let head = export
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+            .rfind(|e| e.get("payload").is_some())
+            .expect("a ledger");
+        let hash = head["hash"].as_str().expect("hash");
+        let bytes: Vec<u8> = (0..32)
+            .map(|i| u8::from_str_radix(&hash[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect();
+        let mut prev = [0u8; 32];
+        prev.copy_from_slice(&bytes);
+        (head["seq"].as_u64().expect("seq") + 1, prev)
+    };
+    let now = firebreak_core::Clock::now(&firebreak_core::SystemClock);
+    let entry = firebreak_ledger::Entry::seal(seq, &prev, campaign, now, event).expect("sealed");
+    let hash: String = entry.hash.iter().map(|b| format!("{b:02X}")).collect();
+    sql(
+        project,
+        &[&format!(
+            "INSERT INTO ledger (seq, campaign, kind, payload, hash) VALUES ({seq}, '{campaign}', '{}', '{}', X'{hash}')",
+            entry.kind,
+            entry.payload.replace('\'', "''")
+        )],
+    );
+    seq
+}

@@ -14,17 +14,24 @@ use super::{Violation, violation};
 use crate::entry::Event;
 use crate::request::{RequestKind, RequestState};
 
-/// Where a campaign's generations stand in the replay.
-#[derive(Debug, Default)]
-pub(super) struct Generations {
+/// Where a campaign's generations stand, as its ledger says: what the runner
+/// acts on at a generation boundary.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GenerationState {
     /// The latest generation started (0: none yet).
     pub current: u32,
     /// True while `current` has started and not closed.
     pub open: bool,
+    /// `current`'s space (a `[space]` table as canonical JSON).
+    pub space: serde_json::Value,
+    /// `current`'s teacher, if it has one.
+    pub teacher: Option<u64>,
     /// `current`'s gate verdict: its champion and whether every gate passed.
     pub gated: Option<(Option<u64>, bool)>,
     /// The last promoted champion.
     pub promoted: Option<u64>,
+    /// Whether the latest generation closed promoted its champion.
+    pub last_promoted: bool,
 }
 
 impl Replay {
@@ -66,7 +73,9 @@ impl Replay {
                 if u64::from(generation) > count {
                     return Err(violation(
                         seq,
-                        format!("generation {generation} started, but the spec has count = {count}"),
+                        format!(
+                            "generation {generation} started, but the spec has count = {count}"
+                        ),
                     ));
                 }
                 for (role, trial) in [("from", from), ("teacher", teacher)] {
@@ -100,6 +109,8 @@ impl Replay {
                 g.current = generation;
                 g.open = true;
                 g.gated = None;
+                g.space = space;
+                g.teacher = teacher;
                 Ok(())
             }
             Event::GenerationGated {
@@ -165,6 +176,7 @@ impl Replay {
                 }
                 let g = &mut self.campaigns.get_mut(campaign).expect("known").generations;
                 g.open = false;
+                g.last_promoted = promoted;
                 if promoted {
                     g.promoted = champion;
                 }
@@ -200,7 +212,9 @@ impl Replay {
             return if mode == "auto" {
                 Ok(())
             } else {
-                refuse(format!("promotion = {mode:?} and no approved request is named"))
+                refuse(format!(
+                    "promotion = {mode:?} and no approved request is named"
+                ))
             };
         };
         let Some(r) = self.requests.get(id) else {
@@ -322,18 +336,34 @@ mod tests {
             "lr": {"type": "float", "low": 0.0001, "high": 0.02, "log": true},
             "act": {"type": "categorical", "choices": ["relu"], "log": false},
         });
-        assert!(contained(&wider, &approved).unwrap_err().contains("below"));
+        assert!(
+            contained(&wider, &approved)
+                .expect_err("refused")
+                .contains("below")
+        );
         let more_choices = json!({
             "lr": {"type": "float", "low": 0.005, "high": 0.02, "log": true},
             "act": {"type": "categorical", "choices": ["relu", "gelu"], "log": false},
         });
-        assert!(contained(&more_choices, &approved).unwrap_err().contains("gelu"));
+        assert!(
+            contained(&more_choices, &approved)
+                .expect_err("refused")
+                .contains("gelu")
+        );
         let linear = json!({
             "lr": {"type": "float", "low": 0.005, "high": 0.02, "log": false},
             "act": {"type": "categorical", "choices": ["relu"], "log": false},
         });
-        assert!(contained(&linear, &approved).unwrap_err().contains("log"));
+        assert!(
+            contained(&linear, &approved)
+                .expect_err("refused")
+                .contains("log")
+        );
         let fewer = json!({"lr": {"type": "float", "low": 0.005, "high": 0.02, "log": true}});
-        assert!(contained(&fewer, &approved).unwrap_err().contains("missing"));
+        assert!(
+            contained(&fewer, &approved)
+                .expect_err("refused")
+                .contains("missing")
+        );
     }
 }

@@ -78,7 +78,7 @@ pub(super) struct ExpectedCampaign {
     /// Tokens the campaign's agents used (`agent_answered`).
     pub llm_tokens: u64,
     /// Its generations (`[generations]`).
-    pub generations: super::generations::Generations,
+    pub generations: super::GenerationState,
 }
 
 /// The state the ledger describes, built entry by entry.
@@ -145,7 +145,9 @@ fn expires_at(seq: u64, request: &Request) -> Result<Timestamp, Violation> {
 
 /// True for a principal that is a person (a listed name or a local user).
 fn is_person(principal: &str) -> bool {
-    !principal.starts_with("agent:") && !principal.starts_with("tripwire:")
+    !principal.starts_with("agent:")
+        && !principal.starts_with("tripwire:")
+        && !principal.starts_with("generation:")
 }
 
 impl Replay {
