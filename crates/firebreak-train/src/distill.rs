@@ -34,6 +34,9 @@ use crate::train::{build, load_weights, read_state};
 /// batch's loss is the mean over its examples, labelled and synthetic alike.
 /// The `T²` keeps the soft term's gradients on the scale of the hard term's
 /// as `T` changes.
+/// The teacher labels each example once, untranslated: with the student's
+/// `shift` augmentation, a translated input is held to the teacher's targets
+/// for the original, as it is held to its label.
 ///
 /// Classification datasets only (one label per example): for the sequence
 /// skills (several labels per example) [`crate::train_distilled`] answers
