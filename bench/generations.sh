@@ -4,7 +4,7 @@
 # (generation 1 searches CNN teachers on MNIST-1D; generations 2 and 3 search
 # students with at most a quarter of the teacher's parameters, taught by the last
 # promoted champion) against the same spec with the teacher taken out
-# (seed_next = ["parent"]: students from labels alone), on campaign seeds
+# (seed_next = ["parent", "narrow"]: students from labels alone), on campaign seeds
 # 1..SEEDS, same budgets, one database each. Writes bench/results/generations.md
 # through bench/generations_report.py; every number there comes from the
 # campaigns' `trials --format json`, `lineage --format json` and `audit verify`.
@@ -33,7 +33,7 @@ for seed in $(seq 1 "$SEEDS"); do
     sed -e "s/^name = .*/name = \"$name\"/" -e "s/^seed = .*/seed = $seed/" \
       examples/generations.toml >"$spec"
     if [[ $arm == labels ]]; then
-      sed -i 's/^seed_next = .*/seed_next = ["parent"]/' "$spec"
+      sed -i 's/^seed_next = .*/seed_next = ["parent", "narrow"]/' "$spec"
     fi
     db="$WORK/$name.db"
     start=$(date +%s.%N)

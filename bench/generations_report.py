@@ -75,7 +75,7 @@ def main():
     print(f"Written {time.strftime('%Y-%m-%d %H:%M')} by `SEEDS={seeds} bench/generations.sh` "
           f"(bench/generations.sh, bench/generations_report.py); release build, {cores} cores, "
           "shared with other work (times vary with load). examples/generations.toml as shipped "
-          "(arm *taught*) against the same spec with `seed_next = [\"parent\"]` (arm *labels*: "
+          "(arm *taught*) against the same spec with `seed_next = [\"parent\", \"narrow\"]` (arm *labels*: "
           "no teacher), on the same campaign seeds and budgets. Accuracies are on MNIST-1D's "
           "validation split, the split every choice here is made on; the test split is not read "
           "for this comparison.\n")
