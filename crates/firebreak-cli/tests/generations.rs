@@ -315,3 +315,68 @@ fn a_forged_promotion_is_caught_and_no_generation_starts_on_it() {
         "generation 2 never started"
     );
 }
+
+/// `kill -9` of `run` at moments spread over a generational campaign (trials,
+/// gate re-evaluations, boundaries), then the same command to the end: every
+/// generation started, gated and closed exactly once, each generation's budget
+/// finished, and the ledger verifies.
+#[test]
+fn kill_9_at_any_moment_repeats_no_generation_and_no_gate() {
+    let project = Project::new();
+    // `steps`: about 1.5 s per trial (and per gate re-evaluation).
+    let text = spec(
+        "crash",
+        r#"x = { type = "float", low = 0.0, high = 1.0 }"#,
+        "sampler = \"random\"\nn_trials = 6\nparallelism = 2",
+        r#"env = { MODE = "steps" }
+
+[generations]
+count = 3
+budget = 2
+seed_next = ["parent", "narrow"]
+promotion = "auto"
+
+[generations.gates]
+min_improvement = -10.0
+reeval_seeds = 1
+"#,
+    );
+    let path = project.spec("spec.toml", &text);
+    let path = path.to_str().expect("utf-8");
+    let mut kills = 0;
+    for delay_ms in [700u64, 1900, 2600, 3300, 1200, 4100, 2200, 3700] {
+        let mut child = project
+            .command(&["run", path])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run started");
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if child.try_wait().expect("polled").is_some() {
+            break;
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        kills += 1;
+    }
+    assert!(kills >= 4, "only {kills} kills landed");
+    let (code, stdout, stderr) = project.exec_within(180, &["run", path]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    for kind in ["generation_started", "generation_gated", "generation_closed"] {
+        let generations: Vec<u64> = entries(&project, kind)
+            .iter()
+            .map(|e| e["generation"].as_u64().expect("generation"))
+            .collect();
+        assert_eq!(generations, [1, 2, 3], "{kind}");
+    }
+    let trials = project.trials("crash");
+    let finished = |g: u64| {
+        trials
+            .iter()
+            .filter(|t| t["generation"] == g && t["state"] == "complete")
+            .count()
+    };
+    assert_eq!((finished(1), finished(2), finished(3)), (2, 2, 2), "{trials:?}");
+    assert_eq!(trials.len(), 6, "no trial beyond the budgets: {trials:?}");
+    assert_eq!(project.verify().0, 0);
+}
