@@ -1316,10 +1316,12 @@ async fn report(cli: &Cli, campaign: &str) -> CommandResult {
         spec.spec.search.parallelism
     );
     let _ = writeln!(out, "- ledger verification: {verdict}\n");
+    let requests = store.requests(Some(campaign)).await?;
     out.push_str(&crate::governance::report_sections(
-        &rows,
-        campaign,
-        &store.requests(Some(campaign)).await?,
+        &rows, campaign, &requests,
+    ));
+    out.push_str(&crate::lineage::report_section(
+        &crate::lineage::generations(&rows, campaign, &requests, &trials),
     ));
     let _ = writeln!(out, "## Budgets\n\n| limit | set | used |\n|---|---|---|");
     let _ = writeln!(

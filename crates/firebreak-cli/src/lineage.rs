@@ -62,6 +62,90 @@ fn generation_json(
     })
 }
 
+/// Each generation of `campaign` as its ledger entries (`rows`) record it.
+pub fn generations(
+    rows: &[firebreak_ledger::Entry],
+    campaign: &str,
+    requests: &[Request],
+    trials: &[Trial],
+) -> Vec<Value> {
+    let events: Vec<(String, Value)> = rows
+        .iter()
+        .filter(|e| e.campaign == campaign && e.kind.starts_with("generation_"))
+        .filter_map(|e| {
+            let payload: Value = serde_json::from_str(&e.payload).ok()?;
+            Some((e.kind.clone(), payload["data"].clone()))
+        })
+        .collect();
+    let of = |kind: &str, generation: &Value| {
+        events
+            .iter()
+            .rev()
+            .find(|(k, d)| k == kind && &d["generation"] == generation)
+            .map(|(_, d)| d)
+    };
+    events
+        .iter()
+        .filter(|(k, _)| k == "generation_started")
+        .map(|(_, started)| {
+            let g = &started["generation"];
+            generation_json(
+                started,
+                of("generation_gated", g),
+                of("generation_closed", g),
+                requests,
+                trials,
+            )
+        })
+        .collect()
+}
+
+/// The `## Generations` section of `audit report`: each generation's champion,
+/// gate verdicts and promotion, with who decided it; empty without generations.
+pub fn report_section(generations: &[Value]) -> String {
+    use std::fmt::Write as _;
+    if generations.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "## Generations\n\n| generation | state | from | teacher | champion | value | gates | promotion |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    let text = |v: &Value| match v {
+        Value::Null => "—".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for g in generations {
+        let gates = g["gates"]["reasons"]
+            .as_array()
+            .map(|r| r.iter().map(text).collect::<Vec<_>>().join("; "))
+            .unwrap_or_default();
+        let decided = g["decided_by"]
+            .as_array()
+            .map(|n| n.iter().map(text).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {}{} |",
+            text(&g["generation"]),
+            text(&g["state"]),
+            text(&g["from"]),
+            text(&g["teacher"]),
+            text(&g["champion"]),
+            text(&g["value"]),
+            gates.replace('|', "/"),
+            text(&g["reason"]).replace('|', "/"),
+            if decided.is_empty() {
+                String::new()
+            } else {
+                format!(" (decided by {decided})")
+            }
+        );
+    }
+    out.push('\n');
+    out
+}
+
 /// Prints the campaign's lineage as a table or JSON.
 pub async fn lineage(cli: &Cli, campaign: &str) -> CommandResult {
     let store = open(cli).await?;
@@ -77,37 +161,9 @@ pub async fn lineage(cli: &Cli, campaign: &str) -> CommandResult {
     // The ledger is checked first: a lineage is only worth what the record is.
     firebreak_runner::verify_ledger(&store).await?;
     let ledger = store.ledger().await?;
-    let events: Vec<(String, Value)> = ledger
-        .iter()
-        .filter(|e| e.campaign == campaign && e.kind.starts_with("generation_"))
-        .filter_map(|e| {
-            let payload: Value = serde_json::from_str(&e.payload).ok()?;
-            Some((e.kind.clone(), payload["data"].clone()))
-        })
-        .collect();
-    let of = |kind: &str, generation: &Value| {
-        events
-            .iter()
-            .rev()
-            .find(|(k, d)| k == kind && &d["generation"] == generation)
-            .map(|(_, d)| d)
-    };
     let requests = store.requests(Some(campaign)).await?;
     let trials = store.trials(campaign).await?;
-    let generations: Vec<Value> = events
-        .iter()
-        .filter(|(k, _)| k == "generation_started")
-        .map(|(_, started)| {
-            let g = &started["generation"];
-            generation_json(
-                started,
-                of("generation_gated", g),
-                of("generation_closed", g),
-                &requests,
-                &trials,
-            )
-        })
-        .collect();
+    let generations = generations(&ledger, campaign, &requests, &trials);
     let mut rows = vec![
         [
             "generation",

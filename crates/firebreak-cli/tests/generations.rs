@@ -182,6 +182,16 @@ fn promotions_gates_and_a_rate_tripwire_decide_each_generation_boundary() {
     assert_eq!(generations[1]["promoted"], true);
     assert_eq!(generations[1]["decided_by"][0], "alice");
     assert_eq!(generations[0]["decided_by"][0], "bob");
+    let (code, report, stderr) = project.exec(&["audit", "report", "gens"]);
+    assert_eq!(code, 0, "{stderr}");
+    let section = report
+        .split("## Generations")
+        .nth(1)
+        .expect("a generations section");
+    assert!(
+        section.contains("decided by alice") && section.contains("below min_improvement"),
+        "{section}"
+    );
     assert_eq!(project.verify().0, 0);
 
     // The independent verifier accepts the record, and refuses a forger's
@@ -362,7 +372,11 @@ reeval_seeds = 1
     assert!(kills >= 4, "only {kills} kills landed");
     let (code, stdout, stderr) = project.exec_within(180, &["run", path]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    for kind in ["generation_started", "generation_gated", "generation_closed"] {
+    for kind in [
+        "generation_started",
+        "generation_gated",
+        "generation_closed",
+    ] {
         let generations: Vec<u64> = entries(&project, kind)
             .iter()
             .map(|e| e["generation"].as_u64().expect("generation"))
@@ -376,7 +390,11 @@ reeval_seeds = 1
             .filter(|t| t["generation"] == g && t["state"] == "complete")
             .count()
     };
-    assert_eq!((finished(1), finished(2), finished(3)), (2, 2, 2), "{trials:?}");
+    assert_eq!(
+        (finished(1), finished(2), finished(3)),
+        (2, 2, 2),
+        "{trials:?}"
+    );
     assert_eq!(trials.len(), 6, "no trial beyond the budgets: {trials:?}");
     assert_eq!(project.verify().0, 0);
 }
