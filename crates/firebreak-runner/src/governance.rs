@@ -447,12 +447,18 @@ pub async fn enqueue<S: Store>(
     params: firebreak_core::Params,
 ) -> Result<u64, RunnerError> {
     let replayed = verify_ledger(store).await?;
-    let spec = replayed
+    let replayed = replayed
         .campaigns
         .get(campaign)
         .ok_or_else(|| firebreak_store::StoreError::NoCampaign(campaign.to_string()))?;
-    let spec = CampaignSpec::from_canonical(&spec.spec, campaign)?;
-    spec.space.validate(&params).map_err(|e| {
+    let spec = CampaignSpec::from_canonical(&replayed.spec, campaign)?;
+    // With generations, the space of the generation it would join.
+    let generation = &replayed.generations;
+    let space = match serde_json::from_value(generation.space.clone()) {
+        Ok(table) if generation.current > 0 => spec.generation_space(&table)?,
+        _ => spec.space.clone(),
+    };
+    space.validate(&params).map_err(|e| {
         RunnerError::Spec(spec.error_at(
             &["space"],
             format!("the configuration is out of the campaign's space: {e}"),

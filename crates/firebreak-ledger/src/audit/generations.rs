@@ -26,6 +26,8 @@ pub struct GenerationState {
     pub space: serde_json::Value,
     /// `current`'s teacher, if it has one.
     pub teacher: Option<u64>,
+    /// Whether `current` starts with its parent's configuration.
+    pub parent: bool,
     /// `current`'s gate verdict: its champion and whether every gate passed.
     pub gated: Option<(Option<u64>, bool)>,
     /// The last promoted champion.
@@ -57,7 +59,7 @@ impl Replay {
                 space,
                 from,
                 teacher,
-                ..
+                parent,
             } => {
                 if g.open || generation != g.current + 1 {
                     return Err(violation(
@@ -111,6 +113,7 @@ impl Replay {
                 g.gated = None;
                 g.space = space;
                 g.teacher = teacher;
+                g.parent = parent;
                 Ok(())
             }
             Event::GenerationGated {

@@ -177,6 +177,7 @@ impl<S: Store> Campaign<S> {
                 continue;
             }
             let Some((champion, passed)) = g.gated else {
+                self.ensure_parent(&g).await?;
                 let finished = self.generation_finished(g.current).await;
                 if finished < settings.budget {
                     return Ok(Step::Search {
@@ -274,24 +275,51 @@ impl<S: Store> Campaign<S> {
             )?;
         }
         if let Some(parent) = parent {
-            let new = NewTrial {
-                params: parent.params.clone(),
-                proposer: PARENT.to_string(),
-                rationale: format!(
-                    "generation {number} starts from the last promoted champion, trial {}",
-                    parent.number
-                ),
-                retry_of: None,
-                priority: 2,
-                number: None,
-                policy: None,
-                exploit: None,
-                state: None,
-            };
-            let queued = self.store.enqueue(self.name(), &new).await?;
-            let mut trial = Trial::queued(queued, new.params, PARENT, &new.rationale);
-            trial.generation = None;
-            self.state.lock().await.upsert(trial);
+            self.enqueue_parent(number, parent).await?;
+        }
+        Ok(())
+    }
+
+    /// Queues generation `number`'s first trial: the configuration of `parent`,
+    /// the champion it starts from.
+    async fn enqueue_parent(&self, number: u32, parent: &Trial) -> Result<(), RunnerError> {
+        let new = NewTrial {
+            params: parent.params.clone(),
+            proposer: PARENT.to_string(),
+            rationale: format!(
+                "generation {number} starts from the last promoted champion, trial {}",
+                parent.number
+            ),
+            retry_of: None,
+            priority: 2,
+            number: None,
+            policy: None,
+            exploit: None,
+            state: None,
+        };
+        let queued = self.store.enqueue(self.name(), &new).await?;
+        let trial = Trial::queued(queued, new.params, PARENT, &new.rationale);
+        self.state.lock().await.upsert(trial);
+        Ok(())
+    }
+
+    /// A run killed between a generation's start and the queueing of its parent
+    /// left it without one: queued now (the history holds the generation's
+    /// trials and those not started yet).
+    async fn ensure_parent(&self, g: &GenerationState) -> Result<(), RunnerError> {
+        let has_parent = {
+            let state = self.state.lock().await;
+            state.history.iter().any(|t| t.proposer == PARENT)
+        };
+        if !g.parent || has_parent {
+            return Ok(());
+        }
+        let trials = self.store.trials(self.name()).await?;
+        if let Some(parent) = g
+            .promoted
+            .and_then(|n| trials.iter().find(|t| t.number == n))
+        {
+            self.enqueue_parent(g.current, parent).await?;
         }
         Ok(())
     }
