@@ -604,12 +604,33 @@ async fn status(cli: &Cli, campaign: Option<&str>) -> CommandResult {
     let state = campaign_state(&store, name, n_trials, counts.finished()).await?;
     let best: Vec<_> = spec.objectives.best(&trials);
     let llm_tokens = llm_tokens(&store, name).await?;
+    // With generations: the latest one and the last promoted champion.
+    let generation = match &spec.spec.generations {
+        None => None,
+        Some(settings) => {
+            let requests = store.requests(Some(name)).await?;
+            let ledger = store.ledger().await?;
+            let gens = crate::lineage::generations(&ledger, name, &requests, &trials);
+            let promoted = gens.iter().rev().find(|g| g["promoted"] == true);
+            Some(json!({
+                "current": gens.last().map(|g| g["generation"].clone()),
+                "state": gens.last().map(|g| g["state"].clone()),
+                "count": settings.count,
+                "last_promoted": promoted.map(|g| json!({
+                    "generation": g["generation"],
+                    "champion": g["champion"],
+                    "value": g["value"],
+                })),
+            }))
+        }
+    };
     if cli.format == Format::Json {
         let value = json!({
             "campaign": name,
             "state": state,
             "n_trials": n_trials,
             "counts": counts,
+            "generations": generation,
             "llm_tokens": llm_tokens,
             "best": best.iter().map(|t| trial_json(t)).collect::<Vec<_>>(),
         });
@@ -636,6 +657,24 @@ async fn status(cli: &Cli, campaign: Option<&str>) -> CommandResult {
             .map(|(k, v)| format!("{k}={}", number(*v)))
             .collect();
         println!("best so far: trial {} · {}", t.number, metrics.join(" "));
+    }
+    if let Some(g) = generation {
+        let promoted = match &g["last_promoted"] {
+            serde_json::Value::Null => "none promoted yet".to_string(),
+            p => format!(
+                "last promoted champion: trial {} (generation {}, {} = {})",
+                p["champion"],
+                p["generation"],
+                spec.objectives.metrics[0],
+                p["value"].as_f64().map(number).unwrap_or_default()
+            ),
+        };
+        println!(
+            "generation {} of {} ({}); {promoted}",
+            g["current"],
+            g["count"],
+            g["state"].as_str().unwrap_or("not started")
+        );
     }
     if let Some(tokens) = llm_tokens {
         let limit = spec

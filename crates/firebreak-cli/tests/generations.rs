@@ -182,6 +182,15 @@ fn promotions_gates_and_a_rate_tripwire_decide_each_generation_boundary() {
     assert_eq!(generations[1]["promoted"], true);
     assert_eq!(generations[1]["decided_by"][0], "alice");
     assert_eq!(generations[0]["decided_by"][0], "bob");
+    let (code, status, stderr) = project.exec(&["status", "gens"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        status.contains(&format!(
+            "generation 4 of 4 (promoted); last promoted champion: trial {}",
+            closed[3]["champion"]
+        )),
+        "{status}"
+    );
     let (code, report, stderr) = project.exec(&["audit", "report", "gens"]);
     assert_eq!(code, 0, "{stderr}");
     let section = report
