@@ -7,25 +7,9 @@ mod common;
 
 use common::{
     Project, approvers, entry_payloads, independent_verifier, independent_verifier_status, key,
-    reseal, spec, sql,
+    pending, requests, reseal, spec, sql,
 };
 use serde_json::Value;
-
-fn requests(project: &Project) -> Vec<Value> {
-    let (code, stdout, stderr) = project.exec(&["requests", "--format", "json"]);
-    assert_eq!(code, 0, "{stderr}");
-    serde_json::from_str(&stdout).expect("requests JSON")
-}
-
-fn pending(project: &Project, kind: &str) -> String {
-    requests(project)
-        .iter()
-        .find(|r| r["kind"] == kind && r["state"] == "pending")
-        .unwrap_or_else(|| panic!("a pending {kind} request in {:?}", requests(project)))["id"]
-        .as_str()
-        .expect("id")
-        .to_string()
-}
 
 /// The `data` of every entry of this kind.
 fn entries(project: &Project, kind: &str) -> Vec<Value> {

@@ -3,24 +3,11 @@
 
 mod common;
 
-use common::{Project, append_forged, approvers, forge, independent_verifier, key, spec, sql};
+use common::{
+    Project, append_forged, approvers, forge, independent_verifier, key, pending, requests, spec,
+    sql,
+};
 use serde_json::Value;
-
-fn requests(project: &Project) -> Vec<Value> {
-    let (code, stdout, stderr) = project.exec(&["requests", "--format", "json"]);
-    assert_eq!(code, 0, "{stderr}");
-    serde_json::from_str(&stdout).expect("requests JSON")
-}
-
-fn pending(project: &Project, kind: &str) -> String {
-    requests(project)
-        .iter()
-        .find(|r| r["kind"] == kind && r["state"] == "pending")
-        .unwrap_or_else(|| panic!("a pending {kind} request in {:?}", requests(project)))["id"]
-        .as_str()
-        .expect("id")
-        .to_string()
-}
 
 fn export(project: &Project) -> Vec<Value> {
     let (code, stdout, stderr) = project.exec(&["audit", "export"]);

@@ -333,3 +333,21 @@ pub fn append_forged(project: &Project, campaign: &str, event: &firebreak_ledger
     );
     seq
 }
+
+/// `requests --format json`, parsed.
+pub fn requests(project: &Project) -> Vec<serde_json::Value> {
+    let (code, stdout, stderr) = project.exec(&["requests", "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str(&stdout).expect("requests JSON")
+}
+
+/// The id of the pending request of this kind (the test fails without one).
+pub fn pending(project: &Project, kind: &str) -> String {
+    requests(project)
+        .iter()
+        .find(|r| r["kind"] == kind && r["state"] == "pending")
+        .unwrap_or_else(|| panic!("a pending {kind} request in {:?}", requests(project)))["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
