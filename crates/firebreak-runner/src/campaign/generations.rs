@@ -362,7 +362,7 @@ impl<S: Store> Campaign<S> {
     ) -> Result<Option<Stop>, RunnerError> {
         let metric = self.spec.objectives.metrics[0].clone();
         let direction = self.spec.objectives.directions[0];
-        let (champion, previous) = {
+        let champion = {
             let state = self.state.lock().await;
             let mine: Vec<Trial> = state
                 .history
@@ -370,13 +370,11 @@ impl<S: Store> Campaign<S> {
                 .filter(|t| t.generation == Some(g.current))
                 .cloned()
                 .collect();
-            let champion = self
-                .spec
+            self.spec
                 .objectives
                 .best(&mine)
                 .first()
-                .map(|t| (*t).clone());
-            (champion, None::<f64>)
+                .map(|t| (*t).clone())
         };
         let previous = match g.promoted {
             Some(number) => self
@@ -386,7 +384,7 @@ impl<S: Store> Campaign<S> {
                 .iter()
                 .find(|t| t.number == number)
                 .and_then(|t| t.metrics.get(&metric).copied()),
-            None => previous,
+            None => None,
         };
         let Some(champion) = champion else {
             let event = Event::GenerationGated {
