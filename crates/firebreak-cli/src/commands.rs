@@ -268,6 +268,7 @@ async fn run(
     let campaign =
         Arc::into_inner(campaign).ok_or_else(|| anyhow!("the campaign is still in use"))?;
     let watts_per_core = campaign.spec().spec.constraints.watts_per_core;
+    let campaign_generations = campaign.generations().is_some();
     campaign.close(&reason).await?;
     let trials = store.trials(&name).await?;
     let ledger = store.ledger().await?;
@@ -282,7 +283,25 @@ async fn run(
         summary.finished_this_run
     );
     let tests = store.tests(&name).await?;
-    for champion in objectives.best(&trials) {
+    // With generations, the champion is the last promoted one.
+    let generations = match campaign_generations {
+        true => {
+            let requests = store.requests(Some(&name)).await?;
+            crate::lineage::generations(&ledger, &name, &requests, &trials)
+        }
+        false => Vec::new(),
+    };
+    let promoted = generations
+        .iter()
+        .rev()
+        .find(|g| g["promoted"] == true)
+        .and_then(|g| g["champion"].as_u64())
+        .and_then(|n| trials.iter().find(|t| t.number == n));
+    let champions = match promoted {
+        Some(trial) => vec![trial],
+        None => objectives.best(&trials),
+    };
+    for champion in champions {
         let metrics: Vec<String> = champion
             .metrics
             .iter()

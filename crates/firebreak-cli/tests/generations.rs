@@ -376,6 +376,12 @@ reeval_seeds = 1
             .collect();
         assert_eq!(generations, [1, 2, 3], "{kind}");
     }
+    // The champion a run reports is the last promoted one.
+    let last = entries(&project, "generation_closed")[2]["champion"].clone();
+    assert!(
+        stdout.contains(&format!("champion: trial {last} ")),
+        "{stdout}"
+    );
     let trials = project.trials("crash");
     let finished = |g: u64| {
         trials

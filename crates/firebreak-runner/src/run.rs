@@ -82,7 +82,7 @@ impl Executor {
 }
 
 /// Evaluates the campaign's champion (best complete trial on the first
-/// objective) once on the test split and records `test_accuracy` and
+/// objective; with `[generations]`, the last promoted champion) once on the test split and records `test_accuracy` and
 /// `test_loss` as its test result (never in its metrics, which proposers see),
 /// unless it was tested already; with the task's `refit`, the network
 /// tested is the champion's configuration retrained with the trial's seed on the
@@ -94,7 +94,17 @@ pub async fn test_champion<S: Store>(
 ) -> Result<Option<(u64, firebreak_core::Metrics)>, RunnerError> {
     let objectives = &campaign.spec().objectives;
     let trials = campaign.store().trials(campaign.name()).await?;
-    let Some(champion) = objectives.best(&trials).first().copied() else {
+    // With generations, the champion is the last promoted one (as the ledger says).
+    let promoted = match campaign.generations() {
+        None => None,
+        Some(_) => crate::governance::verify_ledger(campaign.store())
+            .await?
+            .campaigns
+            .get(campaign.name())
+            .and_then(|c| c.generations.promoted)
+            .and_then(|n| trials.iter().find(|t| t.number == n)),
+    };
+    let Some(champion) = promoted.or_else(|| objectives.best(&trials).first().copied()) else {
         return Ok(None);
     };
     if campaign
