@@ -222,6 +222,14 @@ impl CampaignSpec {
         self.space_of(&self.spec.space, &["space"])
     }
 
+    /// A `[space]` table in canonical JSON, as the spec's own `space` is written
+    /// (what a `generation_started` entry records).
+    pub fn table_json(table: &BTreeMap<String, ParamSpec>) -> serde_json::Value {
+        let mut value = serde_json::to_value(table).unwrap_or(serde_json::Value::Null);
+        normalize_numbers(&mut value);
+        value
+    }
+
     /// The search space of a generation: `table` is a `[space]` table (as a
     /// `generation_started` entry records it) inside the approved space.
     pub fn generation_space(

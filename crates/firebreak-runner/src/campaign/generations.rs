@@ -244,7 +244,7 @@ impl<S: Store> Campaign<S> {
             }
             _ => base,
         };
-        let space_json = firebreak_spec_table_json(&table);
+        let space_json = firebreak_spec::CampaignSpec::table_json(&table);
         let table: BTreeMap<String, ParamSpec> =
             serde_json::from_value(space_json.clone()).unwrap_or(table);
         let space = self.spec.generation_space(&table)?;
@@ -666,29 +666,6 @@ fn promotion_halt(id: &str, reason: &str) -> Stop {
             "{reason}; promotion = \"approve\": decide with `firebreak approve {id} --key FILE` \
              (or reject), then run again"
         ),
-    }
-}
-
-/// A `[space]` table as canonical JSON (what `generation_started` records).
-fn firebreak_spec_table_json(table: &BTreeMap<String, ParamSpec>) -> serde_json::Value {
-    let mut value = serde_json::to_value(table).unwrap_or(serde_json::Value::Null);
-    normalize(&mut value);
-    value
-}
-
-/// Whole-valued floats as integers, as the canonical spec writes them.
-fn normalize(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Number(n) => {
-            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-                && n.is_f64()
-            {
-                *value = json!(f as i64);
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(normalize),
-        serde_json::Value::Object(map) => map.values_mut().for_each(normalize),
-        _ => {}
     }
 }
 
