@@ -391,7 +391,7 @@ def edit_class(path):
 
 
 def is_machine(principal):
-    return principal.startswith(("agent:", "tripwire:", "generation:"))
+    return principal.startswith(("agent:", "worker:", "tripwire:", "generation:"))
 
 
 def sha256_hex(text):

@@ -352,9 +352,7 @@ fn approved_change(
             ),
         )
     })?;
-    let by_person = !["agent:", "tripwire:", "worker:"]
-        .iter()
-        .any(|p| request.body.requested_by.starts_with(p));
+    let by_person = firebreak_ledger::is_person(&request.body.requested_by);
     Ok(Some(SpecUpdate {
         spec: new,
         submitted: if by_person {

@@ -47,5 +47,5 @@ pub use merkle::{
 pub use patch::apply_patch;
 pub use request::{
     DECISION_DOMAIN, EditClass, REQUEST_DOMAIN, Request, RequestBody, RequestKind, RequestState,
-    SignedDecision, Verdict, classify_path, decision_message, diff_hash,
+    SignedDecision, Verdict, classify_path, decision_message, diff_hash, is_person,
 };

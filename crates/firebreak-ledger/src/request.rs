@@ -102,6 +102,17 @@ pub fn classify_path(path: &str) -> EditClass {
     EditClass::Governed(kind)
 }
 
+/// Prefixes of the principal ids of machines (`agent:NAME`, `worker:RUN/SLOT`,
+/// `tripwire:INDEX`, `generation:K`); every other id is a person's.
+const MACHINE_PREFIXES: [&str; 4] = ["agent:", "worker:", "tripwire:", "generation:"];
+
+/// True when `principal` (a request's `requested_by`, a decision's `by`) is a
+/// person: a listed name or `local:USER`, not an agent, worker, tripwire or the
+/// engine filing a generation's promotion.
+pub fn is_person(principal: &str) -> bool {
+    !MACHINE_PREFIXES.iter().any(|p| principal.starts_with(p))
+}
+
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

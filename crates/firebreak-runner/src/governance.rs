@@ -364,8 +364,7 @@ pub(crate) async fn file_ask<S: Store>(
         .find(|r| {
             r.state == RequestState::Pending
                 && r.body.kind == kind
-                && !r.body.requested_by.starts_with("agent:")
-                && !r.body.requested_by.starts_with("tripwire:")
+                && firebreak_ledger::is_person(&r.body.requested_by)
         });
     if let Some(pending) = person_pending {
         let reason = format!(

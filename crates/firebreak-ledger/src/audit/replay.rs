@@ -19,6 +19,7 @@ use crate::entry::{Entry, Event, canonical_json, hex};
 use crate::patch::apply_patch;
 use crate::request::{
     EditClass, Request, RequestKind, RequestState, SignedDecision, Verdict, classify_path,
+    is_person,
 };
 
 /// What the ledger says one trial is.
@@ -141,13 +142,6 @@ fn expires_at(seq: u64, request: &Request) -> Result<Timestamp, Violation> {
             ),
         )
     })
-}
-
-/// True for a principal that is a person (a listed name or a local user).
-fn is_person(principal: &str) -> bool {
-    !principal.starts_with("agent:")
-        && !principal.starts_with("tripwire:")
-        && !principal.starts_with("generation:")
 }
 
 impl Replay {
