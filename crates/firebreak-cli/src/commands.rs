@@ -622,13 +622,13 @@ async fn status(cli: &Cli, campaign: Option<&str>) -> CommandResult {
     let n_trials = spec.spec.search.n_trials;
     let state = campaign_state(&store, name, n_trials, counts.finished()).await?;
     let best: Vec<_> = spec.objectives.best(&trials);
-    let llm_tokens = llm_tokens(&store, name).await?;
+    let ledger = store.ledger().await?;
+    let llm_tokens = llm_tokens(&ledger, name);
     // With generations: the latest one and the last promoted champion.
     let generation = match &spec.spec.generations {
         None => None,
         Some(settings) => {
             let requests = store.requests(Some(name)).await?;
-            let ledger = store.ledger().await?;
             let gens = crate::lineage::generations(&ledger, name, &requests, &trials);
             let promoted = gens.iter().rev().find(|g| g["promoted"] == true);
             Some(json!({
@@ -709,9 +709,9 @@ async fn status(cli: &Cli, campaign: Option<&str>) -> CommandResult {
 
 /// Tokens the campaign's agents used, from its `agent_answered` entries (`None`
 /// when it never asked one).
-async fn llm_tokens(store: &SqliteStore, campaign: &str) -> Result<Option<u64>, Failure> {
+fn llm_tokens(ledger: &[firebreak_ledger::Entry], campaign: &str) -> Option<u64> {
     let mut total = None;
-    for entry in store.ledger().await? {
+    for entry in ledger {
         if entry.campaign != campaign || entry.kind != "agent_answered" {
             continue;
         }
@@ -721,7 +721,7 @@ async fn llm_tokens(store: &SqliteStore, campaign: &str) -> Result<Option<u64>, 
             + data["completion_tokens"].as_u64().unwrap_or(0);
         total = Some(total.unwrap_or(0) + tokens);
     }
-    Ok(total)
+    total
 }
 
 /// A campaign's trials for display: the champion's test result joins its
