@@ -36,6 +36,22 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
             let who = (as_name.as_deref(), key.as_deref());
             run(&cli, spec, who, *ask_to_resume, *ask_again).await
         }
+        Command::Worker {
+            campaigns,
+            slots,
+            lease,
+            idle_exit,
+        } => {
+            let store = open(&cli).await?;
+            let args = crate::worker::WorkerArgs {
+                campaigns: campaigns.clone(),
+                slots: *slots,
+                lease: *lease,
+                idle_exit: *idle_exit,
+                trials_root: trials_root_of(&store),
+            };
+            crate::worker::worker(&cli, store, args).await
+        }
         Command::Requests { campaign } => {
             crate::governance::requests(&cli, campaign.as_deref()).await
         }
@@ -495,7 +511,7 @@ fn announce(cli: &Cli, campaign: &Campaign<SqliteStore>, ordinal: usize) {
 
 /// Ctrl-C or SIGTERM once interrupts the run (running trials are stopped and
 /// re-queued); twice exits at once.
-fn interrupt_on_signals() -> watch::Receiver<bool> {
+pub(crate) fn interrupt_on_signals() -> watch::Receiver<bool> {
     let (interrupt_tx, interrupt_rx) = watch::channel(false);
     tokio::spawn(async move {
         let mut terminate =

@@ -15,6 +15,7 @@ mod keys;
 mod lineage;
 mod output;
 mod progress;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,6 +87,25 @@ enum Command {
         /// rejected or expired (without it, such an edit is reported, not filed).
         #[arg(long)]
         ask_again: bool,
+    },
+    /// Join campaigns other processes run too (through a shared store) and run
+    /// their trials: claims with a lease its heartbeat renews; exits 0 when they
+    /// are done, 3 when one halts.
+    Worker {
+        /// A campaign to serve (repeatable); default: every unfinished one.
+        #[arg(long = "campaign")]
+        campaigns: Vec<String>,
+        /// Trials run at once (default: the campaign's `parallelism`).
+        #[arg(long)]
+        slots: Option<u32>,
+        /// The lease on a claimed trial ("60s", "2m"), renewed every third of it;
+        /// a worker silent for longer loses its trials to the queue.
+        #[arg(long, default_value = "60s", value_parser = duration)]
+        lease: std::time::Duration,
+        /// Exit after this long with no trial to run ("30s"); default: wait
+        /// until the campaigns are done.
+        #[arg(long, value_parser = duration)]
+        idle_exit: Option<std::time::Duration>,
     },
     /// List change requests (governed changes waiting for approval, and past ones).
     Requests {
@@ -240,6 +260,15 @@ enum AuditCommand {
 enum StorageCommand {
     /// Migrate the database schema to this binary's version (never rewrites ledger rows).
     Upgrade,
+}
+
+/// A duration argument: "90", "90s", "10m", "2h".
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    let parsed = firebreak_spec::Duration::parse(text)?;
+    if parsed.0 == 0 {
+        return Err("must be at least 1s".into());
+    }
+    Ok(parsed.as_std())
 }
 
 /// An error with the exit code it maps to.

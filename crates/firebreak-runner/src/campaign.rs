@@ -10,7 +10,8 @@ use firebreak_ledger::{Request, RequestState};
 use firebreak_search::{Decision, History, Options, Proposal, Proposer, Scheduler, propose};
 use firebreak_spec::CampaignSpec;
 use firebreak_store::{
-    CampaignLock, CampaignRecord, Counts, NewTrial, Outcome, Requeued, RunInfo, Store, StoreError,
+    CampaignLock, CampaignRecord, Counts, NewTrial, Outcome, Requeued, RunInfo, Start, Store,
+    StoreError,
 };
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -36,6 +37,9 @@ const GATE_SEED_STREAM: u64 = 6;
 
 /// How often `ask` looks for trials queued by other processes.
 const QUEUE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+/// The reason recorded when a trial goes back to the queue because its
+/// holder's lease ran out.
+const LEASE_EXPIRED: &str = "lease expired";
 
 /// The proposer of people's configurations (`enqueue`).
 pub const ENQUEUED: &str = "enqueued";
@@ -81,7 +85,26 @@ pub struct Campaign<S: Store> {
     /// A code task's engine side, attached by the run.
     code: std::sync::OnceLock<Arc<crate::code::CodeTask>>,
     guards_restored: bool,
-    _lock: CampaignLock,
+    /// `Some` for a worker that joined a campaign other processes run too: its
+    /// lease, renewed by its run's heartbeat.
+    lease: Option<std::time::Duration>,
+    /// How many trials this process runs at once.
+    parallelism: u32,
+    /// The run lock (`None` for a joined worker, which takes none).
+    _lock: Option<CampaignLock>,
+}
+
+/// What opening a campaign found before its run starts.
+struct Opening {
+    record: CampaignRecord,
+    replayed: firebreak_ledger::Replayed,
+    created: bool,
+    filed: Vec<(Request, bool)>,
+    refused_before: Vec<Request>,
+    guards_restored: bool,
+    lock: Option<CampaignLock>,
+    lease: Option<std::time::Duration>,
+    parallelism: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -330,18 +353,15 @@ impl<S: Store> Campaign<S> {
         components(&file_spec)?;
         governance::authorizer(&file_spec)?;
         let name = file_spec.name().to_string();
-        let pid = std::process::id();
-        let host_name = host::host_name();
-        let mut lock = store
-            .lock_campaign(&name, &format!("pid {pid} on {host_name}"))
+        let lock = store
+            .lock_campaign(
+                &name,
+                &format!("pid {} on {}", std::process::id(), host::host_name()),
+            )
             .await?;
         // Nothing below acts on a row the ledger does not back.
         let guards_restored = store.restore_guards().await?;
         let replayed = governance::verify_ledger(&store).await?;
-        let used = replayed
-            .campaigns
-            .get(&name)
-            .map_or((0.0, 0.0), |c| (c.cpu_seconds, c.wall_seconds));
         let canonical = file_spec.canonical_json();
         let (mut record, created) = match store.campaign(&name).await? {
             None => (store.create_campaign(&name, &canonical).await?, true),
@@ -351,6 +371,76 @@ impl<S: Store> Campaign<S> {
         let gov = Gov::new(&stored, actor.clone())?;
         let reconciled =
             governance::reconcile(&store, &mut record, &canonical, &gov, ask_again).await?;
+        let opening = Opening {
+            record,
+            replayed,
+            created,
+            filed: reconciled.filed,
+            refused_before: reconciled.refused_before,
+            guards_restored,
+            lock: Some(lock),
+            lease: None,
+            parallelism: None,
+        };
+        Self::start(store, opening, actor).await
+    }
+
+    /// Joins campaign `name`, which exists in the store, as a worker beside any
+    /// other processes running it (on this machine or others): takes no lock,
+    /// runs the spec in effect as the ledger records it, and holds its trials by
+    /// a lease its run's heartbeat renews. Trials of runs whose lease ran out
+    /// are re-queued (`lease expired`); the store's compare-and-sets keep two
+    /// workers from sharing a trial or starting one past `n_trials`. It runs
+    /// `slots` trials at once (default: the spec's `parallelism`).
+    pub async fn join(
+        store: S,
+        name: &str,
+        actor: Principal,
+        lease: std::time::Duration,
+        slots: Option<u32>,
+    ) -> Result<Self, RunnerError> {
+        let guards_restored = store.restore_guards().await?;
+        let replayed = governance::verify_ledger(&store).await?;
+        let record = store
+            .campaign(name)
+            .await?
+            .ok_or_else(|| StoreError::NoCampaign(name.to_string()))?;
+        let opening = Opening {
+            record,
+            replayed,
+            created: false,
+            filed: Vec::new(),
+            refused_before: Vec::new(),
+            guards_restored,
+            lock: None,
+            lease: Some(lease),
+            parallelism: slots,
+        };
+        Self::start(store, opening, actor).await
+    }
+
+    /// Starts a run of the campaign `opening` found: its spec in effect,
+    /// expired requests closed, the ledger's halt, the run recorded, and the
+    /// trials of dead runs re-queued.
+    async fn start(store: S, opening: Opening, actor: Principal) -> Result<Self, RunnerError> {
+        let Opening {
+            record,
+            replayed,
+            created,
+            filed,
+            refused_before,
+            guards_restored,
+            mut lock,
+            lease,
+            parallelism,
+        } = opening;
+        let name = record.name.clone();
+        let pid = std::process::id();
+        let host_name = host::host_name();
+        let used = replayed
+            .campaigns
+            .get(&name)
+            .map_or((0.0, 0.0), |c| (c.cpu_seconds, c.wall_seconds));
         let spec = CampaignSpec::from_canonical(&record.spec, &name)?;
         let gov = Gov::new(&spec, actor)?;
         let (proposer, scheduler) = components(&spec)?;
@@ -361,6 +451,16 @@ impl<S: Store> Campaign<S> {
             }
             None => None,
         };
+        if lease.is_some() && (spec.spec.generations.is_some() || agent.is_some()) {
+            return Err(RunnerError::NotForWorkers(format!(
+                "campaign {name:?} uses {}, which only `firebreak run` drives so far",
+                if agent.is_some() {
+                    "the agent proposer"
+                } else {
+                    "[generations]"
+                }
+            )));
+        }
         let now = firebreak_core::Clock::now(&firebreak_core::SystemClock);
         let mut requests = store.requests(Some(&name)).await?;
         for request in &mut requests {
@@ -374,44 +474,31 @@ impl<S: Store> Campaign<S> {
                 request.state = RequestState::Expired;
             }
         }
-        // A trip halts until a tripwire request is approved: its rejection or
-        // expiry leaves the campaign halted (the ledger decides, not a column).
-        let halted_by = replayed
-            .campaigns
-            .get(&name)
-            .and_then(|c| c.halted_by.clone());
-        let mut halt = None;
-        if let Some(id) = halted_by {
-            let request = requests.into_iter().find(|r| r.body.id == id);
-            let reason = match request {
-                Some(r) if r.state == RequestState::Pending => r.body.reason,
-                Some(r) => format!(
-                    "{} (request {id} is {}; the campaign stays halted until a tripwire request \
-                     is approved: `firebreak run SPEC --ask-to-resume` files one)",
-                    r.body.reason, r.state
-                ),
-                None => format!("tripwire request {id}"),
-            };
-            halt = Some(Halt {
-                request: id,
-                reason,
-            });
-        }
+        let halt = halt_of(&replayed, &name, requests);
+        let parallelism_in_spec = spec.spec.search.parallelism;
         let info = RunInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             os_user: host::os_user(),
             host: host_name.clone(),
             pid,
             sandbox: crate::command::sandbox_record(&spec)?,
+            lease_ms: lease.map(lease_ms),
         };
         let run = store.start_run(&name, &info).await?;
-        lock.describe(&format!("run {run}, pid {pid} on {host_name}"))?;
-        let requeued = store
-            .requeue_running(
-                &name,
-                &format!("the run that held it is gone (its lock was free when run {run} started)"),
-            )
-            .await?;
+        if let Some(lock) = &mut lock {
+            lock.describe(&format!("run {run}, pid {pid} on {host_name}"))?;
+        }
+        let requeued = match lease {
+            None => store
+                .requeue_running(
+                    &name,
+                    &format!(
+                        "the run that held it is gone (its lock was free when run {run} started)"
+                    ),
+                )
+                .await?,
+            Some(_) => store.requeue_expired(&name, LEASE_EXPIRED).await?,
+        };
         for trial in &requeued {
             if let Some(process) = trial.process.as_ref().filter(|p| p.host == host_name) {
                 host::signal_group(process.pid, libc::SIGKILL);
@@ -455,13 +542,15 @@ impl<S: Store> Campaign<S> {
             requeued,
             created,
             gov,
-            filed: reconciled.filed,
-            refused_before: reconciled.refused_before,
+            filed,
+            refused_before,
             opened: std::time::Instant::now(),
             used,
             agent,
             code: std::sync::OnceLock::new(),
             guards_restored,
+            lease,
+            parallelism: parallelism.unwrap_or(parallelism_in_spec),
             _lock: lock,
         };
         if let Some(g) = generation {
@@ -470,6 +559,53 @@ impl<S: Store> Campaign<S> {
             campaign.enter(&mut state, gen_)?;
         }
         Ok(campaign)
+    }
+
+    /// For a joined worker, at each heartbeat: renews its lease, re-queues the
+    /// trials of runs whose lease ran out, and takes the ledger's halt (a
+    /// tripwire request another worker filed) so that no new trial starts here
+    /// either. Returns the trials it re-queued.
+    pub async fn keep_lease(&self) -> Result<Vec<Requeued>, RunnerError> {
+        self.store.heartbeat(self.run).await?;
+        let requeued = self
+            .store
+            .requeue_expired(self.name(), LEASE_EXPIRED)
+            .await?;
+        let host_name = host::host_name();
+        for trial in &requeued {
+            if let Some(process) = trial.process.as_ref().filter(|p| p.host == host_name) {
+                host::signal_group(process.pid, libc::SIGKILL);
+            }
+        }
+        if self.lease.is_some() {
+            let replayed = governance::verify_ledger(&self.store).await?;
+            let requests = self.store.requests(Some(self.name())).await?;
+            if let Some(halt) = halt_of(&replayed, self.name(), requests) {
+                self.state.lock().await.halt.get_or_insert(halt);
+            }
+        }
+        Ok(requeued)
+    }
+
+    /// How many trials this process runs at once.
+    pub fn parallelism(&self) -> u32 {
+        self.parallelism
+    }
+
+    /// The lease of a joined worker (`None` for a `run`, which holds the lock).
+    pub fn lease(&self) -> Option<std::time::Duration> {
+        self.lease
+    }
+
+    /// The limit every start is checked against in the store: `n_trials`
+    /// started trials (with `[generations]`, each generation's budget is kept
+    /// by the run itself).
+    fn slots(&self) -> Option<u64> {
+        self.spec
+            .spec
+            .generations
+            .is_none()
+            .then_some(self.spec.spec.search.n_trials)
     }
 
     /// The requests this open filed for edits of governed settings, each with
@@ -705,10 +841,27 @@ impl<S: Store> Campaign<S> {
             run: self.run,
             slot: worker,
         };
-        let start = self
-            .authorize(&worker_principal, Action::StartTrial, json!({}), None)
-            .await?;
+        let start = Start {
+            run: self.run,
+            worker,
+            policy: Some(
+                self.authorize(&worker_principal, Action::StartTrial, json!({}), None)
+                    .await?,
+            ),
+            slots: self.slots(),
+        };
         let mut state = self.state.lock().await;
+        if self.lease.is_some() {
+            // Other processes start and finish trials too: propose from the
+            // store's history, not this process's.
+            let history = self.store.trials(name).await?;
+            state.queued = history
+                .iter()
+                .filter(|t| t.state == TrialState::Queued)
+                .count();
+            state.next_number = history.last().map_or(0, |t| t.number + 1);
+            state.history = history;
+        }
         if let Some(halt) = &state.halt {
             return Err(RunnerError::Halted {
                 request: halt.request.clone(),
@@ -724,10 +877,7 @@ impl<S: Store> Campaign<S> {
         if known || stale {
             state.queue_checked = Some(std::time::Instant::now());
             if (known || self.store.has_queued(name).await?)
-                && let Some(trial) = self
-                    .store
-                    .claim_queued(name, self.run, worker, Some(&start))
-                    .await?
+                && let Some(trial) = self.store.claim_queued(name, &start).await?
             {
                 state.upsert(trial.clone());
                 return Ok(trial);
@@ -735,17 +885,25 @@ impl<S: Store> Campaign<S> {
         }
         if let Some(agent) = self.agent.as_ref().filter(|a| !a.fallen_back()) {
             drop(state);
-            if let Some(trial) = self.ask_agent(agent, worker, &start).await? {
+            if let Some(trial) = self.ask_agent(agent, &start).await? {
                 return Ok(trial);
             }
             state = self.state.lock().await;
         }
         let mut invalid = 0u32;
         let (proposal, proposer_name) = loop {
-            let mut rng = Rng::new(derive_seed(
-                self.spec.spec.campaign.seed,
-                &[PROPOSAL_STREAM, state.proposals],
-            ));
+            // A joined worker's streams are its own: two workers with the same
+            // count of proposals must not draw the same one.
+            let mut rng = Rng::new(match self.lease {
+                None => derive_seed(
+                    self.spec.spec.campaign.seed,
+                    &[PROPOSAL_STREAM, state.proposals],
+                ),
+                Some(_) => derive_seed(
+                    self.spec.spec.campaign.seed,
+                    &[PROPOSAL_STREAM, state.proposals, self.run],
+                ),
+            });
             state.proposals += 1;
             let State {
                 proposer,
@@ -787,17 +945,16 @@ impl<S: Store> Campaign<S> {
                 });
             }
         };
-        self.propose_and_start(state, proposal, proposer_name, worker, &start)
+        self.propose_and_start(state, proposal, proposer_name, &start)
             .await
     }
 
     /// Asks the agent until it gives a valid proposal, which is authorised and
-    /// started on `worker`; `None` when the fallback proposes from now on.
+    /// started as `start` says; `None` when the fallback proposes from now on.
     async fn ask_agent(
         &self,
         agent: &crate::agent::Agent,
-        worker: u32,
-        start: &firebreak_ledger::Authorization,
+        start: &Start,
     ) -> Result<Option<Trial>, RunnerError> {
         let name = self.name();
         let mut whole_files_only = false;
@@ -891,13 +1048,7 @@ impl<S: Store> Campaign<S> {
                     };
                     let state = self.state.lock().await;
                     let trial = self
-                        .propose_and_start(
-                            state,
-                            proposal,
-                            crate::agent::AGENT.to_string(),
-                            worker,
-                            start,
-                        )
+                        .propose_and_start(state, proposal, crate::agent::AGENT.to_string(), start)
                         .await?;
                     return Ok(Some(trial));
                 }
@@ -1084,15 +1235,14 @@ impl<S: Store> Campaign<S> {
     }
 
     /// Authorises `proposal` as its proposer's agent principal, gives it the
-    /// next number and starts it on `worker`. Called holding the state lock that
+    /// next number and starts it as `start` says. Called holding the state lock that
     /// made the proposal, so numbers follow proposal order.
     async fn propose_and_start(
         &self,
         mut state: tokio::sync::MutexGuard<'_, State>,
         proposal: Proposal,
         proposer_name: String,
-        worker: u32,
-        start: &firebreak_ledger::Authorization,
+        start: &Start,
     ) -> Result<Trial, RunnerError> {
         let name = self.name();
         let agent = Principal::Agent {
@@ -1122,11 +1272,7 @@ impl<S: Store> Campaign<S> {
         drop(state);
         loop {
             new.number = Some(number);
-            match self
-                .store
-                .propose_and_start(name, &new, self.run, worker, Some(start))
-                .await
-            {
+            match self.store.propose_and_start(name, &new, start).await {
                 Ok(trial) => {
                     self.state.lock().await.upsert(trial.clone());
                     return Ok(trial);
@@ -1152,7 +1298,16 @@ impl<S: Store> Campaign<S> {
     /// Records an intermediate report of a running trial and asks the scheduler
     /// whether it continues.
     pub async fn report(&self, number: u64, report: Report) -> Result<Decision, RunnerError> {
-        self.store.report(self.name(), number, &report).await?;
+        if !self
+            .store
+            .report(self.name(), number, self.run, &report)
+            .await?
+        {
+            // Its lease was taken (or it finished): stop it; its finish is refused.
+            return Ok(Decision::Stop {
+                reason: format!("run {} no longer holds trial {number}", self.run),
+            });
+        }
         let mut state = self.state.lock().await;
         let step = report.step;
         let trial = state
@@ -1277,7 +1432,30 @@ impl<S: Store> Campaign<S> {
     /// running (a finished trial never changes).
     pub async fn tell(&self, number: u64, outcome: Outcome) -> Result<bool, RunnerError> {
         let name = self.name();
-        if !self.store.finish(name, number, &outcome).await? {
+        if !self.store.finish(name, number, self.run, &outcome).await? {
+            if self.lease.is_some() {
+                // A late result from a holder whose lease was taken: refused, and
+                // the ledger says so.
+                let worker = Principal::Worker {
+                    run: self.run,
+                    slot: 0,
+                };
+                let reason = format!(
+                    "run {} no longer holds trial {number} (its lease ran out and the \
+                     trial was re-queued); its {} result is discarded",
+                    self.run, outcome.state
+                );
+                governance::deny(
+                    &self.store,
+                    name,
+                    "finish_trial",
+                    &worker,
+                    reason,
+                    None,
+                    None,
+                )
+                .await?;
+            }
             return Ok(false);
         }
         let mut state = self.state.lock().await;
@@ -1477,4 +1655,33 @@ pub fn counts_of(trials: &[Trial]) -> Counts {
         }
     }
     counts
+}
+
+fn lease_ms(lease: std::time::Duration) -> u64 {
+    u64::try_from(lease.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The halt the ledger records for campaign `name`: a trip halts until a
+/// tripwire request is approved; its rejection or expiry leaves the campaign
+/// halted (the ledger decides, not a column).
+fn halt_of(
+    replayed: &firebreak_ledger::Replayed,
+    name: &str,
+    requests: Vec<Request>,
+) -> Option<Halt> {
+    let id = replayed.campaigns.get(name)?.halted_by.clone()?;
+    let request = requests.into_iter().find(|r| r.body.id == id);
+    let reason = match request {
+        Some(r) if r.state == RequestState::Pending => r.body.reason,
+        Some(r) => format!(
+            "{} (request {id} is {}; the campaign stays halted until a tripwire request \
+             is approved: `firebreak run SPEC --ask-to-resume` files one)",
+            r.body.reason, r.state
+        ),
+        None => format!("tripwire request {id}"),
+    };
+    Some(Halt {
+        request: id,
+        reason,
+    })
 }

@@ -75,6 +75,9 @@ pub enum RunnerError {
     /// The campaign's language-model agents used `max_llm_tokens`.
     #[error("{0}")]
     LlmBudget(String),
+    /// A campaign a joined worker cannot drive (yet).
+    #[error("{0}\nhint: run it with `firebreak run SPEC`")]
+    NotForWorkers(String),
     /// The task kind exists in the spec language but not in this build.
     #[error("task kind {0:?} is not available in this build\nhint: use kind = \"command\"")]
     TaskUnavailable(String),

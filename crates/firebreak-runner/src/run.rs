@@ -198,6 +198,8 @@ fn evaluate_table<S: Store>(
 
 /// Heartbeat period of a live run.
 const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How often a joined worker with every slot taken looks for one again.
+const SLOT_POLL: Duration = Duration::from_millis(500);
 
 /// What a run reports while it works (the CLI draws its progress display from these).
 #[derive(Debug, Clone, PartialEq)]
@@ -409,16 +411,20 @@ impl<S: Store> Search<S> {
             limit_tx: Arc::new(limit_tx),
             limit_rx: limit_rx.clone(),
         };
+        // The heartbeat is the run's lease on its trials (renewed every third
+        // of a joined worker's lease); each beat also re-queues the trials of
+        // runs whose lease ran out.
         let heartbeat = {
             let campaign = campaign.clone();
+            let every = campaign.lease().map_or(HEARTBEAT, |lease| lease / 3);
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(HEARTBEAT).await;
-                    let _ = campaign.store().heartbeat(campaign.run_id()).await;
+                    tokio::time::sleep(every).await;
+                    let _ = campaign.keep_lease().await;
                 }
             })
         };
-        let workers: Vec<_> = (0..campaign.spec().spec.search.parallelism)
+        let workers: Vec<_> = (0..campaign.parallelism())
             .map(|worker| tokio::spawn(shared.clone().work(worker)))
             .collect();
         let first_error = join_workers(workers).await;
@@ -559,20 +565,38 @@ impl<S: Store> Worker<S> {
         if let Some(trial) = campaign.resume_promoted(worker).await? {
             return Ok(Some(trial));
         }
-        if self.taken.fetch_add(1, Ordering::SeqCst) >= self.limit {
+        // A joined worker's slots are counted by the store, across processes.
+        let shared = campaign.lease().is_some();
+        if !shared && self.taken.fetch_add(1, Ordering::SeqCst) >= self.limit {
             self.taken.fetch_sub(1, Ordering::SeqCst);
             return Ok(None);
         }
+        let give_back = || {
+            if !shared {
+                self.taken.fetch_sub(1, Ordering::SeqCst);
+            }
+        };
         match campaign.ask(worker).await {
             Ok(trial) => Ok(Some(trial)),
             Err(RunnerError::Halted { .. }) => {
-                self.taken.fetch_sub(1, Ordering::SeqCst);
+                give_back();
                 Ok(None)
             }
             Err(RunnerError::LlmBudget(reason)) => {
-                self.taken.fetch_sub(1, Ordering::SeqCst);
+                give_back();
                 let _ = self.limit_tx.send(Some(reason));
                 Ok(None)
+            }
+            Err(RunnerError::Store(firebreak_store::StoreError::NoSlot)) => {
+                // Every slot is taken by running trials, here or elsewhere: done
+                // once they finish, else one may come back (a lease ran out).
+                give_back();
+                let counts = campaign.store().counts(campaign.name()).await?;
+                if counts.finished() >= self.limit {
+                    return Ok(None);
+                }
+                tokio::time::sleep(SLOT_POLL).await;
+                Box::pin(self.next_trial(worker)).await
             }
             Err(other) => Err(other),
         }

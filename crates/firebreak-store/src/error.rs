@@ -65,6 +65,10 @@ pub enum StoreError {
     /// The trial number asked for is taken (by a trial another process queued).
     #[error("trial number {0} is taken")]
     NumberTaken(u64),
+    /// Every slot of the limit a start asked for is taken (`n_trials` trials
+    /// running or finished).
+    #[error("no slot left: the campaign's trials are all started")]
+    NoSlot,
     /// No request has this id.
     #[error("no change request {0}")]
     NoRequest(String),

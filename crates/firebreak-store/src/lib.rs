@@ -28,6 +28,6 @@ pub use lock::CampaignLock;
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::{LedgerProof, SqliteStore};
 pub use types::{
-    CampaignRecord, CampaignSummary, Closing, Counts, NewTrial, Outcome, ProcessInfo, RequestDraft,
-    Requeued, RunInfo, RunRecord, SpecUpdate, Store,
+    CampaignRecord, CampaignSummary, Closing, Counts, DEFAULT_LEASE_MS, NewTrial, Outcome,
+    ProcessInfo, RequestDraft, Requeued, RunInfo, RunRecord, SpecUpdate, Start, Store,
 };

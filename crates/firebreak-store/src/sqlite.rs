@@ -21,8 +21,8 @@ use sqlx::{Connection, Row, SqliteConnection};
 
 use crate::schema::{MIGRATIONS, SCHEMA_VERSION};
 use crate::types::{
-    CampaignRecord, CampaignSummary, Closing, Counts, NewTrial, Outcome, ProcessInfo, RequestDraft,
-    Requeued, RunInfo, RunRecord, SpecUpdate, Store,
+    CampaignRecord, CampaignSummary, Closing, Counts, DEFAULT_LEASE_MS, NewTrial, Outcome,
+    ProcessInfo, RequestDraft, Requeued, RunInfo, RunRecord, SpecUpdate, Start, Store,
 };
 use crate::{CampaignLock, StoreError, lock};
 
@@ -348,6 +348,53 @@ impl SqliteStore {
         let event = trial.proposed(number);
         self.append(w, campaign, &event).await?;
         Ok(number)
+    }
+
+    /// Re-queues the campaign's running trials (with `expired_at`: only those
+    /// whose run's lease had run out by then: ended, or silent for longer than
+    /// its lease).
+    async fn requeue_where(
+        &self,
+        campaign: &str,
+        expired_at: Option<Timestamp>,
+        reason: &str,
+    ) -> Result<Vec<Requeued>, StoreError> {
+        let mut w = self.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE trials SET state = 'queued', run = NULL, worker = NULL, process = NULL \
+             WHERE campaign = ? AND state = 'running' AND (? IS NULL OR run IS NULL OR run IN ( \
+               SELECT id FROM runs WHERE ended_at IS NOT NULL \
+               OR heartbeat_at + COALESCE(json_extract(info, '$.lease_ms'), ?) < ?)) \
+             RETURNING number, process",
+        )
+        .bind(campaign)
+        .bind(expired_at)
+        .bind(DEFAULT_LEASE_MS as i64)
+        .bind(expired_at)
+        .fetch_all(&mut *w.tx)
+        .await?;
+        let mut requeued = Vec::new();
+        for row in rows {
+            let process: Option<String> = row.try_get(1)?;
+            requeued.push(Requeued {
+                number: row.try_get::<i64, _>(0)? as u64,
+                process: process.as_deref().map(parse).transpose()?,
+            });
+        }
+        if requeued.is_empty() {
+            return Ok(requeued); // the empty transaction rolls back
+        }
+        requeued.sort_by_key(|r| r.number);
+        // Reports of an abandoned attempt are kept: they were observed and ledgered.
+        for r in &requeued {
+            let event = Event::TrialRequeued {
+                number: r.number,
+                reason: reason.to_string(),
+            };
+            self.append(&mut w, campaign, &event).await?;
+        }
+        self.commit(w).await?;
+        Ok(requeued)
     }
 
     async fn require_campaign(&self, name: &str) -> Result<(), StoreError> {
@@ -907,33 +954,15 @@ impl Store for SqliteStore {
         campaign: &str,
         reason: &str,
     ) -> Result<Vec<Requeued>, StoreError> {
-        let mut w = self.begin().await?;
-        let rows = sqlx::query(
-            "UPDATE trials SET state = 'queued', run = NULL, worker = NULL, process = NULL \
-             WHERE campaign = ? AND state = 'running' RETURNING number, process",
-        )
-        .bind(campaign)
-        .fetch_all(&mut *w.tx)
-        .await?;
-        let mut requeued = Vec::new();
-        for row in rows {
-            let process: Option<String> = row.try_get(1)?;
-            requeued.push(Requeued {
-                number: row.try_get::<i64, _>(0)? as u64,
-                process: process.as_deref().map(parse).transpose()?,
-            });
-        }
-        requeued.sort_by_key(|r| r.number);
-        // Reports of an abandoned attempt are kept: they were observed and ledgered.
-        for r in &requeued {
-            let event = Event::TrialRequeued {
-                number: r.number,
-                reason: reason.to_string(),
-            };
-            self.append(&mut w, campaign, &event).await?;
-        }
-        self.commit(w).await?;
-        Ok(requeued)
+        self.requeue_where(campaign, None, reason).await
+    }
+
+    async fn requeue_expired(
+        &self,
+        campaign: &str,
+        reason: &str,
+    ) -> Result<Vec<Requeued>, StoreError> {
+        self.requeue_where(campaign, Some(self.now()), reason).await
     }
 
     async fn resume_paused(
@@ -981,12 +1010,21 @@ impl Store for SqliteStore {
     async fn claim_queued(
         &self,
         campaign: &str,
-        run: u64,
-        worker: u32,
-        policy: Option<&Authorization>,
+        start: &Start,
     ) -> Result<Option<Trial>, StoreError> {
         let now = self.now();
         let mut w = self.begin().await?;
+        if let Some(slots) = start.slots {
+            let started: i64 =
+                sqlx::query("SELECT count(*) FROM trials WHERE campaign = ? AND state <> 'queued'")
+                    .bind(campaign)
+                    .fetch_one(&mut *w.tx)
+                    .await?
+                    .try_get(0)?;
+            if started as u64 >= slots {
+                return Err(StoreError::NoSlot); // the empty transaction rolls back
+            }
+        }
         // The state condition in the UPDATE is the compare-and-set.
         let claimed = sqlx::query(
             "UPDATE trials SET state = 'running', run = ?, worker = ?, started_at = ?, \
@@ -996,8 +1034,8 @@ impl Store for SqliteStore {
                ORDER BY priority DESC, number LIMIT 1) \
              RETURNING number",
         )
-        .bind(run as i64)
-        .bind(i64::from(worker))
+        .bind(start.run as i64)
+        .bind(i64::from(start.worker))
         .bind(now)
         .bind(campaign)
         .bind(campaign)
@@ -1009,9 +1047,9 @@ impl Store for SqliteStore {
         let number = row.try_get::<i64, _>(0)? as u64;
         let event = Event::TrialStarted {
             number,
-            run,
-            worker,
-            policy: policy.cloned(),
+            run: start.run,
+            worker: start.worker,
+            policy: start.policy.clone(),
         };
         self.append(&mut w, campaign, &event).await?;
         self.commit(w).await?;
@@ -1032,12 +1070,9 @@ impl Store for SqliteStore {
         &self,
         campaign: &str,
         trial: &NewTrial,
-        run: u64,
-        worker: u32,
-        policy: Option<&Authorization>,
+        start: &Start,
     ) -> Result<Trial, StoreError> {
-        self.fast_propose_and_start(campaign, trial, run, worker, policy)
-            .await
+        self.fast_propose_and_start(campaign, trial, start).await
     }
 
     async fn set_process(
@@ -1051,18 +1086,24 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn report(&self, campaign: &str, number: u64, report: &Report) -> Result<(), StoreError> {
-        self.fast_report(campaign, number, report).await?;
-        Ok(())
+    async fn report(
+        &self,
+        campaign: &str,
+        number: u64,
+        run: u64,
+        report: &Report,
+    ) -> Result<bool, StoreError> {
+        self.fast_report(campaign, number, run, report).await
     }
 
     async fn finish(
         &self,
         campaign: &str,
         number: u64,
+        run: u64,
         outcome: &Outcome,
     ) -> Result<bool, StoreError> {
-        self.fast_finish(campaign, number, outcome).await
+        self.fast_finish(campaign, number, run, outcome).await
     }
 
     async fn trials(&self, campaign: &str) -> Result<Vec<Trial>, StoreError> {
@@ -1787,7 +1828,16 @@ mod tests {
             state: None,
         };
         let started = store
-            .propose_and_start("c", &trial, 1, 0, None)
+            .propose_and_start(
+                "c",
+                &trial,
+                &Start {
+                    run: 1,
+                    worker: 0,
+                    policy: None,
+                    slots: None,
+                },
+            )
             .await
             .expect("started");
         let before = (
@@ -1807,7 +1857,7 @@ mod tests {
             log: None,
         };
         assert!(matches!(
-            store.finish("c", started.number, &outcome).await,
+            store.finish("c", started.number, 1, &outcome).await,
             Err(StoreError::Injected)
         ));
         assert!(matches!(
@@ -1829,7 +1879,7 @@ mod tests {
         // The writer connection is usable again: the failed transactions rolled back.
         assert!(
             store
-                .finish("c", started.number, &outcome)
+                .finish("c", started.number, 1, &outcome)
                 .await
                 .expect("finished")
         );

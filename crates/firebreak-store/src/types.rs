@@ -76,7 +76,14 @@ pub struct RunInfo {
     /// The trial sandbox the run applies (recorded in its `run_started`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<firebreak_ledger::SandboxRecord>,
+    /// How long the run's trials stay its own without a heartbeat, in
+    /// milliseconds ([`DEFAULT_LEASE_MS`] when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
 }
+
+/// The lease of a run that names none (`contract.md`: 60 s).
+pub const DEFAULT_LEASE_MS: u64 = 60_000;
 
 /// A stored run.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +142,23 @@ impl NewTrial {
             state: self.state.clone(),
         }
     }
+}
+
+/// Who starts a trial, and on what condition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Start {
+    /// The run (a `run` or a `worker` process) that will hold the trial: its
+    /// heartbeat is the trial's lease, and only it may report or finish it.
+    pub run: u64,
+    /// The worker slot within that run.
+    pub worker: u32,
+    /// The decision that allowed the start (recorded in the ledger).
+    pub policy: Option<Authorization>,
+    /// Start only while the campaign has fewer than this many started trials
+    /// (running or finished), else [`StoreError::NoSlot`]. The count and the start
+    /// are one transaction, so workers on many machines never start a trial past
+    /// `n_trials`.
+    pub slots: Option<u64>,
 }
 
 /// How a running trial ended.
@@ -303,6 +327,16 @@ pub trait Store: Send + Sync + 'static {
         campaign: &str,
         reason: &str,
     ) -> impl Future<Output = Result<Vec<Requeued>, StoreError>> + Send;
+    /// Re-queues (keeping number and params, recording `reason`) every running
+    /// trial of the campaign whose run's lease ran out: its last heartbeat is
+    /// older than its own lease ([`RunInfo::lease_ms`]), or the run has ended.
+    /// Safe without the campaign lock: a run that still heartbeats keeps its
+    /// trials.
+    fn requeue_expired(
+        &self,
+        campaign: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<Vec<Requeued>, StoreError>> + Send;
     /// Resumes a paused trial (pruned by a scheduler, its checkpoint kept) that
     /// the scheduler promoted: a compare-and-set from `pruned` to `running` on
     /// `run`/`worker`, recorded as `trial_resumed`. `None` when it was not pruned.
@@ -320,26 +354,23 @@ pub trait Store: Send + Sync + 'static {
         campaign: &str,
         trial: &NewTrial,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// Claims the first queued trial (priority, then number) for `run`/`worker`:
-    /// a compare-and-set, so two claimers never get the same trial.
+    /// Claims the first queued trial (priority, then number) for `start`'s
+    /// run and worker: a compare-and-set, so two claimers never get the same
+    /// trial; [`StoreError::NoSlot`] when `start.slots` are taken.
     fn claim_queued(
         &self,
         campaign: &str,
-        run: u64,
-        worker: u32,
-        policy: Option<&Authorization>,
+        start: &Start,
     ) -> impl Future<Output = Result<Option<Trial>, StoreError>> + Send;
     /// True when the campaign has a queued trial (a cheap read).
     fn has_queued(&self, campaign: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Adds a trial and starts it at once (the proposer's fast path); `policy`
-    /// is the decision that allowed the start.
+    /// Adds a trial and starts it at once as `start` says (the proposer's fast
+    /// path); [`StoreError::NoSlot`] when `start.slots` are taken.
     fn propose_and_start(
         &self,
         campaign: &str,
         trial: &NewTrial,
-        run: u64,
-        worker: u32,
-        policy: Option<&Authorization>,
+        start: &Start,
     ) -> impl Future<Output = Result<Trial, StoreError>> + Send;
     /// Records the process evaluating a running trial (not ledgered: a host fact).
     fn set_process(
@@ -348,19 +379,24 @@ pub trait Store: Send + Sync + 'static {
         number: u64,
         process: &ProcessInfo,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Records an intermediate report of a running trial.
+    /// Records an intermediate report of a trial `run` holds: a compare-and-set
+    /// that returns false (and records nothing) when the trial is not running
+    /// under `run` (its lease was taken: the run's token is the fence).
     fn report(
         &self,
         campaign: &str,
         number: u64,
+        run: u64,
         report: &Report,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Finishes a running trial: a compare-and-set that returns false when the trial
-    /// was not running (finished trials are immutable).
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Finishes a trial `run` holds: a compare-and-set that returns false when the
+    /// trial is not running under `run` (finished trials are immutable; a holder
+    /// whose lease was taken is refused).
     fn finish(
         &self,
         campaign: &str,
         number: u64,
+        run: u64,
         outcome: &Outcome,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Every trial of the campaign, by number, with intermediate reports.

@@ -10,7 +10,8 @@ use firebreak_ledger::{
     Authorization, RequestKind, RequestState, SignedDecision, SigningKey, Verdict, audit,
 };
 use firebreak_store::{
-    Closing, NewTrial, Outcome, RequestDraft, RunInfo, SpecUpdate, SqliteStore, Store, StoreError,
+    Closing, NewTrial, Outcome, RequestDraft, RunInfo, SpecUpdate, SqliteStore, Start, Store,
+    StoreError,
 };
 
 fn new_trial(x: i64, priority: i64) -> NewTrial {
@@ -42,6 +43,15 @@ fn complete(value: f64) -> Outcome {
     }
 }
 
+fn start(run: u64, worker: u32) -> Start {
+    Start {
+        run,
+        worker,
+        policy: None,
+        slots: None,
+    }
+}
+
 fn info() -> RunInfo {
     RunInfo {
         version: "test".into(),
@@ -49,6 +59,7 @@ fn info() -> RunInfo {
         sandbox: None,
         host: "localhost".into(),
         pid: std::process::id(),
+        lease_ms: None,
     }
 }
 
@@ -100,19 +111,19 @@ async fn numbers_queue_order_and_claims<S: Store>(store: &S) {
         2
     );
     let first = store
-        .claim_queued("q", run, 0, None)
+        .claim_queued("q", &start(run, 0))
         .await
         .expect("claim")
         .expect("one");
     assert_eq!((first.number, first.state), (2, TrialState::Running));
     let second = store
-        .claim_queued("q", run, 0, None)
+        .claim_queued("q", &start(run, 0))
         .await
         .expect("claim")
         .expect("one");
     assert_eq!(second.number, 0);
     let started = store
-        .propose_and_start("q", &new_trial(3, 0), run, 1, None)
+        .propose_and_start("q", &new_trial(3, 0), &start(run, 1))
         .await
         .expect("started");
     assert_eq!((started.number, started.state), (3, TrialState::Running));
@@ -128,7 +139,7 @@ async fn finishing_is_a_compare_and_set<S: Store>(store: &S) {
         .expect("created");
     let run = store.start_run("f", &info()).await.expect("run");
     let trial = store
-        .propose_and_start("f", &new_trial(5, 0), run, 0, None)
+        .propose_and_start("f", &new_trial(5, 0), &start(run, 0))
         .await
         .expect("started");
     let report = Report {
@@ -138,19 +149,19 @@ async fn finishing_is_a_compare_and_set<S: Store>(store: &S) {
             .collect(),
     };
     store
-        .report("f", trial.number, &report)
+        .report("f", trial.number, run, &report)
         .await
         .expect("reported");
     assert!(
         store
-            .finish("f", trial.number, &complete(0.5))
+            .finish("f", trial.number, run, &complete(0.5))
             .await
             .expect("finished")
     );
     // Finished trials are immutable: a second finish loses.
     assert!(
         !store
-            .finish("f", trial.number, &complete(0.9))
+            .finish("f", trial.number, run, &complete(0.9))
             .await
             .expect("no-op")
     );
@@ -167,7 +178,136 @@ async fn finishing_is_a_compare_and_set<S: Store>(store: &S) {
         .enqueue("f", &new_trial(6, 0))
         .await
         .expect("enqueued");
-    assert!(!store.finish("f", 1, &complete(0.1)).await.expect("no-op"));
+    assert!(
+        !store
+            .finish("f", 1, run, &complete(0.1))
+            .await
+            .expect("no-op")
+    );
+    audited(store).await;
+}
+
+/// A run's heartbeat is its lease: once it runs out the trial is re-queued, and
+/// the old holder's late report and finish are refused (the run is the fence).
+async fn leases_expire_and_fence_the_old_holder<S: Store>(store: &S) {
+    store
+        .create_campaign("l", &serde_json::json!({}))
+        .await
+        .expect("created");
+    let short = RunInfo {
+        lease_ms: Some(150),
+        ..info()
+    };
+    let old = store.start_run("l", &short).await.expect("run");
+    let trial = store
+        .propose_and_start("l", &new_trial(4, 0), &start(old, 0))
+        .await
+        .expect("started");
+    let other = store.start_run("l", &info()).await.expect("run");
+    // A live lease keeps the trial.
+    let kept = store
+        .requeue_expired("l", "lease expired")
+        .await
+        .expect("checked");
+    assert!(kept.is_empty(), "{kept:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    store.heartbeat(other).await.expect("beat");
+    let requeued = store
+        .requeue_expired("l", "lease expired")
+        .await
+        .expect("requeued");
+    assert_eq!(
+        requeued.iter().map(|r| r.number).collect::<Vec<_>>(),
+        [trial.number]
+    );
+    let again = store
+        .claim_queued("l", &start(other, 0))
+        .await
+        .expect("claim")
+        .expect("the re-queued trial");
+    assert_eq!((again.number, &again.params), (trial.number, &trial.params));
+    let report = Report {
+        step: 1,
+        metrics: [("y".to_string(), 1.0)].into_iter().collect(),
+    };
+    assert!(
+        !store
+            .report("l", trial.number, old, &report)
+            .await
+            .expect("fenced")
+    );
+    assert!(
+        !store
+            .finish("l", trial.number, old, &complete(0.1))
+            .await
+            .expect("fenced")
+    );
+    assert!(
+        store
+            .report("l", trial.number, other, &report)
+            .await
+            .expect("held")
+    );
+    assert!(
+        store
+            .finish("l", trial.number, other, &complete(0.2))
+            .await
+            .expect("held")
+    );
+    let trials = store.trials("l").await.expect("trials");
+    assert_eq!(trials[0].metrics.get("y"), Some(&0.2));
+    // The other run's lease (the default, 60 s) is live: nothing else moves.
+    assert!(
+        store
+            .requeue_expired("l", "lease expired")
+            .await
+            .expect("checked")
+            .is_empty()
+    );
+    audited(store).await;
+}
+
+/// A start asking for `slots` is refused once that many trials are running or
+/// finished, in the same transaction as the count.
+async fn starts_past_the_slots_are_refused<S: Store>(store: &S) {
+    store
+        .create_campaign("n", &serde_json::json!({}))
+        .await
+        .expect("created");
+    let run = store.start_run("n", &info()).await.expect("run");
+    let limited = |worker| Start {
+        slots: Some(2),
+        ..start(run, worker)
+    };
+    let first = store
+        .propose_and_start("n", &new_trial(1, 0), &limited(0))
+        .await
+        .expect("first slot");
+    store.enqueue("n", &new_trial(2, 0)).await.expect("queued");
+    store
+        .claim_queued("n", &limited(1))
+        .await
+        .expect("second slot")
+        .expect("the queued trial");
+    assert!(matches!(
+        store
+            .propose_and_start("n", &new_trial(3, 0), &limited(2))
+            .await,
+        Err(StoreError::NoSlot)
+    ));
+    store.enqueue("n", &new_trial(4, 0)).await.expect("queued");
+    assert!(
+        store
+            .finish("n", first.number, run, &complete(1.0))
+            .await
+            .expect("finished")
+    );
+    // A finished trial keeps its slot.
+    assert!(matches!(
+        store.claim_queued("n", &limited(2)).await,
+        Err(StoreError::NoSlot)
+    ));
+    assert_eq!(store.counts("n").await.expect("counts").queued, 1);
     audited(store).await;
 }
 
@@ -178,7 +318,7 @@ async fn requeue_keeps_number_and_params<S: Store>(store: &S) {
         .expect("created");
     let run = store.start_run("r", &info()).await.expect("run");
     let trial = store
-        .propose_and_start("r", &new_trial(7, 0), run, 0, None)
+        .propose_and_start("r", &new_trial(7, 0), &start(run, 0))
         .await
         .expect("started");
     let requeued = store
@@ -188,7 +328,7 @@ async fn requeue_keeps_number_and_params<S: Store>(store: &S) {
     assert_eq!(requeued.len(), 1);
     assert_eq!(requeued[0].number, trial.number);
     let again = store
-        .claim_queued("r", run + 1, 0, None)
+        .claim_queued("r", &start(run + 1, 0))
         .await
         .expect("claim")
         .expect("one");
@@ -214,7 +354,7 @@ async fn racing_claimers_never_share_a_trial<S: Store + Clone>(store: &S) {
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
             while let Some(t) = store
-                .claim_queued("race", 1, worker, None)
+                .claim_queued("race", &start(1, worker))
                 .await
                 .expect("claim")
             {
@@ -358,7 +498,7 @@ async fn proposer_state_is_stored_and_ledgered<S: Store>(store: &S) {
     };
     store.enqueue("s", &with_state(0)).await.expect("enqueued");
     let started = store
-        .propose_and_start("s", &with_state(1), run, 0, None)
+        .propose_and_start("s", &with_state(1), &start(run, 0))
         .await
         .expect("started");
     assert_eq!(started.proposer_state.as_ref(), Some(&state));
@@ -395,6 +535,8 @@ async fn suite<S: Store + Clone>(store: S) {
     numbers_queue_order_and_claims(&store).await;
     finishing_is_a_compare_and_set(&store).await;
     requeue_keeps_number_and_params(&store).await;
+    leases_expire_and_fence_the_old_holder(&store).await;
+    starts_past_the_slots_are_refused(&store).await;
     racing_claimers_never_share_a_trial(&store).await;
     checkpoints_round_trip(&store).await;
     proposer_state_is_stored_and_ledgered(&store).await;
@@ -466,7 +608,7 @@ async fn claim_helper() {
         .expect("number");
     let store = Arc::new(SqliteStore::open(&url).await.expect("opened"));
     while let Some(t) = store
-        .claim_queued("p", 100 + u64::from(worker), worker, None)
+        .claim_queued("p", &start(100 + u64::from(worker), worker))
         .await
         .expect("claim")
     {

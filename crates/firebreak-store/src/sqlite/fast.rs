@@ -26,14 +26,14 @@ use std::collections::HashMap;
 use std::sync::Weak;
 
 use firebreak_core::{Metrics, Report, Trial, TrialState};
-use firebreak_ledger::{Authorization, Entry, Event};
+use firebreak_ledger::{Entry, Event};
 use sqlx::Row;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{Sqlite, SqliteArguments};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Cursor, Inner, SqliteStore, json, to_hash};
-use crate::{NewTrial, Outcome, StoreError};
+use crate::{NewTrial, Outcome, Start, StoreError};
 
 /// How often a batch is retried after losing a race with another process.
 const RETRIES: usize = 16;
@@ -54,21 +54,21 @@ pub(super) struct Heads {
 pub(super) enum Op {
     Propose {
         campaign: String,
-        trial: NewTrial,
-        run: u64,
-        worker: u32,
-        policy: Option<Authorization>,
+        /// Boxed: a trial and its start are far larger than the other variants.
+        trial: Box<(NewTrial, Start)>,
         reply: oneshot::Sender<Result<Trial, StoreError>>,
     },
     Finish {
         campaign: String,
         number: u64,
+        run: u64,
         outcome: Outcome,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
     Report {
         campaign: String,
         number: u64,
+        run: u64,
         report: Report,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
@@ -253,16 +253,11 @@ impl SqliteStore {
         &self,
         campaign: &str,
         trial: &NewTrial,
-        run: u64,
-        worker: u32,
-        policy: Option<&Authorization>,
+        start: &Start,
     ) -> Result<Trial, StoreError> {
         self.submit(|reply| Op::Propose {
             campaign: campaign.to_string(),
-            trial: trial.clone(),
-            run,
-            worker,
-            policy: policy.cloned(),
+            trial: Box::new((trial.clone(), start.clone())),
             reply,
         })
         .await
@@ -272,11 +267,13 @@ impl SqliteStore {
         &self,
         campaign: &str,
         number: u64,
+        run: u64,
         outcome: &Outcome,
     ) -> Result<bool, StoreError> {
         self.submit(|reply| Op::Finish {
             campaign: campaign.to_string(),
             number,
+            run,
             outcome: outcome.clone(),
             reply,
         })
@@ -302,11 +299,13 @@ impl SqliteStore {
         &self,
         campaign: &str,
         number: u64,
+        run: u64,
         report: &Report,
     ) -> Result<bool, StoreError> {
         self.submit(|reply| Op::Report {
             campaign: campaign.to_string(),
             number,
+            run,
             report: report.clone(),
             reply,
         })
@@ -391,13 +390,9 @@ impl SqliteStore {
         for op in ops {
             match op {
                 Op::Propose {
-                    campaign,
-                    trial,
-                    run,
-                    worker,
-                    policy,
-                    ..
+                    campaign, trial, ..
                 } => {
+                    let (trial, start) = &**trial;
                     let next = self
                         .next_number(conn, &mut numbers, campaign)
                         .await
@@ -412,6 +407,18 @@ impl SqliteStore {
                         None => next,
                     };
                     numbers.insert(campaign.clone(), number + 1);
+                    if let Some(slots) = start.slots {
+                        // Every slot taken: the batch rolls back and is replayed
+                        // one by one, and this proposal gets `NoSlot`.
+                        script.sql.push_str(
+                            "SELECT abs(-9223372036854775807 - 1) WHERE (SELECT count(*) FROM trials \
+                             WHERE campaign = ? AND state <> 'queued') >= ?;\n",
+                        );
+                        script.binds.extend([
+                            Bind::Text(Some(campaign.clone())),
+                            Bind::Int(Some(i64::try_from(slots).unwrap_or(i64::MAX))),
+                        ]);
+                    }
                     script.sql.push_str(
                         "INSERT INTO trials (campaign, number, state, params, proposer, rationale, proposer_state, retry_of, priority, run, worker, started_at, generation) \
                          VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT generation FROM campaigns WHERE name = ?));\n",
@@ -425,17 +432,17 @@ impl SqliteStore {
                         Bind::Text(trial.state.as_ref().map(json)),
                         Bind::Int(trial.retry_of.map(|n| n as i64)),
                         Bind::Int(Some(trial.priority)),
-                        Bind::Int(Some(*run as i64)),
-                        Bind::Int(Some(i64::from(*worker))),
+                        Bind::Int(Some(start.run as i64)),
+                        Bind::Int(Some(i64::from(start.worker))),
                         Bind::Int(Some(now)),
                         Bind::Text(Some(campaign.clone())),
                     ]);
                     let proposed = trial.proposed(number);
                     let started = Event::TrialStarted {
                         number,
-                        run: *run,
-                        worker: *worker,
-                        policy: policy.clone(),
+                        run: start.run,
+                        worker: start.worker,
+                        policy: start.policy.clone(),
                     };
                     for event in [proposed, started] {
                         let entry = self
@@ -458,6 +465,7 @@ impl SqliteStore {
                 Op::Finish {
                     campaign,
                     number,
+                    run,
                     outcome,
                     ..
                 } => {
@@ -466,7 +474,7 @@ impl SqliteStore {
                     script.sql.push_str(
                         "UPDATE trials SET state = ?, metrics = ?, error = ?, finished_at = ?, cpu_seconds = ?, \
                          wall_seconds = ?, log = COALESCE(?, log), process = NULL \
-                         WHERE campaign = ? AND number = ? AND state = 'running';\n",
+                         WHERE campaign = ? AND number = ? AND state = 'running' AND run = ?;\n",
                     );
                     script.binds.extend([
                         Bind::Text(Some(outcome.state.as_str().to_string())),
@@ -478,6 +486,7 @@ impl SqliteStore {
                         Bind::Text(outcome.log.as_deref().map(|l| l.replace('\0', "\u{fffd}"))),
                         Bind::Text(Some(campaign.clone())),
                         Bind::Int(Some(*number as i64)),
+                        Bind::Int(Some(*run as i64)),
                     ]);
                     let event = Event::TrialFinished {
                         number: *number,
@@ -496,13 +505,14 @@ impl SqliteStore {
                 Op::Report {
                     campaign,
                     number,
+                    run,
                     report,
                     ..
                 } => {
                     let metrics = finite_metrics(&report.metrics);
                     script.sql.push_str(
                         "INSERT OR REPLACE INTO reports (campaign, number, step, metrics) SELECT ?, ?, ?, ? \
-                         WHERE EXISTS (SELECT 1 FROM trials WHERE campaign = ? AND number = ? AND state = 'running');\n",
+                         WHERE EXISTS (SELECT 1 FROM trials WHERE campaign = ? AND number = ? AND state = 'running' AND run = ?);\n",
                     );
                     script.binds.extend([
                         Bind::Text(Some(campaign.clone())),
@@ -511,6 +521,7 @@ impl SqliteStore {
                         Bind::Text(Some(json(&metrics))),
                         Bind::Text(Some(campaign.clone())),
                         Bind::Int(Some(*number as i64)),
+                        Bind::Int(Some(*run as i64)),
                     ]);
                     let event = Event::TrialReported {
                         number: *number,
@@ -631,7 +642,10 @@ fn reply_all(batch: Vec<Op>, failure: impl Fn(&Op) -> Failure) {
         };
         match op {
             Op::Propose { reply, .. } => {
-                let _ = reply.send(Err(error(f)));
+                let _ = reply.send(Err(match f {
+                    Failure::Lost => StoreError::NoSlot,
+                    other => error(other),
+                }));
             }
             Op::Finish { reply, .. } | Op::Report { reply, .. } | Op::Process { reply, .. } => {
                 let _ = reply.send(match f {
