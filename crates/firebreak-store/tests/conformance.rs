@@ -1,17 +1,20 @@
 //! The storage conformance suite: one generic set of checks that every [`Store`]
-//! implementation must pass, run here against SQLite (and against PostgreSQL once
-//! that store exists, by adding one line to `suite_on_every_store`).
+//! implementation must pass, run here against SQLite and PostgreSQL (a throwaway
+//! server started by `firebreak-pgtest`), and racing real processes on both: a
+//! shared queue claimed by four, and (on PostgreSQL) one ledger appended to by
+//! eight for `FIREBREAK_APPEND_SECS` seconds (10 by default), which must stay one
+//! gap-free hash chain that the audit replays to the state tables.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use firebreak_core::{Metrics, ParamValue, Params, Report, TrialState};
 use firebreak_ledger::{
     Authorization, RequestKind, RequestState, SignedDecision, SigningKey, Verdict, audit,
 };
 use firebreak_store::{
-    Closing, NewTrial, Outcome, RequestDraft, RunInfo, SpecUpdate, SqliteStore, Start, Store,
-    StoreError,
+    Closing, NewTrial, Outcome, PgStore, RequestDraft, RunInfo, SpecUpdate, SqliteStore, Start,
+    Store, StoreError,
 };
 
 fn new_trial(x: i64, priority: i64) -> NewTrial {
@@ -30,6 +33,16 @@ fn new_trial(x: i64, priority: i64) -> NewTrial {
     }
 }
 
+/// A start on `run`/`worker` with no policy decision and no slot limit.
+fn start(run: u64, worker: u32) -> Start {
+    Start {
+        run,
+        worker,
+        policy: None,
+        slots: None,
+    }
+}
+
 fn complete(value: f64) -> Outcome {
     let mut metrics = Metrics::new();
     metrics.insert("y".into(), value);
@@ -40,15 +53,6 @@ fn complete(value: f64) -> Outcome {
         cpu_seconds: Some(0.5),
         wall_seconds: Some(1.0),
         log: Some("done\n".into()),
-    }
-}
-
-fn start(run: u64, worker: u32) -> Start {
-    Start {
-        run,
-        worker,
-        policy: None,
-        slots: None,
     }
 }
 
@@ -63,9 +67,12 @@ fn info() -> RunInfo {
     }
 }
 
+/// The check `firebreak audit verify` makes, on both ways of reading.
 async fn audited<S: Store>(store: &S) {
     let rows = store.ledger().await.expect("ledger");
     let state = store.snapshot().await.expect("snapshot");
+    audit(&rows, &state).expect("ledger and state agree");
+    let (rows, state) = store.ledger_and_snapshot().await.expect("one instant");
     audit(&rows, &state).expect("ledger and state agree");
 }
 
@@ -148,10 +155,12 @@ async fn finishing_is_a_compare_and_set<S: Store>(store: &S) {
             .into_iter()
             .collect(),
     };
-    store
-        .report("f", trial.number, run, &report)
-        .await
-        .expect("reported");
+    assert!(
+        store
+            .report("f", trial.number, run, &report)
+            .await
+            .expect("reported")
+    );
     assert!(
         store
             .finish("f", trial.number, run, &complete(0.5))
@@ -183,6 +192,13 @@ async fn finishing_is_a_compare_and_set<S: Store>(store: &S) {
             .finish("f", 1, run, &complete(0.1))
             .await
             .expect("no-op")
+    );
+    // Reports of a finished trial are refused and leave no entry.
+    assert!(
+        !store
+            .report("f", trial.number, run, &report)
+            .await
+            .expect("refused")
     );
     audited(store).await;
 }
@@ -529,92 +545,352 @@ async fn proposer_state_is_stored_and_ledgered<S: Store>(store: &S) {
     audited(store).await;
 }
 
+/// An ended run's trials go back to the queue whatever its lease.
+async fn an_ended_runs_trials_are_requeued<S: Store>(store: &S) {
+    store
+        .create_campaign("e", &serde_json::json!({}))
+        .await
+        .expect("created");
+    let run = store.start_run("e", &info()).await.expect("run");
+    let trial = store
+        .propose_and_start("e", &new_trial(0, 0), &start(run, 0))
+        .await
+        .expect("started");
+    let kept = store
+        .requeue_expired("e", "lease ran out")
+        .await
+        .expect("none expired");
+    assert!(kept.is_empty(), "{kept:?}");
+    store.end_run("e", run, "done").await.expect("ended");
+    let requeued = store
+        .requeue_expired("e", "run ended")
+        .await
+        .expect("requeued");
+    let numbers: Vec<u64> = requeued.iter().map(|r| r.number).collect();
+    assert_eq!(numbers, [trial.number]);
+    audited(store).await;
+}
+
+/// Polls `check` until it holds, for up to five seconds: a PostgreSQL lock's
+/// description and release are written by its own task a moment later.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check().await {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn campaign_locks_are_exclusive<S: Store>(store: &S) {
+    assert_eq!(store.lock_holder("l").await.expect("holder"), None);
+    let mut lock = store.lock_campaign("l", "first").await.expect("locked");
+    assert_eq!(
+        store.lock_holder("l").await.expect("holder").as_deref(),
+        Some("first")
+    );
+    match store.lock_campaign("l", "second").await {
+        Err(StoreError::Locked { campaign, holder }) => {
+            assert_eq!((campaign.as_str(), holder.as_str()), ("l", "first"));
+        }
+        other => panic!("a second lock: {other:?}"),
+    }
+    // Another campaign's lock is another lock.
+    let other = store.lock_campaign("m", "other").await.expect("locked");
+    lock.describe("run 1, pid 7").expect("described");
+    eventually("the new description is seen", || async {
+        store.lock_holder("l").await.expect("holder").as_deref() == Some("run 1, pid 7")
+    })
+    .await;
+    drop(lock);
+    let again = store
+        .lock_campaign("l", "third")
+        .await
+        .expect("free once dropped");
+    assert_eq!(
+        store.lock_holder("l").await.expect("holder").as_deref(),
+        Some("third")
+    );
+    drop(again);
+    drop(other);
+    eventually("both locks are released", || async {
+        store.lock_holder("l").await.expect("holder").is_none()
+            && store.lock_holder("m").await.expect("holder").is_none()
+    })
+    .await;
+}
+
 async fn suite<S: Store + Clone>(store: S) {
     requests_supersede_reuse_and_decide_by_compare_and_set(&store).await;
     campaigns_are_unique(&store).await;
     numbers_queue_order_and_claims(&store).await;
     finishing_is_a_compare_and_set(&store).await;
     requeue_keeps_number_and_params(&store).await;
-    leases_expire_and_fence_the_old_holder(&store).await;
-    starts_past_the_slots_are_refused(&store).await;
     racing_claimers_never_share_a_trial(&store).await;
     checkpoints_round_trip(&store).await;
     proposer_state_is_stored_and_ledgered(&store).await;
+    leases_expire_and_fence_the_old_holder(&store).await;
+    starts_past_the_slots_are_refused(&store).await;
+    an_ended_runs_trials_are_requeued(&store).await;
+    campaign_locks_are_exclusive(&store).await;
+}
+
+fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}/db.sqlite", dir.path().display())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn suite_on_every_store() {
+async fn suite_on_sqlite() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(&format!("sqlite://{}/db.sqlite", dir.path().display()))
-        .await
-        .expect("opened");
+    let store = SqliteStore::open(&sqlite_url(&dir)).await.expect("opened");
     suite(store).await;
 }
 
-/// Several real processes claim from one queue: each trial is claimed exactly once.
-/// The child processes are this test binary itself, re-run with an environment
-/// variable that makes `claim_helper` do the claiming.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn racing_processes_never_share_a_trial() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/db.sqlite", dir.path().display());
-    let store = SqliteStore::open(&url).await.expect("opened");
-    store
-        .create_campaign("p", &serde_json::json!({}))
-        .await
-        .expect("created");
-    for x in 0..120 {
-        store
-            .enqueue("p", &new_trial(x, 0))
-            .await
-            .expect("enqueued");
-    }
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn suite_on_postgres() {
+    let url = firebreak_pgtest::fresh_database().await;
+    let store = PgStore::open(&url).await.expect("opened");
+    suite(store).await;
+}
+
+/// Runs `body` with the store `url` names: a child process learns which kind
+/// from its URL alone.
+macro_rules! with_store {
+    ($url:expr, |$store:ident| $body:expr) => {{
+        let url: &str = $url;
+        if url.starts_with("sqlite://") {
+            let $store = SqliteStore::open(url).await.expect("opened");
+            $body
+        } else {
+            let $store = PgStore::open(url).await.expect("opened");
+            $body
+        }
+    }};
+}
+
+/// Starts `n` copies of this test binary running only `helper`, each with
+/// `FIREBREAK_TEST_URL`, `FIREBREAK_TEST_WORKER` and `env`, and returns the
+/// numbers each printed after `prefix`.
+fn run_helpers(
+    helper: &str,
+    n: u32,
+    url: &str,
+    env: &[(&str, String)],
+    prefix: &str,
+) -> Vec<Vec<u64>> {
     let exe = std::env::current_exe().expect("test binary");
-    let children: Vec<_> = (0..4)
+    let children: Vec<_> = (0..n)
         .map(|worker| {
             std::process::Command::new(&exe)
-                .args(["--exact", "claim_helper", "--nocapture", "--test-threads=1"])
-                .env("FIREBREAK_TEST_CLAIM_URL", &url)
-                .env("FIREBREAK_TEST_CLAIM_WORKER", worker.to_string())
+                .args(["--exact", helper, "--nocapture", "--test-threads=1"])
+                .env("FIREBREAK_TEST_URL", url)
+                .env("FIREBREAK_TEST_WORKER", worker.to_string())
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
                 .stdout(std::process::Stdio::piped())
                 .spawn()
                 .expect("spawned")
         })
         .collect();
-    let mut all = Vec::new();
-    for child in children {
-        let output = child.wait_with_output().expect("waited");
-        assert!(output.status.success());
-        let text = String::from_utf8_lossy(&output.stdout);
-        all.extend(
+    children
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().expect("waited");
+            let text = String::from_utf8_lossy(&output.stdout);
+            assert!(output.status.success(), "{helper} failed:\n{text}");
             text.lines()
-                .filter_map(|l| l.split("claimed ").nth(1))
-                .map(|n| n.parse::<u64>().expect("number")),
-        );
-    }
-    let unique: BTreeSet<u64> = all.iter().copied().collect();
-    assert_eq!((all.len(), unique.len()), (120, 120));
-    audited(&store).await;
+                .filter_map(|l| l.split(prefix).nth(1))
+                .map(|n| n.trim().parse::<u64>().expect("number"))
+                .collect()
+        })
+        .collect()
 }
 
-#[tokio::test]
-async fn claim_helper() {
-    let Ok(url) = std::env::var("FIREBREAK_TEST_CLAIM_URL") else {
-        return; // Only acts as a child of `racing_processes_never_share_a_trial`.
-    };
-    let worker: u32 = std::env::var("FIREBREAK_TEST_CLAIM_WORKER")
+/// The helper's store and worker, or `None` when the test runs on its own
+/// (not as a child of a racing test).
+fn helper_env() -> Option<(String, u32)> {
+    let url = std::env::var("FIREBREAK_TEST_URL").ok()?;
+    let worker = std::env::var("FIREBREAK_TEST_WORKER")
         .expect("worker")
         .parse()
         .expect("number");
-    let store = Arc::new(SqliteStore::open(&url).await.expect("opened"));
+    Some((url, worker))
+}
+
+#[allow(clippy::print_stdout)]
+fn say(line: &str) {
+    println!("{line}");
+}
+
+/// Several real processes claim from one queue: each trial is claimed exactly
+/// once. The child processes are this test binary itself, re-run with an
+/// environment variable that makes `claim_helper` do the claiming.
+async fn racing_processes_never_share_a_trial(url: &str) {
+    with_store!(url, |store| {
+        store
+            .create_campaign("p", &serde_json::json!({}))
+            .await
+            .expect("created");
+        for x in 0..120 {
+            store
+                .enqueue("p", &new_trial(x, 0))
+                .await
+                .expect("enqueued");
+        }
+        let all: Vec<u64> = run_helpers("claim_helper", 4, url, &[], "claimed ")
+            .into_iter()
+            .flatten()
+            .collect();
+        let unique: BTreeSet<u64> = all.iter().copied().collect();
+        assert_eq!((all.len(), unique.len()), (120, 120));
+        audited(&store).await;
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_processes_never_share_a_trial_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    racing_processes_never_share_a_trial(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_processes_never_share_a_trial_on_postgres() {
+    racing_processes_never_share_a_trial(&firebreak_pgtest::fresh_database().await).await;
+}
+
+async fn claim_all<S: Store>(store: S, worker: u32) {
     while let Some(t) = store
         .claim_queued("p", &start(100 + u64::from(worker), worker))
         .await
         .expect("claim")
     {
-        #[allow(clippy::print_stdout)]
-        {
-            println!("claimed {}", t.number);
-        }
+        say(&format!("claimed {}", t.number));
     }
+}
+
+#[tokio::test]
+async fn claim_helper() {
+    let Some((url, worker)) = helper_env() else {
+        return; // Only acts as a child of `racing_processes_never_share_a_trial_*`.
+    };
+    with_store!(&url, |store| claim_all(store, worker).await)
+}
+
+/// How long each appending process runs: `FIREBREAK_APPEND_SECS`, 10 s by
+/// default (a minute shows it for longer).
+fn append_seconds() -> u64 {
+    std::env::var("FIREBREAK_APPEND_SECS")
+        .ok()
+        .map(|v| v.parse().expect("FIREBREAK_APPEND_SECS: whole seconds"))
+        .unwrap_or(10)
+}
+
+/// Eight processes append to one ledger at once, each through real state
+/// changes (its own campaign and run, and trials proposed, reported and
+/// finished in its own campaign and in one they share): the ledger stays one
+/// chain with no gaps, every entry any process committed is in it, trial
+/// numbers in the shared campaign are handed out once each, and the audit
+/// replays it to the state tables.
+///
+/// Run on PostgreSQL only: on SQLite, eight processes' single-operation group
+/// commits each read the ledger head before taking the write lock
+/// (`sqlite/fast.rs`), and one of them soon loses that race sixteen times in a
+/// row and fails with "lost the race for the ledger head too often".
+async fn eight_processes_append_to_one_chain(url: &str) {
+    with_store!(url, |store| {
+        store
+            .create_campaign("shared", &serde_json::json!({}))
+            .await
+            .expect("created");
+        let began = Instant::now();
+        let counts = run_helpers(
+            "append_helper",
+            8,
+            url,
+            &[("FIREBREAK_APPEND_SECS", append_seconds().to_string())],
+            "appended ",
+        );
+        let appended: u64 = counts.iter().flatten().sum();
+        let rows = store.ledger().await.expect("ledger");
+        say(&format!(
+            "{} entries from 8 processes in {:.1} s",
+            rows.len(),
+            began.elapsed().as_secs_f64()
+        ));
+        assert_eq!(rows.len() as u64, 1 + appended, "every committed entry");
+        assert_eq!(firebreak_ledger::verify_chain(&rows), Ok(rows.len() as u64));
+        let gaps: Vec<u64> = rows
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| e.seq != *i as u64)
+            .map(|(i, _)| i as u64)
+            .collect();
+        assert_eq!(gaps, Vec::<u64>::new(), "seq runs 0, 1, 2, …");
+        let shared: Vec<u64> = store
+            .trials("shared")
+            .await
+            .expect("trials")
+            .iter()
+            .map(|t| t.number)
+            .collect();
+        assert_eq!(shared, (0..shared.len() as u64).collect::<Vec<_>>());
+        assert!(shared.len() >= 8, "every process started shared trials");
+        audited(&store).await;
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_processes_append_to_one_chain_on_postgres() {
+    eight_processes_append_to_one_chain(&firebreak_pgtest::fresh_database().await).await;
+}
+
+/// One appending process: prints how many ledger entries it committed.
+async fn append_for<S: Store>(store: S, worker: u32, seconds: u64) {
+    let own = format!("w{worker}");
+    store
+        .create_campaign(&own, &serde_json::json!({}))
+        .await
+        .expect("created");
+    let run = store.start_run(&own, &info()).await.expect("run");
+    let mut appended = 2;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut x = 0;
+    while Instant::now() < deadline || x < 2 {
+        // Alternately in its own campaign and in the shared one.
+        let campaign = if x % 2 == 0 { own.as_str() } else { "shared" };
+        let trial = store
+            .propose_and_start(campaign, &new_trial(x, 0), &start(run, worker))
+            .await
+            .expect("started");
+        let report = Report {
+            step: 1,
+            metrics: [("y".to_string(), x as f64)].into_iter().collect(),
+        };
+        assert!(
+            store
+                .report(campaign, trial.number, run, &report)
+                .await
+                .expect("reported")
+        );
+        assert!(
+            store
+                .finish(campaign, trial.number, run, &complete(x as f64))
+                .await
+                .expect("finished")
+        );
+        appended += 4;
+        x += 1;
+    }
+    say(&format!("appended {appended}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_helper() {
+    let Some((url, worker)) = helper_env() else {
+        return; // Only acts as a child of `eight_processes_append_to_one_chain_*`.
+    };
+    with_store!(&url, |store| append_for(store, worker, append_seconds())
+        .await)
 }
