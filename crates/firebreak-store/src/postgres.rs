@@ -48,8 +48,8 @@ use std::time::Duration;
 
 use firebreak_core::{Clock, Metrics, Report, SystemClock, Timestamp, Trial, TrialState};
 use firebreak_ledger::{
-    Authorization, Checkpoint, Entry, Event, GENESIS, Hash, MerkleTree, Request, RequestState,
-    SignedDecision, StateSnapshot, Unsealed, canonical_json, hex,
+    Authorization, Checkpoint, Entry, Event, GENESIS, Hash, Request, RequestState, SignedDecision,
+    StateSnapshot, Unsealed, canonical_json, hex,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres};
 use sqlx::{Connection, Row};
@@ -58,9 +58,10 @@ use crate::types::{
     CampaignRecord, CampaignSummary, Closing, Counts, DEFAULT_LEASE_MS, NewTrial, Outcome,
     ProcessInfo, RequestDraft, Requeued, RunInfo, RunRecord, SpecUpdate, Start, Store,
 };
-use crate::{CampaignLock, LedgerProof, SCHEMA_VERSION, StoreError};
+use crate::{CampaignLock, SCHEMA_VERSION, StoreError};
 
 mod govern;
+mod merkle;
 mod read;
 mod schema;
 
@@ -448,6 +449,7 @@ impl PgStore {
             .map(|event| Ok(Unsealed::new(campaign, at, event)?))
             .collect::<Result<Vec<_>, StoreError>>()?;
         let mut w = self.begin().await?;
+        let first_seq = w.cursor.next_seq;
         let mut entries = Vec::with_capacity(events.len());
         for entry in unsealed {
             let entry = entry.seal(w.cursor.next_seq, &w.cursor.prev);
@@ -458,6 +460,9 @@ impl PgStore {
         for chunk in entries.chunks(INSERT_CHUNK) {
             insert_entries(&mut w.tx, chunk).await?;
         }
+        // The tree update: cache nodes of the blocks this batch completed.
+        let hashes: Vec<Hash> = entries.iter().map(|e| e.hash).collect();
+        merkle::extend(&mut w.tx, w.cursor.next_seq, Some((first_seq, &hashes))).await?;
         self.commit(w).await?;
         Ok(entries.len() as u64)
     }
@@ -483,51 +488,6 @@ impl PgStore {
         rows.iter()
             .map(|row| Ok(to_hash(row.try_get::<&[u8], _>(0)?)))
             .collect()
-    }
-
-    /// The inclusion proof of entry `seq` in the tree of the first `tree_size`
-    /// entries, computed from the stored leaf hashes. `None` when `seq >=
-    /// tree_size` or when the ledger is shorter.
-    ///
-    /// Unlike SQLite's, this reads the first `tree_size` leaf hashes (32 bytes
-    /// each) rather than a cache of subtree hashes: `merkle_nodes` exists in the
-    /// schema but PostgreSQL stores do not fill it yet.
-    pub async fn inclusion_proof(
-        &self,
-        seq: u64,
-        tree_size: u64,
-    ) -> Result<Option<LedgerProof>, StoreError> {
-        if seq >= tree_size || tree_size > i64::MAX as u64 {
-            return Ok(None);
-        }
-        let rows =
-            sqlx::query("SELECT seq, hash FROM ledger WHERE seq >= 0 AND seq < $1 ORDER BY seq")
-                .bind(tree_size as i64)
-                .fetch_all(&self.inner.pool)
-                .await?;
-        if rows.len() as u64 != tree_size {
-            return Ok(None);
-        }
-        let mut leaves = Vec::with_capacity(rows.len());
-        for (index, row) in rows.iter().enumerate() {
-            if row.try_get::<i64, _>(0)? != index as i64 {
-                return Ok(None);
-            }
-            leaves.push(to_hash(row.try_get::<&[u8], _>(1)?));
-        }
-        let leaf = leaves[seq as usize];
-        let tree = MerkleTree::new(leaves);
-        let (Some(root), Some(path)) = (tree.root(tree_size), tree.inclusion_proof(seq, tree_size))
-        else {
-            return Ok(None);
-        };
-        Ok(Some(LedgerProof {
-            seq,
-            tree_size,
-            leaf,
-            root,
-            path,
-        }))
     }
 }
 

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use firebreak_core::{Metrics, ParamValue, Params, Report, TrialState};
 use firebreak_ledger::{
-    Authorization, RequestKind, RequestState, SignedDecision, SigningKey, Verdict, audit,
+    Authorization, Event, RequestKind, RequestState, SignedDecision, SigningKey, Verdict, audit,
 };
 use firebreak_store::{
-    Closing, NewTrial, Outcome, PgStore, RequestDraft, RunInfo, SpecUpdate, SqliteStore, Start,
-    Store, StoreError,
+    Closing, NewTrial, Outcome, PgStore, ProcessInfo, RequestDraft, RunInfo, SpecUpdate,
+    SqliteStore, Start, Store, StoreError,
 };
 
 fn new_trial(x: i64, priority: i64) -> NewTrial {
@@ -571,6 +571,245 @@ async fn an_ended_runs_trials_are_requeued<S: Store>(store: &S) {
     audited(store).await;
 }
 
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    firebreak_ledger::hex(&sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// The methods the other checks leave out, each as a user would notice it, and
+/// the whole replayed by the audit: notes and generations, heartbeats, process
+/// ids, logs, pausing and resuming, test-split results, agent texts, free spec
+/// changes and expiring requests.
+async fn every_other_method_round_trips_and_audits<S: Store>(store: &S) {
+    let spec = serde_json::json!({
+        "generations": {"count": 2},
+        "search": {"n_trials": 10},
+        "space": {}
+    });
+    store.create_campaign("x", &spec).await.expect("created");
+    let denied = Event::Denied {
+        action: "propose_trial".into(),
+        principal: "agent:tpe".into(),
+        reason: "outside the space".into(),
+        policy: None,
+        subject: Some(serde_json::json!({"x": 1})),
+    };
+    store.record_note("x", &denied).await.expect("noted");
+    let not_a_note = Event::RunEnded {
+        run: 1,
+        reason: "no".into(),
+    };
+    assert!(matches!(
+        store.record_note("x", &not_a_note).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    let generation = Event::GenerationStarted {
+        generation: 1,
+        space: serde_json::json!({}),
+        from: None,
+        teacher: None,
+        parent: false,
+    };
+    store.record_note("x", &generation).await.expect("noted");
+    let run = store.start_run("x", &info()).await.expect("run");
+    store.heartbeat(run).await.expect("beat");
+    let runs = store.runs("x").await.expect("runs");
+    assert_eq!(
+        runs.iter().map(|r| (r.id, r.ended_at)).collect::<Vec<_>>(),
+        [(run, None)]
+    );
+    assert!(runs[0].heartbeat_at >= runs[0].started_at);
+    assert!(!store.has_queued("x").await.expect("read"));
+    let first = store
+        .propose_and_start("x", &new_trial(1, 0), &start(run, 0))
+        .await
+        .expect("started");
+    let queued = store.enqueue("x", &new_trial(2, 0)).await.expect("queued");
+    assert!(store.has_queued("x").await.expect("read"));
+    let claimed = store
+        .claim_queued("x", &start(run, 1))
+        .await
+        .expect("claim")
+        .expect("one");
+    assert_eq!(claimed.generation, Some(1));
+    let process = ProcessInfo {
+        host: "h".into(),
+        pid: 4242,
+    };
+    store
+        .set_process("x", first.number, &process)
+        .await
+        .expect("recorded");
+    let mut done = complete(0.5);
+    done.log = Some("a\0b\n".into());
+    assert!(
+        store
+            .finish("x", first.number, run, &done)
+            .await
+            .expect("finished")
+    );
+    assert_eq!(
+        store.log("x", first.number).await.expect("log").as_deref(),
+        Some("a\u{fffd}b\n")
+    );
+    assert!(matches!(
+        store.log("x", 99).await,
+        Err(StoreError::NoTrial { number: 99, .. })
+    ));
+    // A scheduler pauses a trial and resumes it later, once.
+    let pruned = Outcome {
+        state: TrialState::Pruned,
+        error: Some("paused at step 1".into()),
+        ..complete(0.9)
+    };
+    assert!(
+        store
+            .finish("x", claimed.number, run, &pruned)
+            .await
+            .expect("pruned")
+    );
+    let resumed = store
+        .resume_paused("x", claimed.number, run, 1, "promoted")
+        .await
+        .expect("resumed")
+        .expect("it was paused");
+    assert_eq!(
+        (resumed.number, resumed.state, resumed.error),
+        (queued, TrialState::Running, None)
+    );
+    assert!(
+        store
+            .resume_paused("x", claimed.number, run, 1, "promoted")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        store
+            .finish("x", claimed.number, run, &complete(0.7))
+            .await
+            .expect("finished")
+    );
+    let trials = store.trials("x").await.expect("trials");
+    assert_eq!(
+        trials.iter().map(|t| t.generation).collect::<Vec<_>>(),
+        [Some(1), Some(1)]
+    );
+    // The champion's one test-split result.
+    let test_metrics: Metrics = [("test_accuracy".to_string(), 0.75)].into();
+    assert!(
+        store
+            .record_test("x", first.number, &test_metrics, Some(1.5))
+            .await
+            .expect("tested")
+    );
+    assert!(
+        !store
+            .record_test("x", first.number, &test_metrics, None)
+            .await
+            .expect("once only")
+    );
+    assert!(
+        !store
+            .record_test("x", 99, &test_metrics, None)
+            .await
+            .expect("no such trial")
+    );
+    assert_eq!(
+        store.tests("x").await.expect("tests"),
+        [(first.number, test_metrics)].into()
+    );
+    // An agent's exchange, its texts kept whole by their hashes.
+    let (request, answer) = ("{\"model\":\"m\"}", "{\"choices\":[]}");
+    let answered = Event::AgentAnswered {
+        model: "m".into(),
+        mode: "config".into(),
+        request_sha256: sha256_hex(request),
+        response_sha256: Some(sha256_hex(answer)),
+        files: None,
+        prompt_tokens: 10,
+        completion_tokens: 5,
+        attempts: 1,
+        outcome: "error".into(),
+        reason: Some("no proposal".into()),
+    };
+    let texts = [
+        (sha256_hex(request), request.to_string()),
+        (sha256_hex(answer), answer.to_string()),
+    ];
+    store
+        .record_agent_exchange("x", &answered, &texts)
+        .await
+        .expect("recorded");
+    store
+        .record_agent_exchange("x", &answered, &texts)
+        .await
+        .expect("texts kept once");
+    assert_eq!(
+        store
+            .agent_text(&sha256_hex(answer))
+            .await
+            .expect("read")
+            .as_deref(),
+        Some(answer)
+    );
+    assert_eq!(store.agent_text("00").await.expect("read"), None);
+    // A free setting changes without a request.
+    let diff = serde_json::json!([{"op": "add", "path": "/search/proposer", "value": "tpe"}]);
+    let changed = firebreak_ledger::apply_patch(&spec, &diff).expect("applies");
+    let update = SpecUpdate {
+        spec: changed.clone(),
+        submitted: None,
+        diff,
+        by: "alice".into(),
+    };
+    store.change_spec("x", &update).await.expect("changed");
+    let record = store.campaign("x").await.expect("read").expect("exists");
+    assert_eq!(record.spec, changed);
+    assert!(matches!(
+        store.change_spec("nope", &update).await,
+        Err(StoreError::NoCampaign(_))
+    ));
+    // A request nobody decided expires, once.
+    let (filed, _) = store
+        .file_request(&RequestDraft {
+            campaign: "x".into(),
+            ttl_ms: 0,
+            ..draft(20, "agent:tpe")
+        })
+        .await
+        .expect("filed");
+    // Past its expiry (the clock's millisecond must move on).
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(
+        store
+            .close_request(&filed.body.id, RequestState::Expired, "nobody decided")
+            .await
+            .expect("closed")
+    );
+    assert!(
+        !store
+            .close_request(&filed.body.id, RequestState::Expired, "nobody decided")
+            .await
+            .expect("closed already")
+    );
+    assert!(matches!(
+        store
+            .close_request("R999", RequestState::Expired, "?")
+            .await,
+        Err(StoreError::NoRequest(_))
+    ));
+    let listed = store.campaigns().await.expect("campaigns");
+    let x = listed
+        .iter()
+        .find(|c| c.campaign.name == "x")
+        .expect("listed");
+    assert_eq!((x.counts.complete, x.counts.finished()), (2, 2));
+    assert_eq!(x.last_run.as_ref().map(|r| r.id), Some(run));
+    store.end_run("x", run, "done").await.expect("ended");
+    audited(store).await;
+}
+
 /// Polls `check` until it holds, for up to five seconds: a PostgreSQL lock's
 /// description and release are written by its own task a moment later.
 async fn eventually<F, Fut>(what: &str, mut check: F)
@@ -635,6 +874,7 @@ async fn suite<S: Store + Clone>(store: S) {
     leases_expire_and_fence_the_old_holder(&store).await;
     starts_past_the_slots_are_refused(&store).await;
     an_ended_runs_trials_are_requeued(&store).await;
+    every_other_method_round_trips_and_audits(&store).await;
     campaign_locks_are_exclusive(&store).await;
 }
 

@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 
 use firebreak_core::Params;
+use firebreak_ledger::MerkleTree;
 
 use super::*;
 
@@ -296,6 +297,31 @@ async fn batches_chain_and_proofs_match_the_merkle_tree() {
     }
     assert_eq!(store.inclusion_proof(5, 5).await.expect("none"), None);
     assert_eq!(store.inclusion_proof(5, 9_999).await.expect("none"), None);
+    // The batches kept the cache current: five complete blocks of 256.
+    assert_eq!(store.cached_merkle_blocks().await.expect("blocks"), 5);
+    // A cache built by a proof, after entries appended one by one by state
+    // changes, agrees too.
+    let (plain, _) = fresh().await;
+    plain
+        .create_campaign("c", &serde_json::json!({}))
+        .await
+        .expect("created");
+    for _ in 0..600 {
+        plain.enqueue("c", &new_trial()).await.expect("enqueued");
+    }
+    assert_eq!(plain.cached_merkle_blocks().await.expect("blocks"), 0);
+    let hashes = plain.ledger_hashes().await.expect("hashes");
+    let tree = MerkleTree::new(hashes);
+    for (seq, size) in [(300, 601), (0, 512), (599, 600)] {
+        let proof = plain
+            .inclusion_proof(seq, size)
+            .await
+            .expect("proof")
+            .expect("some");
+        assert_eq!(Some(proof.root), tree.root(size));
+        assert_eq!(Some(proof.path), tree.inclusion_proof(seq, size));
+    }
+    assert_eq!(plain.cached_merkle_blocks().await.expect("blocks"), 2);
 }
 
 #[tokio::test]
