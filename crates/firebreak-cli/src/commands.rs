@@ -8,7 +8,7 @@ use firebreak_core::{Distribution, ParamValue, Params, Trial, TrialState, format
 use firebreak_ledger::{Checkpoint, Entry, Hash, Verdict, audit, hex, public_key_string};
 use firebreak_runner::{Campaign, Executor, RunEvent, Stop};
 use firebreak_spec::{CampaignSpec, EXAMPLE_SPEC};
-use firebreak_store::{SqliteStore, Store, StoreError};
+use firebreak_store::{AnyStore, Store, StoreError};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
@@ -51,6 +51,26 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
                 trials_root: trials_root_of(&store),
             };
             crate::worker::worker(&cli, store, args).await
+        }
+        Command::Launch(crate::LaunchCommand::Slurm {
+            spec,
+            workers,
+            partition,
+            time,
+            sbatch_args,
+            slots,
+            lease,
+        }) => {
+            let job = crate::launch::SlurmJob {
+                workers: *workers,
+                partition: partition.clone(),
+                time: time.clone(),
+                extra: sbatch_args.clone(),
+                worker_argv: Vec::new(),
+                job_name: String::new(),
+                log_dir: std::path::PathBuf::new(),
+            };
+            launch_slurm(&cli, spec, job, *slots, *lease).await
         }
         Command::Requests { campaign } => {
             crate::governance::requests(&cli, campaign.as_deref()).await
@@ -163,14 +183,11 @@ fn validate(path: &Path) -> CommandResult {
 }
 
 /// Opens the database for a command that only reads: it must exist.
-pub(crate) async fn open(cli: &Cli) -> Result<SqliteStore, Failure> {
-    Ok(SqliteStore::open_existing(&cli.storage).await?)
+pub(crate) async fn open(cli: &Cli) -> Result<AnyStore, Failure> {
+    Ok(AnyStore::open_existing(&cli.storage).await?)
 }
 
-pub(crate) async fn stored_spec(
-    store: &SqliteStore,
-    campaign: &str,
-) -> Result<CampaignSpec, Failure> {
+pub(crate) async fn stored_spec(store: &AnyStore, campaign: &str) -> Result<CampaignSpec, Failure> {
     let record = store
         .campaign(campaign)
         .await?
@@ -186,7 +203,7 @@ async fn run(
     ask_again: bool,
 ) -> CommandResult {
     let mut spec = load_spec(path)?;
-    let store = SqliteStore::open(&cli.storage).await?;
+    let store = AnyStore::open(&cli.storage).await?;
     let spec_dir = path
         .canonicalize()
         .ok()
@@ -374,6 +391,89 @@ async fn run(
     Ok(stop_code(summary.stop, &name))
 }
 
+/// `launch slurm`: creates or resumes the campaign (its edits governed as by
+/// `run`), then submits `job.workers` workers as one job array, each started in
+/// the spec's folder; prints the job id and records it for `status`.
+async fn launch_slurm(
+    cli: &Cli,
+    path: &Path,
+    mut job: crate::launch::SlurmJob,
+    slots: Option<u32>,
+    lease: std::time::Duration,
+) -> CommandResult {
+    let mut spec = load_spec(path)?;
+    let spec_dir = path
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .ok_or_else(|| anyhow!("cannot resolve the folder of {}", path.display()))?;
+    firebreak_runner::load_policy(&mut spec, &spec_dir)?;
+    let store = AnyStore::open(&cli.storage).await?;
+    let name = spec.name().to_string();
+    let campaign = Campaign::open(store.clone(), spec).await?;
+    for (request, _) in campaign.filed() {
+        eprintln!(
+            "firebreak: request {} filed ({}): the workers run the spec in effect until it is approved",
+            request.body.id, request.body.kind
+        );
+    }
+    campaign.close("launched workers on Slurm").await?;
+    drop(campaign);
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    job.worker_argv = vec![
+        exe.display().to_string(),
+        "--storage".into(),
+        cli.storage.clone(),
+        "worker".into(),
+        "--campaign".into(),
+        name.clone(),
+        "--lease".into(),
+        format!("{}s", lease.as_secs()),
+    ];
+    if let Some(slots) = slots {
+        job.worker_argv
+            .extend(["--slots".to_string(), slots.to_string()]);
+    }
+    job.job_name = format!("firebreak-{name}");
+    let launches = launches_dir(&store);
+    job.log_dir = launches.join(&name);
+    job.extra.push(format!("--chdir={}", spec_dir.display()));
+    let job_id = crate::launch::submit(&job)?;
+    std::fs::write(
+        launches.join(format!("{name}.slurm")),
+        format!("{job_id}\n"),
+    )
+    .with_context(|| format!("cannot record the job id under {}", launches.display()))?;
+    println!("{job_id}");
+    if !cli.quiet {
+        eprintln!(
+            "submitted {} worker(s) for {name} as Slurm job array {job_id} (logs in {}); \
+             `firebreak status {name}` shows them",
+            job.workers,
+            job.log_dir.display()
+        );
+    }
+    Ok(0)
+}
+
+/// Where launches are recorded and their logs go: `<db>.launches`.
+fn launches_dir(store: &AnyStore) -> std::path::PathBuf {
+    let mut name = store.local_path().as_os_str().to_owned();
+    name.push(".launches");
+    std::path::PathBuf::from(name)
+}
+
+/// The Slurm array launched for `name`, if any, with its tasks' states.
+fn launched(
+    store: &AnyStore,
+    name: &str,
+) -> Option<(String, Result<Vec<crate::launch::TaskState>, String>)> {
+    let text = std::fs::read_to_string(launches_dir(store).join(format!("{name}.slurm"))).ok()?;
+    let job_id = text.trim().to_string();
+    let tasks = crate::launch::array_state(&job_id).map_err(|e| e.to_string());
+    Some((job_id, tasks))
+}
+
 /// When every finished trial of the campaign failed: what to tell the person,
 /// with the most common failure reason (such a run exits 1, whatever stopped it).
 fn all_failed(trials: &[Trial]) -> Option<String> {
@@ -396,8 +496,8 @@ fn all_failed(trials: &[Trial]) -> Option<String> {
 }
 
 /// Trial folders (work, checkpoints) belong to one database: `<db>.trials`.
-fn trials_root_of(store: &SqliteStore) -> std::path::PathBuf {
-    let mut name = store.path().as_os_str().to_owned();
+fn trials_root_of(store: &AnyStore) -> std::path::PathBuf {
+    let mut name = store.local_path().as_os_str().to_owned();
     name.push(".trials");
     std::path::PathBuf::from(name)
 }
@@ -426,10 +526,7 @@ fn campaign_dir(trials_root: &Path, name: &str) -> Result<std::path::PathBuf, Fa
 /// deleted database file of the same path) must not be resumed from. Only that
 /// folder, checked by [`campaign_dir`], is ever removed (a symbolic link there:
 /// the link only).
-fn remove_stale_folder(
-    campaign: &Campaign<SqliteStore>,
-    campaign_dir: &Path,
-) -> Result<(), Failure> {
+fn remove_stale_folder(campaign: &Campaign<AnyStore>, campaign_dir: &Path) -> Result<(), Failure> {
     if campaign.created() && campaign_dir.symlink_metadata().is_ok() {
         if campaign_dir.file_name() != Some(std::ffi::OsStr::new(campaign.name())) {
             return Err(Failure::new(
@@ -450,7 +547,7 @@ fn remove_stale_folder(
 /// Says on stderr what this run filed or reused (or did not file again: an edit
 /// already rejected or expired), and whether it created or resumes the campaign
 /// (its `ordinal`-th run, with the trials a dead run left, re-queued).
-fn announce(cli: &Cli, campaign: &Campaign<SqliteStore>, ordinal: usize) {
+fn announce(cli: &Cli, campaign: &Campaign<AnyStore>, ordinal: usize) {
     let name = campaign.name();
     for request in campaign.refused_before() {
         let decided: Vec<String> = request
@@ -561,7 +658,7 @@ fn stop_code(stop: Stop, name: &str) -> u8 {
 }
 
 async fn campaign_state(
-    store: &SqliteStore,
+    store: &AnyStore,
     name: &str,
     n_trials: u64,
     finished: u64,
@@ -676,6 +773,25 @@ async fn status(cli: &Cli, campaign: Option<&str>) -> CommandResult {
         return Ok(0);
     }
     println!("campaign {name}: {state}");
+    if let Some((job_id, tasks)) = launched(&store, name) {
+        match tasks {
+            Ok(tasks) => {
+                let mut by_state: std::collections::BTreeMap<&str, usize> = Default::default();
+                for task in &tasks {
+                    *by_state.entry(task.state.as_str()).or_default() += 1;
+                }
+                let states: Vec<String> =
+                    by_state.iter().map(|(s, n)| format!("{n} {s}")).collect();
+                let done = if tasks.iter().all(|t| t.is_finished()) {
+                    " (all finished)"
+                } else {
+                    ""
+                };
+                println!("slurm: job array {job_id}: {}{done}", states.join(", "));
+            }
+            Err(e) => println!("slurm: job array {job_id}: state unknown ({e})"),
+        }
+    }
     println!(
         "progress: {} of {n_trials} finished ({} complete, {} pruned, {} failed), {} running, {} queued",
         counts.finished(),
@@ -743,7 +859,7 @@ fn llm_tokens(ledger: &[firebreak_ledger::Entry], campaign: &str) -> Option<u64>
 /// A campaign's trials for display: the champion's test result joins its
 /// `metrics` (the Trial JSON of `contract.md`), while the stored trial, which
 /// proposers and schedulers read, never carries it.
-async fn with_tests(store: &SqliteStore, campaign: &str) -> Result<Vec<Trial>, Failure> {
+async fn with_tests(store: &AnyStore, campaign: &str) -> Result<Vec<Trial>, Failure> {
     let mut trials = store.trials(campaign).await?;
     let tests = store.tests(campaign).await?;
     for trial in &mut trials {
@@ -759,7 +875,7 @@ async fn with_tests(store: &SqliteStore, campaign: &str) -> Result<Vec<Trial>, F
 /// The campaign's trials with their test results; with `generation`, only
 /// that generation's (an error for a campaign without `[generations]`).
 async fn trials_of(
-    store: &SqliteStore,
+    store: &AnyStore,
     spec: &CampaignSpec,
     campaign: &str,
     generation: Option<u32>,
@@ -862,7 +978,7 @@ fn leaves(rows: &[Entry]) -> Vec<Hash> {
 /// Signs the root of the whole ledger with the engine key and stores it, after
 /// checking that the ledger verifies against the database: the engine never
 /// signs over a ledger that does not.
-pub(crate) async fn sign_checkpoint(store: &SqliteStore) -> anyhow::Result<Checkpoint> {
+pub(crate) async fn sign_checkpoint(store: &AnyStore) -> anyhow::Result<Checkpoint> {
     let (rows, state) = store.ledger_and_snapshot().await?;
     audit(&rows, &state).map_err(firebreak_runner::RunnerError::Tampered)?;
     let key = crate::keys::engine_key()?;
@@ -876,7 +992,7 @@ pub(crate) async fn sign_checkpoint(store: &SqliteStore) -> anyhow::Result<Check
     );
     store.add_checkpoint(&checkpoint).await?;
     // Also outside the database, where a truncation cannot take it along.
-    let dir = crate::checkpoints::folder(store.path());
+    let dir = crate::checkpoints::folder(&store.local_path());
     if let Err(e) = crate::checkpoints::publish(&dir, &checkpoint) {
         eprintln!("warning: the checkpoint is stored but not published: {e:#}");
     }
@@ -958,7 +1074,7 @@ async fn verify(cli: &Cli, campaign: Option<&str>, trusted: Option<&str>) -> Com
             }
         }
     }
-    let published = crate::checkpoints::published(&crate::checkpoints::folder(store.path()))
+    let published = crate::checkpoints::published(&crate::checkpoints::folder(&store.local_path()))
         .map_err(|e| Failure::new(4, e))?;
     for (path, checkpoint) in &published {
         if failure.is_none() {
@@ -1040,7 +1156,7 @@ async fn checkpoint(cli: &Cli, out: Option<&Path>) -> CommandResult {
 /// The inclusion proof of entry `seq` against the newest stored checkpoint that
 /// covers it (else the whole ledger), checked before it is shown.
 async fn inclusion(
-    store: &SqliteStore,
+    store: &AnyStore,
     rows: &[Entry],
     seq: u64,
 ) -> Result<serde_json::Value, Failure> {
@@ -1073,7 +1189,7 @@ async fn inclusion(
 /// `entries` and whose signature verifies: the only root a proof is checked
 /// against (a root rebuilt from the same stored leaves would prove nothing).
 async fn signed_checkpoint(
-    store: &SqliteStore,
+    store: &AnyStore,
     seq: u64,
     entries: u64,
 ) -> Result<Option<Checkpoint>, Failure> {
@@ -1140,7 +1256,7 @@ async fn proof(cli: &Cli, seq: u64) -> CommandResult {
 /// [`inclusion`] from the store's cached subtree hashes; `None` when the store
 /// cannot give the proof that way.
 async fn cached_inclusion(
-    store: &SqliteStore,
+    store: &AnyStore,
     seq: u64,
 ) -> Result<Option<serde_json::Value>, Failure> {
     let entries = store.ledger_size().await?;
@@ -1168,7 +1284,7 @@ async fn cached_inclusion(
 /// An agent's proposal: the stored request and answer its proposer state names,
 /// each checked against the hash the ledger holds (`Null` for other proposers).
 async fn agent_exchange(
-    store: &SqliteStore,
+    store: &AnyStore,
     trial: &firebreak_core::Trial,
 ) -> anyhow::Result<serde_json::Value> {
     let Some(names) = trial
@@ -1564,7 +1680,7 @@ fn new_key(name: &str, out: &Path) -> CommandResult {
 }
 
 async fn upgrade(cli: &Cli) -> CommandResult {
-    let (store, before) = SqliteStore::upgrade(&cli.storage).await?;
+    let (store, before) = AnyStore::upgrade(&cli.storage).await?;
     let now = store.schema_version().await?;
     if before == now {
         println!("schema is at version {now}; nothing to do");

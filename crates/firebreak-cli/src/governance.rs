@@ -11,7 +11,7 @@ use firebreak_ledger::{
     public_key_string,
 };
 use firebreak_spec::{Approver, CampaignSpec};
-use firebreak_store::{Closing, SpecUpdate, SqliteStore, Store, StoreError};
+use firebreak_store::{AnyStore, Closing, SpecUpdate, Store, StoreError};
 use serde_json::{Value, json};
 
 use crate::output::print_rows;
@@ -105,7 +105,7 @@ pub fn request_json(r: &Request) -> Value {
 }
 
 pub async fn requests(cli: &Cli, campaign: Option<&str>) -> CommandResult {
-    let store = SqliteStore::open_existing(&cli.storage).await?;
+    let store = AnyStore::open_existing(&cli.storage).await?;
     let list = store.requests(campaign).await?;
     let mut rows = vec![
         [
@@ -143,7 +143,7 @@ pub async fn requests(cli: &Cli, campaign: Option<&str>) -> CommandResult {
 /// the rules, then recorded (closing the request when it decides it).
 pub async fn decide(cli: &Cli, decider: &Decider, verdict: Verdict, reason: &str) -> CommandResult {
     let id = decider.id.as_str();
-    let store = SqliteStore::open_existing(&cli.storage).await?;
+    let store = AnyStore::open_existing(&cli.storage).await?;
     // A decision acts only on a request, spec and approvers the ledger backs.
     firebreak_runner::verify_ledger(&store).await?;
     let request = store

@@ -12,6 +12,7 @@ mod checkpoints;
 mod commands;
 mod governance;
 mod keys;
+mod launch;
 mod lineage;
 mod output;
 mod progress;
@@ -27,7 +28,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "firebreak", version, about)]
 pub struct Cli {
-    /// Where campaigns live: sqlite://PATH.
+    /// Where campaigns live: sqlite://PATH or postgres://USER[:PASS]@HOST[:PORT]/DB.
     #[arg(
         long,
         global = true,
@@ -107,6 +108,9 @@ enum Command {
         #[arg(long, value_parser = duration)]
         idle_exit: Option<std::time::Duration>,
     },
+    /// Create or resume a campaign and start its workers on a cluster's scheduler.
+    #[command(subcommand)]
+    Launch(LaunchCommand),
     /// List change requests (governed changes waiting for approval, and past ones).
     Requests {
         /// Only this campaign's.
@@ -202,6 +206,35 @@ pub struct Decider {
     /// A base64 Ed25519 signature over the decision message (docs/ledger-format.md).
     #[arg(long, requires = "as_name")]
     pub signature: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum LaunchCommand {
+    /// Submit N `firebreak worker`s as one Slurm job array; prints the job id.
+    /// The storage must be one every node reaches (PostgreSQL, or SQLite on a
+    /// shared file system for a single node), and the spec's folder shared.
+    Slurm {
+        /// The spec file.
+        spec: PathBuf,
+        /// Array tasks, one worker each.
+        #[arg(long)]
+        workers: u32,
+        /// The partition (`sbatch --partition`).
+        #[arg(long)]
+        partition: Option<String>,
+        /// The time limit of each task (`sbatch --time`, e.g. "2:00:00").
+        #[arg(long)]
+        time: Option<String>,
+        /// A further sbatch option for every task (repeatable), e.g. `--mem=4G`.
+        #[arg(long = "sbatch-arg", allow_hyphen_values = true)]
+        sbatch_args: Vec<String>,
+        /// Trials each worker runs at once (default: the spec's `parallelism`).
+        #[arg(long)]
+        slots: Option<u32>,
+        /// Each worker's lease ("60s").
+        #[arg(long, default_value = "60s", value_parser = duration)]
+        lease: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]

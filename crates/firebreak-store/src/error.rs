@@ -17,7 +17,7 @@ pub enum StoreError {
     },
     /// The storage URL is not understood.
     #[error(
-        "unsupported storage URL {url:?}\nhint: use sqlite://PATH, e.g. sqlite://.firebreak/firebreak.db"
+        "unsupported storage URL {url:?}\nhint: use sqlite://PATH (e.g. sqlite://.firebreak/firebreak.db) or postgres://USER[:PASS]@HOST[:PORT]/DB"
     )]
     Url {
         /// The URL given.

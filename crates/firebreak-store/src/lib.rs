@@ -24,6 +24,7 @@
 //! `fsync`).
 #![warn(missing_docs)]
 
+mod any;
 mod error;
 mod lock;
 mod postgres;
@@ -31,6 +32,7 @@ mod schema;
 mod sqlite;
 mod types;
 
+pub use any::AnyStore;
 pub use error::StoreError;
 pub use lock::CampaignLock;
 pub use postgres::PgStore;

@@ -1,0 +1,344 @@
+//! Many workers on one campaign through a shared store (`contract.md`, *Many
+//! machines*), on SQLite and on a throwaway PostgreSQL (`firebreak-pgtest`):
+//! real `firebreak worker` processes killed with SIGKILL at random, a worker
+//! paused past its lease, and a tripwire one worker trips halting the others.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Project;
+
+/// A fresh PostgreSQL database of the test server.
+fn postgres() -> String {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(firebreak_pgtest::fresh_database())
+}
+
+fn slow_spec(name: &str, n_trials: u32, token: &str, markers: &Path, extra: &str) -> String {
+    format!(
+        r#"[campaign]
+name = "{name}"
+seed = 5
+
+[objective]
+metric = "y"
+direction = "minimize"
+
+[space]
+x = {{ type = "float", low = 0.0, high = 1.0 }}
+
+[search]
+sampler = "random"
+n_trials = {n_trials}
+parallelism = 1
+
+[task]
+kind = "command"
+command = ["python3", "trial.py"]
+env = {{ MODE = "slow", MARKERS = "{}", TOKEN = "{token}" }}
+{extra}
+"#,
+        markers.display()
+    )
+}
+
+/// `firebreak` against `storage`, in the project's folder.
+fn firebreak(project: &Project, storage: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_firebreak"));
+    command
+        .args(["--storage", storage, "--quiet"])
+        .args(args)
+        .current_dir(project.path())
+        .env("FIREBREAK_ENGINE_KEY", project.engine_key())
+        .env_remove("FIREBREAK_STORAGE");
+    command
+}
+
+fn spawn(project: &Project, storage: &str, args: &[&str]) -> Child {
+    firebreak(project, storage, args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("firebreak started")
+}
+
+fn output(project: &Project, storage: &str, args: &[&str]) -> (i32, String, String) {
+    let out = firebreak(project, storage, args).output().expect("ran");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn trials(project: &Project, storage: &str, campaign: &str) -> Vec<serde_json::Value> {
+    let (code, stdout, stderr) =
+        output(project, storage, &["--format", "json", "trials", campaign]);
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str(&stdout).expect("trials JSON")
+}
+
+/// Ledger entries of `kind`, from `audit export`.
+fn entries(project: &Project, storage: &str, kind: &str) -> Vec<serde_json::Value> {
+    let (code, stdout, stderr) = output(project, storage, &["audit", "export"]);
+    assert_eq!(code, 0, "{stderr}");
+    common::entry_payloads(&stdout)
+        .into_iter()
+        .filter(|p| p["kind"] == kind)
+        .map(|p| p["data"].clone())
+        .collect()
+}
+
+/// Waits until `run` has created the campaign and started a trial.
+fn wait_for_campaign(project: &Project, storage: &str, campaign: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, stdout, _) = output(project, storage, &["--format", "json", "trials", campaign]);
+        if code == 0
+            && serde_json::from_str::<Vec<serde_json::Value>>(&stdout).is_ok_and(|t| !t.is_empty())
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "campaign {campaign} never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_all(children: &mut [Child], within: Duration) -> Vec<i32> {
+    let deadline = Instant::now() + within;
+    children
+        .iter_mut()
+        .map(|child| {
+            loop {
+                if let Some(status) = child.try_wait().expect("wait") {
+                    break status.code().unwrap_or(-1);
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("a worker did not finish within {within:?}");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+        .collect()
+}
+
+/// The issue's fault test: `n` short trials, four workers, `kills` SIGKILLs of
+/// random workers (each replaced at once). Exactly `n` trials finish, numbered
+/// 0..n, each finished once in the ledger, none ran twice at once (the trial
+/// program checks), no orphaned trial process, and the audit passes.
+fn random_kills(storage: &str, n: u32, kills: u32) {
+    let project = Project::new();
+    let markers = project.path().join("markers");
+    std::fs::create_dir_all(&markers).expect("markers");
+    let token = format!("kills-{}-{n}", std::process::id());
+    let path = project.spec("spec.toml", &slow_spec("k", n, &token, &markers, ""));
+    // `run` creates the campaign and is one worker; four joined workers beside it.
+    let mut runner = spawn(&project, storage, &["run", path.to_str().expect("utf-8")]);
+    wait_for_campaign(&project, storage, "k");
+    let worker = ["worker", "--campaign", "k", "--lease", "2s"];
+    let mut workers: Vec<Child> = (0..4).map(|_| spawn(&project, storage, &worker)).collect();
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(n);
+    let mut killed = Vec::new();
+    for _ in 0..kills {
+        std::thread::sleep(Duration::from_millis(400));
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let i = (rng % workers.len() as u64) as usize;
+        let mut victim = std::mem::replace(&mut workers[i], spawn(&project, storage, &worker));
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(victim.id() as i32, libc::SIGKILL) };
+        let _ = victim.wait();
+        killed.push(victim);
+    }
+    let codes = wait_all(&mut workers, Duration::from_secs(240));
+    assert!(codes.iter().all(|c| *c == 0), "workers exited {codes:?}");
+    let run_code = wait_all(std::slice::from_mut(&mut runner), Duration::from_secs(60));
+    assert_eq!(run_code, [0]);
+
+    let trials = trials(&project, storage, "k");
+    let numbers: Vec<u64> = trials
+        .iter()
+        .map(|t| t["number"].as_u64().expect("number"))
+        .collect();
+    assert_eq!(numbers, (0..u64::from(n)).collect::<Vec<_>>());
+    assert!(
+        trials.iter().all(|t| t["state"] == "complete"),
+        "{trials:?}"
+    );
+    let mut finished: BTreeMap<u64, usize> = BTreeMap::new();
+    for e in entries(&project, storage, "trial_finished") {
+        *finished
+            .entry(e["number"].as_u64().expect("number"))
+            .or_default() += 1;
+    }
+    assert!(finished.values().all(|c| *c == 1), "{finished:?}");
+    assert_eq!(finished.len(), n as usize);
+    let requeued = entries(&project, storage, "trial_requeued");
+    assert!(requeued.len() <= kills as usize, "{requeued:?}");
+    assert!(
+        requeued.iter().all(|e| e["reason"] == "lease expired"),
+        "{requeued:?}"
+    );
+    let violations: Vec<_> = std::fs::read_dir(&markers)
+        .expect("markers")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("violation"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(violations.is_empty(), "{violations:?}");
+    let orphans = Command::new("pgrep")
+        .args(["-f", &token])
+        .output()
+        .expect("pgrep");
+    assert!(
+        orphans.stdout.is_empty(),
+        "orphaned trial processes: {orphans:?}"
+    );
+    let (code, stdout, stderr) = output(&project, storage, &["audit", "verify"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+#[test]
+fn killed_workers_lose_nothing_and_repeat_nothing_on_sqlite() {
+    let project = Project::new();
+    random_kills(&project.storage(), 60, 6);
+}
+
+#[test]
+fn killed_workers_lose_nothing_and_repeat_nothing_on_postgres() {
+    random_kills(&postgres(), 200, 20);
+}
+
+/// A worker paused (SIGSTOP) for longer than its lease loses its trial to
+/// another worker; when it wakes, its late result is refused and ledgered,
+/// and the trial counts once.
+#[test]
+fn a_paused_workers_late_result_is_refused_and_ledgered() {
+    let storage = postgres();
+    let project = Project::new();
+    let markers = project.path().join("markers");
+    std::fs::create_dir_all(&markers).expect("markers");
+    let spec =
+        slow_spec("p", 3, "paused", &markers, "").replace("MODE = \"slow\"", "MODE = \"steps\"");
+    let path = project.spec("spec.toml", &spec);
+    // A `run` creates the campaign and is interrupted at once (its trial is
+    // re-queued); then only workers run it.
+    let worker = ["worker", "--campaign", "p", "--lease", "1s", "--slots", "1"];
+    let mut creator = spawn(&project, &storage, &["run", path.to_str().expect("utf-8")]);
+    wait_for_campaign(&project, &storage, "p");
+    // SAFETY: signals to our own child.
+    unsafe { libc::kill(creator.id() as i32, libc::SIGINT) };
+    let _ = creator.wait();
+    let mut paused = spawn(&project, &storage, &worker);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let held = loop {
+        let running: Vec<u64> = trials(&project, &storage, "p")
+            .iter()
+            .filter(|t| t["state"] == "running")
+            .filter_map(|t| t["number"].as_u64())
+            .collect();
+        if let Some(n) = running.first() {
+            break *n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never started a trial"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // SAFETY: as above.
+    unsafe { libc::kill(paused.id() as i32, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_secs(3));
+    let mut other = spawn(&project, &storage, &worker);
+    let codes = wait_all(std::slice::from_mut(&mut other), Duration::from_secs(60));
+    assert_eq!(codes, [0]);
+    // SAFETY: as above.
+    unsafe { libc::kill(paused.id() as i32, libc::SIGCONT) };
+    let codes = wait_all(std::slice::from_mut(&mut paused), Duration::from_secs(60));
+    assert_eq!(codes, [0]);
+    let trials = trials(&project, &storage, "p");
+    assert_eq!(trials.len(), 3, "{trials:?}");
+    assert!(
+        trials.iter().all(|t| t["state"] == "complete"),
+        "{trials:?}"
+    );
+    let requeued: Vec<_> = entries(&project, &storage, "trial_requeued")
+        .into_iter()
+        .filter(|e| e["reason"] == "lease expired")
+        .collect();
+    assert_eq!(requeued.len(), 1, "{requeued:?}");
+    assert_eq!(requeued[0]["number"].as_u64(), Some(held));
+    let finished = entries(&project, &storage, "trial_finished");
+    let held_finishes = finished
+        .iter()
+        .filter(|e| e["number"].as_u64() == Some(held))
+        .count();
+    assert_eq!(held_finishes, 1);
+    let refused: Vec<_> = entries(&project, &storage, "denied")
+        .into_iter()
+        .filter(|e| e["action"] == "finish_trial")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(&format!("no longer holds trial {held}"))),
+        "{refused:?}"
+    );
+    let (code, stdout, stderr) = output(&project, &storage, &["audit", "verify"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+/// A tripwire tripped by one worker's trial halts the campaign for every
+/// worker: none starts a trial after the trip is ledgered and its lease
+/// heartbeat has passed, and each exits 3.
+#[test]
+fn a_trip_in_one_worker_halts_every_worker() {
+    let storage = postgres();
+    let project = Project::new();
+    let markers = project.path().join("markers");
+    std::fs::create_dir_all(&markers).expect("markers");
+    let (_, alice) = common::key(&project, "alice");
+    let governance = common::approvers(
+        &[("alice", &alice)],
+        1,
+        "[[governance.tripwires]]\nkind = \"threshold\"\nmetric = \"y\"\nbelow = 0.3",
+    );
+    let spec = slow_spec("t", 200, "tripped", &markers, &governance);
+    let path = project.spec("spec.toml", &spec);
+    let mut runner = spawn(&project, &storage, &["run", path.to_str().expect("utf-8")]);
+    wait_for_campaign(&project, &storage, "t");
+    let worker = ["worker", "--campaign", "t", "--lease", "1s"];
+    let mut workers: Vec<Child> = (0..3).map(|_| spawn(&project, &storage, &worker)).collect();
+    let codes = wait_all(&mut workers, Duration::from_secs(120));
+    assert!(codes.iter().all(|c| *c == 3), "workers exited {codes:?}");
+    assert_eq!(
+        wait_all(std::slice::from_mut(&mut runner), Duration::from_secs(60)),
+        [3]
+    );
+    let trip = entries(&project, &storage, "request_filed");
+    assert_eq!(trip.len(), 1, "{trip:?}");
+    let trials = trials(&project, &storage, "t");
+    assert!(
+        trials.len() < 200,
+        "the campaign ran to the end: {}",
+        trials.len()
+    );
+    // Nothing is left running, and no trial started more than a heartbeat
+    // (a third of the 1 s lease) plus one trial's length after the trip.
+    assert!(trials.iter().all(|t| t["state"] != "running"), "{trials:?}");
+    let (code, stdout, stderr) = output(&project, &storage, &["audit", "verify"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
