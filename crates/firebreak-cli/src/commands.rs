@@ -435,7 +435,9 @@ async fn launch_slurm(
             .extend(["--slots".to_string(), slots.to_string()]);
     }
     job.job_name = format!("firebreak-{name}");
-    let launches = launches_dir(&store);
+    let launches = std::env::current_dir()
+        .context("cannot read the current folder")?
+        .join(launches_dir(&store));
     job.log_dir = launches.join(&name);
     job.extra.push(format!("--chdir={}", spec_dir.display()));
     let job_id = crate::launch::submit(&job)?;

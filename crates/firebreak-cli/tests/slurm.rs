@@ -6,8 +6,9 @@
 //! Why the launcher module is compiled into this test (`#[path]`): its items are
 //! `pub(crate)` in the binary, and the test must drive the very script text and
 //! `sbatch`/`squeue` calls the CLI uses, not a copy. The worker command is a
-//! stand-in (a shell line that writes a file per task); the end-to-end test with
-//! real `firebreak worker`s lives with the worker.
+//! stand-in (a shell line that writes a file per task); the last test launches
+//! real `firebreak worker`s with `firebreak launch slurm` against the test
+//! PostgreSQL.
 //!
 //! Needs Slurm installed (`scripts/slurm.sh install`) and root; without them the
 //! test fails with that hint, it never skips.
@@ -126,4 +127,141 @@ fn a_job_array_runs_one_worker_per_task_and_one_task_can_be_cancelled() {
         Some("RUNNING"),
         "cancelling task 1 must leave task 0 running"
     );
+}
+
+/// The issue's end-to-end test: `firebreak launch slurm` submits 4 real
+/// workers on a 40-trial campaign in the test PostgreSQL; one task is
+/// cancelled mid-run (`scancel`: SIGTERM, its running trial goes back to the
+/// queue); the others finish exactly 40 trials, each once, and the audit passes.
+#[test]
+fn launched_workers_finish_the_campaign_when_one_task_is_cancelled() {
+    let cluster = Cluster::start();
+    let storage = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(firebreak_pgtest::fresh_database());
+    let project = common::Project::new();
+    let markers = project.path().join("markers");
+    std::fs::create_dir_all(&markers).expect("markers");
+    let spec = common::spec(
+        "launched",
+        r#"x = { type = "float", low = 0.0, high = 1.0 }"#,
+        "sampler = \"random\"\nn_trials = 40\nparallelism = 1",
+        &format!(
+            "env = {{ MODE = \"slow\", MARKERS = \"{}\", TOKEN = \"slurm-e2e\" }}",
+            markers.display()
+        ),
+    );
+    let path = project.spec("spec.toml", &spec);
+    let firebreak = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_firebreak"))
+            .args(["--storage", &storage, "--quiet"])
+            .args(args)
+            .current_dir(project.path())
+            .env("FIREBREAK_ENGINE_KEY", project.engine_key())
+            .env("SLURM_CONF", cluster.conf())
+            .output()
+            .expect("firebreak ran");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = firebreak(&[
+        "launch",
+        "slurm",
+        path.to_str().expect("utf-8"),
+        "--workers",
+        "4",
+        "--lease",
+        "2s",
+        "--time",
+        "00:05:00",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let job_id = stdout.trim().to_string();
+    assert!(job_id.bytes().all(|b| b.is_ascii_digit()), "{stdout}");
+    let finished = || {
+        let (_, out, _) = firebreak(&["--format", "json", "trials", "launched"]);
+        serde_json::from_str::<Vec<serde_json::Value>>(&out)
+            .map(|t| t.iter().filter(|t| t["state"] == "complete").count())
+            .unwrap_or(0)
+    };
+    cluster.wait_for("a few trials to finish", Duration::from_secs(60), || {
+        (finished() >= 8).then_some(())
+    });
+    cluster.run("scancel", &[&format!("{job_id}_1")]);
+    let tasks = wait_until_finished_within(&cluster, &job_id, 4, Duration::from_secs(120));
+    let cancelled: Vec<u32> = tasks
+        .iter()
+        .filter(|t| t.state == "CANCELLED")
+        .map(|t| t.task_id)
+        .collect();
+    assert_eq!(cancelled, [1], "{tasks:?}");
+    assert!(
+        tasks
+            .iter()
+            .filter(|t| t.task_id != 1)
+            .all(|t| t.state == "COMPLETED"),
+        "{tasks:?}"
+    );
+    let (code, stdout, stderr) = firebreak(&["--format", "json", "trials", "launched"]);
+    assert_eq!(code, 0, "{stderr}");
+    let trials: Vec<serde_json::Value> = serde_json::from_str(&stdout).expect("JSON");
+    let numbers: Vec<u64> = trials.iter().filter_map(|t| t["number"].as_u64()).collect();
+    assert_eq!(numbers, (0..40).collect::<Vec<_>>());
+    assert!(
+        trials.iter().all(|t| t["state"] == "complete"),
+        "{trials:?}"
+    );
+    let (code, export, stderr) = firebreak(&["audit", "export"]);
+    assert_eq!(code, 0, "{stderr}");
+    let payloads = common::entry_payloads(&export);
+    let finishes = payloads
+        .iter()
+        .filter(|p| p["kind"] == "trial_finished")
+        .count();
+    assert_eq!(finishes, 40);
+    let requeued: Vec<_> = payloads
+        .iter()
+        .filter(|p| p["kind"] == "trial_requeued")
+        .map(|p| &p["data"])
+        .collect();
+    assert!(
+        requeued.len() <= 1,
+        "only the cancelled task's trial goes back: {requeued:?}"
+    );
+    let violations = std::fs::read_dir(&markers)
+        .expect("markers")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("violation"))
+        .count();
+    assert_eq!(violations, 0);
+    let (code, stdout, _) = firebreak(&["status", "launched"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains(&format!("slurm: job array {job_id}")),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = firebreak(&["audit", "verify"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+fn wait_until_finished_within(
+    cluster: &Cluster,
+    job_id: &str,
+    workers: u32,
+    timeout: Duration,
+) -> Vec<TaskState> {
+    cluster.wait_for(
+        &format!("the {workers} tasks of job {job_id} to finish"),
+        timeout,
+        || {
+            let tasks = launch::array_state_on(job_id, Some(cluster.conf())).ok()?;
+            (tasks.len() == workers as usize && tasks.iter().all(TaskState::is_finished))
+                .then_some(tasks)
+        },
+    )
 }

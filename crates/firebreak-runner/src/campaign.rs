@@ -1621,9 +1621,13 @@ impl<S: Store> Campaign<S> {
         self.state.lock().await.history.clone()
     }
 
-    /// Re-queues the trials this run still has running (after an interruption).
+    /// Re-queues the trials this run still has running (after an interruption);
+    /// other runs' trials stay theirs.
     pub async fn requeue_own(&self, reason: &str) -> Result<Vec<Requeued>, RunnerError> {
-        let requeued = self.store.requeue_running(self.name(), reason).await?;
+        let requeued = self
+            .store
+            .requeue_run(self.name(), self.run, reason)
+            .await?;
         let mut state = self.state.lock().await;
         for r in &requeued {
             if let Some(mut t) = state.get_mut(r.number).cloned() {

@@ -198,6 +198,18 @@ fn evaluate_table<S: Store>(
 
 /// Heartbeat period of a live run.
 const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long a trial killed by SIGTERM or SIGINT waits for its worker's own
+/// interruption before it counts as a failure.
+const TERMINATION_GRACE: Duration = Duration::from_secs(2);
+
+/// A trial that died of SIGTERM or SIGINT (not of the engine's SIGKILL).
+fn terminated(outcome: &firebreak_store::Outcome) -> bool {
+    outcome.state == TrialState::Failed
+        && outcome.error.as_deref().is_some_and(|e| {
+            e.starts_with("killed by signal 15 ") || e.starts_with("killed by signal 2 ")
+        })
+}
+
 /// How often a joined worker with every slot taken looks for one again.
 const SLOT_POLL: Duration = Duration::from_millis(500);
 
@@ -540,10 +552,29 @@ impl<S: Store> Worker<S> {
                 .await?;
             match ended {
                 Ended::Interrupted => return Ok(()),
+                // A scheduler's cancel (Slurm's `scancel`, a pod's eviction)
+                // signals every process of the job, the trial's too, often
+                // before the worker hears of it: such a death is the worker's
+                // interruption, not the trial's failure, and the trial goes
+                // back to the queue.
+                Ended::Finished(outcome)
+                    if terminated(&outcome) && self.interrupted_soon().await =>
+                {
+                    return Ok(());
+                }
                 Ended::Finished(outcome) => self.finish(&trial, outcome).await?,
             }
         }
         Ok(())
+    }
+
+    /// True when the run is interrupted now or within a moment (the grace a
+    /// signal sent to a whole job needs to reach this process too).
+    async fn interrupted_soon(&self) -> bool {
+        let mut interrupt = self.interrupt.clone();
+        tokio::time::timeout(TERMINATION_GRACE, interrupt.wait_for(|stop| *stop))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// The next trial to run, or `None` when this worker should stop: the run is

@@ -189,6 +189,15 @@ impl Store for AnyStore {
         both!(self, s => s.requeue_running(campaign, reason))
     }
 
+    async fn requeue_run(
+        &self,
+        campaign: &str,
+        run: u64,
+        reason: &str,
+    ) -> Result<Vec<Requeued>, StoreError> {
+        both!(self, s => s.requeue_run(campaign, run, reason))
+    }
+
     async fn requeue_expired(
         &self,
         campaign: &str,

@@ -337,7 +337,7 @@ impl PgStore {
     async fn requeue_where(
         &self,
         campaign: &str,
-        expired_at: Option<Timestamp>,
+        (expired_at, only_run): (Option<Timestamp>, Option<u64>),
         reason: &str,
     ) -> Result<Vec<Requeued>, StoreError> {
         let mut w = self.begin().await?;
@@ -347,7 +347,8 @@ impl PgStore {
         let rows = sqlx::query(
             "UPDATE trials t SET state = 'queued', run = NULL, worker = NULL, process = NULL \
              FROM (SELECT number, process FROM trials \
-                   WHERE campaign = $1 AND state = 'running' AND ($2::bigint IS NULL OR run IS NULL \
+                   WHERE campaign = $1 AND state = 'running' AND ($4::bigint IS NULL OR run = $4) \
+                     AND ($2::bigint IS NULL OR run IS NULL \
                      OR run IN (SELECT id FROM runs WHERE ended_at IS NOT NULL \
                        OR heartbeat_at + COALESCE((info::jsonb ->> 'lease_ms')::bigint, $3) < $2)) \
                    FOR UPDATE) old \
@@ -357,6 +358,7 @@ impl PgStore {
         .bind(campaign)
         .bind(expired_at)
         .bind(DEFAULT_LEASE_MS as i64)
+        .bind(only_run.map(|r| r as i64))
         .fetch_all(&mut *w.tx)
         .await?;
         let mut requeued = Vec::new();
@@ -893,7 +895,17 @@ impl Store for PgStore {
         campaign: &str,
         reason: &str,
     ) -> Result<Vec<Requeued>, StoreError> {
-        self.requeue_where(campaign, None, reason).await
+        self.requeue_where(campaign, (None, None), reason).await
+    }
+
+    async fn requeue_run(
+        &self,
+        campaign: &str,
+        run: u64,
+        reason: &str,
+    ) -> Result<Vec<Requeued>, StoreError> {
+        self.requeue_where(campaign, (None, Some(run)), reason)
+            .await
     }
 
     async fn requeue_expired(
@@ -901,7 +913,8 @@ impl Store for PgStore {
         campaign: &str,
         reason: &str,
     ) -> Result<Vec<Requeued>, StoreError> {
-        self.requeue_where(campaign, Some(self.now()), reason).await
+        self.requeue_where(campaign, (Some(self.now()), None), reason)
+            .await
     }
 
     async fn resume_paused(

@@ -350,28 +350,44 @@ impl SqliteStore {
         Ok(number)
     }
 
-    /// Re-queues the campaign's running trials (with `expired_at`: only those
-    /// whose run's lease had run out by then: ended, or silent for longer than
-    /// its lease).
+    /// Re-queues the campaign's running trials: with `expired_at`, only those
+    /// whose run's lease had run out by then (ended, or silent for longer than
+    /// its lease); with `only_run`, only that run's.
     async fn requeue_where(
         &self,
         campaign: &str,
-        expired_at: Option<Timestamp>,
+        (expired_at, only_run): (Option<Timestamp>, Option<u64>),
         reason: &str,
     ) -> Result<Vec<Requeued>, StoreError> {
         let mut w = self.begin().await?;
-        let rows = sqlx::query(
-            "UPDATE trials SET state = 'queued', run = NULL, worker = NULL, process = NULL \
-             WHERE campaign = ? AND state = 'running' AND (? IS NULL OR run IS NULL OR run IN ( \
+        const WHICH: &str = "campaign = ? AND state = 'running' AND (? IS NULL OR run = ?) \
+             AND (? IS NULL OR run IS NULL OR run IN ( \
                SELECT id FROM runs WHERE ended_at IS NOT NULL \
-               OR heartbeat_at + COALESCE(json_extract(info, '$.lease_ms'), ?) < ?)) \
-             RETURNING number, process",
-        )
+               OR heartbeat_at + COALESCE(json_extract(info, '$.lease_ms'), ?) < ?))";
+        let only_run = only_run.map(|r| r as i64);
+        // Read before the update: RETURNING would show the cleared process.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT number, process FROM trials WHERE {WHICH}"
+        )))
         .bind(campaign)
+        .bind(only_run)
+        .bind(only_run)
         .bind(expired_at)
         .bind(DEFAULT_LEASE_MS as i64)
         .bind(expired_at)
         .fetch_all(&mut *w.tx)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE trials SET state = 'queued', run = NULL, worker = NULL, process = NULL \
+             WHERE {WHICH}"
+        )))
+        .bind(campaign)
+        .bind(only_run)
+        .bind(only_run)
+        .bind(expired_at)
+        .bind(DEFAULT_LEASE_MS as i64)
+        .bind(expired_at)
+        .execute(&mut *w.tx)
         .await?;
         let mut requeued = Vec::new();
         for row in rows {
@@ -954,7 +970,17 @@ impl Store for SqliteStore {
         campaign: &str,
         reason: &str,
     ) -> Result<Vec<Requeued>, StoreError> {
-        self.requeue_where(campaign, None, reason).await
+        self.requeue_where(campaign, (None, None), reason).await
+    }
+
+    async fn requeue_run(
+        &self,
+        campaign: &str,
+        run: u64,
+        reason: &str,
+    ) -> Result<Vec<Requeued>, StoreError> {
+        self.requeue_where(campaign, (None, Some(run)), reason)
+            .await
     }
 
     async fn requeue_expired(
@@ -962,7 +988,8 @@ impl Store for SqliteStore {
         campaign: &str,
         reason: &str,
     ) -> Result<Vec<Requeued>, StoreError> {
-        self.requeue_where(campaign, Some(self.now()), reason).await
+        self.requeue_where(campaign, (Some(self.now()), None), reason)
+            .await
     }
 
     async fn resume_paused(

@@ -327,6 +327,15 @@ pub trait Store: Send + Sync + 'static {
         campaign: &str,
         reason: &str,
     ) -> impl Future<Output = Result<Vec<Requeued>, StoreError>> + Send;
+    /// Re-queues (keeping number and params, recording `reason`) the running
+    /// trials `run` holds: a run that stops early gives back its own trials
+    /// and leaves other workers' alone.
+    fn requeue_run(
+        &self,
+        campaign: &str,
+        run: u64,
+        reason: &str,
+    ) -> impl Future<Output = Result<Vec<Requeued>, StoreError>> + Send;
     /// Re-queues (keeping number and params, recording `reason`) every running
     /// trial of the campaign whose run's lease ran out: its last heartbeat is
     /// older than its own lease ([`RunInfo::lease_ms`]), or the run has ended.

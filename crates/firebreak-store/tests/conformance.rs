@@ -337,12 +337,36 @@ async fn requeue_keeps_number_and_params<S: Store>(store: &S) {
         .propose_and_start("r", &new_trial(7, 0), &start(run, 0))
         .await
         .expect("started");
+    let process = ProcessInfo {
+        host: "h".into(),
+        pid: 4242,
+    };
+    store
+        .set_process("r", trial.number, &process)
+        .await
+        .expect("process");
+    // A run's own re-queue leaves another run's trial alone.
+    let other = store.start_run("r", &info()).await.expect("run");
+    let others = store
+        .propose_and_start("r", &new_trial(8, 0), &start(other, 0))
+        .await
+        .expect("started");
+    let own = store
+        .requeue_run("r", other, "run 2 was interrupted")
+        .await
+        .expect("requeued");
+    assert_eq!(
+        own.iter().map(|r| r.number).collect::<Vec<_>>(),
+        [others.number]
+    );
     let requeued = store
         .requeue_running("r", "run 1 died")
         .await
         .expect("requeued");
     assert_eq!(requeued.len(), 1);
     assert_eq!(requeued[0].number, trial.number);
+    // The process it had, so that its leftovers can be killed.
+    assert_eq!(requeued[0].process.as_ref(), Some(&process));
     let again = store
         .claim_queued("r", &start(run + 1, 0))
         .await
