@@ -2,7 +2,9 @@
 # The project's one check: formatting, lints, docs and every test.
 # Needs: the Rust toolchain (with rustfmt and clippy) and python3 with the
 # `cryptography` package (trial programs of the end-to-end tests, and the
-# independent ledger verifier). No network, no services.
+# independent ledger verifier), PostgreSQL's server programs (initdb, pg_ctl)
+# and Slurm (slurmctld, slurmd, munge; `scripts/slurm.sh install`), which the
+# tests start and stop themselves; `.ci/run` installs all of it. No network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all --check
