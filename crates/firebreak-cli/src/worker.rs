@@ -54,7 +54,7 @@ pub(crate) async fn worker<S: Store + Clone>(
     };
     let mut code = 0;
     for name in &names {
-        let stop = serve(cli, store.clone(), name, &args).await?;
+        let stop = serve_retrying(cli, &store, name, &args).await?;
         let this = match stop {
             Stop::Done => 0,
             Stop::Interrupted { .. } => return Ok(130),
@@ -74,6 +74,53 @@ pub(crate) async fn worker<S: Store + Clone>(
         code = code.max(this);
     }
     Ok(code)
+}
+
+/// How long a worker keeps rejoining after database errors before it gives up.
+const RETRY_FOR: Duration = Duration::from_secs(300);
+
+/// [`serve`], rejoining with backoff (0.5 s doubling to 8 s, for up to
+/// [`RETRY_FOR`]) when the database fails under it (a restart, a cut
+/// connection). A rejoin is a new run: the old run's trials come back to the
+/// queue when its lease runs out, and its late results are refused.
+async fn serve_retrying<S: Store + Clone>(
+    cli: &Cli,
+    store: &S,
+    name: &str,
+    args: &WorkerArgs,
+) -> Result<Stop, Failure> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match serve(cli, store.clone(), name, args).await {
+            Err(failure) if database_failed(&failure) && started.elapsed() < RETRY_FOR => {
+                eprintln!(
+                    "worker: {name}: the database failed ({:#}); joining again in {} ms",
+                    failure.error,
+                    delay.as_millis()
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(8));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// True when a failure came from the database driver (connection lost, server
+/// restarting), not from the campaign or the ledger.
+fn database_failed(failure: &Failure) -> bool {
+    failure.error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<firebreak_store::StoreError>(),
+            Some(firebreak_store::StoreError::Database(_))
+        ) || matches!(
+            cause.downcast_ref::<firebreak_runner::RunnerError>(),
+            Some(firebreak_runner::RunnerError::Store(
+                firebreak_store::StoreError::Database(_)
+            ))
+        )
+    })
 }
 
 /// Runs one campaign's trials as a joined worker until it stops.

@@ -342,3 +342,55 @@ fn a_trip_in_one_worker_halts_every_worker() {
     let (code, stdout, stderr) = output(&project, &storage, &["audit", "verify"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
+
+/// PostgreSQL restarted mid-campaign (`pg_ctl restart -m immediate`: every
+/// connection cut): the workers join again with backoff, the trials the old
+/// runs held come back by lease, and each of the 40 trials finishes once.
+#[test]
+fn workers_ride_out_a_postgres_restart() {
+    let storage = postgres();
+    let project = Project::new();
+    let markers = project.path().join("markers");
+    std::fs::create_dir_all(&markers).expect("markers");
+    let token = format!("restart-{}", std::process::id());
+    let path = project.spec("spec.toml", &slow_spec("r", 40, &token, &markers, ""));
+    let mut creator = spawn(&project, &storage, &["run", path.to_str().expect("utf-8")]);
+    wait_for_campaign(&project, &storage, "r");
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(creator.id() as i32, libc::SIGINT) };
+    let _ = creator.wait();
+    let worker = ["worker", "--campaign", "r", "--lease", "2s"];
+    let mut workers: Vec<Child> = (0..3).map(|_| spawn(&project, &storage, &worker)).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, stdout, _) = output(&project, &storage, &["--format", "json", "trials", "r"]);
+        let complete = serde_json::from_str::<Vec<serde_json::Value>>(&stdout)
+            .map(|t| t.iter().filter(|t| t["state"] == "complete").count())
+            .unwrap_or(0);
+        if code == 0 && complete >= 8 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress before the restart");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    firebreak_pgtest::restart();
+    let codes = wait_all(&mut workers, Duration::from_secs(180));
+    assert!(codes.iter().all(|c| *c == 0), "workers exited {codes:?}");
+    let trials = trials(&project, &storage, "r");
+    let numbers: Vec<u64> = trials.iter().filter_map(|t| t["number"].as_u64()).collect();
+    assert_eq!(numbers, (0..40).collect::<Vec<_>>());
+    assert!(
+        trials.iter().all(|t| t["state"] == "complete"),
+        "{trials:?}"
+    );
+    let finished = entries(&project, &storage, "trial_finished");
+    assert_eq!(finished.len(), 40);
+    let violations = std::fs::read_dir(&markers)
+        .expect("markers")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("violation"))
+        .count();
+    assert_eq!(violations, 0);
+    let (code, stdout, stderr) = output(&project, &storage, &["audit", "verify"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
