@@ -72,6 +72,23 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
             };
             launch_slurm(&cli, spec, job, *slots, *lease).await
         }
+        Command::Launch(crate::LaunchCommand::K8s {
+            spec,
+            workers,
+            image,
+            namespace,
+            dry_run,
+            lease,
+        }) => {
+            let job = crate::k8s::K8sJob {
+                campaign: String::new(),
+                workers: *workers,
+                image: image.clone(),
+                namespace: namespace.clone(),
+                lease_secs: lease.as_secs(),
+            };
+            launch_k8s(&cli, spec, job, *dry_run).await
+        }
         Command::Requests { campaign } => {
             crate::governance::requests(&cli, campaign.as_deref()).await
         }
@@ -455,6 +472,39 @@ async fn launch_slurm(
             job.log_dir.display()
         );
     }
+    Ok(0)
+}
+
+/// `launch k8s`: creates or resumes the campaign (unless `--dry-run`, which
+/// only reads the spec), then applies one Indexed Job of workers.
+async fn launch_k8s(
+    cli: &Cli,
+    path: &Path,
+    mut job: crate::k8s::K8sJob,
+    dry_run: bool,
+) -> CommandResult {
+    let mut spec = load_spec(path)?;
+    job.campaign = spec.name().to_string();
+    let manifest = crate::k8s::manifest(&job)?;
+    if dry_run {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&manifest).unwrap_or_default()
+        );
+        return Ok(0);
+    }
+    let spec_dir = path
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .ok_or_else(|| anyhow!("cannot resolve the folder of {}", path.display()))?;
+    firebreak_runner::load_policy(&mut spec, &spec_dir)?;
+    let store = AnyStore::open(&cli.storage).await?;
+    let campaign = Campaign::open(store, spec).await?;
+    campaign.close("launched workers on Kubernetes").await?;
+    drop(campaign);
+    let applied = crate::k8s::apply(&manifest)?;
+    println!("{applied}");
     Ok(0)
 }
 

@@ -11,6 +11,7 @@
 mod checkpoints;
 mod commands;
 mod governance;
+mod k8s;
 mod keys;
 mod launch;
 mod lineage;
@@ -231,6 +232,27 @@ enum LaunchCommand {
         /// Trials each worker runs at once (default: the spec's `parallelism`).
         #[arg(long)]
         slots: Option<u32>,
+        /// Each worker's lease ("60s").
+        #[arg(long, default_value = "60s", value_parser = duration)]
+        lease: std::time::Duration,
+    },
+    /// Start N workers as one Kubernetes Indexed Job (`kubectl apply`); the pods
+    /// read the storage URL from the Secret `firebreak-storage` (key `url`).
+    K8s {
+        /// The spec file.
+        spec: PathBuf,
+        /// Pods, one worker each.
+        #[arg(long)]
+        workers: u32,
+        /// The worker image (`deploy/Dockerfile` builds one).
+        #[arg(long)]
+        image: String,
+        /// The namespace (default: kubectl's context's).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Print the manifest; create nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// Each worker's lease ("60s").
         #[arg(long, default_value = "60s", value_parser = duration)]
         lease: std::time::Duration,
