@@ -381,7 +381,7 @@ fn parse_tasks(job_id: &str, text: &str, separator: char) -> Vec<TaskState> {
     tasks
 }
 
-/// `3` → [3]; `[2-4,7%2]` → [2, 3, 4, 7]; anything else → [].
+/// `3` → `[3]`; `[2-4,7%2]` → `[2, 3, 4, 7]`; anything else → `[]`.
 fn task_ids(task: &str) -> Vec<u32> {
     if let Ok(id) = task.parse() {
         return vec![id];

@@ -29,7 +29,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "firebreak", version, about)]
 pub struct Cli {
-    /// Where campaigns live: sqlite://PATH or postgres://USER[:PASS]@HOST[:PORT]/DB.
+    /// Where campaigns live: `sqlite://PATH` or `postgres://USER[:PASS]@HOST[:PORT]/DB`.
     #[arg(
         long,
         global = true,
