@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 mod any;
+mod codec;
 mod error;
 mod lock;
 mod postgres;

@@ -54,6 +54,7 @@ use firebreak_ledger::{
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres};
 use sqlx::{Connection, Row};
 
+use crate::codec::{finite_metrics, json, parse, sha256, to_hash};
 use crate::types::{
     CampaignRecord, CampaignSummary, Closing, Counts, DEFAULT_LEASE_MS, NewTrial, Outcome,
     ProcessInfo, RequestDraft, Requeued, RunInfo, RunRecord, SpecUpdate, Start, Store,
@@ -691,35 +692,6 @@ async fn migrate(conn: &mut PgConnection, upgrade: bool) -> Result<(), StoreErro
     }
     tx.commit().await?;
     Ok(())
-}
-
-pub(super) fn to_hash(bytes: &[u8]) -> Hash {
-    let mut hash = [0u8; 32];
-    if bytes.len() == 32 {
-        hash.copy_from_slice(bytes);
-    }
-    hash
-}
-
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "null".to_string())
-}
-
-fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{e}: {text:.80}")))
-}
-
-fn sha256(data: &[u8]) -> Hash {
-    use sha2::Digest;
-    sha2::Sha256::digest(data).into()
-}
-
-fn finite_metrics(metrics: &Metrics) -> Metrics {
-    metrics
-        .iter()
-        .filter(|(_, v)| v.is_finite())
-        .map(|(k, v)| (k.clone(), *v))
-        .collect()
 }
 
 fn campaign_from_row(row: &PgRow) -> Result<CampaignRecord, StoreError> {

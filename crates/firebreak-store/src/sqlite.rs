@@ -19,6 +19,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Row, SqliteConnection};
 
+use crate::codec::{json, parse, sha256, to_hash};
 use crate::schema::{MIGRATIONS, SCHEMA_VERSION};
 use crate::types::{
     CampaignRecord, CampaignSummary, Closing, Counts, DEFAULT_LEASE_MS, NewTrial, Outcome,
@@ -770,22 +771,6 @@ fn unsealed(campaign: &str, at: Timestamp, events: &[Event]) -> Result<Vec<Unsea
         }
         Ok(all)
     })
-}
-
-fn to_hash(bytes: &[u8]) -> Hash {
-    let mut hash = [0u8; 32];
-    if bytes.len() == 32 {
-        hash.copy_from_slice(bytes);
-    }
-    hash
-}
-
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "null".to_string())
-}
-
-fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{e}: {text:.80}")))
 }
 
 fn trial_from_row(row: &SqliteRow) -> Result<Trial, StoreError> {
@@ -1621,11 +1606,6 @@ fn campaign_from_row(row: &SqliteRow) -> Result<CampaignRecord, StoreError> {
         created_at: row.try_get(3)?,
         submitted,
     })
-}
-
-fn sha256(data: &[u8]) -> Hash {
-    use sha2::Digest;
-    sha2::Sha256::digest(data).into()
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::sync::Weak;
 
-use firebreak_core::{Metrics, Report, Trial, TrialState};
+use firebreak_core::{Report, Trial, TrialState};
 use firebreak_ledger::{Entry, Event};
 use sqlx::Row;
 use sqlx::pool::PoolConnection;
@@ -33,6 +33,7 @@ use sqlx::sqlite::{Sqlite, SqliteArguments};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Cursor, Inner, SqliteStore, json, to_hash};
+use crate::codec::finite_metrics;
 use crate::{NewTrial, Outcome, Start, StoreError};
 
 /// How often a batch is retried after losing a race with another process.
@@ -94,14 +95,6 @@ enum Failure {
     /// A compare-and-set lost.
     Lost,
     Other(StoreError),
-}
-
-fn finite_metrics(metrics: &Metrics) -> Metrics {
-    metrics
-        .iter()
-        .filter(|(_, v)| v.is_finite())
-        .map(|(k, v)| (k.clone(), *v))
-        .collect()
 }
 
 fn classify(error: sqlx::Error) -> Failure {
