@@ -9,6 +9,14 @@ use firebreak_train::{
     Control, Distill, EpochMetrics, Genome, Trained, genome, test, train, train_distilled,
 };
 
+/// Takes [`SERIAL`]: every test holds it, since any network build reseeds the
+/// process-wide generator another test's run may be drawing from.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn params(pairs: &[(&str, ParamValue)]) -> Params {
     pairs
         .iter()
@@ -71,6 +79,7 @@ fn count(model: &str, p: &Params, data: &firebreak_data::Dataset) -> usize {
 
 #[test]
 fn parameter_counts_equal_hand_computed_literals() {
+    let _serial = serial();
     let data = digits(); // 1×8×8 inputs, 10 classes
     // MLP 64→32→16→10: (64·32+32) + (32·16+16) + (16·10+10).
     let mlp = params(&[("width_1", int(32)), ("width_2", int(16))]);
@@ -120,7 +129,7 @@ fn parameter_counts_equal_hand_computed_literals() {
 
 #[test]
 fn a_tiny_network_learns_digits_above_90_percent_in_seconds() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let data = digits();
     let g = genome("mlp", &params(&[("width", int(32))]), 12).expect("genome");
     let started = std::time::Instant::now();
@@ -137,7 +146,7 @@ fn a_tiny_network_learns_digits_above_90_percent_in_seconds() {
 
 #[test]
 fn a_stop_ends_training_at_once_and_a_checkpoint_resumes_where_it_stopped() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let data = digits();
     let dir = TempDir::new("stop");
     let g: Genome = genome("mlp", &params(&[("width", int(16))]), 6).expect("genome");
@@ -200,6 +209,7 @@ fn a_stop_ends_training_at_once_and_a_checkpoint_resumes_where_it_stopped() {
 
 #[test]
 fn genome_errors_name_the_parameter_and_what_is_understood() {
+    let _serial = serial();
     let error = genome("mlp", &params(&[("widht", int(3))]), 5)
         .expect_err("typo")
         .to_string();
@@ -227,7 +237,7 @@ fn genome_errors_name_the_parameter_and_what_is_understood() {
 
 #[test]
 fn mnist1d_shows_the_papers_gap_between_logistic_mlp_and_cnn() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let data = firebreak_data::load("mnist1d").expect("mnist1d");
     let accuracy = |model: &str, p: Params, epochs: u32| {
         let g = genome(model, &p, epochs).expect("genome");
@@ -314,7 +324,7 @@ fn val_accuracy(g: &Genome, data: &firebreak_data::Dataset, dir: &std::path::Pat
 
 #[test]
 fn distillation_is_deterministic_and_a_checkpoint_resumes_it() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let data = digits();
     let dir = TempDir::new("distil-resume");
     let teacher = genome(
@@ -372,7 +382,7 @@ fn distillation_is_deterministic_and_a_checkpoint_resumes_it() {
 /// example at all learns the teacher's permutation from synthetic examples.
 #[test]
 fn a_student_learns_a_permutation_only_its_teacher_knows() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let dir = TempDir::new("distil-permutation");
     let data = digits();
     let shuffled = permuted(&data);
@@ -458,6 +468,7 @@ fn a_student_learns_a_permutation_only_its_teacher_knows() {
 
 #[test]
 fn a_missing_teacher_or_bad_settings_are_errors_that_say_so() {
+    let _serial = serial();
     let data = digits();
     let dir = TempDir::new("distil-errors");
     let missing = dir.path().join("no-teacher-here");
