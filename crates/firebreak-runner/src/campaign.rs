@@ -116,6 +116,8 @@ struct State {
     proposals: u64,
     /// When the store's queue was last checked for trials queued by other processes.
     queue_checked: Option<std::time::Instant>,
+    /// A joined worker: when `history` was last read from the store.
+    history_read: Option<std::time::Instant>,
     /// The number the next proposal gets.
     next_number: u64,
     /// How many trials of `history` are queued (kept by `upsert`).
@@ -528,6 +530,7 @@ impl<S: Store> Campaign<S> {
                 history,
                 proposals,
                 queue_checked: None,
+                history_read: None,
                 next_number,
                 queued,
                 tripwires: Gov::tripwires(&spec),
@@ -585,6 +588,19 @@ impl<S: Store> Campaign<S> {
             }
         }
         Ok(requeued)
+    }
+
+    /// A joined worker's history, read again from the store.
+    async fn read_history(&self, state: &mut State) -> Result<(), RunnerError> {
+        let history = self.store.trials(self.name()).await?;
+        state.queued = history
+            .iter()
+            .filter(|t| t.state == TrialState::Queued)
+            .count();
+        state.next_number = history.last().map_or(0, |t| t.number + 1);
+        state.history = history;
+        state.history_read = Some(std::time::Instant::now());
+        Ok(())
     }
 
     /// How many trials this process runs at once.
@@ -851,16 +867,15 @@ impl<S: Store> Campaign<S> {
             slots: self.slots(),
         };
         let mut state = self.state.lock().await;
-        if self.lease.is_some() {
+        if self.lease.is_some()
+            && state
+                .history_read
+                .is_none_or(|at| at.elapsed() >= QUEUE_POLL)
+        {
             // Other processes start and finish trials too: propose from the
-            // store's history, not this process's.
-            let history = self.store.trials(name).await?;
-            state.queued = history
-                .iter()
-                .filter(|t| t.state == TrialState::Queued)
-                .count();
-            state.next_number = history.last().map_or(0, |t| t.number + 1);
-            state.history = history;
+            // store's history (read again at most every QUEUE_POLL; this
+            // process's own trials enter it as they change).
+            self.read_history(&mut state).await?;
         }
         if let Some(halt) = &state.halt {
             return Err(RunnerError::Halted {
@@ -1278,9 +1293,13 @@ impl<S: Store> Campaign<S> {
                     return Ok(trial);
                 }
                 Err(StoreError::NumberTaken(_)) => {
-                    // Another process queued a trial under this number: move on.
+                    // Another process took this number: move on (a joined
+                    // worker reads the store's history again first).
                     let mut state = self.state.lock().await;
                     state.history.retain(|t| t.number != number);
+                    if self.lease.is_some() {
+                        self.read_history(&mut state).await?;
+                    }
                     number = state.reserve(&new);
                 }
                 Err(e) => {
