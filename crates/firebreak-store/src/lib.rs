@@ -28,6 +28,7 @@ mod any;
 mod codec;
 mod error;
 mod lock;
+mod merkle_cache;
 mod postgres;
 mod schema;
 mod sqlite;

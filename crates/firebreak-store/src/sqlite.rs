@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use firebreak_core::{Clock, Metrics, Params, Report, SystemClock, Timestamp, Trial, TrialState};
 use firebreak_ledger::{
-    Authorization, Checkpoint, Entry, Event, GENESIS, Hash, MerkleTree, Node, Request,
-    RequestState, RunRow, SignedDecision, StateSnapshot, Unsealed, canonical_json, hex,
+    Authorization, Checkpoint, Entry, Event, GENESIS, Hash, Request, RequestState, RunRow,
+    SignedDecision, StateSnapshot, Unsealed, canonical_json, hex,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -20,6 +20,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, SqliteConnection};
 
 use crate::codec::{json, parse, sha256, to_hash};
+use crate::merkle_cache::{self, CACHE_LEVEL, ProofPlan};
 use crate::schema::{MIGRATIONS, SCHEMA_VERSION};
 use crate::types::{
     CampaignRecord, CampaignSummary, Closing, Counts, DEFAULT_LEASE_MS, NewTrial, Outcome,
@@ -616,11 +617,6 @@ pub(crate) async fn migrate(
     Ok(())
 }
 
-/// The smallest subtrees the Merkle cache keeps: 2^8 = 256 entries. A proof reads
-/// at most two blocks of that many leaf hashes; the cache holds about one row per
-/// 128 entries.
-const CACHE_LEVEL: u32 = 8;
-
 /// How many complete blocks of `2^CACHE_LEVEL` entries the cache covers. It is
 /// filled in order and every level above at once, so level `j` holds exactly the
 /// nodes `0..(blocks >> (j - CACHE_LEVEL))`.
@@ -677,48 +673,23 @@ async fn extend_merkle_cache(
     if leaves.len() as u64 != end - start {
         return Ok(());
     }
-    // Level CACHE_LEVEL from the leaves, each level above from the one below; a
-    // level's first new node may pair with the last cached node on its left.
-    let mut new_nodes: Vec<(u32, u64, Hash)> = Vec::new();
-    let mut level_nodes: Vec<Hash> = leaves
-        .chunks_exact(1 << CACHE_LEVEL)
-        .map(firebreak_ledger::root)
-        .collect();
-    let (mut level, mut first) = (CACHE_LEVEL, have);
-    loop {
-        new_nodes.extend(
-            level_nodes
-                .iter()
-                .enumerate()
-                .map(|(i, h)| (level, first + i as u64, *h)),
-        );
-        let (next_first, next_end) = (first / 2, (first + level_nodes.len() as u64) / 2);
-        if next_end <= next_first {
-            break;
-        }
-        let mut below = level_nodes;
-        if first % 2 == 1 {
-            let left: Vec<u8> =
-                sqlx::query("SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?")
-                    .bind(level as i64)
-                    .bind((first - 1) as i64)
-                    .fetch_optional(&mut **tx)
-                    .await?
-                    .map(|row| row.try_get(0))
-                    .transpose()?
-                    .unwrap_or_default();
-            if left.len() != 32 {
-                return Ok(());
-            }
-            below.insert(0, to_hash(&left));
-        }
-        level_nodes = below
-            .chunks_exact(2)
-            .map(|pair| firebreak_ledger::node_hash(&pair[0], &pair[1]))
-            .collect();
-        level += 1;
-        first = next_first;
+    // A level's first new node may pair with the last cached node on its left.
+    let mut left = HashMap::new();
+    for node in merkle_cache::left_neighbours(have, want) {
+        let hash: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?")
+                .bind(i64::from(node.level))
+                .bind(node.index as i64)
+                .fetch_optional(&mut **tx)
+                .await?;
+        match hash {
+            Some(hash) if hash.len() == 32 => left.insert(node, to_hash(&hash)),
+            _ => return Ok(()),
+        };
     }
+    let Some(new_nodes) = merkle_cache::new_nodes(have, &leaves, &left) else {
+        return Ok(());
+    };
     for chunk in new_nodes.chunks(300) {
         let mut sql = String::from("INSERT OR IGNORE INTO merkle_nodes (level, idx, hash) VALUES ");
         for i in 0..chunk.len() {
@@ -1504,65 +1475,22 @@ impl SqliteStore {
         if (blocks.max(0) as u64) < tree_size >> CACHE_LEVEL {
             self.fill_merkle_cache(tree_size).await?;
         }
-        let needed = firebreak_ledger::proof_nodes(seq, tree_size);
+        let mut plan = ProofPlan::new(seq, tree_size);
         let mut locked = conn.lock_handle().await?;
         let handle = raw::Handle::new(&mut locked);
         // Cached subtrees: one primary-key lookup each.
-        let cached: Vec<Node> = needed
-            .iter()
-            .filter(|n| n.level >= CACHE_LEVEL)
-            .copied()
-            .collect();
-        let mut known: HashMap<Node, Hash> =
-            raw::cached_nodes(&handle, &cached)?.into_iter().collect();
+        for (node, hash) in raw::cached_nodes(&handle, &plan.cached)? {
+            plan.add_cached(node, hash);
+        }
         // Smaller subtrees, and the leaf, from the leaf hashes of their blocks.
-        let block = 1u64 << CACHE_LEVEL;
-        let mut blocks: Vec<u64> = needed
-            .iter()
-            .filter(|n| n.level < CACHE_LEVEL)
-            .map(|n| n.start() / block)
-            .chain([seq / block])
-            .collect();
-        blocks.sort_unstable();
-        blocks.dedup();
-        let mut leaf = None;
-        for b in blocks {
-            let (start, end) = (b * block, ((b + 1) * block).min(tree_size));
+        for b in plan.blocks.clone() {
+            let (start, end) = plan.block_range(b);
             let Some(leaves) = raw::leaf_hashes(&handle, start, end)? else {
                 return Ok(None);
             };
-            if (start..end).contains(&seq) {
-                leaf = Some(leaves[(seq - start) as usize]);
-            }
-            let tree = MerkleTree::new(leaves);
-            for node in needed
-                .iter()
-                .filter(|n| n.level < CACHE_LEVEL && n.start() / block == b)
-            {
-                let local = Node {
-                    level: node.level,
-                    index: node.index - (start >> node.level),
-                };
-                if let Some(hash) = tree.node(local) {
-                    known.insert(*node, hash);
-                }
-            }
+            plan.add_block(b, leaves);
         }
-        let lookup = |node: Node| known.get(&node).copied();
-        let (Some(leaf), Some(root), Some(path)) = (
-            leaf,
-            firebreak_ledger::root_from(tree_size, lookup),
-            firebreak_ledger::inclusion_proof_from(seq, tree_size, lookup),
-        ) else {
-            return Ok(None);
-        };
-        Ok(Some(LedgerProof {
-            seq,
-            tree_size,
-            leaf,
-            root,
-            path,
-        }))
+        Ok(plan.finish())
     }
 
     /// Brings the Merkle cache up to the first `size` entries, in its own
@@ -1611,6 +1539,7 @@ fn campaign_from_row(row: &SqliteRow) -> Result<CampaignRecord, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use firebreak_ledger::MerkleTree;
 
     fn url(dir: &tempfile::TempDir) -> String {
         format!("sqlite://{}/db.sqlite", dir.path().display())

@@ -11,15 +11,13 @@
 
 use std::collections::HashMap;
 
-use firebreak_ledger::{Hash, MerkleTree, Node};
+use firebreak_ledger::{Hash, Node};
 use sqlx::Row;
 use sqlx::postgres::PgConnection;
 
 use super::{PgStore, to_hash};
+use crate::merkle_cache::{self, CACHE_LEVEL, ProofPlan};
 use crate::{LedgerProof, StoreError};
-
-/// The smallest subtrees the cache keeps: 2^8 = 256 entries (as SQLite's).
-const CACHE_LEVEL: u32 = 8;
 
 /// How many complete blocks of `2^CACHE_LEVEL` entries the cache covers. It is
 /// filled in order and every level above at once, so level `j` holds exactly the
@@ -87,45 +85,23 @@ pub(super) async fn extend(
     if leaves.len() as u64 != end - start {
         return Ok(());
     }
-    // Level CACHE_LEVEL from the leaves, each level above from the one below; a
-    // level's first new node may pair with the last cached node on its left.
-    let mut new_nodes: Vec<(u32, u64, Hash)> = Vec::new();
-    let mut level_nodes: Vec<Hash> = leaves
-        .chunks_exact(1 << CACHE_LEVEL)
-        .map(firebreak_ledger::root)
-        .collect();
-    let (mut level, mut first) = (CACHE_LEVEL, have);
-    loop {
-        new_nodes.extend(
-            level_nodes
-                .iter()
-                .enumerate()
-                .map(|(i, h)| (level, first + i as u64, *h)),
-        );
-        let (next_first, next_end) = (first / 2, (first + level_nodes.len() as u64) / 2);
-        if next_end <= next_first {
-            break;
-        }
-        let mut below = level_nodes;
-        if first % 2 == 1 {
-            let left: Option<Vec<u8>> =
-                sqlx::query_scalar("SELECT hash FROM merkle_nodes WHERE level = $1 AND idx = $2")
-                    .bind(i64::from(level))
-                    .bind((first - 1) as i64)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            match left {
-                Some(left) if left.len() == 32 => below.insert(0, to_hash(&left)),
-                _ => return Ok(()),
-            }
-        }
-        level_nodes = below
-            .chunks_exact(2)
-            .map(|pair| firebreak_ledger::node_hash(&pair[0], &pair[1]))
-            .collect();
-        level += 1;
-        first = next_first;
+    // A level's first new node may pair with the last cached node on its left.
+    let mut left = HashMap::new();
+    for node in merkle_cache::left_neighbours(have, want) {
+        let hash: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT hash FROM merkle_nodes WHERE level = $1 AND idx = $2")
+                .bind(i64::from(node.level))
+                .bind(node.index as i64)
+                .fetch_optional(&mut *conn)
+                .await?;
+        match hash {
+            Some(hash) if hash.len() == 32 => left.insert(node, to_hash(&hash)),
+            _ => return Ok(()),
+        };
     }
+    let Some(new_nodes) = merkle_cache::new_nodes(have, &leaves, &left) else {
+        return Ok(());
+    };
     let levels: Vec<i64> = new_nodes.iter().map(|n| i64::from(n.0)).collect();
     let indexes: Vec<i64> = new_nodes.iter().map(|n| n.1 as i64).collect();
     let hashes: Vec<Vec<u8>> = new_nodes.iter().map(|n| n.2.to_vec()).collect();
@@ -164,83 +140,43 @@ impl PgStore {
             extend(&mut w.tx, tree_size, None).await?;
             self.commit(w).await?;
         }
-        let needed = firebreak_ledger::proof_nodes(seq, tree_size);
+        let mut plan = ProofPlan::new(seq, tree_size);
         // Cached subtrees: one lookup for all of them.
-        let cached: Vec<Node> = needed
-            .iter()
-            .filter(|n| n.level >= CACHE_LEVEL)
-            .copied()
-            .collect();
         let rows = sqlx::query(
             "SELECT m.level, m.idx, m.hash FROM merkle_nodes m \
              JOIN UNNEST($1::bigint[], $2::bigint[]) AS w(level, idx) \
                ON m.level = w.level AND m.idx = w.idx",
         )
         .bind(
-            cached
+            plan.cached
                 .iter()
                 .map(|n| i64::from(n.level))
                 .collect::<Vec<_>>(),
         )
-        .bind(cached.iter().map(|n| n.index as i64).collect::<Vec<_>>())
+        .bind(
+            plan.cached
+                .iter()
+                .map(|n| n.index as i64)
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(&mut *conn)
         .await?;
-        let mut known: HashMap<Node, Hash> = HashMap::new();
         for row in rows {
             let node = Node {
                 level: row.try_get::<i64, _>(0)? as u32,
                 index: row.try_get::<i64, _>(1)? as u64,
             };
-            known.insert(node, to_hash(row.try_get::<&[u8], _>(2)?));
+            plan.add_cached(node, to_hash(row.try_get::<&[u8], _>(2)?));
         }
         // Smaller subtrees, and the leaf, from the leaf hashes of their blocks.
-        let block = 1u64 << CACHE_LEVEL;
-        let mut blocks: Vec<u64> = needed
-            .iter()
-            .filter(|n| n.level < CACHE_LEVEL)
-            .map(|n| n.start() / block)
-            .chain([seq / block])
-            .collect();
-        blocks.sort_unstable();
-        blocks.dedup();
-        let mut leaf = None;
-        for b in blocks {
-            let (start, end) = (b * block, ((b + 1) * block).min(tree_size));
+        for b in plan.blocks.clone() {
+            let (start, end) = plan.block_range(b);
             let Some(leaves) = leaf_hashes(&mut conn, start, end).await? else {
                 return Ok(None);
             };
-            if (start..end).contains(&seq) {
-                leaf = Some(leaves[(seq - start) as usize]);
-            }
-            let tree = MerkleTree::new(leaves);
-            for node in needed
-                .iter()
-                .filter(|n| n.level < CACHE_LEVEL && n.start() / block == b)
-            {
-                let local = Node {
-                    level: node.level,
-                    index: node.index - (start >> node.level),
-                };
-                if let Some(hash) = tree.node(local) {
-                    known.insert(*node, hash);
-                }
-            }
+            plan.add_block(b, leaves);
         }
-        let lookup = |node: Node| known.get(&node).copied();
-        let (Some(leaf), Some(root), Some(path)) = (
-            leaf,
-            firebreak_ledger::root_from(tree_size, lookup),
-            firebreak_ledger::inclusion_proof_from(seq, tree_size, lookup),
-        ) else {
-            return Ok(None);
-        };
-        Ok(Some(LedgerProof {
-            seq,
-            tree_size,
-            leaf,
-            root,
-            path,
-        }))
+        Ok(plan.finish())
     }
 
     /// How many complete blocks the Merkle cache covers (for tests).
