@@ -24,10 +24,15 @@ use common::slurm::Cluster;
 use launch::{SlurmJob, TaskState};
 
 /// The array's tasks once every one of `workers` has finished.
-fn wait_until_finished(cluster: &Cluster, job_id: &str, workers: u32) -> Vec<TaskState> {
+fn wait_until_finished(
+    cluster: &Cluster,
+    job_id: &str,
+    workers: u32,
+    timeout: Duration,
+) -> Vec<TaskState> {
     cluster.wait_for(
         &format!("the {workers} tasks of job {job_id} to finish"),
-        Duration::from_secs(25),
+        timeout,
         || {
             let tasks = launch::array_state_on(job_id, Some(cluster.conf())).ok()?;
             (tasks.len() == workers as usize && tasks.iter().all(TaskState::is_finished))
@@ -81,7 +86,7 @@ fn a_job_array_runs_one_worker_per_task_and_one_task_can_be_cancelled() {
         "job name and comment as squeue shows them: {shown:?}"
     );
 
-    let tasks = wait_until_finished(&cluster, &job_id, 4);
+    let tasks = wait_until_finished(&cluster, &job_id, 4, Duration::from_secs(25));
     let states: Vec<(u32, &str)> = tasks
         .iter()
         .map(|task| (task.task_id, task.state.as_str()))
@@ -136,11 +141,7 @@ fn a_job_array_runs_one_worker_per_task_and_one_task_can_be_cancelled() {
 #[test]
 fn launched_workers_finish_the_campaign_when_one_task_is_cancelled() {
     let cluster = Cluster::start();
-    let storage = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(firebreak_pgtest::fresh_database());
+    let storage = common::fresh_postgres();
     let project = common::Project::new();
     let markers = project.path().join("markers");
     std::fs::create_dir_all(&markers).expect("markers");
@@ -193,7 +194,7 @@ fn launched_workers_finish_the_campaign_when_one_task_is_cancelled() {
         (finished() >= 8).then_some(())
     });
     cluster.run("scancel", &[&format!("{job_id}_1")]);
-    let tasks = wait_until_finished_within(&cluster, &job_id, 4, Duration::from_secs(120));
+    let tasks = wait_until_finished(&cluster, &job_id, 4, Duration::from_secs(120));
     let cancelled: Vec<u32> = tasks
         .iter()
         .filter(|t| t.state == "CANCELLED")
@@ -233,12 +234,8 @@ fn launched_workers_finish_the_campaign_when_one_task_is_cancelled() {
         requeued.len() <= 1,
         "only the cancelled task's trial goes back: {requeued:?}"
     );
-    let violations = std::fs::read_dir(&markers)
-        .expect("markers")
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("violation"))
-        .count();
-    assert_eq!(violations, 0);
+    let violations = common::violations(&markers);
+    assert!(violations.is_empty(), "{violations:?}");
     let (code, stdout, _) = firebreak(&["status", "launched"]);
     assert_eq!(code, 0);
     assert!(
@@ -247,21 +244,4 @@ fn launched_workers_finish_the_campaign_when_one_task_is_cancelled() {
     );
     let (code, stdout, stderr) = firebreak(&["audit", "verify"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-}
-
-fn wait_until_finished_within(
-    cluster: &Cluster,
-    job_id: &str,
-    workers: u32,
-    timeout: Duration,
-) -> Vec<TaskState> {
-    cluster.wait_for(
-        &format!("the {workers} tasks of job {job_id} to finish"),
-        timeout,
-        || {
-            let tasks = launch::array_state_on(job_id, Some(cluster.conf())).ok()?;
-            (tasks.len() == workers as usize && tasks.iter().all(TaskState::is_finished))
-                .then_some(tasks)
-        },
-    )
 }

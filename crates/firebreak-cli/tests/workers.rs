@@ -23,15 +23,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A fresh PostgreSQL database of the test server.
-fn postgres() -> String {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(firebreak_pgtest::fresh_database())
-}
-
 fn slow_spec(name: &str, n_trials: u32, token: &str, markers: &Path, extra: &str) -> String {
     format!(
         r#"[campaign]
@@ -208,12 +199,7 @@ fn random_kills(storage: &str, n: u32, kills: u32) {
         requeued.iter().all(|e| e["reason"] == "lease expired"),
         "{requeued:?}"
     );
-    let violations: Vec<_> = std::fs::read_dir(&markers)
-        .expect("markers")
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("violation"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
+    let violations = common::violations(&markers);
     assert!(violations.is_empty(), "{violations:?}");
     let orphans = Command::new("pgrep")
         .args(["-f", &token])
@@ -237,7 +223,7 @@ fn killed_workers_lose_nothing_and_repeat_nothing_on_sqlite() {
 #[test]
 fn killed_workers_lose_nothing_and_repeat_nothing_on_postgres() {
     let _serial = serial();
-    random_kills(&postgres(), 200, 20);
+    random_kills(&common::fresh_postgres(), 200, 20);
 }
 
 /// A worker paused (SIGSTOP) for longer than its lease loses its trial to
@@ -246,7 +232,7 @@ fn killed_workers_lose_nothing_and_repeat_nothing_on_postgres() {
 #[test]
 fn a_paused_workers_late_result_is_refused_and_ledgered() {
     let _serial = serial();
-    let storage = postgres();
+    let storage = common::fresh_postgres();
     let project = Project::new();
     let markers = project.path().join("markers");
     std::fs::create_dir_all(&markers).expect("markers");
@@ -327,7 +313,7 @@ fn a_paused_workers_late_result_is_refused_and_ledgered() {
 #[test]
 fn a_trip_in_one_worker_halts_every_worker() {
     let _serial = serial();
-    let storage = postgres();
+    let storage = common::fresh_postgres();
     let project = Project::new();
     let markers = project.path().join("markers");
     std::fs::create_dir_all(&markers).expect("markers");
@@ -370,7 +356,7 @@ fn a_trip_in_one_worker_halts_every_worker() {
 #[test]
 fn workers_ride_out_a_postgres_restart() {
     let _serial = serial();
-    let storage = postgres();
+    let storage = common::fresh_postgres();
     let project = Project::new();
     let markers = project.path().join("markers");
     std::fs::create_dir_all(&markers).expect("markers");
@@ -407,12 +393,8 @@ fn workers_ride_out_a_postgres_restart() {
     );
     let finished = entries(&project, &storage, "trial_finished");
     assert_eq!(finished.len(), 40);
-    let violations = std::fs::read_dir(&markers)
-        .expect("markers")
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("violation"))
-        .count();
-    assert_eq!(violations, 0);
+    let violations = common::violations(&markers);
+    assert!(violations.is_empty(), "{violations:?}");
     let (code, stdout, stderr) = output(&project, &storage, &["audit", "verify"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
 }

@@ -501,11 +501,7 @@ impl<S: Store> Campaign<S> {
                 .await?,
             Some(_) => store.requeue_expired(&name, LEASE_EXPIRED).await?,
         };
-        for trial in &requeued {
-            if let Some(process) = trial.process.as_ref().filter(|p| p.host == host_name) {
-                host::signal_group(process.pid, libc::SIGKILL);
-            }
-        }
+        kill_left_behind(&requeued);
         let history = store.trials(&name).await?;
         let proposals = history
             .iter()
@@ -574,12 +570,7 @@ impl<S: Store> Campaign<S> {
             .store
             .requeue_expired(self.name(), LEASE_EXPIRED)
             .await?;
-        let host_name = host::host_name();
-        for trial in &requeued {
-            if let Some(process) = trial.process.as_ref().filter(|p| p.host == host_name) {
-                host::signal_group(process.pid, libc::SIGKILL);
-            }
-        }
+        kill_left_behind(&requeued);
         if self.lease.is_some() {
             let replayed = governance::verify_ledger(&self.store).await?;
             let requests = self.store.requests(Some(self.name())).await?;
@@ -1678,6 +1669,16 @@ pub fn counts_of(trials: &[Trial]) -> Counts {
         }
     }
     counts
+}
+
+/// Kills, on this host, what the processes of re-queued trials left behind.
+fn kill_left_behind(requeued: &[Requeued]) {
+    let host_name = host::host_name();
+    for trial in requeued {
+        if let Some(process) = trial.process.as_ref().filter(|p| p.host == host_name) {
+            host::signal_group(process.pid, libc::SIGKILL);
+        }
+    }
 }
 
 fn lease_ms(lease: std::time::Duration) -> u64 {

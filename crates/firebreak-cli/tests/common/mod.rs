@@ -353,3 +353,23 @@ pub fn pending(project: &Project, kind: &str) -> String {
         .expect("id")
         .to_string()
 }
+
+/// What the trial program's `slow` mode wrote into `markers` when it found
+/// another live process running its trial (a trial run twice at once).
+pub fn violations(markers: &Path) -> Vec<String> {
+    std::fs::read_dir(markers)
+        .expect("markers")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("violation"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect()
+}
+
+/// A fresh database of the test PostgreSQL (`firebreak-pgtest`).
+pub fn fresh_postgres() -> String {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(firebreak_pgtest::fresh_database())
+}
