@@ -195,11 +195,4 @@ mod tests {
         };
         assert!(manifest(&no_image).is_err());
     }
-
-    #[test]
-    fn the_storage_url_never_enters_the_manifest() {
-        let text = manifest(&job()).expect("manifest").to_string();
-        assert!(!text.contains("postgres://"));
-        assert!(text.contains(STORAGE_SECRET));
-    }
 }
