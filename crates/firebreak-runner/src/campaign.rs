@@ -1277,10 +1277,20 @@ impl<S: Store> Campaign<S> {
         let mut number = state.reserve(&new);
         drop(state);
         loop {
-            new.number = Some(number);
+            // A joined worker's history lags the other processes', so the number
+            // it reserved is often taken: the store gives it the next free one
+            // instead (a `run` keeps proposal order, which one process decides).
+            new.number = self.lease.is_none().then_some(number);
             match self.store.propose_and_start(name, &new, start).await {
                 Ok(trial) => {
-                    self.state.lock().await.upsert(trial.clone());
+                    let mut state = self.state.lock().await;
+                    if trial.number != number {
+                        // Drop the placeholder, unless a history read replaced it.
+                        state
+                            .history
+                            .retain(|t| t.number != number || t.started_at.is_some());
+                    }
+                    state.upsert(trial.clone());
                     return Ok(trial);
                 }
                 Err(StoreError::NumberTaken(_)) => {

@@ -7,9 +7,9 @@
 //! `n - 1`, so two transactions must never both append after the same head.
 //! Every transaction that appends (every state change but a heartbeat, a
 //! checkpoint or a trial's process id, which the ledger does not record) begins
-//! with `SELECT pg_advisory_xact_lock(LEDGER_LOCK)`, a transaction-level advisory
-//! lock that PostgreSQL releases at commit or rollback, and only *then*, in a
-//! later statement, reads the head (`seq` and `hash` of the last entry). Under
+//! with `SELECT pg_advisory_xact_lock(LEDGER_LOCK)` (sent with its `BEGIN`), a
+//! transaction-level advisory lock that PostgreSQL releases at commit or
+//! rollback, and only *then*, in a later statement, reads the head (`seq` and `hash` of the last entry). Under
 //! `READ COMMITTED` each statement sees every transaction committed before it
 //! began, and a committing transaction is visible before its lock is released,
 //! so the head read after the lock is the true head: appends from any number of
@@ -26,6 +26,13 @@
 //! SQLite. Reads need no lock; [`Store::snapshot`] and
 //! [`Store::ledger_and_snapshot`] read in one `REPEATABLE READ` transaction, so
 //! they see whole transactions only and never hold writers back.
+//!
+//! The lock is held from `BEGIN` to `COMMIT`, so every round trip inside an
+//! appending transaction is time every other writer waits: the hot paths (a
+//! start, a report, a finish) are four round trips each: `BEGIN` with the lock;
+//! the head (with the next trial number and the started count, for a start); the
+//! state change and its entries as one statement (a data-modifying `WITH`, whose
+//! entry is inserted only when the compare-and-set matched a row); `COMMIT`.
 //!
 //! Why no group commit (SQLite's `sqlite/fast.rs`) and no raw reads
 //! (`sqlite/raw.rs`): both work around costs of SQLite's driver thread; here each
@@ -74,6 +81,10 @@ const LEDGER_NAMESPACE: i32 = 0x4642_4C47;
 /// `campaign_locks.lock_id`.
 pub(crate) const CAMPAIGN_NAMESPACE: i32 = 0x4642_434C;
 
+/// `BEGIN` and the ledger lock (`LEDGER_NAMESPACE`, 0) in one round trip: one
+/// simple query of two statements. A test holds the literal to the constant.
+const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(1178750023, 0)";
+
 /// Connections per store: enough for a run's workers to read while one writes.
 const POOL_SIZE: u32 = 8;
 
@@ -116,6 +127,53 @@ struct Cursor {
 struct Tx {
     tx: sqlx::Transaction<'static, Postgres>,
     cursor: Cursor,
+}
+
+impl Tx {
+    /// Seals `event` as the next entry of the chain and moves the cursor past it;
+    /// the caller inserts it in this transaction.
+    fn seal(&mut self, campaign: &str, at: Timestamp, event: &Event) -> Result<Entry, StoreError> {
+        let entry = Entry::seal(self.cursor.next_seq, &self.cursor.prev, campaign, at, event)?;
+        self.cursor.next_seq += 1;
+        self.cursor.prev = entry.hash;
+        Ok(entry)
+    }
+}
+
+/// The cursor after the head row `(seq, hash, …)`.
+fn cursor_of(row: &PgRow) -> Result<Cursor, StoreError> {
+    Ok(Cursor {
+        next_seq: row.try_get::<i64, _>(0)? as u64 + 1,
+        prev: to_hash(&row.try_get::<Vec<u8>, _>(1)?),
+    })
+}
+
+/// The cursor of an empty ledger.
+fn cursor_of_none() -> Cursor {
+    Cursor {
+        next_seq: 0,
+        prev: GENESIS,
+    }
+}
+
+/// What a trial's start decides from, read with the head under the lock.
+struct Begun {
+    /// The campaign's next free trial number.
+    next: u64,
+    /// Its trials started already (running or finished), when counted.
+    started: u64,
+    /// The campaign's generation, which a started trial belongs to.
+    generation: Option<i64>,
+}
+
+/// Fails with [`StoreError::NoSlot`] when `slots` trials of the campaign are
+/// started already (read inside the locked transaction, so the count and the
+/// start are one step).
+fn check_slots(started: u64, slots: Option<u64>) -> Result<(), StoreError> {
+    match slots {
+        Some(slots) if started >= slots => Err(StoreError::NoSlot),
+        _ => Ok(()),
+    }
 }
 
 /// Which trials to load.
@@ -233,28 +291,52 @@ impl PgStore {
         self.inner.clock.now()
     }
 
-    /// Begins a transaction, takes the ledger lock and reads the ledger head.
+    /// Begins a transaction, takes the ledger lock and reads the ledger head:
+    /// two round trips.
     async fn begin(&self) -> Result<Tx, StoreError> {
-        let mut tx = self.inner.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1, 0)")
-            .bind(LEDGER_NAMESPACE)
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.inner.pool.begin_with(BEGIN_LOCKED).await?;
         // A statement of its own: its snapshot is taken after the lock was granted.
         let head = sqlx::query("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;
         let cursor = match head {
-            Some(row) => Cursor {
-                next_seq: row.try_get::<i64, _>(0)? as u64 + 1,
-                prev: to_hash(&row.try_get::<Vec<u8>, _>(1)?),
-            },
-            None => Cursor {
-                next_seq: 0,
-                prev: GENESIS,
-            },
+            Some(row) => cursor_of(&row)?,
+            None => cursor_of_none(),
         };
         Ok(Tx { tx, cursor })
+    }
+
+    /// [`Self::begin`] for a trial's start: the head read together with what a
+    /// start decides from (the campaign's next trial number, its started trials
+    /// when `count_started`, its generation), in the same one statement.
+    async fn begin_start(
+        &self,
+        campaign: &str,
+        count_started: bool,
+    ) -> Result<(Tx, Begun), StoreError> {
+        let mut tx = self.inner.pool.begin_with(BEGIN_LOCKED).await?;
+        let row = sqlx::query(
+            "SELECT h.seq, h.hash, \
+               (SELECT COALESCE(MAX(number) + 1, 0) FROM trials WHERE campaign = $1), \
+               (SELECT count(*) FROM trials WHERE campaign = $1 AND state <> 'queued' AND $2), \
+               (SELECT generation FROM campaigns WHERE name = $1) \
+             FROM (SELECT 1) AS one \
+             LEFT JOIN (SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1) AS h ON true",
+        )
+        .bind(campaign)
+        .bind(count_started)
+        .fetch_one(&mut *tx)
+        .await?;
+        let cursor = match row.try_get::<Option<i64>, _>(0)? {
+            Some(_) => cursor_of(&row)?,
+            None => cursor_of_none(),
+        };
+        let begun = Begun {
+            next: row.try_get::<i64, _>(2)? as u64,
+            started: row.try_get::<i64, _>(3)? as u64,
+            generation: row.try_get(4)?,
+        };
+        Ok((Tx { tx, cursor }, begun))
     }
 
     async fn commit(&self, w: Tx) -> Result<(), StoreError> {
@@ -275,6 +357,15 @@ impl PgStore {
         event: &Event,
         at: Timestamp,
     ) -> Result<(), StoreError> {
+        self.fault()?;
+        let entry = w.seal(campaign, at, event)?;
+        insert_entries(&mut w.tx, std::slice::from_ref(&entry)).await?;
+        Ok(())
+    }
+
+    /// The injected failure between a state write and its ledger write (tests
+    /// only), for the check that such a transaction leaves neither.
+    fn fault(&self) -> Result<(), StoreError> {
         #[cfg(test)]
         if self
             .inner
@@ -283,10 +374,6 @@ impl PgStore {
         {
             return Err(StoreError::Injected);
         }
-        let entry = Entry::seal(w.cursor.next_seq, &w.cursor.prev, campaign, at, event)?;
-        insert_entries(&mut w.tx, std::slice::from_ref(&entry)).await?;
-        w.cursor.next_seq += 1;
-        w.cursor.prev = entry.hash;
         Ok(())
     }
 
@@ -386,30 +473,6 @@ impl PgStore {
         Ok(requeued)
     }
 
-    /// Fails with [`StoreError::NoSlot`] when `slots` trials of the campaign are
-    /// started (running or finished) already; read inside the locked transaction,
-    /// so the count and the start are one step.
-    async fn check_slots(
-        &self,
-        w: &mut Tx,
-        campaign: &str,
-        slots: Option<u64>,
-    ) -> Result<(), StoreError> {
-        let Some(slots) = slots else {
-            return Ok(());
-        };
-        let started: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM trials WHERE campaign = $1 AND state <> 'queued'",
-        )
-        .bind(campaign)
-        .fetch_one(&mut *w.tx)
-        .await?;
-        if started as u64 >= slots {
-            return Err(StoreError::NoSlot);
-        }
-        Ok(())
-    }
-
     async fn require_campaign(&self, name: &str) -> Result<(), StoreError> {
         match self.campaign(name).await? {
             Some(_) => Ok(()),
@@ -498,27 +561,25 @@ impl PgStore {
 /// 65,535 bind parameters).
 const INSERT_CHUNK: usize = 1_000;
 
-/// Inserts sealed entries with one statement.
-async fn insert_entries(
-    tx: &mut sqlx::Transaction<'static, Postgres>,
-    entries: &[Entry],
-) -> Result<(), StoreError> {
-    let mut sql = String::from("INSERT INTO ledger (seq, campaign, kind, payload, hash) VALUES ");
-    for i in 0..entries.len() {
-        let p = i * 5;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5
-        ));
-    }
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+/// The head of an insert of ledger rows.
+const INSERT_LEDGER: &str = "INSERT INTO ledger (seq, campaign, kind, payload, hash) ";
+
+/// `VALUES` rows of `n` ledger entries whose parameters start at `$first`.
+fn ledger_values(first: usize, n: usize) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let p = first + i * 5;
+            format!("(${p}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4)
+        })
+        .collect();
+    format!("VALUES {}", rows.join(", "))
+}
+
+/// Binds `entries`' columns in [`ledger_values`]' order.
+fn bind_entries<'q>(
+    mut query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    entries: &'q [Entry],
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
     for entry in entries {
         query = query
             .bind(entry.seq as i64)
@@ -527,7 +588,18 @@ async fn insert_entries(
             .bind(&entry.payload)
             .bind(&entry.hash[..]);
     }
-    query.execute(&mut **tx).await?;
+    query
+}
+
+/// Inserts sealed entries with one statement.
+async fn insert_entries(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    entries: &[Entry],
+) -> Result<(), StoreError> {
+    let sql = format!("{INSERT_LEDGER}{}", ledger_values(1, entries.len()));
+    bind_entries(sqlx::query(sqlx::AssertSqlSafe(sql)), entries)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -937,12 +1009,12 @@ impl Store for PgStore {
         start: &Start,
     ) -> Result<Option<Trial>, StoreError> {
         let now = self.now();
-        let mut w = self.begin().await?;
-        self.check_slots(&mut w, campaign, start.slots).await?;
+        let (mut w, begun) = self.begin_start(campaign, start.slots.is_some()).await?;
+        check_slots(begun.started, start.slots)?;
         // The state condition in the UPDATE is the compare-and-set.
         let claimed = sqlx::query(
             "UPDATE trials SET state = 'running', run = $1, worker = $2, started_at = $3, \
-             generation = COALESCE(generation, (SELECT c.generation FROM campaigns c WHERE c.name = $4)) \
+             generation = COALESCE(generation, $5) \
              WHERE campaign = $4 AND state = 'queued' AND number = ( \
                SELECT number FROM trials WHERE campaign = $4 AND state = 'queued' \
                ORDER BY priority DESC, number LIMIT 1 FOR UPDATE SKIP LOCKED) \
@@ -952,6 +1024,7 @@ impl Store for PgStore {
         .bind(i64::from(start.worker))
         .bind(now)
         .bind(campaign)
+        .bind(begun.generation)
         .fetch_optional(&mut *w.tx)
         .await?;
         let Some(row) = claimed else {
@@ -986,44 +1059,47 @@ impl Store for PgStore {
         start: &Start,
     ) -> Result<Trial, StoreError> {
         let now = self.now();
-        let mut w = self.begin().await?;
-        let next = self.next_number(&mut w, campaign).await?;
+        let (mut w, begun) = self.begin_start(campaign, start.slots.is_some()).await?;
         let number = match trial.number {
             // Taken, or skipped over by a later number: as SQLite's fast path.
-            Some(n) if n < next => return Err(StoreError::NumberTaken(n)),
+            Some(n) if n < begun.next => return Err(StoreError::NumberTaken(n)),
             Some(n) => n,
-            None => next,
+            None => begun.next,
         };
-        self.check_slots(&mut w, campaign, start.slots).await?;
-        let generation: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO trials (campaign, number, state, params, proposer, rationale, proposer_state, \
-             retry_of, priority, run, worker, started_at, generation) \
-             VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                     (SELECT c.generation FROM campaigns c WHERE c.name = $1)) \
-             RETURNING generation",
-        )
-        .bind(campaign)
-        .bind(number as i64)
-        .bind(json(&trial.params))
-        .bind(&trial.proposer)
-        .bind(&trial.rationale)
-        .bind(trial.state.as_ref().map(json))
-        .bind(trial.retry_of.map(|n| n as i64))
-        .bind(trial.priority)
-        .bind(start.run as i64)
-        .bind(i64::from(start.worker))
-        .bind(now)
-        .fetch_one(&mut *w.tx)
-        .await?;
+        check_slots(begun.started, start.slots)?;
         let started = Event::TrialStarted {
             number,
             run: start.run,
             worker: start.worker,
             policy: start.policy.clone(),
         };
-        for event in [trial.proposed(number), started] {
-            self.append_at(&mut w, campaign, &event, now).await?;
-        }
+        let entries = [
+            w.seal(campaign, now, &trial.proposed(number))?,
+            w.seal(campaign, now, &started)?,
+        ];
+        // The row and its two entries in one statement: one round trip.
+        let sql = format!(
+            "WITH t AS (INSERT INTO trials (campaign, number, state, params, proposer, rationale, \
+             proposer_state, retry_of, priority, run, worker, started_at, generation) \
+             VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)) \
+             {INSERT_LEDGER}{}",
+            ledger_values(13, entries.len())
+        );
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(campaign)
+            .bind(number as i64)
+            .bind(json(&trial.params))
+            .bind(&trial.proposer)
+            .bind(&trial.rationale)
+            .bind(trial.state.as_ref().map(json))
+            .bind(trial.retry_of.map(|n| n as i64))
+            .bind(trial.priority)
+            .bind(start.run as i64)
+            .bind(i64::from(start.worker))
+            .bind(now)
+            .bind(begun.generation);
+        bind_entries(query, &entries).execute(&mut *w.tx).await?;
+        self.fault()?;
         self.commit(w).await?;
         let mut out = Trial::queued(
             number,
@@ -1035,7 +1111,7 @@ impl Store for PgStore {
         out.proposer_state = trial.state.clone();
         out.retry_of = trial.retry_of;
         out.started_at = Some(now);
-        out.generation = generation.and_then(|g| u32::try_from(g).ok());
+        out.generation = begun.generation.and_then(|g| u32::try_from(g).ok());
         Ok(out)
     }
 
@@ -1067,31 +1143,37 @@ impl Store for PgStore {
     ) -> Result<bool, StoreError> {
         let metrics = finite_metrics(&report.metrics);
         let mut w = self.begin().await?;
-        // Only a trial running under `run` takes reports; otherwise nothing is
-        // written (the run's id is the fence against a holder whose lease was taken).
-        let written = sqlx::query(
-            "INSERT INTO reports (campaign, number, step, metrics) SELECT $1, $2, $3, $4 \
-             WHERE EXISTS (SELECT 1 FROM trials WHERE campaign = $1 AND number = $2 \
-                           AND state = 'running' AND run = $5) \
-             ON CONFLICT (campaign, number, step) DO UPDATE SET metrics = EXCLUDED.metrics",
-        )
-        .bind(campaign)
-        .bind(number as i64)
-        .bind(report.step as i64)
-        .bind(json(&metrics))
-        .bind(run as i64)
-        .execute(&mut *w.tx)
-        .await?
-        .rows_affected();
-        if written == 0 {
-            return Ok(false); // the empty transaction rolls back
-        }
         let event = Event::TrialReported {
             number,
             step: report.step,
-            metrics,
+            metrics: metrics.clone(),
         };
-        self.append(&mut w, campaign, &event).await?;
+        let entry = w.seal(campaign, self.now(), &event)?;
+        // Only a trial running under `run` takes reports, and its entry is
+        // inserted only with the report (`FROM r`); otherwise nothing is written
+        // (the run's id is the fence against a holder whose lease was taken).
+        let sql = format!(
+            "WITH r AS (INSERT INTO reports (campaign, number, step, metrics) SELECT $1, $2, $3, $4 \
+             WHERE EXISTS (SELECT 1 FROM trials WHERE campaign = $1 AND number = $2 \
+                           AND state = 'running' AND run = $5) \
+             ON CONFLICT (campaign, number, step) DO UPDATE SET metrics = EXCLUDED.metrics \
+             RETURNING 1) \
+             {INSERT_LEDGER}SELECT $6, $7, $8, $9, $10 FROM r"
+        );
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(campaign)
+            .bind(number as i64)
+            .bind(report.step as i64)
+            .bind(json(&metrics))
+            .bind(run as i64);
+        let written = bind_entries(query, std::slice::from_ref(&entry))
+            .execute(&mut *w.tx)
+            .await?
+            .rows_affected();
+        if written == 0 {
+            return Ok(false); // the empty transaction rolls back
+        }
+        self.fault()?;
         self.commit(w).await?;
         Ok(true)
     }
@@ -1107,36 +1189,42 @@ impl Store for PgStore {
         let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
         let now = self.now();
         let mut w = self.begin().await?;
-        let changed = sqlx::query(
-            "UPDATE trials SET state = $1, metrics = $2, error = $3, finished_at = $4, cpu_seconds = $5, \
-             wall_seconds = $6, log = COALESCE($7, log), process = NULL \
-             WHERE campaign = $8 AND number = $9 AND state = 'running' AND run = $10",
-        )
-        .bind(outcome.state.as_str())
-        .bind(json(&metrics))
-        .bind(outcome.error.as_deref())
-        .bind(now)
-        .bind(finite(outcome.cpu_seconds))
-        .bind(finite(outcome.wall_seconds))
-        .bind(outcome.log.as_deref().map(|l| l.replace('\0', "\u{fffd}")))
-        .bind(campaign)
-        .bind(number as i64)
-        .bind(run as i64)
-        .execute(&mut *w.tx)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            return Ok(false); // not running under `run`: the empty transaction rolls back
-        }
         let event = Event::TrialFinished {
             number,
             state: outcome.state,
-            metrics,
+            metrics: metrics.clone(),
             error: outcome.error.clone(),
             cpu_seconds: finite(outcome.cpu_seconds),
             wall_seconds: finite(outcome.wall_seconds),
         };
-        self.append_at(&mut w, campaign, &event, now).await?;
+        let entry = w.seal(campaign, now, &event)?;
+        // The compare-and-set and its entry in one statement; the entry is
+        // inserted only when the trial was running under `run` (`FROM u`).
+        let sql = format!(
+            "WITH u AS (UPDATE trials SET state = $1, metrics = $2, error = $3, finished_at = $4, \
+             cpu_seconds = $5, wall_seconds = $6, log = COALESCE($7, log), process = NULL \
+             WHERE campaign = $8 AND number = $9 AND state = 'running' AND run = $10 RETURNING 1) \
+             {INSERT_LEDGER}SELECT $11, $12, $13, $14, $15 FROM u"
+        );
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(outcome.state.as_str())
+            .bind(json(&metrics))
+            .bind(outcome.error.as_deref())
+            .bind(now)
+            .bind(finite(outcome.cpu_seconds))
+            .bind(finite(outcome.wall_seconds))
+            .bind(outcome.log.as_deref().map(|l| l.replace('\0', "\u{fffd}")))
+            .bind(campaign)
+            .bind(number as i64)
+            .bind(run as i64);
+        let changed = bind_entries(query, std::slice::from_ref(&entry))
+            .execute(&mut *w.tx)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            return Ok(false); // not running under `run`: the empty transaction rolls back
+        }
+        self.fault()?;
         self.commit(w).await?;
         Ok(true)
     }

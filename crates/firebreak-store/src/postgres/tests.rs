@@ -43,6 +43,11 @@ async fn fresh() -> (PgStore, String) {
     (PgStore::open(&url).await.expect("opened"), url)
 }
 
+#[test]
+fn the_begin_takes_the_ledger_lock() {
+    assert!(BEGIN_LOCKED.ends_with(&format!("pg_advisory_xact_lock({LEDGER_NAMESPACE}, 0)")));
+}
+
 #[tokio::test]
 async fn an_abort_between_state_and_ledger_write_leaves_neither() {
     let (store, _) = fresh().await;
@@ -63,7 +68,8 @@ async fn an_abort_between_state_and_ledger_write_leaves_neither() {
         .fault_after_state_write
         .store(true, Ordering::SeqCst);
     let outcome = Outcome::complete(Metrics::new());
-    // Each fails after its state statement ran, before its ledger entry.
+    // Each fails after its state statement ran (with its ledger entry, where the
+    // two are one statement), before the commit.
     assert!(matches!(
         store.finish("c", started.number, 1, &outcome).await,
         Err(StoreError::Injected)
