@@ -116,8 +116,12 @@ struct State {
     proposals: u64,
     /// When the store's queue was last checked for trials queued by other processes.
     queue_checked: Option<std::time::Instant>,
-    /// A joined worker: when `history` was last read from the store.
+    /// A joined worker, or a run that met one: when `history` was last read
+    /// from the store.
     history_read: Option<std::time::Instant>,
+    /// Another process took a trial number: a run reads the store's history
+    /// from then on, as a joined worker does.
+    shared: bool,
     /// The number the next proposal gets.
     next_number: u64,
     /// How many trials of `history` are queued (kept by `upsert`).
@@ -527,6 +531,7 @@ impl<S: Store> Campaign<S> {
                 proposals,
                 queue_checked: None,
                 history_read: None,
+                shared: false,
                 next_number,
                 queued,
                 tripwires: Gov::tripwires(&spec),
@@ -858,7 +863,7 @@ impl<S: Store> Campaign<S> {
             slots: self.slots(),
         };
         let mut state = self.state.lock().await;
-        if self.lease.is_some()
+        if (self.lease.is_some() || state.shared)
             && state
                 .history_read
                 .is_none_or(|at| at.elapsed() >= QUEUE_POLL)
@@ -1274,13 +1279,15 @@ impl<S: Store> Campaign<S> {
         // so concurrent proposals see it and numbers follow proposal order; the
         // commit happens outside the lock so that concurrent workers' starts and
         // finishes share one transaction (the store's group commit).
-        let mut number = state.reserve(&new);
+        let number = state.reserve(&new);
         drop(state);
+        // A joined worker's history lags the other processes', so the number it
+        // reserved is often taken: the store gives it the next free one instead.
+        // A run keeps proposal order, which it alone decides, until another
+        // process takes one of its numbers.
+        let mut pinned = self.lease.is_none();
         loop {
-            // A joined worker's history lags the other processes', so the number
-            // it reserved is often taken: the store gives it the next free one
-            // instead (a `run` keeps proposal order, which one process decides).
-            new.number = self.lease.is_none().then_some(number);
+            new.number = pinned.then_some(number);
             match self.store.propose_and_start(name, &new, start).await {
                 Ok(trial) => {
                     let mut state = self.state.lock().await;
@@ -1293,15 +1300,11 @@ impl<S: Store> Campaign<S> {
                     state.upsert(trial.clone());
                     return Ok(trial);
                 }
-                Err(StoreError::NumberTaken(_)) => {
-                    // Another process took this number: move on (a joined
-                    // worker reads the store's history again first).
-                    let mut state = self.state.lock().await;
-                    state.history.retain(|t| t.number != number);
-                    if self.lease.is_some() {
-                        self.read_history(&mut state).await?;
-                    }
-                    number = state.reserve(&new);
+                Err(StoreError::NumberTaken(_)) if pinned => {
+                    // Another process took this number: the store numbers this
+                    // proposal, and the run reads the history from now on.
+                    self.state.lock().await.shared = true;
+                    pinned = false;
                 }
                 Err(e) => {
                     self.state
