@@ -37,6 +37,10 @@ const GATE_SEED_STREAM: u64 = 6;
 
 /// How often `ask` looks for trials queued by other processes.
 const QUEUE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+/// A shared campaign's history is read again after at least this many times
+/// the last read's duration (and QUEUE_POLL), so reading it takes at most a
+/// tenth of a worker's time however large the campaign grows.
+const HISTORY_READ_SHARE: u32 = 10;
 /// The reason recorded when a trial goes back to the queue because its
 /// holder's lease ran out.
 const LEASE_EXPIRED: &str = "lease expired";
@@ -119,6 +123,8 @@ struct State {
     /// A joined worker, or a run that met one: when `history` was last read
     /// from the store.
     history_read: Option<std::time::Instant>,
+    /// How long that read took.
+    history_cost: std::time::Duration,
     /// Another process took a trial number: a run reads the store's history
     /// from then on, as a joined worker does.
     shared: bool,
@@ -531,6 +537,7 @@ impl<S: Store> Campaign<S> {
                 proposals,
                 queue_checked: None,
                 history_read: None,
+                history_cost: std::time::Duration::ZERO,
                 shared: false,
                 next_number,
                 queued,
@@ -588,6 +595,7 @@ impl<S: Store> Campaign<S> {
 
     /// A joined worker's history, read again from the store.
     async fn read_history(&self, state: &mut State) -> Result<(), RunnerError> {
+        let began = std::time::Instant::now();
         let history = self.store.trials(self.name()).await?;
         state.queued = history
             .iter()
@@ -596,6 +604,7 @@ impl<S: Store> Campaign<S> {
         state.next_number = history.last().map_or(0, |t| t.number + 1);
         state.history = history;
         state.history_read = Some(std::time::Instant::now());
+        state.history_cost = began.elapsed();
         Ok(())
     }
 
@@ -863,14 +872,14 @@ impl<S: Store> Campaign<S> {
             slots: self.slots(),
         };
         let mut state = self.state.lock().await;
+        let every = QUEUE_POLL.max(state.history_cost * HISTORY_READ_SHARE);
         if (self.lease.is_some() || state.shared)
-            && state
-                .history_read
-                .is_none_or(|at| at.elapsed() >= QUEUE_POLL)
+            && state.history_read.is_none_or(|at| at.elapsed() >= every)
         {
             // Other processes start and finish trials too: propose from the
-            // store's history (read again at most every QUEUE_POLL; this
-            // process's own trials enter it as they change).
+            // store's history (read again at most every QUEUE_POLL, or ten
+            // times as long as a read takes; this process's own trials enter
+            // it as they change).
             self.read_history(&mut state).await?;
         }
         if let Some(halt) = &state.halt {
