@@ -93,6 +93,9 @@ async fn serve_retrying<S: Store + Clone>(
     let mut delay = Duration::from_millis(500);
     loop {
         match serve(cli, store.clone(), name, args).await {
+            // The spec in effect changed: join again under the new one.
+            Ok(None) => {}
+            Ok(Some(stop)) => return Ok(stop),
             Err(failure) if database_failed(&failure) && started.elapsed() < RETRY_FOR => {
                 eprintln!(
                     "worker: {name}: the database failed ({:#}); joining again in {} ms",
@@ -102,7 +105,7 @@ async fn serve_retrying<S: Store + Clone>(
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(8));
             }
-            other => return other,
+            Err(failure) => return Err(failure),
         }
     }
 }
@@ -123,13 +126,14 @@ fn database_failed(failure: &Failure) -> bool {
     })
 }
 
-/// Runs one campaign's trials as a joined worker until it stops.
+/// Runs one campaign's trials as a joined worker until it stops; `None` when
+/// the spec in effect changed under it (an approved request), to join again.
 async fn serve<S: Store + Clone>(
     cli: &Cli,
     store: S,
     name: &str,
     args: &WorkerArgs,
-) -> Result<Stop, Failure> {
+) -> Result<Option<Stop>, Failure> {
     let actor = Principal::Local {
         user: firebreak_runner::os_user(),
     };
@@ -194,12 +198,24 @@ async fn serve<S: Store + Clone>(
             }
         }
     }
-    let summary = runner
+    let result = runner
         .await
-        .map_err(|e| anyhow::anyhow!("the worker panicked: {e}"))??;
-    let idle = !*signals.borrow() && matches!(summary.stop, Stop::Interrupted { .. });
+        .map_err(|e| anyhow::anyhow!("the worker panicked: {e}"))?;
     let campaign =
         Arc::into_inner(campaign).ok_or_else(|| anyhow::anyhow!("the campaign is still in use"))?;
+    let summary = match result {
+        Err(firebreak_runner::RunnerError::SpecChanged(_)) => {
+            campaign.close("spec changed").await?;
+            if !cli.quiet {
+                eprintln!(
+                    "worker: {name}: the spec in effect changed (an approved request); joining again"
+                );
+            }
+            return Ok(None);
+        }
+        other => other?,
+    };
+    let idle = !*signals.borrow() && matches!(summary.stop, Stop::Interrupted { .. });
     let reason = match &summary.stop {
         Stop::Done => "done".to_string(),
         Stop::Limit(reason) => format!("limit: {reason}"),
@@ -218,5 +234,5 @@ async fn serve<S: Store + Clone>(
         c.failed,
     );
     // An idle exit is a clean end: another worker has the rest.
-    Ok(if idle { Stop::Done } else { summary.stop })
+    Ok(Some(if idle { Stop::Done } else { summary.stop }))
 }

@@ -1,7 +1,8 @@
 //! Many workers on one campaign through a shared store (`contract.md`, *Many
 //! machines*), on SQLite and on a throwaway PostgreSQL (`firebreak-pgtest`):
 //! real `firebreak worker` processes killed with SIGKILL at random, a worker
-//! paused past its lease, and a tripwire one worker trips halting the others.
+//! paused past its lease, a tripwire one worker trips halting the others, and
+//! an approved spec change reaching running workers.
 
 mod common;
 
@@ -393,6 +394,81 @@ fn workers_ride_out_a_postgres_restart() {
     );
     let finished = entries(&project, &storage, "trial_finished");
     assert_eq!(finished.len(), 40);
+    let violations = common::violations(&markers);
+    assert!(violations.is_empty(), "{violations:?}");
+    let (code, stdout, stderr) = output(&project, &storage, &["audit", "verify"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+/// An approved change of the spec in effect reaches workers that are running:
+/// at their next heartbeat they stop starting trials under the old spec, end
+/// their run (`spec changed`) and join again under the new one. Here `n_trials`
+/// goes from 30 to 45 while two workers run; without the change they would stop
+/// at 30.
+#[test]
+fn running_workers_take_an_approved_spec_change() {
+    let _serial = serial();
+    let storage = common::fresh_postgres();
+    let project = Project::new();
+    let markers = project.path().join("markers");
+    std::fs::create_dir_all(&markers).expect("markers");
+    let (alice_key, alice) = common::key(&project, "alice");
+    let governance = common::approvers(&[("alice", &alice)], 1, "");
+    let token = format!("spec-{}", std::process::id());
+    let text = |n| slow_spec("s", n, &token, &markers, &governance);
+    let path = project.spec("spec.toml", &text(30));
+    let path = path.to_str().expect("utf-8");
+    let mut creator = spawn(&project, &storage, &["run", path]);
+    wait_for_campaign(&project, &storage, "s");
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(creator.id() as i32, libc::SIGINT) };
+    let _ = creator.wait();
+    let worker = ["worker", "--campaign", "s", "--lease", "1s"];
+    let mut workers: Vec<Child> = (0..2).map(|_| spawn(&project, &storage, &worker)).collect();
+    // The edit files a budget request; the run that filed it works on within
+    // the approved limits, beside the workers.
+    project.spec("spec.toml", &text(45));
+    let mut editor = spawn(&project, &storage, &["run", path]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let request = loop {
+        let (code, stdout, _) = output(&project, &storage, &["--format", "json", "requests"]);
+        let pending = serde_json::from_str::<Vec<serde_json::Value>>(&stdout)
+            .ok()
+            .and_then(|r| r.into_iter().find(|r| r["state"] == "pending"));
+        if code == 0
+            && let Some(request) = pending
+        {
+            break request["id"].as_str().expect("id").to_string();
+        }
+        assert!(Instant::now() < deadline, "no request was filed");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (code, _, stderr) = output(
+        &project,
+        &storage,
+        &["approve", &request, "--key", &alice_key],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let before = trials(&project, &storage, "s").len();
+    assert!(
+        before < 30,
+        "the old budget ran out before the approval: {before}"
+    );
+    let codes = wait_all(&mut workers, Duration::from_secs(180));
+    assert!(codes.iter().all(|c| *c == 0), "workers exited {codes:?}");
+    wait_all(std::slice::from_mut(&mut editor), Duration::from_secs(60));
+    let trials = trials(&project, &storage, "s");
+    let numbers: Vec<u64> = trials.iter().filter_map(|t| t["number"].as_u64()).collect();
+    assert_eq!(numbers, (0..45).collect::<Vec<_>>());
+    assert!(
+        trials.iter().all(|t| t["state"] == "complete"),
+        "{trials:?}"
+    );
+    let rejoined = entries(&project, &storage, "run_ended")
+        .into_iter()
+        .filter(|e| e["reason"] == "spec changed")
+        .count();
+    assert!(rejoined >= 1, "no worker joined again");
     let violations = common::violations(&markers);
     assert!(violations.is_empty(), "{violations:?}");
     let (code, stdout, stderr) = output(&project, &storage, &["audit", "verify"]);

@@ -135,6 +135,9 @@ struct State {
     tripwires: Tripwires,
     /// Set when a tripwire tripped or one's request is pending: no new trials.
     halt: Option<Halt>,
+    /// A joined worker's heartbeat found another spec in effect (an approved
+    /// request): no new trials under the old one; the worker joins again.
+    spec_changed: bool,
     /// Diff hashes of the proposer's asks already handled in this run.
     asked: HashSet<String>,
     /// CPU seconds of the trials finished in this run.
@@ -543,6 +546,7 @@ impl<S: Store> Campaign<S> {
                 queued,
                 tripwires: Gov::tripwires(&spec),
                 halt,
+                spec_changed: false,
                 asked: HashSet::new(),
                 cpu_this_run: 0.0,
                 generation: None,
@@ -575,7 +579,9 @@ impl<S: Store> Campaign<S> {
     /// For a joined worker, at each heartbeat: renews its lease, re-queues the
     /// trials of runs whose lease ran out, and takes the ledger's halt (a
     /// tripwire request another worker filed) so that no new trial starts here
-    /// either. Returns the trials it re-queued.
+    /// either, and notices a new spec in effect (an approved request), after
+    /// which `ask` answers [`RunnerError::SpecChanged`]. Returns the trials it
+    /// re-queued.
     pub async fn keep_lease(&self) -> Result<Vec<Requeued>, RunnerError> {
         self.store.heartbeat(self.run).await?;
         let requeued = self
@@ -586,9 +592,15 @@ impl<S: Store> Campaign<S> {
         if self.lease.is_some() {
             let replayed = governance::verify_ledger(&self.store).await?;
             let requests = self.store.requests(Some(self.name())).await?;
+            let changed = replayed
+                .campaigns
+                .get(self.name())
+                .is_some_and(|c| c.spec != self.record.spec);
+            let mut state = self.state.lock().await;
             if let Some(halt) = halt_of(&replayed, self.name(), requests) {
-                self.state.lock().await.halt.get_or_insert(halt);
+                state.halt.get_or_insert(halt);
             }
+            state.spec_changed |= changed;
         }
         Ok(requeued)
     }
@@ -887,6 +899,9 @@ impl<S: Store> Campaign<S> {
                 request: halt.request.clone(),
                 reason: halt.reason.clone(),
             });
+        }
+        if state.spec_changed {
+            return Err(RunnerError::SpecChanged(name.to_string()));
         }
         // Trials queued here (retries, re-queued ones) are known; those queued by
         // other processes (`enqueue`) are looked for at most every QUEUE_POLL.

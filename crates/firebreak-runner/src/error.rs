@@ -75,6 +75,12 @@ pub enum RunnerError {
     /// The campaign's language-model agents used `max_llm_tokens`.
     #[error("{0}")]
     LlmBudget(String),
+    /// The spec in effect changed (an approved request) while a joined worker
+    /// ran the old one: it starts no more trials under the old spec.
+    #[error(
+        "the spec in effect of campaign {0:?} changed while this worker ran (an approved request)\nhint: join it again; `firebreak worker` does so by itself"
+    )]
+    SpecChanged(String),
     /// A campaign a joined worker cannot drive (yet).
     #[error("{0}\nhint: run it with `firebreak run SPEC`")]
     NotForWorkers(String),
