@@ -10,8 +10,9 @@
 //! Why `kubectl apply` and not a Kubernetes client library: the manifest is a
 //! few dozen lines of JSON, and kube-rs with its TLS and HTTP stack would be the
 //! heaviest dependency of the binary for one request. No cluster runs where
-//! this is tested: the manifest is checked against a golden file, and applying
-//! it is documented in `docs/kubernetes.md` as not run.
+//! this is tested: the manifest is checked against a golden file and parsed
+//! back with the Kubernetes API's types (`k8s-openapi`), and applying it is
+//! documented in `docs/kubernetes.md` as not run.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -176,6 +177,32 @@ mod tests {
         let golden: Value = serde_json::from_str(include_str!("../tests/golden/k8s-job.json"))
             .expect("golden JSON");
         assert_eq!(manifest(&job()).expect("manifest"), golden);
+    }
+
+    /// Parsed with the Kubernetes API's own types (`k8s-openapi`, API 1.33):
+    /// the parse keeps only the fields the API knows, at the places it knows
+    /// them, with their types, so a misspelled, misplaced or mistyped field
+    /// makes the round trip differ from the manifest.
+    #[test]
+    fn the_manifest_is_a_kubernetes_job() {
+        use k8s_openapi::api::batch::v1::Job;
+        let manifest = manifest(&job()).expect("manifest");
+        let parsed: Job = serde_json::from_value(manifest.clone()).expect("a batch/v1 Job");
+        assert_eq!(serde_json::to_value(&parsed).expect("serialised"), manifest);
+        let spec = parsed.spec.expect("spec");
+        assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
+        assert_eq!((spec.completions, spec.parallelism), (Some(4), Some(4)));
+        let containers = spec.template.spec.expect("pod spec").containers;
+        let env = containers[0].env.as_ref().expect("env");
+        let storage = env[0]
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref());
+        assert_eq!(storage.map(|s| s.name.as_str()), Some("firebreak-storage"));
+        assert!(
+            env.iter().all(|e| e.value.is_none()),
+            "a literal value: {env:?}"
+        );
     }
 
     #[test]
