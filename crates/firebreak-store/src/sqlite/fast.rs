@@ -13,7 +13,8 @@
 //! previous write and checked by the primary keys themselves: if another process
 //! appended ledger entry `seq` (or took trial `number`) meanwhile, the insert
 //! violates the key, the transaction rolls back, and the batch is retried with
-//! fresh values. Ledger rows are never changed or deleted, so a free `seq` means
+//! values read after `BEGIN IMMEDIATE`, under the write lock, so that many
+//! processes writing at once cannot keep a batch losing. Ledger rows are never changed or deleted, so a free `seq` means
 //! the cached previous entry is still the last one.
 //!
 //! A compare-and-set (finish or report only a running trial) writes its ledger
@@ -36,8 +37,10 @@ use super::{Cursor, Inner, SqliteStore, json, to_hash};
 use crate::codec::finite_metrics;
 use crate::{NewTrial, Outcome, Start, StoreError};
 
-/// How often a batch is retried after losing a race with another process.
-const RETRIES: usize = 16;
+/// Attempts of a batch: the first with the cached heads, the others with heads
+/// read under the write lock, which another process cannot race (so a second
+/// attempt conflicts only through a bug; the bound turns one into an error).
+const RETRIES: usize = 3;
 /// The most operations committed together.
 const MAX_BATCH: usize = 256;
 /// Raised (as "integer overflow") when a compare-and-set found no running trial.
@@ -342,14 +345,16 @@ impl SqliteStore {
         }
     }
 
-    /// Commits `ops` as one transaction, retrying after conflicts.
+    /// Commits `ops` as one transaction, retrying after conflicts: first with
+    /// the cached heads in one script, then, after another process took a key,
+    /// reading the heads under the write lock, which no process can then race.
     async fn try_batch(
         &self,
         conn: &mut PoolConnection<Sqlite>,
         ops: &[Op],
     ) -> Result<Vec<Done>, Failure> {
-        for _ in 0..RETRIES {
-            let attempt = self.attempt(conn, ops).await;
+        for attempt in 0..RETRIES {
+            let attempt = self.attempt(conn, ops, attempt > 0).await;
             match attempt {
                 Ok(done) => return Ok(done),
                 Err(failure) => {
@@ -371,13 +376,23 @@ impl SqliteStore {
         &self,
         conn: &mut PoolConnection<Sqlite>,
         ops: &[Op],
+        locked: bool,
     ) -> Result<Vec<Done>, Failure> {
-        let mut cursor = self.cursor(conn).await.map_err(Failure::Other)?;
-        let mut numbers = std::mem::take(&mut self.heads().numbers);
         let mut script = Script {
-            sql: String::from("BEGIN IMMEDIATE;\n"),
+            sql: String::new(),
             binds: Vec::new(),
         };
+        if locked {
+            // The heads are read below inside the write lock: they are current.
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut **conn)
+                .await
+                .map_err(classify)?;
+        } else {
+            script.sql.push_str("BEGIN IMMEDIATE;\n");
+        }
+        let mut cursor = self.cursor(conn).await.map_err(Failure::Other)?;
+        let mut numbers = std::mem::take(&mut self.heads().numbers);
         let mut done = Vec::with_capacity(ops.len());
         let now = self.now();
         for op in ops {
