@@ -11,7 +11,9 @@
 //! `/usr/lib/postgresql/*/bin`, then `PATH`), `initdb` writes a cluster into a
 //! fresh temporary folder (`-A trust`, `--no-sync`), and `pg_ctl start` runs it
 //! on a free TCP port of 127.0.0.1 with `fsync=off` and its Unix socket in that
-//! folder. As root (which `initdb` refuses), both run through `runuser -u
+//! folder. It also speaks TLS (`ssl=on`), with a certificate for `127.0.0.1`
+//! and `localhost` signed by a throwaway authority that `openssl` makes in that
+//! folder ([`Server::certificate`]): clients choose with `sslmode` in their URL. As root (which `initdb` refuses), both run through `runuser -u
 //! postgres --` (or `nobody`), the folder owned by that user.
 //!
 //! Why two ways of stopping it: an `atexit` handler stops the server (`pg_ctl
@@ -128,6 +130,52 @@ impl Server {
         &self.data
     }
 
+    /// The certificate authority that signed the server's TLS certificate
+    /// (PEM), for `sslrootcert`.
+    pub fn certificate(&self) -> PathBuf {
+        self.root.join("ca.crt")
+    }
+
+    /// A throwaway certificate authority and the server's certificate for
+    /// `127.0.0.1` and `localhost`, signed by it, in the server's folder and
+    /// owned by the server's user (PostgreSQL refuses a key others can read).
+    fn make_certificate(&self) -> Result<(), String> {
+        const SCRIPT: &str = "set -e
+umask 077
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \\
+  -subj /CN=firebreak-test-ca -keyout ca.key -out ca.crt
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \\
+  -subj /CN=localhost -keyout server.key -out server.csr
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > server.ext
+openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 7 \\
+  -extfile server.ext -out server.crt
+chmod 644 ca.crt";
+        let mut command = match &self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--", "sh", "-c", SCRIPT]);
+                c
+            }
+            None => {
+                let mut c = Command::new("sh");
+                c.args(["-c", SCRIPT]);
+                c
+            }
+        };
+        let output = command
+            .current_dir(&self.root)
+            .output()
+            .map_err(|e| format!("running sh for openssl: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "openssl could not make the test server's certificates ({}; install openssl):\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(())
+    }
+
     fn start() -> Result<Server, String> {
         let bindir = find_bindir()?;
         let root = tempfile::Builder::new()
@@ -150,6 +198,7 @@ impl Server {
             watchdog: Mutex::new(None),
         };
         server.initdb()?;
+        server.make_certificate()?;
         server.start_watchdog()?;
         // A free port may be taken between asking and binding: try a few.
         let mut last = String::new();
@@ -212,9 +261,12 @@ impl Server {
     fn pg_ctl_start(&self, action: &str) -> Result<(), String> {
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -c fsync=off -c full_page_writes=off \
-             -c unix_socket_directories='{}' -c max_connections=300",
+             -c unix_socket_directories='{}' -c max_connections=300 \
+             -c ssl=on -c ssl_cert_file='{}' -c ssl_key_file='{}'",
             self.port,
-            self.root.display()
+            self.root.display(),
+            self.root.join("server.crt").display(),
+            self.root.join("server.key").display()
         );
         let log = self.root.join("server.log");
         let mut command = self.command("pg_ctl");

@@ -363,3 +363,52 @@ async fn a_requeued_trial_names_the_process_it_had() {
     );
     audited(&store).await;
 }
+
+/// A certificate of no server here, valid until 2126: a root of trust that
+/// does not vouch for the test server.
+const OTHER_ROOT: &str = "-----BEGIN CERTIFICATE-----
+MIIBlDCCATmgAwIBAgIUZBHhdmvy9Jc22v5GHML9zF9UI7kwCgYIKoZIzj0EAwIw
+HjEcMBoGA1UEAwwTbm90LXRoZS10ZXN0LXNlcnZlcjAgFw0yNjEyMDYwMzAyNDJa
+GA8yMTI2MTExMjAzMDI0MlowHjEcMBoGA1UEAwwTbm90LXRoZS10ZXN0LXNlcnZl
+cjBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABL9wChygUMKdaK+z76dY9kSCZvVB
+LArnuvDVsnzfvfbDB1rTDRFFojPZ+tLjBi2hLj4o3gMf8SUVTRsPz2UkMEmjUzBR
+MB0GA1UdDgQWBBRnOsTpGaP9tdGkRpiZXUd17OHgrDAfBgNVHSMEGDAWgBRnOsTp
+GaP9tdGkRpiZXUd17OHgrDAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0kA
+MEYCIQCq2xpfyxz3jNvg412h0NA5bMVAgwXcHsP0EmNff7BN7wIhAKNh203+cTcb
+x088e5BsZskLmoVukmb1chRkYZybetqx
+-----END CERTIFICATE-----
+";
+
+/// TLS: with `sslmode=verify-full` and the server's certificate as the root,
+/// the store works over an encrypted connection (the server says so in
+/// `pg_stat_ssl`); with a root that does not vouch for the server, it refuses
+/// to connect.
+#[tokio::test]
+async fn tls_connections_are_encrypted_and_verified() {
+    let url = firebreak_pgtest::fresh_database().await;
+    let root = firebreak_pgtest::server().certificate();
+    let verified = format!("{url}?sslmode=verify-full&sslrootcert={}", root.display());
+    let store = PgStore::open(&verified).await.expect("opened over TLS");
+    store
+        .create_campaign("c", &serde_json::json!({}))
+        .await
+        .expect("written over TLS");
+    let mut conn = connect(&options_of(&verified).expect("options"))
+        .await
+        .expect("connected");
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .expect("pg_stat_ssl");
+    assert!(encrypted);
+    let folder = tempfile::tempdir().expect("folder");
+    let other = folder.path().join("other.crt");
+    std::fs::write(&other, OTHER_ROOT).expect("written");
+    let untrusted = format!("{url}?sslmode=verify-full&sslrootcert={}", other.display());
+    let refused = PgStore::open(&untrusted).await;
+    assert!(
+        refused.is_err(),
+        "connected to a server the root does not vouch for"
+    );
+}
