@@ -547,12 +547,24 @@ fn all_failed(trials: &[Trial]) -> Option<String> {
     ))
 }
 
-/// Trial folders (work, checkpoints) belong to one database: `<db>.trials`.
+/// Trial folders (work, checkpoints) belong to one database: `<db>.trials`, or
+/// `$FIREBREAK_TRIALS_ROOT/<db name>.trials` (a folder every worker shares, for
+/// PBT's checkpoints across machines; one per database, so that a new campaign's
+/// stale-folder removal never reaches another database's campaign of its name).
 fn trials_root_of(store: &AnyStore) -> std::path::PathBuf {
-    let mut name = store.local_path().as_os_str().to_owned();
+    let local = store.local_path();
+    let mut name = match std::env::var_os(TRIALS_ROOT_ENV).filter(|r| !r.is_empty()) {
+        Some(root) => Path::new(&root)
+            .join(local.file_name().unwrap_or_default())
+            .into_os_string(),
+        None => local.into_os_string(),
+    };
     name.push(".trials");
     std::path::PathBuf::from(name)
 }
+
+/// Where trial folders go instead of `<db>.trials`.
+const TRIALS_ROOT_ENV: &str = "FIREBREAK_TRIALS_ROOT";
 
 /// The campaign's own folder, `<db>.trials/<name>`: the spec checked the name,
 /// and one that is not a single plain folder name (`..` would be the database's

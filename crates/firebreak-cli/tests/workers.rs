@@ -474,3 +474,122 @@ fn running_workers_take_an_approved_spec_change() {
     let (code, stdout, stderr) = output(&project, &storage, &["audit", "verify"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
+
+/// A scheduler decides from every machine's reports: the median rule stops a
+/// trial by the complete trials of the whole campaign, which a worker knows
+/// only from the store. Three workers, `y = x` at every step; each stop must
+/// have had `min_trials` complete trials in the ledger before it, and at least
+/// one stop came from a worker that had not finished that many itself.
+#[test]
+fn the_median_rule_decides_from_every_workers_reports() {
+    let _serial = serial();
+    let storage = common::fresh_postgres();
+    let project = Project::new();
+    let spec = r#"[campaign]
+name = "m"
+seed = 11
+
+[objective]
+metric = "y"
+direction = "minimize"
+
+[space]
+x = { type = "float", low = 0.0, high = 1.0 }
+
+[search]
+sampler = "random"
+scheduler = "median"
+n_trials = 18
+parallelism = 1
+[search.scheduler_options]
+min_trials = 3
+min_steps = 1
+
+[task]
+kind = "command"
+command = ["python3", "trial.py"]
+env = { MODE = "steps" }
+"#;
+    let path = project.spec("spec.toml", spec);
+    let mut creator = spawn(&project, &storage, &["run", path.to_str().expect("utf-8")]);
+    wait_for_campaign(&project, &storage, "m");
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(creator.id() as i32, libc::SIGINT) };
+    let _ = creator.wait();
+    let worker = ["worker", "--campaign", "m", "--lease", "3s"];
+    let mut workers: Vec<Child> = (0..3).map(|_| spawn(&project, &storage, &worker)).collect();
+    let codes = wait_all(&mut workers, Duration::from_secs(180));
+    assert!(codes.iter().all(|c| *c == 0), "workers exited {codes:?}");
+    let (code, stdout, stderr) = output(&project, &storage, &["audit", "export"]);
+    assert_eq!(code, 0, "{stderr}");
+    // Walk the ledger in order: who runs each trial, and what was complete when.
+    let mut run_of: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut complete: Vec<(u64, u64)> = Vec::new(); // (number, run)
+    let mut stops = 0;
+    let mut relied_on_others = false;
+    for entry in common::entry_payloads(&stdout) {
+        let data = &entry["data"];
+        match entry["kind"].as_str() {
+            Some("trial_started") => {
+                run_of.insert(
+                    data["number"].as_u64().expect("n"),
+                    data["run"].as_u64().expect("run"),
+                );
+            }
+            Some("trial_finished") => {
+                let number = data["number"].as_u64().expect("n");
+                let run = run_of[&number];
+                match data["state"].as_str() {
+                    Some("complete") => complete.push((number, run)),
+                    Some("pruned") => {
+                        stops += 1;
+                        assert!(
+                            complete.len() >= 3,
+                            "trial {number} stopped with {} complete",
+                            complete.len()
+                        );
+                        let own = complete.iter().filter(|(_, r)| *r == run).count();
+                        relied_on_others |= own < 3;
+                    }
+                    other => panic!("trial {number} ended {other:?}"),
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(stops > 0, "the median rule stopped nothing");
+    assert!(
+        relied_on_others,
+        "every stop could have come from the worker's own trials"
+    );
+    let trials = trials(&project, &storage, "m");
+    let numbers: Vec<u64> = trials.iter().filter_map(|t| t["number"].as_u64()).collect();
+    assert_eq!(numbers, (0..18).collect::<Vec<_>>());
+    let (code, stdout, stderr) = output(&project, &storage, &["audit", "verify"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+/// PBT numbers its replacement trials ahead of the store (the donor's
+/// checkpoint is copied under the new number before the trial is queued), so
+/// a worker beside other processes refuses such a campaign, naming why, and
+/// leaves it untouched.
+#[test]
+fn a_worker_refuses_a_pbt_campaign() {
+    let project = Project::new();
+    let storage = project.storage();
+    let spec = slow_spec("p", 1, "pbt", &project.path().join("markers"), "")
+        .replace(
+            "sampler = \"random\"",
+            "sampler = \"random\"\nscheduler = \"pbt\"",
+        )
+        .replace("MODE = \"slow\"", "MODE = \"ok\"");
+    let path = project.spec("spec.toml", &spec);
+    let (code, _, stderr) = output(&project, &storage, &["run", path.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = output(&project, &storage, &["worker", "--campaign", "p"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("the pbt scheduler"), "{stderr}");
+    assert!(stderr.contains("firebreak run"), "{stderr}");
+    let (code, stdout, stderr) = output(&project, &storage, &["audit", "verify"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}

@@ -466,11 +466,17 @@ impl<S: Store> Campaign<S> {
             }
             None => None,
         };
-        if lease.is_some() && (spec.spec.generations.is_some() || agent.is_some()) {
+        // PBT's exploit copies the donor's checkpoint under the replacement's
+        // number before the trial is queued, which only a process that numbers
+        // its trials alone can do without another worker taking the number.
+        let pbt = spec.spec.search.scheduler == "pbt";
+        if lease.is_some() && (spec.spec.generations.is_some() || agent.is_some() || pbt) {
             return Err(RunnerError::NotForWorkers(format!(
                 "campaign {name:?} uses {}, which only `firebreak run` drives so far",
                 if agent.is_some() {
                     "the agent proposer"
+                } else if pbt {
+                    "the pbt scheduler"
                 } else {
                     "[generations]"
                 }
