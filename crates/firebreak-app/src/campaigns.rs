@@ -1,9 +1,11 @@
 //! Reading campaigns: the list with state and progress, one campaign's status,
-//! its trials and best, a trial's log; and queueing a configuration a person
-//! chose (`enqueue`).
+//! its trials and best, a trial's log; queueing a configuration a person chose
+//! (`enqueue`); and checking a spec without running it (`validate`).
 //!
 //! A campaign's state is derived, never stored: the run lock's holder, pending
 //! requests, the count of finished trials and the last run's end reason.
+
+use std::path::Path;
 
 use firebreak_core::{Distribution, Objectives, ParamValue, Params, Trial, format_rfc3339};
 use firebreak_govern::Principal;
@@ -291,6 +293,17 @@ impl<S: Store> App<S> {
         })?;
         Ok(firebreak_runner::enqueue(&self.store, campaign, person, params).await?)
     }
+}
+
+/// Checks a spec as `run` would take it, running nothing: its proposer and
+/// scheduler options, its policy (loaded from `spec_dir`, the spec file's
+/// folder, and validated against the schema) and its task.
+pub fn validate(spec: &mut CampaignSpec, spec_dir: &Path) -> Result<(), AppError> {
+    firebreak_runner::components(spec)?;
+    firebreak_runner::load_policy(spec, spec_dir)?;
+    firebreak_runner::authorizer(spec)?;
+    firebreak_runner::Executor::from_spec(spec, spec_dir, "trials".into())?;
+    Ok(())
 }
 
 /// Tokens the campaign's agents used, from its `agent_answered` entries (`None`

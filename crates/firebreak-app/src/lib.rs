@@ -1,5 +1,5 @@
 //! The application layer of firebreak: every operation a user can perform —
-//! list campaigns, status, trials and the best, logs, explain a trial, enqueue,
+//! validate a spec, list campaigns, status, trials and the best, logs, explain a trial, enqueue,
 //! verify the ledger, inclusion proofs, sign and check checkpoints, the audit
 //! report, lineage, change requests and signed decisions, export — as methods
 //! of [`App`], over any [`firebreak_store::Store`].
@@ -50,7 +50,7 @@ mod verify;
 
 use std::path::PathBuf;
 
-pub use campaigns::{Best, CampaignListing, CampaignStatus, Trials};
+pub use campaigns::{Best, CampaignListing, CampaignStatus, Trials, validate};
 pub use checkpoints::{CHECKPOINT_DIR_ENV, Signed, checkpoint_folder, pretty as checkpoint_text};
 pub use error::{AppError, ErrorKind};
 pub use explain::Explanation;

@@ -188,11 +188,7 @@ fn load_spec(path: &Path) -> Result<CampaignSpec, Failure> {
 
 fn validate(path: &Path) -> CommandResult {
     let mut spec = load_spec(path)?;
-    firebreak_runner::components(&spec)?;
-    let spec_dir = path.parent().unwrap_or(Path::new("."));
-    firebreak_runner::load_policy(&mut spec, spec_dir)?;
-    firebreak_runner::authorizer(&spec)?;
-    Executor::from_spec(&spec, spec_dir, "trials".into())?;
+    firebreak_app::validate(&mut spec, path.parent().unwrap_or(Path::new(".")))?;
     println!(
         "{}: campaign {:?} is valid ({} parameters, {} trials, sampler {}, scheduler {})",
         path.display(),
