@@ -160,6 +160,20 @@ impl<S: Store> App<S> {
         Ok(list)
     }
 
+    /// The campaigns with fewer finished trials than their `n_trials`, by name
+    /// (the ones a worker with no campaign named serves).
+    pub async fn unfinished(&self) -> Result<Vec<String>, AppError> {
+        let mut open = Vec::new();
+        for summary in self.store.campaigns().await? {
+            let spec =
+                CampaignSpec::from_canonical(&summary.campaign.spec, &summary.campaign.name)?;
+            if summary.counts.finished() < spec.spec.search.n_trials {
+                open.push(summary.campaign.name);
+            }
+        }
+        Ok(open)
+    }
+
     /// One campaign's state, progress, best so far, generations and agent tokens.
     pub async fn status(&self, name: &str) -> Result<CampaignStatus, AppError> {
         let spec = self.spec(name).await?;

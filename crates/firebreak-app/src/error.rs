@@ -106,17 +106,26 @@ pub enum ErrorKind {
     Failed,
     /// The ledger, or a record it backs, does not verify.
     Tampered,
+    /// The campaign is halted at a firebreak: a request must be decided first.
+    Halted,
 }
 
 impl AppError {
-    /// Which class this error is: what the person gave, what happened, or what
-    /// the ledger says. Errors of lower crates are classed by the face from
-    /// their own types (the CLI's mapping of `RunnerError` and `SpecError`).
+    /// Which class this error is: what the person gave, what happened, what
+    /// the ledger says, or a firebreak in the way (the classes of the CLI's
+    /// exit codes 2, 1, 4 and 3).
     pub fn kind(&self) -> ErrorKind {
+        use RunnerError as R;
         match self {
-            AppError::Spec(_) | AppError::Invalid(_) => ErrorKind::Usage,
-            AppError::Tampered(_) | AppError::Unpublished(_) => ErrorKind::Tampered,
-            AppError::Runner(RunnerError::Tampered(_)) => ErrorKind::Tampered,
+            AppError::Spec(_)
+            | AppError::Invalid(_)
+            | AppError::Runner(
+                R::Spec(_) | R::Ungoverned { .. } | R::TaskUnavailable(_) | R::Table { .. },
+            ) => ErrorKind::Usage,
+            AppError::Tampered(_) | AppError::Unpublished(_) | AppError::Runner(R::Tampered(_)) => {
+                ErrorKind::Tampered
+            }
+            AppError::Runner(R::Halted { .. }) => ErrorKind::Halted,
             _ => ErrorKind::Failed,
         }
     }
@@ -126,5 +135,53 @@ impl AppError {
             context: context.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(error: AppError, expected: ErrorKind) {
+        assert_eq!(error.kind(), expected, "{error}");
+    }
+
+    #[test]
+    fn errors_are_classed_as_the_faces_map_them() {
+        check(AppError::Invalid("bad --params".into()), ErrorKind::Usage);
+        check(AppError::NoCompleteTrial, ErrorKind::Failed);
+        check(
+            AppError::Store(StoreError::NoCampaign("x".into())),
+            ErrorKind::Failed,
+        );
+        check(AppError::Tampered("request R1".into()), ErrorKind::Tampered);
+        check(
+            AppError::Unpublished(Box::new(AppError::io(
+                "reading x",
+                std::io::Error::other("denied"),
+            ))),
+            ErrorKind::Tampered,
+        );
+        check(
+            AppError::Runner(RunnerError::Halted {
+                request: "R1".into(),
+                reason: "tripwire".into(),
+            }),
+            ErrorKind::Halted,
+        );
+        check(
+            AppError::Runner(RunnerError::TaskUnavailable("no table".into())),
+            ErrorKind::Usage,
+        );
+    }
+
+    #[test]
+    fn an_io_error_reads_as_its_context_then_its_cause() {
+        let error = AppError::io("reading key k.pem", std::io::Error::other("denied"));
+        assert_eq!(error.to_string(), "reading key k.pem");
+        assert_eq!(
+            std::error::Error::source(&error).map(|e| e.to_string()),
+            Some("denied".to_string())
+        );
     }
 }

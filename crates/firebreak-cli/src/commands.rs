@@ -43,8 +43,12 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
             idle_exit,
         } => {
             let store = open(&cli).await?;
+            let campaigns = match campaigns.is_empty() {
+                true => app_of(store.clone()).unfinished().await?,
+                false => campaigns.clone(),
+            };
             let args = crate::worker::WorkerArgs {
-                campaigns: campaigns.clone(),
+                campaigns,
                 slots: *slots,
                 lease: *lease,
                 idle_exit: *idle_exit,

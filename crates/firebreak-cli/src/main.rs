@@ -360,6 +360,7 @@ impl Failure {
                 let code = match other.kind() {
                     ErrorKind::Usage => 2,
                     ErrorKind::Tampered => 4,
+                    ErrorKind::Halted => 3,
                     _ => 1,
                 };
                 Failure::new(code, other)
