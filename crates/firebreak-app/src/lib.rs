@@ -1,8 +1,9 @@
 //! The application layer of firebreak: every operation a user can perform —
-//! validate a spec, list campaigns, status, trials and the best, logs, explain a trial, enqueue,
-//! verify the ledger, inclusion proofs, sign and check checkpoints, the audit
-//! report, lineage, change requests and signed decisions, export — as methods
-//! of [`App`], over any [`firebreak_store::Store`].
+//! validate a spec, list campaigns, status, trials and the best, logs, explain
+//! a trial, enqueue, verify the ledger, inclusion and consistency proofs, sign
+//! and check checkpoints, the audit report, lineage, change requests and signed
+//! decisions, export — as methods of [`App`], over any
+//! [`firebreak_store::Store`].
 //!
 //! Principal types: [`App`] (a store and where its checkpoints are published),
 //! [`AppError`], and the plain data the operations return ([`CampaignListing`],
@@ -58,7 +59,7 @@ pub use export::Export;
 pub use format::{format_number, format_param, trial_json};
 pub use keys::{engine_key, engine_key_path, new_key, read_key, write_key};
 pub use lineage::Lineage;
-pub use proofs::InclusionProof;
+pub use proofs::{ConsistencyProof, InclusionProof};
 pub use reads::LedgerReads;
 pub use requests::{Decided, Signer, actor, request_json};
 pub use summary::{Champion, RunSummary, all_failed};

@@ -1,7 +1,8 @@
-//! Inclusion proofs of ledger entries (RFC 6962), checked before they are
-//! shown: a proof is `verified` only when its path leads to the root of a
-//! stored checkpoint whose signature verifies — a root rebuilt from the same
-//! stored leaves would prove nothing.
+//! Inclusion proofs of ledger entries and consistency proofs between two sizes
+//! of the ledger (RFC 6962), checked before they are shown: a proof is
+//! `verified` only when it leads to the roots of stored checkpoints whose
+//! signatures verify — a root rebuilt from the same stored leaves would prove
+//! nothing.
 
 use firebreak_ledger::{Checkpoint, Entry, Hash, hex};
 use firebreak_store::Store;
@@ -29,6 +30,27 @@ pub struct InclusionProof {
     pub against: String,
     /// True when the path leads to the root of the signed checkpoint.
     pub verified: bool,
+}
+
+/// The proof that a larger tree of the ledger extends a smaller one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConsistencyProof {
+    /// The smaller tree's size.
+    pub old_size: u64,
+    /// The larger tree's size.
+    pub new_size: u64,
+    /// The smaller tree's root (hex).
+    pub old_root: String,
+    /// The larger tree's root (hex).
+    pub new_root: String,
+    /// The RFC 6962 consistency proof (hex).
+    pub proof: Vec<String>,
+    /// True when the proof checks and both roots are those of signed checkpoints.
+    pub verified: bool,
+    /// The signed checkpoint of the smaller tree, if one is stored.
+    pub old_checkpoint: Option<Checkpoint>,
+    /// The signed checkpoint of the larger tree, if one is stored.
+    pub new_checkpoint: Option<Checkpoint>,
 }
 
 impl InclusionProof {
@@ -137,6 +159,57 @@ impl<S: Store> App<S> {
             checkpoint,
             proved,
         ))
+    }
+
+    /// The consistency proof that the ledger's first `new_size` entries extend
+    /// its first `old_size` (nothing rewritten, only appended), checked against
+    /// the stored checkpoints of those two sizes whose signatures verify.
+    pub async fn prove_consistency(
+        &self,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<ConsistencyProof, AppError> {
+        let rows = self.store.ledger().await?;
+        let leaves = leaves(&rows);
+        if new_size > leaves.len() as u64 {
+            return Err(AppError::NoEntry {
+                seq: new_size.saturating_sub(1),
+                entries: leaves.len(),
+            });
+        }
+        if old_size > new_size {
+            return Err(AppError::Invalid(format!(
+                "a consistency proof goes from a smaller tree to a larger one, not from {old_size} entries to {new_size}\nhint: swap the two sizes"
+            )));
+        }
+        let (old, new) = (old_size as usize, new_size as usize);
+        let old_root = firebreak_ledger::root(&leaves[..old]);
+        let new_root = firebreak_ledger::root(&leaves[..new]);
+        let path = firebreak_ledger::consistency_proof(&leaves[..new], old);
+        let proved =
+            firebreak_ledger::verify_consistency(old_size, new_size, &old_root, &new_root, &path);
+        let checkpoints = self.store.checkpoints().await?;
+        let signed = |size: u64, root: &Hash| {
+            checkpoints
+                .iter()
+                .rev()
+                .find(|c| {
+                    c.tree_size == size && c.root == hex(root) && c.verify_signature().is_ok()
+                })
+                .cloned()
+        };
+        let old_checkpoint = signed(old_size, &old_root);
+        let new_checkpoint = signed(new_size, &new_root);
+        Ok(ConsistencyProof {
+            old_size,
+            new_size,
+            old_root: hex(&old_root),
+            new_root: hex(&new_root),
+            proof: path.iter().map(|h| hex(h)).collect(),
+            verified: proved && old_checkpoint.is_some() && new_checkpoint.is_some(),
+            old_checkpoint,
+            new_checkpoint,
+        })
     }
 
     /// The newest stored checkpoint that covers entry `seq` of a ledger of

@@ -1,13 +1,15 @@
 //! The application layer over a store type it is given (`SqliteStore`, not
 //! `AnyStore`): what a face gets back from listing, enqueue's rules, explain,
-//! verify and proofs. The CLI's end-to-end tests check the printed forms.
+//! verify and proofs with and without signed checkpoints. The CLI's end-to-end
+//! tests check the printed forms.
 
 use firebreak_app::{App, AppError, ErrorKind};
 use firebreak_core::{ParamValue, Params};
 use firebreak_govern::Principal;
+use firebreak_ledger::{Checkpoint, SigningKey};
 use firebreak_runner::Campaign;
 use firebreak_spec::CampaignSpec;
-use firebreak_store::SqliteStore;
+use firebreak_store::{SqliteStore, Store};
 
 const SPEC: &str = r#"
 [campaign]
@@ -132,4 +134,76 @@ async fn a_face_gets_plain_answers_and_classed_errors() {
         app.prove(verified.entries as u64).await,
         Err(AppError::NoEntry { .. })
     ));
+}
+
+/// Signs and stores a checkpoint of the whole ledger with a test key (the
+/// engine key lives outside the test), as `audit checkpoint` would.
+async fn sign_now(app: &App<SqliteStore>) -> u64 {
+    let leaves: Vec<_> = app
+        .store()
+        .ledger()
+        .await
+        .expect("ledger")
+        .iter()
+        .map(|e| e.hash)
+        .collect();
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let checkpoint = Checkpoint::sign(
+        &key,
+        leaves.len() as u64,
+        &firebreak_ledger::root(&leaves),
+        0,
+    );
+    app.store()
+        .add_checkpoint(&checkpoint)
+        .await
+        .expect("stored");
+    leaves.len() as u64
+}
+
+#[tokio::test]
+async fn proofs_verify_against_signed_checkpoints_only() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let app = app(&dir).await;
+    let old = sign_now(&app).await;
+    let first = app.prove(0).await.expect("inclusion proof");
+    assert!(first.verified, "{}", first.against);
+    assert_eq!(first.tree_size, old);
+
+    app.enqueue(
+        "toy",
+        &person(),
+        params(ParamValue::Float(0.02), ParamValue::Float(0.5)),
+    )
+    .await
+    .expect("queued");
+    let unsigned = app
+        .prove_consistency(old, old + 1)
+        .await
+        .expect("consistency proof");
+    assert!(
+        !unsigned.verified,
+        "the larger tree has no signed checkpoint yet"
+    );
+    assert!(unsigned.old_checkpoint.is_some());
+
+    let new = sign_now(&app).await;
+    assert!(new > old);
+    let extended = app
+        .prove_consistency(old, new)
+        .await
+        .expect("consistency proof");
+    assert!(extended.verified);
+    assert!(!extended.proof.is_empty());
+    assert!(matches!(
+        app.prove_consistency(new, old).await,
+        Err(AppError::Invalid(_))
+    ));
+    assert!(matches!(
+        app.prove_consistency(old, new + 1).await,
+        Err(AppError::NoEntry { .. })
+    ));
+    let verified = app.verify(None, None).await.expect("verify");
+    assert!(verified.ok, "{:?}", verified.reason);
+    assert_eq!(verified.checkpoints, 2);
 }
