@@ -1,5 +1,8 @@
 //! The `firebreak` command-line program: parses arguments, opens the store, calls
-//! the library crates and prints. It is the only crate that writes to the terminal.
+//! the application layer (`firebreak_app`; the runner for `run`, `worker` and
+//! `launch`, which drive processes and signals) and prints. It is the only crate
+//! that writes to the terminal, and it holds no rule: governance, decision and
+//! verification rules live in `firebreak_app` and below.
 //!
 //! Exit codes (`contract.md`): 0 done; 1 runtime error; 2 usage or spec error;
 //! 3 halted before `n_trials` (a firebreak: a pending request or a tripped
@@ -8,15 +11,14 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // the one crate that prints
 
-mod checkpoints;
+mod audit;
 mod commands;
 mod governance;
 mod k8s;
-mod keys;
 mod launch;
-mod lineage;
 mod output;
 mod progress;
+mod show;
 mod worker;
 
 use std::path::PathBuf;
@@ -343,9 +345,48 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// The one mapping of the application layer's errors to exit codes: lower
+    /// crates' errors as they are (so messages and codes stay theirs), the
+    /// layer's own by their kind.
+    fn from_app(error: firebreak_app::AppError) -> Self {
+        use firebreak_app::{AppError as A, ErrorKind};
+        match error {
+            A::Store(e) => e.into(),
+            A::Spec(e) => e.into(),
+            A::Runner(e) => e.into(),
+            A::Ledger(e) => e.into(),
+            other => {
+                let code = match other.kind() {
+                    ErrorKind::Usage => 2,
+                    ErrorKind::Tampered => 4,
+                    ErrorKind::Halted => 3,
+                    _ => 1,
+                };
+                Failure::new(code, other)
+            }
+        }
+    }
+}
+
+/// An error and its causes as one line, `anyhow`'s `{:#}`: "what: why: why".
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(error: E) -> Self {
         let error: anyhow::Error = error.into();
+        let error = match error.downcast::<firebreak_app::AppError>() {
+            Ok(app) => return Failure::from_app(app),
+            Err(error) => error,
+        };
         use firebreak_runner::RunnerError as R;
         let spec_error = error.downcast_ref::<firebreak_spec::SpecError>().is_some()
             || matches!(

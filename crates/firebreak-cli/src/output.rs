@@ -1,30 +1,11 @@
-//! Rendering listings as tables, JSON or CSV, and trials as the Trial JSON of
-//! `contract.md`.
+//! Rendering listings as tables, JSON or CSV. The JSON itself (the Trial JSON
+//! of `contract.md` and the rest) comes from `firebreak_app`.
 
-use firebreak_core::{Objectives, Trial, format_rfc3339};
-use serde_json::{Value, json};
+pub(crate) use firebreak_app::{format_number as number, format_param as param};
+use firebreak_core::{Objectives, Trial};
+use serde_json::Value;
 
 use crate::Format;
-
-/// A trial as `trials` and `best` print it in JSON.
-pub fn trial_json(trial: &Trial) -> Value {
-    json!({
-        "number": trial.number,
-        "state": trial.state,
-        "params": trial.params,
-        "metrics": trial.metrics,
-        "intermediate": trial.intermediate.iter().map(|r| json!({"step": r.step, "metrics": r.metrics})).collect::<Vec<_>>(),
-        "error": trial.error,
-        "proposer": trial.proposer,
-        "rationale": trial.rationale,
-        "retry_of": trial.retry_of,
-        "started_at": trial.started_at.map(format_rfc3339),
-        "finished_at": trial.finished_at.map(format_rfc3339),
-        "cpu_seconds": trial.cpu_seconds,
-        "wall_seconds": trial.wall_seconds,
-        "generation": trial.generation,
-    })
-}
 
 /// Prints rows (the first is the header) in `format`; `json` is printed as is for JSON.
 pub fn print_rows(format: Format, rows: &[Vec<String>], json: &Value) {
@@ -65,26 +46,6 @@ pub fn print_rows(format: Format, rows: &[Vec<String>], json: &Value) {
                 println!("{}", line.trim_end());
             }
         }
-    }
-}
-
-/// A short rendering of a number.
-pub fn number(v: f64) -> String {
-    // `-0` is never worth printing (an empty sum of floats is -0.0).
-    let v = v + 0.0;
-    if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e6) {
-        format!("{v:.4e}")
-    } else {
-        let s = format!("{v:.6}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    }
-}
-
-/// A parameter value for tables: floats shortened.
-pub fn param(value: &firebreak_core::ParamValue) -> String {
-    match value {
-        firebreak_core::ParamValue::Float(f) => number(*f),
-        other => other.to_plain_string(),
     }
 }
 

@@ -18,7 +18,7 @@ use crate::{Cli, CommandResult, Failure};
 /// What `firebreak worker` was asked to do.
 #[derive(Debug, Clone)]
 pub(crate) struct WorkerArgs {
-    /// The campaigns to serve; empty: every unfinished one in the store.
+    /// The campaigns to serve (`worker` with none named: every unfinished one).
     pub campaigns: Vec<String>,
     /// Trials run at once (default: each campaign's `parallelism`).
     pub slots: Option<u32>,
@@ -37,23 +37,8 @@ pub(crate) async fn worker<S: Store + Clone>(
     store: S,
     args: WorkerArgs,
 ) -> CommandResult {
-    let names = if args.campaigns.is_empty() {
-        let mut open = Vec::new();
-        for summary in store.campaigns().await? {
-            let spec = firebreak_spec::CampaignSpec::from_canonical(
-                &summary.campaign.spec,
-                &summary.campaign.name,
-            )?;
-            if summary.counts.finished() < spec.spec.search.n_trials {
-                open.push(summary.campaign.name);
-            }
-        }
-        open
-    } else {
-        args.campaigns.clone()
-    };
     let mut code = 0;
-    for name in &names {
+    for name in &args.campaigns {
         let stop = serve_retrying(cli, &store, name, &args).await?;
         let this = match stop {
             Stop::Done => 0,

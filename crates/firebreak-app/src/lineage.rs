@@ -1,17 +1,49 @@
-//! `lineage CAMPAIGN`: a campaign's generations as its ledger records them —
-//! each one's space, where it started from, its teacher, its trials, its
-//! champion with the gate results, and whether (and on whose decision) the
-//! champion was promoted. Read from the verified ledger, never from columns.
+//! A campaign's lineage: its generations as its ledger records them — each
+//! one's space, where it started from, its teacher, its trials, its champion
+//! with the gate results, and whether (and on whose decision) the champion was
+//! promoted. Read from the verified ledger, never from columns.
 
-use anyhow::anyhow;
 use firebreak_core::Trial;
-use firebreak_ledger::Request;
+use firebreak_ledger::{Entry, Request};
 use firebreak_store::Store;
+use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::commands::{open, stored_spec};
-use crate::output::{number, print_rows};
-use crate::{Cli, CommandResult, Failure};
+use crate::{App, AppError};
+
+/// A campaign's generations, oldest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lineage {
+    /// The campaign's name.
+    pub campaign: String,
+    /// One object per generation: `generation`, `state`, `space`, `from`,
+    /// `teacher`, `parent`, `trials`, `finished`, `champion`, `value`,
+    /// `previous`, `gates`, `promoted`, `request`, `decided_by`, `reason`,
+    /// `cpu_seconds`.
+    pub generations: Vec<Value>,
+}
+
+impl<S: Store> App<S> {
+    /// The generations of `campaign` (an error for one without
+    /// `[generations]`), after the ledger verifies: a lineage is only worth
+    /// what the record is.
+    pub async fn lineage(&self, campaign: &str) -> Result<Lineage, AppError> {
+        let spec = self.spec(campaign).await?;
+        if spec.spec.generations.is_none() {
+            return Err(AppError::Invalid(format!(
+                "campaign {campaign} has no [generations]; its lineage is its trials' retry links"
+            )));
+        }
+        firebreak_runner::verify_ledger(&self.store).await?;
+        let ledger = self.store.ledger().await?;
+        let requests = self.store.requests(Some(campaign)).await?;
+        let trials = self.store.trials(campaign).await?;
+        Ok(Lineage {
+            campaign: campaign.to_string(),
+            generations: generations(&ledger, campaign, &requests, &trials),
+        })
+    }
+}
 
 /// One generation as the ledger says it went.
 fn generation_json(
@@ -63,8 +95,8 @@ fn generation_json(
 }
 
 /// Each generation of `campaign` as its ledger entries (`rows`) record it.
-pub fn generations(
-    rows: &[firebreak_ledger::Entry],
+pub(crate) fn generations(
+    rows: &[Entry],
     campaign: &str,
     requests: &[Request],
     trials: &[Trial],
@@ -102,7 +134,7 @@ pub fn generations(
 
 /// The `## Generations` section of `audit report`: each generation's champion,
 /// gate verdicts and promotion, with who decided it; empty without generations.
-pub fn report_section(generations: &[Value]) -> String {
+pub(crate) fn report_section(generations: &[Value]) -> String {
     use std::fmt::Write as _;
     if generations.is_empty() {
         return String::new();
@@ -144,78 +176,4 @@ pub fn report_section(generations: &[Value]) -> String {
     }
     out.push('\n');
     out
-}
-
-/// Prints the campaign's lineage as a table or JSON.
-pub async fn lineage(cli: &Cli, campaign: &str) -> CommandResult {
-    let store = open(cli).await?;
-    let spec = stored_spec(&store, campaign).await?;
-    if spec.spec.generations.is_none() {
-        return Err(Failure::new(
-            2,
-            anyhow!(
-                "campaign {campaign} has no [generations]; its lineage is its trials' retry links"
-            ),
-        ));
-    }
-    // The ledger is checked first: a lineage is only worth what the record is.
-    firebreak_runner::verify_ledger(&store).await?;
-    let ledger = store.ledger().await?;
-    let requests = store.requests(Some(campaign)).await?;
-    let trials = store.trials(campaign).await?;
-    let generations = generations(&ledger, campaign, &requests, &trials);
-    let mut rows = vec![
-        [
-            "generation",
-            "state",
-            "trials",
-            "from",
-            "teacher",
-            "champion",
-            "value",
-            "gates",
-            "decided by",
-        ]
-        .map(String::from)
-        .to_vec(),
-    ];
-    let text = |v: &Value| match v {
-        Value::Null => String::new(),
-        Value::Number(n) => n.as_f64().map(number).unwrap_or_default(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    for g in &generations {
-        let gates = match g["gates"]["passed"].as_bool() {
-            None => String::new(),
-            Some(true) => "passed".to_string(),
-            Some(false) => "failed".to_string(),
-        };
-        let decided = match (&g["request"], g["decided_by"].as_array()) {
-            (Value::String(id), Some(names)) if !names.is_empty() => {
-                let names: Vec<String> = names.iter().map(text).collect();
-                format!("{} ({id})", names.join(", "))
-            }
-            (Value::String(id), _) => id.clone(),
-            _ if g["promoted"].is_boolean() => "gates".to_string(),
-            _ => String::new(),
-        };
-        rows.push(vec![
-            text(&g["generation"]),
-            text(&g["state"]),
-            format!("{} of {}", text(&g["finished"]), text(&g["trials"])),
-            text(&g["from"]),
-            text(&g["teacher"]),
-            text(&g["champion"]),
-            text(&g["value"]),
-            gates,
-            decided,
-        ]);
-    }
-    let json = json!({
-        "campaign": campaign,
-        "generations": generations,
-    });
-    print_rows(cli.format, &rows, &json);
-    Ok(0)
 }
