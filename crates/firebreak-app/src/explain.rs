@@ -8,7 +8,7 @@ use firebreak_store::Store;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::{App, AppError, InclusionProof, LedgerReads};
+use crate::{App, AppError, InclusionProof};
 
 /// Why a trial exists and what vouches for it.
 #[derive(Debug, Clone, Serialize)]
@@ -39,7 +39,7 @@ pub struct Explanation {
     pub proposal_inclusion: InclusionProof,
 }
 
-impl<S: Store + LedgerReads> App<S> {
+impl<S: Store> App<S> {
     /// Explains trial `number` of `campaign`.
     pub async fn explain(&self, campaign: &str, number: u64) -> Result<Explanation, AppError> {
         self.spec(campaign).await?;

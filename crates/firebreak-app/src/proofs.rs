@@ -9,7 +9,7 @@ use firebreak_store::Store;
 use serde::Serialize;
 
 use crate::checkpoints::leaves;
-use crate::{App, AppError, LedgerReads};
+use crate::{App, AppError};
 
 /// The inclusion proof of one ledger entry, as `audit proof` and `explain` show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -86,7 +86,7 @@ impl InclusionProof {
     }
 }
 
-impl<S: Store + LedgerReads> App<S> {
+impl<S: Store> App<S> {
     /// The inclusion proof of ledger entry `seq` against the newest signed
     /// checkpoint that covers it (else the whole ledger). From the stored leaf
     /// hashes and the Merkle cache where the store keeps them, without reading
@@ -126,9 +126,7 @@ impl<S: Store + LedgerReads> App<S> {
             proved,
         )))
     }
-}
 
-impl<S: Store> App<S> {
     /// The inclusion proof of entry `seq` of `rows` (the whole ledger) against
     /// the newest stored checkpoint that covers it (else the whole ledger).
     pub(crate) async fn inclusion(

@@ -60,7 +60,8 @@ fn firebreak(project: &Project, storage: &str, args: &[&str]) -> Command {
         .args(args)
         .current_dir(project.path())
         .env("FIREBREAK_ENGINE_KEY", project.engine_key())
-        .env_remove("FIREBREAK_STORAGE");
+        .env_remove("FIREBREAK_STORAGE")
+        .env_remove("FIREBREAK_TRIALS_ROOT");
     command
 }
 
@@ -115,6 +116,16 @@ fn wait_for_campaign(project: &Project, storage: &str, campaign: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Creates campaign `campaign` from the spec at `path` with `run`, then
+/// interrupts that run once a trial started: only workers go on with it.
+fn create_then_interrupt(project: &Project, storage: &str, path: &Path, campaign: &str) {
+    let mut creator = spawn(project, storage, &["run", path.to_str().expect("utf-8")]);
+    wait_for_campaign(project, storage, campaign);
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(creator.id() as i32, libc::SIGINT) };
+    let _ = creator.wait();
 }
 
 fn wait_all(children: &mut [Child], within: Duration) -> Vec<i32> {
@@ -243,11 +254,7 @@ fn a_paused_workers_late_result_is_refused_and_ledgered() {
     // A `run` creates the campaign and is interrupted at once (its trial is
     // re-queued); then only workers run it.
     let worker = ["worker", "--campaign", "p", "--lease", "1s", "--slots", "1"];
-    let mut creator = spawn(&project, &storage, &["run", path.to_str().expect("utf-8")]);
-    wait_for_campaign(&project, &storage, "p");
-    // SAFETY: signals to our own child.
-    unsafe { libc::kill(creator.id() as i32, libc::SIGINT) };
-    let _ = creator.wait();
+    create_then_interrupt(&project, &storage, &path, "p");
     let mut paused = spawn(&project, &storage, &worker);
     let deadline = Instant::now() + Duration::from_secs(30);
     let held = loop {
@@ -265,7 +272,7 @@ fn a_paused_workers_late_result_is_refused_and_ledgered() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    // SAFETY: as above.
+    // SAFETY: signals to our own child.
     unsafe { libc::kill(paused.id() as i32, libc::SIGSTOP) };
     std::thread::sleep(Duration::from_secs(3));
     let mut other = spawn(&project, &storage, &worker);
@@ -363,11 +370,7 @@ fn workers_ride_out_a_postgres_restart() {
     std::fs::create_dir_all(&markers).expect("markers");
     let token = format!("restart-{}", std::process::id());
     let path = project.spec("spec.toml", &slow_spec("r", 40, &token, &markers, ""));
-    let mut creator = spawn(&project, &storage, &["run", path.to_str().expect("utf-8")]);
-    wait_for_campaign(&project, &storage, "r");
-    // SAFETY: a signal to our own child.
-    unsafe { libc::kill(creator.id() as i32, libc::SIGINT) };
-    let _ = creator.wait();
+    create_then_interrupt(&project, &storage, &path, "r");
     let worker = ["worker", "--campaign", "r", "--lease", "2s"];
     let mut workers: Vec<Child> = (0..3).map(|_| spawn(&project, &storage, &worker)).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -416,13 +419,9 @@ fn running_workers_take_an_approved_spec_change() {
     let governance = common::approvers(&[("alice", &alice)], 1, "");
     let token = format!("spec-{}", std::process::id());
     let text = |n| slow_spec("s", n, &token, &markers, &governance);
-    let path = project.spec("spec.toml", &text(30));
-    let path = path.to_str().expect("utf-8");
-    let mut creator = spawn(&project, &storage, &["run", path]);
-    wait_for_campaign(&project, &storage, "s");
-    // SAFETY: a signal to our own child.
-    unsafe { libc::kill(creator.id() as i32, libc::SIGINT) };
-    let _ = creator.wait();
+    let spec = project.spec("spec.toml", &text(30));
+    create_then_interrupt(&project, &storage, &spec, "s");
+    let path = spec.to_str().expect("utf-8");
     let worker = ["worker", "--campaign", "s", "--lease", "1s"];
     let mut workers: Vec<Child> = (0..2).map(|_| spawn(&project, &storage, &worker)).collect();
     // The edit files a budget request; the run that filed it works on within
@@ -511,11 +510,7 @@ command = ["python3", "trial.py"]
 env = { MODE = "steps" }
 "#;
     let path = project.spec("spec.toml", spec);
-    let mut creator = spawn(&project, &storage, &["run", path.to_str().expect("utf-8")]);
-    wait_for_campaign(&project, &storage, "m");
-    // SAFETY: a signal to our own child.
-    unsafe { libc::kill(creator.id() as i32, libc::SIGINT) };
-    let _ = creator.wait();
+    create_then_interrupt(&project, &storage, &path, "m");
     let worker = ["worker", "--campaign", "m", "--lease", "3s"];
     let mut workers: Vec<Child> = (0..3).map(|_| spawn(&project, &storage, &worker)).collect();
     let codes = wait_all(&mut workers, Duration::from_secs(180));
@@ -592,4 +587,37 @@ fn a_worker_refuses_a_pbt_campaign() {
     assert!(stderr.contains("firebreak run"), "{stderr}");
     let (code, stdout, stderr) = output(&project, &storage, &["audit", "verify"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+/// `FIREBREAK_TRIALS_ROOT` (a folder workers on several machines share) takes
+/// the trial folders, one per database (`<root>/<database>.trials`), instead of
+/// the folder next to the database.
+#[test]
+fn trial_folders_go_under_the_shared_trials_root() {
+    let project = Project::new();
+    let shared = project.path().join("shared");
+    let spec = slow_spec("t", 2, "root", &project.path().join("markers"), "")
+        .replace("MODE = \"slow\"", "MODE = \"ok\"");
+    let path = project.spec("spec.toml", &spec);
+    let out = firebreak(
+        &project,
+        &project.storage(),
+        &["run", path.to_str().expect("utf-8")],
+    )
+    .env("FIREBREAK_TRIALS_ROOT", &shared)
+    .output()
+    .expect("ran");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for number in ["0", "1"] {
+        let folder = shared
+            .join("firebreak.db.trials/t")
+            .join(number)
+            .join("work");
+        assert!(folder.is_dir(), "{} is missing", folder.display());
+    }
+    assert!(!project.path().join("db/firebreak.db.trials").exists());
 }

@@ -114,19 +114,22 @@ impl AnyStore {
         both!(self, s => s.append_batch(campaign, events))
     }
 
-    /// The number of ledger entries.
-    pub async fn ledger_size(&self) -> Result<u64, StoreError> {
-        both!(self, s => s.ledger_size())
-    }
-
     /// Every ledger entry's leaf hash, in order.
     pub async fn ledger_hashes(&self) -> Result<Vec<Hash>, StoreError> {
         both!(self, s => s.ledger_hashes())
     }
+}
 
-    /// The inclusion proof of entry `seq` in the tree of `tree_size` entries
-    /// (`None` when `seq` is not in it).
-    pub async fn inclusion_proof(
+impl Store for AnyStore {
+    async fn trial(&self, campaign: &str, number: u64) -> Result<Trial, StoreError> {
+        both!(self, s => s.trial(campaign, number))
+    }
+
+    async fn ledger_size(&self) -> Result<u64, StoreError> {
+        both!(self, s => s.ledger_size())
+    }
+
+    async fn inclusion_proof(
         &self,
         seq: u64,
         tree_size: u64,
@@ -134,13 +137,6 @@ impl AnyStore {
         both!(self, s => s.inclusion_proof(seq, tree_size))
     }
 
-    /// One trial.
-    pub async fn trial(&self, campaign: &str, number: u64) -> Result<Trial, StoreError> {
-        both!(self, s => s.trial(campaign, number))
-    }
-}
-
-impl Store for AnyStore {
     async fn create_campaign(
         &self,
         name: &str,

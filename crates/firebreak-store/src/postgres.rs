@@ -66,7 +66,7 @@ use crate::types::{
     CampaignRecord, CampaignSummary, Closing, Counts, DEFAULT_LEASE_MS, NewTrial, Outcome,
     ProcessInfo, RequestDraft, Requeued, RunInfo, RunRecord, SpecUpdate, Start, Store,
 };
-use crate::{CampaignLock, SCHEMA_VERSION, StoreError};
+use crate::{CampaignLock, LedgerProof, SCHEMA_VERSION, StoreError};
 
 mod govern;
 mod merkle;
@@ -400,18 +400,15 @@ impl PgStore {
             Some(n) => n,
             None => self.next_number(w, campaign).await?,
         };
-        sqlx::query(
-            "INSERT INTO trials (campaign, number, state, params, proposer, rationale, proposer_state, retry_of, priority) \
-             VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8)",
+        bind_new_trial(
+            sqlx::query(
+                "INSERT INTO trials (campaign, number, state, params, proposer, rationale, proposer_state, retry_of, priority) \
+                 VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8)",
+            ),
+            campaign,
+            number,
+            trial,
         )
-        .bind(campaign)
-        .bind(number as i64)
-        .bind(json(&trial.params))
-        .bind(&trial.proposer)
-        .bind(&trial.rationale)
-        .bind(trial.state.as_ref().map(json))
-        .bind(trial.retry_of.map(|n| n as i64))
-        .bind(trial.priority)
         .execute(&mut *w.tx)
         .await?;
         let event = trial.proposed(number);
@@ -573,6 +570,25 @@ fn ledger_values(first: usize, n: usize) -> String {
         })
         .collect();
     format!("VALUES {}", rows.join(", "))
+}
+
+/// Binds a new trial's columns as `$1`…`$8`: campaign, number, params, proposer,
+/// rationale, proposer state, retry of, priority.
+fn bind_new_trial<'q>(
+    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    campaign: &'q str,
+    number: u64,
+    trial: &'q NewTrial,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(campaign)
+        .bind(number as i64)
+        .bind(json(&trial.params))
+        .bind(&trial.proposer)
+        .bind(&trial.rationale)
+        .bind(trial.state.as_ref().map(json))
+        .bind(trial.retry_of.map(|n| n as i64))
+        .bind(trial.priority)
 }
 
 /// Binds `entries`' columns in [`ledger_values`]' order.
@@ -782,6 +798,22 @@ fn campaign_from_row(row: &PgRow) -> Result<CampaignRecord, StoreError> {
 }
 
 impl Store for PgStore {
+    async fn trial(&self, campaign: &str, number: u64) -> Result<Trial, StoreError> {
+        PgStore::trial(self, campaign, number).await
+    }
+
+    async fn ledger_size(&self) -> Result<u64, StoreError> {
+        PgStore::ledger_size(self).await
+    }
+
+    async fn inclusion_proof(
+        &self,
+        seq: u64,
+        tree_size: u64,
+    ) -> Result<Option<LedgerProof>, StoreError> {
+        PgStore::inclusion_proof(self, seq, tree_size).await
+    }
+
     async fn create_campaign(
         &self,
         name: &str,
@@ -1085,19 +1117,16 @@ impl Store for PgStore {
              {INSERT_LEDGER}{}",
             ledger_values(13, entries.len())
         );
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(campaign)
-            .bind(number as i64)
-            .bind(json(&trial.params))
-            .bind(&trial.proposer)
-            .bind(&trial.rationale)
-            .bind(trial.state.as_ref().map(json))
-            .bind(trial.retry_of.map(|n| n as i64))
-            .bind(trial.priority)
-            .bind(start.run as i64)
-            .bind(i64::from(start.worker))
-            .bind(now)
-            .bind(begun.generation);
+        let query = bind_new_trial(
+            sqlx::query(sqlx::AssertSqlSafe(sql)),
+            campaign,
+            number,
+            trial,
+        )
+        .bind(start.run as i64)
+        .bind(i64::from(start.worker))
+        .bind(now)
+        .bind(begun.generation);
         bind_entries(query, &entries).execute(&mut *w.tx).await?;
         self.fault()?;
         self.commit(w).await?;

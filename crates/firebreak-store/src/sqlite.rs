@@ -771,6 +771,22 @@ fn trial_from_row(row: &SqliteRow) -> Result<Trial, StoreError> {
 }
 
 impl Store for SqliteStore {
+    async fn trial(&self, campaign: &str, number: u64) -> Result<Trial, StoreError> {
+        SqliteStore::trial(self, campaign, number).await
+    }
+
+    async fn ledger_size(&self) -> Result<u64, StoreError> {
+        SqliteStore::ledger_size(self).await
+    }
+
+    async fn inclusion_proof(
+        &self,
+        seq: u64,
+        tree_size: u64,
+    ) -> Result<Option<LedgerProof>, StoreError> {
+        SqliteStore::inclusion_proof(self, seq, tree_size).await
+    }
+
     async fn create_campaign(
         &self,
         name: &str,

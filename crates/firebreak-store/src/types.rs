@@ -411,6 +411,13 @@ pub trait Store: Send + Sync + 'static {
     /// Every trial of the campaign, by number, with intermediate reports.
     fn trials(&self, campaign: &str)
     -> impl Future<Output = Result<Vec<Trial>, StoreError>> + Send;
+    /// Trial `number` of the campaign, with its intermediate reports
+    /// ([`StoreError::NoTrial`] when there is none).
+    fn trial(
+        &self,
+        campaign: &str,
+        number: u64,
+    ) -> impl Future<Output = Result<Trial, StoreError>> + Send;
     /// Trial counts by state.
     fn counts(&self, campaign: &str) -> impl Future<Output = Result<Counts, StoreError>> + Send;
     /// The stored log tail of a trial.
@@ -421,6 +428,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
     /// Every ledger row, by seq.
     fn ledger(&self) -> impl Future<Output = Result<Vec<Entry>, StoreError>> + Send;
+    /// The number of ledger entries (one more than the largest `seq`).
+    fn ledger_size(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// The inclusion proof of entry `seq` in the tree of the first `tree_size`
+    /// entries, from the store's cache of subtree hashes (`None` when `seq` is
+    /// not in that tree).
+    fn inclusion_proof(
+        &self,
+        seq: u64,
+        tree_size: u64,
+    ) -> impl Future<Output = Result<Option<crate::LedgerProof>, StoreError>> + Send;
     /// Stores a signed checkpoint (not a ledger entry: a statement about the ledger).
     fn add_checkpoint(
         &self,

@@ -48,7 +48,8 @@ impl Project {
             .args(args)
             .current_dir(self.path())
             .env("FIREBREAK_ENGINE_KEY", self.engine_key())
-            .env_remove("FIREBREAK_STORAGE");
+            .env_remove("FIREBREAK_STORAGE")
+            .env_remove("FIREBREAK_TRIALS_ROOT");
         command
     }
 
