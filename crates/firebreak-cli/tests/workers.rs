@@ -564,27 +564,114 @@ env = { MODE = "steps" }
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
 
-/// PBT numbers its replacement trials ahead of the store (the donor's
-/// checkpoint is copied under the new number before the trial is queued), so
-/// a worker beside other processes refuses such a campaign, naming why, and
-/// leaves it untouched.
+/// PBT across workers with one shared trials folder (`FIREBREAK_TRIALS_ROOT`):
+/// the store numbers each replacement, whoever starts it copies the donor's
+/// checkpoint into it and it resumes from there (its log and its first
+/// report's step say from which epoch), and the ledger verifies. The example
+/// campaign (`examples/pbt.toml`) on three workers.
 #[test]
-fn a_worker_refuses_a_pbt_campaign() {
+fn pbt_hands_checkpoints_over_between_workers() {
+    let _serial = serial();
+    let storage = common::fresh_postgres();
     let project = Project::new();
-    let storage = project.storage();
-    let spec = slow_spec("p", 1, "pbt", &project.path().join("markers"), "")
+    let shared = project.path().join("shared");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let spec = std::fs::read_to_string(examples.join("pbt.toml"))
+        .expect("example")
         .replace(
-            "sampler = \"random\"",
-            "sampler = \"random\"\nscheduler = \"pbt\"",
+            "digits/train.py",
+            &examples.join("digits/train.py").display().to_string(),
         )
-        .replace("MODE = \"slow\"", "MODE = \"ok\"");
-    let path = project.spec("spec.toml", &spec);
-    let (code, _, stderr) = output(&project, &storage, &["run", path.to_str().expect("utf-8")]);
-    assert_eq!(code, 0, "{stderr}");
-    let (code, _, stderr) = output(&project, &storage, &["worker", "--campaign", "p"]);
-    assert_ne!(code, 0);
-    assert!(stderr.contains("the pbt scheduler"), "{stderr}");
-    assert!(stderr.contains("firebreak run"), "{stderr}");
+        .replace("n_trials = 12", "n_trials = 24");
+    let path = project.spec("pbt.toml", &spec);
+    let root = |mut c: Command| {
+        c.env("FIREBREAK_TRIALS_ROOT", &shared);
+        c
+    };
+    let mut creator = root(firebreak(
+        &project,
+        &storage,
+        &["run", path.to_str().expect("utf-8")],
+    ))
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("run started");
+    wait_for_campaign(&project, &storage, "digits-pbt");
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(creator.id() as i32, libc::SIGINT) };
+    let _ = creator.wait();
+    let worker = [
+        "worker",
+        "--campaign",
+        "digits-pbt",
+        "--slots",
+        "2",
+        "--lease",
+        "5s",
+    ];
+    let mut workers: Vec<Child> = (0..3)
+        .map(|_| {
+            root(firebreak(&project, &storage, &worker))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("worker started")
+        })
+        .collect();
+    let codes = wait_all(&mut workers, Duration::from_secs(300));
+    assert!(codes.iter().all(|c| *c == 0), "workers exited {codes:?}");
+    // Each number once (the interrupted run may leave a gap: its starts run in
+    // parallel), and exactly n_trials finished.
+    let trials: BTreeMap<u64, serde_json::Value> = trials(&project, &storage, "digits-pbt")
+        .into_iter()
+        .map(|t| (t["number"].as_u64().expect("number"), t))
+        .collect();
+    let finished = trials
+        .values()
+        .filter(|t| !matches!(t["state"].as_str(), Some("queued" | "running")))
+        .count();
+    assert_eq!(finished, 24);
+    let exploits: Vec<serde_json::Value> = entries(&project, &storage, "trial_proposed")
+        .into_iter()
+        .filter(|d| d.get("exploit").is_some())
+        .collect();
+    let mut resumed = 0;
+    for data in &exploits {
+        let number = data["number"].as_u64().expect("number");
+        let trial = &trials[&number];
+        if trial["state"] == "queued" {
+            continue; // queued past the budget: never started
+        }
+        resumed += 1;
+        let (code, log, _) = output(
+            &project,
+            &storage,
+            &["logs", "digits-pbt", &number.to_string()],
+        );
+        assert_eq!(code, 0);
+        let epoch: u64 = log
+            .split("resumed from epoch ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|e| e.parse().ok())
+            .unwrap_or_else(|| panic!("trial {number} did not resume: {log}"));
+        assert!(epoch >= 1, "trial {number} resumed from nothing");
+        if let Some(first) = trial["intermediate"][0]["step"].as_u64() {
+            assert_eq!(first, epoch + 1, "trial {number}");
+        }
+    }
+    assert!(resumed > 0, "no replacement started: {exploits:?}");
+    // One folder per database in the shared root, holding the campaign's trials.
+    let held: Vec<_> = std::fs::read_dir(&shared)
+        .expect("shared folder")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert!(
+        held.len() == 1 && held[0].join("digits-pbt").is_dir(),
+        "{held:?}"
+    );
     let (code, stdout, stderr) = output(&project, &storage, &["audit", "verify"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
 }

@@ -15,7 +15,7 @@ use firebreak_store::{Outcome, Store};
 use firebreak_train::{Control, EpochMetrics, Genome, Trained};
 use tokio::sync::{mpsc, watch};
 
-use crate::command::{Attempt, Ended, clear_dir, report_step, trial_folder};
+use crate::command::{Attempt, Ended, clear_dir, report_step, take_donor_checkpoint, trial_folder};
 use crate::{Campaign, RunnerError};
 
 /// The metrics a built-in trial reports each epoch.
@@ -153,6 +153,8 @@ pub async fn execute<S: Store>(
     });
     if reeval {
         clear_dir(&checkpoint)?;
+    } else {
+        take_donor_checkpoint(&task.trials_root, &name, trial, &checkpoint)?;
     }
     let seed = campaign.attempt_seed(number, attempt);
     let mut log = String::new();
@@ -230,7 +232,7 @@ pub async fn execute<S: Store>(
                     let control = if reeval {
                         Control::Continue
                     } else {
-                        match report(campaign, task, number, &metrics).await? {
+                        match report(campaign, number, &metrics).await? {
                             None => Control::Continue,
                             Some(reason) => {
                                 stop = Some(reason);
@@ -310,7 +312,6 @@ pub async fn execute<S: Store>(
 /// Reports an epoch to the campaign; `Some(reason)` when the trial must stop.
 async fn report<S: Store>(
     campaign: &Campaign<S>,
-    task: &BuiltinTask,
     number: u64,
     metrics: &EpochMetrics,
 ) -> Result<Option<String>, RunnerError> {
@@ -318,7 +319,7 @@ async fn report<S: Store>(
         step: u64::from(metrics.epoch),
         metrics: epoch_metrics(metrics),
     };
-    report_step(campaign, &task.trials_root, number, report).await
+    report_step(campaign, number, report).await
 }
 
 fn epoch_metrics(m: &EpochMetrics) -> Metrics {

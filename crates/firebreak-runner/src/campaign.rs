@@ -45,6 +45,18 @@ const HISTORY_READ_SHARE: u32 = 10;
 /// holder's lease ran out.
 const LEASE_EXPIRED: &str = "lease expired";
 
+/// The proposer of PBT's replacement trials (`exploit`).
+const PBT: &str = "pbt";
+
+/// The donor whose checkpoint a PBT replacement starts from, as its proposer
+/// state records it (`{"v": 1, "pbt": {"exploit_from": N}}`).
+pub(crate) fn exploit_donor(trial: &Trial) -> Option<u64> {
+    if trial.proposer != PBT {
+        return None;
+    }
+    trial.proposer_state.as_ref()?[PBT]["exploit_from"].as_u64()
+}
+
 /// The proposer of people's configurations (`enqueue`).
 pub const ENQUEUED: &str = "enqueued";
 /// The proposer of retries.
@@ -466,17 +478,11 @@ impl<S: Store> Campaign<S> {
             }
             None => None,
         };
-        // PBT's exploit copies the donor's checkpoint under the replacement's
-        // number before the trial is queued, which only a process that numbers
-        // its trials alone can do without another worker taking the number.
-        let pbt = spec.spec.search.scheduler == "pbt";
-        if lease.is_some() && (spec.spec.generations.is_some() || agent.is_some() || pbt) {
+        if lease.is_some() && (spec.spec.generations.is_some() || agent.is_some()) {
             return Err(RunnerError::NotForWorkers(format!(
                 "campaign {name:?} uses {}, which only `firebreak run` drives so far",
                 if agent.is_some() {
                     "the agent proposer"
-                } else if pbt {
-                    "the pbt scheduler"
                 } else {
                     "[generations]"
                 }
@@ -1413,20 +1419,20 @@ impl<S: Store> Campaign<S> {
     }
 
     /// PBT's exploit: queues a new trial with `params` that replaces trial
-    /// `stopped` and starts from trial `from`'s checkpoint (`prepare` copies it
-    /// under the new number before the trial can be claimed). Like every
-    /// proposal it is checked against the space and authorised (`agent:pbt`).
-    /// Returns the new number, or `None` when the budget has no room for it.
+    /// `stopped` and starts from trial `from`'s checkpoint, which whoever starts
+    /// it copies then (its proposer state names the donor: [`exploit_donor`]).
+    /// Like every proposal it is checked against the space and authorised
+    /// (`agent:pbt`). Returns the new number, or `None` when the budget has no
+    /// room for it.
     pub async fn exploit(
         &self,
         stopped: u64,
         from: u64,
         params: firebreak_core::Params,
         reason: &str,
-        prepare: impl FnOnce(u64) -> Result<(), RunnerError>,
     ) -> Result<Option<u64>, RunnerError> {
         let agent = Principal::Agent {
-            name: "pbt".to_string(),
+            name: PBT.to_string(),
         };
         if let Err(error) = self.spec.space.validate(&params) {
             let reason = format!("out of the campaign's space: {error}");
@@ -1444,7 +1450,7 @@ impl<S: Store> Campaign<S> {
             return Ok(None);
         }
         let subject = serde_json::to_value(&params).ok();
-        let context = governance::proposal_context("pbt", &params);
+        let context = governance::proposal_context(PBT, &params);
         let allowed = self
             .authorize(&agent, Action::ProposeTrial, context, subject)
             .await?;
@@ -1454,21 +1460,20 @@ impl<S: Store> Campaign<S> {
         if counts.finished() + counts.running + counts.queued >= self.spec.spec.search.n_trials {
             return Ok(None);
         }
-        let number = state.next_number;
-        prepare(number)?;
         let new = NewTrial {
             params,
-            proposer: "pbt".to_string(),
+            proposer: PBT.to_string(),
             rationale: reason.to_string(),
             retry_of: None,
             priority: 2,
-            number: Some(number),
+            // A run numbers in proposal order; the store numbers a joined worker's.
+            number: self.lease.is_none().then_some(state.next_number),
             policy: Some(allowed),
             exploit: Some(firebreak_ledger::Exploit {
                 from,
                 replaces: stopped,
             }),
-            state: None,
+            state: Some(json!({ "v": 1, PBT: { "exploit_from": from } })),
         };
         let number = self.store.enqueue(self.name(), &new).await?;
         state.upsert(Trial::queued(

@@ -436,30 +436,54 @@ impl Attempt {
     }
 }
 
-/// Copies trial `from`'s checkpoint folder into trial `to`'s (PBT's exploit), so
-/// that `to` starts from the copy.
-pub(crate) fn copy_checkpoint(
+/// Gives a PBT replacement (its proposer state names the donor, see
+/// [`Campaign::exploit`]) the donor's checkpoint as it first starts: copied into
+/// its still empty `checkpoint` folder (a replacement that checkpointed and was
+/// re-queued resumes from its own). The machine that starts it copies, so the
+/// trial's number is the store's and no other trial's folder is touched; the
+/// donor's folder must be on that machine (one trials folder every worker
+/// shares, `FIREBREAK_TRIALS_ROOT`).
+pub(crate) fn take_donor_checkpoint(
     trials_root: &Path,
     campaign: &str,
-    from: u64,
-    to: u64,
+    trial: &Trial,
+    checkpoint: &Path,
 ) -> Result<(), RunnerError> {
-    let dir = |number: u64| -> Result<PathBuf, RunnerError> {
-        Ok(trial_folder(trials_root, campaign, number)?.join("checkpoint"))
+    let Some(from) = crate::campaign::exploit_donor(trial) else {
+        return Ok(());
     };
-    copy_tree(&dir(from)?, &dir(to)?).map_err(|source| RunnerError::Io {
-        context: format!("copying the checkpoint of trial {from} for trial {to}"),
+    if std::fs::read_dir(checkpoint).is_ok_and(|mut d| d.next().is_some()) {
+        return Ok(());
+    }
+    let donor = trial_folder(trials_root, campaign, from)?;
+    if !donor.is_dir() {
+        return Err(RunnerError::Io {
+            context: format!(
+                "trial {} starts from trial {from}'s checkpoint (PBT), but {} is not on this machine; \
+                 workers on several machines need one trials folder they all share \
+                 (FIREBREAK_TRIALS_ROOT on a shared filesystem)",
+                trial.number,
+                donor.display()
+            ),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    copy_tree(&donor.join("checkpoint"), checkpoint).map_err(|source| RunnerError::Io {
+        context: format!(
+            "copying the checkpoint of trial {from} for trial {}",
+            trial.number
+        ),
         source,
     })
 }
 
 /// Reports a step of trial `number` to the campaign and acts on the scheduler's
-/// answer: `Some(reason)` when the trial must stop. On PBT's exploit the donor's
-/// checkpoint is copied for the trial that replaces this one, before it stops.
-/// The one place both executors that report (command, built-in) handle it.
+/// answer: `Some(reason)` when the trial must stop. On PBT's exploit the trial
+/// that replaces this one is queued (it takes the donor's checkpoint when it
+/// starts, [`take_donor_checkpoint`]). The one place both executors that report
+/// (command, built-in) handle it.
 pub(crate) async fn report_step<S: Store>(
     campaign: &Campaign<S>,
-    trials_root: &Path,
     number: u64,
     report: Report,
 ) -> Result<Option<String>, RunnerError> {
@@ -471,11 +495,7 @@ pub(crate) async fn report_step<S: Store>(
             params,
             reason,
         } => {
-            let name = campaign.name();
-            let copy = |new: u64| copy_checkpoint(trials_root, name, from, new);
-            campaign
-                .exploit(number, from, params, &reason, copy)
-                .await?;
+            campaign.exploit(number, from, params, &reason).await?;
             Some(reason)
         }
     })
@@ -672,7 +692,7 @@ pub async fn execute<S: Store>(
                             candidate = Some(report.metrics.clone());
                         }
                         if stop.is_none() && !interrupted && !reeval {
-                            let reason = report_step(campaign, &task.trials_root, number, report).await?;
+                            let reason = report_step(campaign, number, report).await?;
                             if let Some(reason) = reason {
                                 stop = Some((TrialState::Pruned, reason));
                                 kill_at = Some(terminate(pgid));
@@ -808,6 +828,9 @@ impl Folders {
         std::fs::create_dir_all(&work).map_err(io(format!("creating {}", work.display())))?;
         std::fs::create_dir_all(&checkpoint)
             .map_err(io(format!("creating {}", checkpoint.display())))?;
+        if !reeval {
+            take_donor_checkpoint(&task.trials_root, name, trial, &checkpoint)?;
+        }
         let params_file = work.join("params.json");
         std::fs::write(
             &params_file,

@@ -273,7 +273,8 @@ pub struct Closing {
 }
 
 /// The storage primitives. Every method that changes state appends its ledger
-/// entries in the same transaction. Implementations: [`crate::SqliteStore`].
+/// entries in the same transaction. Implementations: [`crate::SqliteStore`],
+/// [`crate::PgStore`], and [`crate::AnyStore`] (whichever a storage URL names).
 pub trait Store: Send + Sync + 'static {
     /// Creates a campaign and records its full canonical spec in the ledger.
     fn create_campaign(
