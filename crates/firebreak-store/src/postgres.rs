@@ -9,11 +9,12 @@
 //! checkpoint or a trial's process id, which the ledger does not record) begins
 //! with `SELECT pg_advisory_xact_lock(LEDGER_LOCK)` (sent with its `BEGIN`), a
 //! transaction-level advisory lock that PostgreSQL releases at commit or
-//! rollback, and only *then*, in a later statement, reads the head (`seq` and `hash` of the last entry). Under
-//! `READ COMMITTED` each statement sees every transaction committed before it
-//! began, and a committing transaction is visible before its lock is released,
-//! so the head read after the lock is the true head: appends from any number of
-//! processes on any number of machines queue on the lock and chain in order.
+//! rollback, and only *then*, in a later statement, reads the head (`seq` and
+//! `hash` of the last entry). Under `READ COMMITTED` each statement sees every
+//! transaction committed before it began, and a committing transaction is
+//! visible before its lock is released, so the head read after the lock is the
+//! true head: appends from any number of processes on any number of machines
+//! queue on the lock and chain in order.
 //! The head read must not share the statement that takes the lock, whose
 //! snapshot predates the wait. Trial numbers (`MAX(number) + 1`), run ids and
 //! request ids are allocated inside the same locked transaction, so they have no
@@ -558,6 +559,9 @@ impl PgStore {
 /// 65,535 bind parameters).
 const INSERT_CHUNK: usize = 1_000;
 
+/// A statement with its bound parameters.
+type Query<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
 /// The head of an insert of ledger rows.
 const INSERT_LEDGER: &str = "INSERT INTO ledger (seq, campaign, kind, payload, hash) ";
 
@@ -575,11 +579,11 @@ fn ledger_values(first: usize, n: usize) -> String {
 /// Binds a new trial's columns as `$1`…`$8`: campaign, number, params, proposer,
 /// rationale, proposer state, retry of, priority.
 fn bind_new_trial<'q>(
-    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    query: Query<'q>,
     campaign: &'q str,
     number: u64,
     trial: &'q NewTrial,
-) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+) -> Query<'q> {
     query
         .bind(campaign)
         .bind(number as i64)
@@ -592,10 +596,7 @@ fn bind_new_trial<'q>(
 }
 
 /// Binds `entries`' columns in [`ledger_values`]' order.
-fn bind_entries<'q>(
-    mut query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
-    entries: &'q [Entry],
-) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+fn bind_entries<'q>(mut query: Query<'q>, entries: &'q [Entry]) -> Query<'q> {
     for entry in entries {
         query = query
             .bind(entry.seq as i64)
