@@ -1420,7 +1420,8 @@ impl<S: Store> Campaign<S> {
 
     /// PBT's exploit: queues a new trial with `params` that replaces trial
     /// `stopped` and starts from trial `from`'s checkpoint, which whoever starts
-    /// it copies then (its proposer state names the donor: [`exploit_donor`]).
+    /// it copies then (its proposer state names the donor:
+    /// `{"v": 1, "pbt": {"exploit_from": from}}`).
     /// Like every proposal it is checked against the space and authorised
     /// (`agent:pbt`). Returns the new number, or `None` when the budget has no
     /// room for it.
