@@ -56,16 +56,7 @@ fn pbt_copies_better_trials_checkpoints_and_records_both_numbers() {
         // which epoch, and its reports (if it had epochs left) go on from there.
         let (code, log, _) = project.exec(&["logs", "digits-pbt", &number.to_string()]);
         assert_eq!(code, 0);
-        let epoch: u64 = log
-            .split("resumed from epoch ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|e| e.parse().ok())
-            .unwrap_or_else(|| panic!("trial {number} did not resume: {log}"));
-        assert!(epoch >= 1, "trial {number} resumed from nothing");
-        if let Some(first) = trials[number as usize]["intermediate"][0]["step"].as_u64() {
-            assert_eq!(first, epoch + 1, "trial {number}");
-        }
+        common::assert_resumed(number, &log, &trials[number as usize]);
     }
     assert_eq!(project.verify().0, 0);
 }

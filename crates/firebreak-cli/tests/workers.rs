@@ -650,16 +650,7 @@ fn pbt_hands_checkpoints_over_between_workers() {
             &["logs", "digits-pbt", &number.to_string()],
         );
         assert_eq!(code, 0);
-        let epoch: u64 = log
-            .split("resumed from epoch ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|e| e.parse().ok())
-            .unwrap_or_else(|| panic!("trial {number} did not resume: {log}"));
-        assert!(epoch >= 1, "trial {number} resumed from nothing");
-        if let Some(first) = trial["intermediate"][0]["step"].as_u64() {
-            assert_eq!(first, epoch + 1, "trial {number}");
-        }
+        common::assert_resumed(number, &log, trial);
     }
     assert!(resumed > 0, "no replacement started: {exploits:?}");
     // One folder per database in the shared root, holding the campaign's trials.

@@ -374,3 +374,19 @@ pub fn fresh_postgres() -> String {
         .expect("runtime")
         .block_on(firebreak_pgtest::fresh_database())
 }
+
+/// Checks that trial `number` (a PBT replacement) resumed from a copied
+/// checkpoint: its log names the epoch it resumed from, and its first report,
+/// if it had epochs left, is the next one.
+pub fn assert_resumed(number: u64, log: &str, trial: &serde_json::Value) {
+    let epoch: u64 = log
+        .split("resumed from epoch ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|e| e.parse().ok())
+        .unwrap_or_else(|| panic!("trial {number} did not resume: {log}"));
+    assert!(epoch >= 1, "trial {number} resumed from nothing");
+    if let Some(first) = trial["intermediate"][0]["step"].as_u64() {
+        assert_eq!(first, epoch + 1, "trial {number}");
+    }
+}
