@@ -112,6 +112,22 @@ impl<S: Store> App<S> {
         if let Some(holder) = self.store.lock_holder(name).await? {
             return Ok(format!("running ({holder})"));
         }
+        // Joined workers hold no lock: a run whose lease is alive is one.
+        let runs = self.store.runs(name).await?;
+        let now = firebreak_core::Clock::now(&firebreak_core::SystemClock);
+        let live: Vec<String> = runs
+            .iter()
+            .filter(|r| r.live_at(now))
+            .map(|r| format!("{}:{}", r.info.host, r.info.pid))
+            .collect();
+        if !live.is_empty() {
+            return Ok(format!(
+                "running ({} worker{} holding a lease: {})",
+                live.len(),
+                if live.len() == 1 { "" } else { "s" },
+                live.join(", ")
+            ));
+        }
         let pending: Vec<String> = self
             .store
             .requests(Some(name))
@@ -129,8 +145,7 @@ impl<S: Store> App<S> {
         if finished >= n_trials {
             return Ok("done".to_string());
         }
-        let last = self.store.runs(name).await?.pop();
-        Ok(match last.and_then(|r| r.end_reason) {
+        Ok(match runs.last().and_then(|r| r.end_reason.as_deref()) {
             Some(reason) if reason.starts_with("limit") => format!("halted ({reason})"),
             Some(reason) => format!("stopped ({reason})"),
             None => "stopped (its last run died; `run` resumes it)".to_string(),

@@ -513,6 +513,23 @@ env = { MODE = "steps" }
     create_then_interrupt(&project, &storage, &path, "m");
     let worker = ["worker", "--campaign", "m", "--lease", "3s"];
     let mut workers: Vec<Child> = (0..3).map(|_| spawn(&project, &storage, &worker)).collect();
+    // Workers hold no lock; `campaigns` shows them by their leases.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, stdout, _) = output(&project, &storage, &["--format", "json", "campaigns"]);
+        let state = serde_json::from_str::<serde_json::Value>(&stdout)
+            .ok()
+            .and_then(|c| c[0]["state"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        if state.starts_with("running (3 workers holding a lease: ") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "campaigns never showed the workers: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let codes = wait_all(&mut workers, Duration::from_secs(180));
     assert!(codes.iter().all(|c| *c == 0), "workers exited {codes:?}");
     let (code, stdout, stderr) = output(&project, &storage, &["audit", "export"]);

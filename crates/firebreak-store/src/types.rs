@@ -102,6 +102,15 @@ pub struct RunRecord {
     pub end_reason: Option<String>,
 }
 
+impl RunRecord {
+    /// Whether the run still holds its lease at `now`: not ended, and its last
+    /// heartbeat younger than its lease (the rule the re-queue applies).
+    pub fn live_at(&self, now: Timestamp) -> bool {
+        let lease = self.info.lease_ms.unwrap_or(DEFAULT_LEASE_MS);
+        self.ended_at.is_none() && now <= self.heartbeat_at.saturating_add(lease as i64)
+    }
+}
+
 /// A trial to add: parameters and where they came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewTrial {
