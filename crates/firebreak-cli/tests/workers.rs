@@ -406,8 +406,8 @@ fn workers_ride_out_a_postgres_restart() {
 /// An approved change of the spec in effect reaches workers that are running:
 /// at their next heartbeat they stop starting trials under the old spec, end
 /// their run (`spec changed`) and join again under the new one. Here `n_trials`
-/// goes from 30 to 45 while two workers run; without the change they would stop
-/// at 30.
+/// goes from 40 to 60 while two workers run; without the change they would stop
+/// at 40.
 #[test]
 fn running_workers_take_an_approved_spec_change() {
     let _serial = serial();
@@ -419,14 +419,14 @@ fn running_workers_take_an_approved_spec_change() {
     let governance = common::approvers(&[("alice", &alice)], 1, "");
     let token = format!("spec-{}", std::process::id());
     let text = |n| slow_spec("s", n, &token, &markers, &governance);
-    let spec = project.spec("spec.toml", &text(30));
+    let spec = project.spec("spec.toml", &text(40));
     create_then_interrupt(&project, &storage, &spec, "s");
     let path = spec.to_str().expect("utf-8");
     let worker = ["worker", "--campaign", "s", "--lease", "1s"];
     let mut workers: Vec<Child> = (0..2).map(|_| spawn(&project, &storage, &worker)).collect();
     // The edit files a budget request; the run that filed it works on within
     // the approved limits, beside the workers.
-    project.spec("spec.toml", &text(45));
+    project.spec("spec.toml", &text(60));
     let mut editor = spawn(&project, &storage, &["run", path]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let request = loop {
@@ -450,7 +450,7 @@ fn running_workers_take_an_approved_spec_change() {
     assert_eq!(code, 0, "{stderr}");
     let before = trials(&project, &storage, "s").len();
     assert!(
-        before < 30,
+        before < 40,
         "the old budget ran out before the approval: {before}"
     );
     let codes = wait_all(&mut workers, Duration::from_secs(180));
@@ -458,7 +458,7 @@ fn running_workers_take_an_approved_spec_change() {
     wait_all(std::slice::from_mut(&mut editor), Duration::from_secs(60));
     let trials = trials(&project, &storage, "s");
     let numbers: Vec<u64> = trials.iter().filter_map(|t| t["number"].as_u64()).collect();
-    assert_eq!(numbers, (0..45).collect::<Vec<_>>());
+    assert_eq!(numbers, (0..60).collect::<Vec<_>>());
     assert!(
         trials.iter().all(|t| t["state"] == "complete"),
         "{trials:?}"
