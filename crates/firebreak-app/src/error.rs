@@ -90,6 +90,12 @@ pub enum AppError {
     /// A stored record does not match what the ledger backs.
     #[error("{0}")]
     Tampered(String),
+    /// The caller presented no valid credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller's role does not allow what they asked for.
+    #[error("{0}")]
+    Forbidden(String),
     /// The checkpoints published outside the database could not be read, so
     /// the ledger cannot be checked against them.
     #[error(transparent)]
@@ -108,6 +114,12 @@ pub enum ErrorKind {
     Tampered,
     /// The campaign is halted at a firebreak: a request must be decided first.
     Halted,
+    /// What was asked for does not exist.
+    NotFound,
+    /// No valid credentials were presented.
+    Unauthenticated,
+    /// The caller may not do this.
+    Forbidden,
 }
 
 impl AppError {
@@ -126,6 +138,12 @@ impl AppError {
                 ErrorKind::Tampered
             }
             AppError::Runner(R::Halted { .. }) => ErrorKind::Halted,
+            AppError::Store(
+                StoreError::NoCampaign(_) | StoreError::NoTrial { .. } | StoreError::NoRequest(_),
+            )
+            | AppError::NoEntry { .. } => ErrorKind::NotFound,
+            AppError::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            AppError::Forbidden(_) => ErrorKind::Forbidden,
             _ => ErrorKind::Failed,
         }
     }
@@ -152,8 +170,13 @@ mod tests {
         check(AppError::NoCompleteTrial, ErrorKind::Failed);
         check(
             AppError::Store(StoreError::NoCampaign("x".into())),
-            ErrorKind::Failed,
+            ErrorKind::NotFound,
         );
+        check(
+            AppError::Unauthenticated("no".into()),
+            ErrorKind::Unauthenticated,
+        );
+        check(AppError::Forbidden("no".into()), ErrorKind::Forbidden);
         check(AppError::Tampered("request R1".into()), ErrorKind::Tampered);
         check(
             AppError::Unpublished(Box::new(AppError::io(

@@ -38,14 +38,27 @@ pub fn engine_key() -> Result<SigningKey, AppError> {
     Ok(key)
 }
 
-/// A new key from the operating system's randomness.
-pub fn new_key() -> Result<SigningKey, AppError> {
-    let mut seed = [0u8; 32];
+/// `N` bytes of the operating system's randomness.
+fn random_bytes<const N: usize>() -> Result<[u8; N], AppError> {
+    let mut bytes = [0u8; N];
     let mut random =
         std::fs::File::open("/dev/urandom").map_err(|e| AppError::io("opening /dev/urandom", e))?;
-    std::io::Read::read_exact(&mut random, &mut seed)
+    std::io::Read::read_exact(&mut random, &mut bytes)
         .map_err(|e| AppError::io("reading /dev/urandom", e))?;
-    Ok(SigningKey::from_bytes(&seed))
+    Ok(bytes)
+}
+
+/// 32 random bytes as 64 hex digits (secrets: tokens, session ids); `short`
+/// gives 12 digits (public ids).
+pub fn random_hex(short: bool) -> Result<String, AppError> {
+    let bytes = random_bytes::<32>()?;
+    let take = if short { 6 } else { 32 };
+    Ok(bytes[..take].iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A new key from the operating system's randomness.
+pub fn new_key() -> Result<SigningKey, AppError> {
+    Ok(SigningKey::from_bytes(&random_bytes::<32>()?))
 }
 
 /// Reads a PEM private key.

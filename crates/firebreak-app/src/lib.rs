@@ -46,6 +46,7 @@ mod proofs;
 mod report;
 mod requests;
 mod summary;
+mod tokens;
 mod verify;
 
 use std::path::PathBuf;
@@ -56,11 +57,12 @@ pub use error::{AppError, ErrorKind};
 pub use explain::Explanation;
 pub use export::Export;
 pub use format::{format_number, format_param, trial_json};
-pub use keys::{engine_key, engine_key_path, new_key, read_key, write_key};
+pub use keys::{engine_key, engine_key_path, new_key, random_hex, read_key, write_key};
 pub use lineage::Lineage;
 pub use proofs::{ConsistencyProof, InclusionProof};
 pub use requests::{Decided, Signer, actor, request_json};
 pub use summary::{Champion, RunSummary, all_failed};
+pub use tokens::{Caller, NewToken, Role};
 pub use verify::Verification;
 
 /// The application: a store and the folder its signed checkpoints are

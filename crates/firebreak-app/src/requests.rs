@@ -168,6 +168,37 @@ impl<S: Store> App<S> {
         actor(&approvers, name, key)
     }
 
+    /// A decision on request `id` signed here with the key in `key`, for use
+    /// elsewhere (the dashboard, the API): the approver's name the campaign's
+    /// approvers list for that key, and the base64 signature over the
+    /// decision message. Records nothing.
+    pub async fn sign_decision(
+        &self,
+        id: &str,
+        key: &Path,
+        verdict: Verdict,
+        reason: &str,
+    ) -> Result<(String, String), AppError> {
+        let request = self
+            .store
+            .requests(None)
+            .await?
+            .into_iter()
+            .find(|r| r.body.id == id)
+            .ok_or_else(|| StoreError::NoRequest(id.to_string()))?;
+        let record = self
+            .store
+            .campaign(&request.body.campaign)
+            .await?
+            .ok_or_else(|| StoreError::NoCampaign(request.body.campaign.clone()))?;
+        let spec = CampaignSpec::from_canonical(&record.spec, &request.body.campaign)?;
+        let principal = actor(&spec.spec.governance.approvers, None, Some(key))?;
+        let signing = crate::keys::read_key(key)?;
+        let decision =
+            SignedDecision::sign(&signing, &principal.id(), verdict, &request.hash, reason);
+        Ok((principal.id(), decision.signature))
+    }
+
     /// Change requests, of one campaign or all.
     pub async fn requests(&self, campaign: Option<&str>) -> Result<Vec<Request>, AppError> {
         Ok(self.store.requests(campaign).await?)

@@ -133,6 +133,22 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         }
         Command::Storage(StorageCommand::Upgrade) => upgrade(&cli).await,
         Command::Keys(KeysCommand::New { name, out }) => new_key(name, out),
+        Command::Serve {
+            bind,
+            tls_cert,
+            tls_key,
+            insecure_bind,
+        } => {
+            let tls = tls_cert.clone().zip(tls_key.clone());
+            crate::serve::serve(&cli, *bind, tls, *insecure_bind).await
+        }
+        Command::Tokens(command) => crate::serve::tokens(&cli, command).await,
+        Command::Sign {
+            id,
+            key,
+            reject,
+            reason,
+        } => crate::serve::sign(&cli, id, key, *reject, reason).await,
     }
 }
 

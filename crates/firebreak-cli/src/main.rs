@@ -18,6 +18,7 @@ mod k8s;
 mod launch;
 mod output;
 mod progress;
+mod serve;
 mod show;
 mod worker;
 
@@ -193,6 +194,63 @@ enum Command {
     /// Manage Ed25519 keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Serve the HTTP API under /api/v1 (OpenAPI at /api/v1/openapi.json, live
+    /// events at /api/v1/events) and the dashboard at /, until Ctrl-C.
+    Serve {
+        /// The address to listen on; a non-loopback one needs TLS (or --insecure-bind).
+        #[arg(long, default_value = "127.0.0.1:8650")]
+        bind: std::net::SocketAddr,
+        /// The certificate chain to serve HTTPS with (PEM).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve plain HTTP on a non-loopback address anyway.
+        #[arg(long)]
+        insecure_bind: bool,
+    },
+    /// API tokens of the server (shown once, stored hashed).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Print the base64 signature of a decision on a change request, made with
+    /// your key here, to paste into the dashboard or the API elsewhere.
+    Sign {
+        /// The request's id (`R3`).
+        id: String,
+        /// Your private key (PKCS#8 PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// Sign a rejection (default: an approval).
+        #[arg(long)]
+        reject: bool,
+        /// Why (required to reject; signed with the verdict).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensCommand {
+    /// Issue a token; it is printed once and only its hash is stored.
+    New {
+        /// Who or what will use it.
+        name: String,
+        /// auditor (reads), researcher (reads, queues, asks), approver (reads,
+        /// submits signed decisions) or admin (all).
+        #[arg(long)]
+        role: String,
+        /// How long it is valid ("30d", "12h"); default: until revoked.
+        #[arg(long, value_parser = duration)]
+        expires: Option<std::time::Duration>,
+    },
+    /// Every token issued (no secrets).
+    List,
+    /// Revoke a token by its id.
+    Revoke {
+        /// The token's id (`tokens list`).
+        id: String,
+    },
 }
 
 /// Who decides on a request, and how the decision is signed.

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use firebreak_core::{Metrics, Report, Trial};
+use firebreak_core::{Metrics, Report, Timestamp, Trial};
 use firebreak_ledger::{
     Authorization, Checkpoint, Entry, Event, Hash, Request, RequestState, SignedDecision,
     StateSnapshot,
@@ -16,7 +16,7 @@ use firebreak_ledger::{
 use crate::{
     CampaignLock, CampaignRecord, CampaignSummary, Closing, Counts, LedgerProof, NewTrial, Outcome,
     PgStore, ProcessInfo, RequestDraft, Requeued, RunInfo, RunRecord, SpecUpdate, SqliteStore,
-    Start, Store, StoreError,
+    Start, Store, StoreError, TokenRecord,
 };
 
 /// A store opened from a storage URL: `sqlite://PATH` or
@@ -281,6 +281,26 @@ impl Store for AnyStore {
 
     async fn ledger(&self) -> Result<Vec<Entry>, StoreError> {
         both!(self, s => s.ledger())
+    }
+
+    async fn ledger_range(&self, from: u64, limit: u64) -> Result<Vec<Entry>, StoreError> {
+        both!(self, s => s.ledger_range(from, limit))
+    }
+
+    async fn add_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        both!(self, s => s.add_token(token))
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        both!(self, s => s.token(id))
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        both!(self, s => s.tokens())
+    }
+
+    async fn revoke_token(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        both!(self, s => s.revoke_token(id, at))
     }
 
     async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {

@@ -42,5 +42,5 @@ pub use schema::SCHEMA_VERSION;
 pub use sqlite::{LedgerProof, SqliteStore};
 pub use types::{
     CampaignRecord, CampaignSummary, Closing, Counts, DEFAULT_LEASE_MS, NewTrial, Outcome,
-    ProcessInfo, RequestDraft, Requeued, RunInfo, RunRecord, SpecUpdate, Start, Store,
+    ProcessInfo, RequestDraft, Requeued, RunInfo, RunRecord, SpecUpdate, Start, Store, TokenRecord,
 };

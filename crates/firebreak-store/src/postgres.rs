@@ -65,7 +65,7 @@ use sqlx::{Connection, Row};
 use crate::codec::{finite_metrics, json, parse, sha256, to_hash};
 use crate::types::{
     CampaignRecord, CampaignSummary, Closing, Counts, DEFAULT_LEASE_MS, NewTrial, Outcome,
-    ProcessInfo, RequestDraft, Requeued, RunInfo, RunRecord, SpecUpdate, Start, Store,
+    ProcessInfo, RequestDraft, Requeued, RunInfo, RunRecord, SpecUpdate, Start, Store, TokenRecord,
 };
 use crate::{CampaignLock, LedgerProof, SCHEMA_VERSION, StoreError};
 
@@ -798,6 +798,18 @@ fn campaign_from_row(row: &PgRow) -> Result<CampaignRecord, StoreError> {
     })
 }
 
+fn token_from_row(row: &PgRow) -> Result<TokenRecord, StoreError> {
+    Ok(TokenRecord {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        role: row.try_get(2)?,
+        hash: row.try_get(3)?,
+        created_at: row.try_get(4)?,
+        expires_at: row.try_get(5)?,
+        revoked_at: row.try_get(6)?,
+    })
+}
+
 impl Store for PgStore {
     async fn trial(&self, campaign: &str, number: u64) -> Result<Trial, StoreError> {
         PgStore::trial(self, campaign, number).await
@@ -1291,6 +1303,59 @@ impl Store for PgStore {
     async fn ledger(&self) -> Result<Vec<Entry>, StoreError> {
         let mut conn = self.inner.pool.acquire().await?;
         read::ledger(&mut conn).await
+    }
+
+    async fn ledger_range(&self, from: u64, limit: u64) -> Result<Vec<Entry>, StoreError> {
+        let mut conn = self.inner.pool.acquire().await?;
+        read::ledger_range(&mut conn, from, limit).await
+    }
+
+    async fn add_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, role, hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&token.id)
+        .bind(&token.name)
+        .bind(&token.role)
+        .bind(&token.hash)
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .execute(&self.inner.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, role, hash, created_at, expires_at, revoked_at \
+             FROM api_tokens WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.inner.pool)
+        .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, role, hash, created_at, expires_at, revoked_at \
+             FROM api_tokens ORDER BY created_at, id",
+        )
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_token(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&self.inner.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {

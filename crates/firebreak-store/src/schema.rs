@@ -2,7 +2,7 @@
 //! rewrites a ledger row. The database records its version in `meta`.
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 
 /// Migration `i` (1-based) brings a database from version `i - 1` to `i`.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -142,6 +142,18 @@ CREATE TABLE agent_texts (
     r#"
 ALTER TABLE campaigns ADD COLUMN generation INTEGER;
 ALTER TABLE trials ADD COLUMN generation INTEGER;
+"#,
+    // 10: the server's API tokens, by public id; only the SHA-256 of each token.
+    r#"
+CREATE TABLE api_tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER
+) WITHOUT ROWID;
 "#,
 ];
 

@@ -24,7 +24,7 @@ use crate::merkle_cache::{self, CACHE_LEVEL, ProofPlan};
 use crate::schema::{MIGRATIONS, SCHEMA_VERSION};
 use crate::types::{
     CampaignRecord, CampaignSummary, Closing, Counts, DEFAULT_LEASE_MS, NewTrial, Outcome,
-    ProcessInfo, RequestDraft, Requeued, RunInfo, RunRecord, SpecUpdate, Start, Store,
+    ProcessInfo, RequestDraft, Requeued, RunInfo, RunRecord, SpecUpdate, Start, Store, TokenRecord,
 };
 use crate::{CampaignLock, StoreError, lock};
 
@@ -770,6 +770,18 @@ fn trial_from_row(row: &SqliteRow) -> Result<Trial, StoreError> {
     })
 }
 
+fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
+    Ok(TokenRecord {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        role: row.try_get(2)?,
+        hash: row.try_get(3)?,
+        created_at: row.try_get(4)?,
+        expires_at: row.try_get(5)?,
+        revoked_at: row.try_get(6)?,
+    })
+}
+
 impl Store for SqliteStore {
     async fn trial(&self, campaign: &str, number: u64) -> Result<Trial, StoreError> {
         SqliteStore::trial(self, campaign, number).await
@@ -1169,6 +1181,77 @@ impl Store for SqliteStore {
             // A hint only: a stray huge `seq` must not reserve the memory it names.
             size.min(1 << 24) as usize,
         )
+    }
+
+    async fn ledger_range(&self, from: u64, limit: u64) -> Result<Vec<Entry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, campaign, kind, payload, hash FROM ledger \
+             WHERE seq >= ? ORDER BY seq LIMIT ?",
+        )
+        .bind(from.min(i64::MAX as u64) as i64)
+        .bind(limit.min(i64::MAX as u64) as i64)
+        .fetch_all(&self.inner.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Entry {
+                    seq: row.try_get::<i64, _>(0)? as u64,
+                    campaign: row.try_get(1)?,
+                    kind: row.try_get(2)?,
+                    payload: row.try_get(3)?,
+                    hash: to_hash(row.try_get::<&[u8], _>(4)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn add_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        let mut conn = self.inner.writer.acquire().await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, role, hash, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&token.id)
+        .bind(&token.name)
+        .bind(&token.role)
+        .bind(&token.hash)
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, role, hash, created_at, expires_at, revoked_at \
+             FROM api_tokens WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.inner.readers)
+        .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, role, hash, created_at, expires_at, revoked_at \
+             FROM api_tokens ORDER BY created_at, id",
+        )
+        .fetch_all(&self.inner.readers)
+        .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_token(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let mut conn = self.inner.writer.acquire().await?;
+        let done =
+            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(at)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {

@@ -281,6 +281,29 @@ pub struct Closing {
     pub spec: Option<SpecUpdate>,
 }
 
+/// An API token of the server (`firebreak tokens new`): a name, a role and a
+/// lifetime. Only the hex SHA-256 of its secret is stored, so the database never
+/// holds a usable token. Tokens authenticate callers of the server; they never
+/// decide a request (a decision needs the approver's signature).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    /// Its public id (the part of the token before the secret).
+    pub id: String,
+    /// Who or what it was issued to.
+    pub name: String,
+    /// `auditor`, `researcher`, `approver` or `admin`.
+    pub role: String,
+    /// Hex SHA-256 of the whole token.
+    #[serde(skip)]
+    pub hash: String,
+    /// When it was issued.
+    pub created_at: Timestamp,
+    /// When it stops working, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+}
+
 /// The storage primitives. Every method that changes state appends its ledger
 /// entries in the same transaction. Implementations: [`crate::SqliteStore`],
 /// [`crate::PgStore`], and [`crate::AnyStore`] (whichever a storage URL names).
@@ -448,6 +471,12 @@ pub trait Store: Send + Sync + 'static {
         seq: u64,
         tree_size: u64,
     ) -> impl Future<Output = Result<Option<crate::LedgerProof>, StoreError>> + Send;
+    /// At most `limit` ledger rows from `seq` on, by seq.
+    fn ledger_range(
+        &self,
+        from: u64,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<Entry>, StoreError>> + Send;
     /// Stores a signed checkpoint (not a ledger entry: a statement about the ledger).
     fn add_checkpoint(
         &self,
@@ -543,4 +572,20 @@ pub trait Store: Send + Sync + 'static {
     fn ledger_and_snapshot(
         &self,
     ) -> impl Future<Output = Result<(Vec<Entry>, StateSnapshot), StoreError>> + Send;
+    /// Stores a new API token (its id must be new).
+    fn add_token(&self, token: &TokenRecord)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The API token with public id `id`.
+    fn token(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
+    /// Every API token, oldest first.
+    fn tokens(&self) -> impl Future<Output = Result<Vec<TokenRecord>, StoreError>> + Send;
+    /// Revokes token `id` at `at`; false when there is no such live token.
+    fn revoke_token(
+        &self,
+        id: &str,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }

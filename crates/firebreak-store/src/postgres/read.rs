@@ -165,9 +165,23 @@ pub(super) async fn requests(
 
 /// Every ledger row, by `seq`.
 pub(super) async fn ledger(conn: &mut PgConnection) -> Result<Vec<Entry>, StoreError> {
-    let rows = sqlx::query("SELECT seq, campaign, kind, payload, hash FROM ledger ORDER BY seq")
-        .fetch_all(&mut *conn)
-        .await?;
+    ledger_range(conn, 0, i64::MAX as u64).await
+}
+
+/// At most `limit` ledger rows from `from` on.
+pub(super) async fn ledger_range(
+    conn: &mut PgConnection,
+    from: u64,
+    limit: u64,
+) -> Result<Vec<Entry>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT seq, campaign, kind, payload, hash FROM ledger \
+         WHERE seq >= $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(from.min(i64::MAX as u64) as i64)
+    .bind(limit.min(i64::MAX as u64) as i64)
+    .fetch_all(&mut *conn)
+    .await?;
     rows.iter()
         .map(|row| {
             Ok(Entry {

@@ -1,0 +1,143 @@
+//! The server's faces on the command line: `serve` (the HTTP API and the
+//! dashboard, `firebreak_server`), `tokens new|list|revoke` (its API tokens)
+//! and `sign` (a decision's signature, to paste into the dashboard or the API).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use firebreak_app::Role;
+use firebreak_core::format_rfc3339;
+use firebreak_ledger::Verdict;
+use serde_json::json;
+
+use crate::commands::app;
+use crate::output::print_rows;
+use crate::{Cli, CommandResult, Failure, TokensCommand};
+
+/// `firebreak serve`.
+pub(crate) async fn serve(
+    cli: &Cli,
+    bind: SocketAddr,
+    tls: Option<(PathBuf, PathBuf)>,
+    insecure_bind: bool,
+) -> CommandResult {
+    let app = app(cli).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let options = firebreak_server::Options {
+        tls,
+        insecure_bind,
+        ..firebreak_server::Options::new(bind)
+    };
+    let log: firebreak_server::Log = Arc::new(|line: &str| eprintln!("firebreak serve: {line}"));
+    let quiet = cli.quiet;
+    firebreak_server::serve(app, options, log, move |at| {
+        if !quiet {
+            eprintln!(
+                "serving the dashboard at {scheme}://{at}/ and the API at {scheme}://{at}/api/v1 (Ctrl-C stops)\n\
+                 sign in with a token from `firebreak tokens new NAME --role ROLE`"
+            );
+        }
+        // The bound address on stdout, for scripts that asked for port 0.
+        println!("{scheme}://{at}");
+    })
+    .await
+    .map_err(|e| {
+        let code = if matches!(e, firebreak_server::ServerError::InsecureBind(_)) {
+            2
+        } else {
+            1
+        };
+        Failure::new(code, e)
+    })?;
+    Ok(0)
+}
+
+/// `firebreak tokens …`.
+pub(crate) async fn tokens(cli: &Cli, command: &TokensCommand) -> CommandResult {
+    let app = app(cli).await?;
+    match command {
+        TokensCommand::New {
+            name,
+            role,
+            expires,
+        } => {
+            let role = Role::parse(role)?;
+            let lifetime = expires.map(|d| d.as_millis().min(i64::MAX as u128) as i64);
+            let issued = app.new_token(name, role, lifetime).await?;
+            println!("{}", issued.token);
+            eprintln!(
+                "token {} for {name} ({}), {}; shown once: only its hash is stored",
+                issued.record.id,
+                role.as_str(),
+                issued
+                    .record
+                    .expires_at
+                    .map_or("valid until revoked".to_string(), |at| format!(
+                        "valid until {}",
+                        format_rfc3339(at)
+                    )),
+            );
+        }
+        TokensCommand::List => {
+            let all = app.tokens().await?;
+            let when = |at: Option<i64>| at.map(format_rfc3339).unwrap_or_default();
+            let mut rows = vec![vec![
+                "id".into(),
+                "name".into(),
+                "role".into(),
+                "created".into(),
+                "expires".into(),
+                "revoked".into(),
+            ]];
+            rows.extend(all.iter().map(|t| {
+                vec![
+                    t.id.clone(),
+                    t.name.clone(),
+                    t.role.clone(),
+                    format_rfc3339(t.created_at),
+                    when(t.expires_at),
+                    when(t.revoked_at),
+                ]
+            }));
+            print_rows(cli.format, &rows, &json!(all));
+        }
+        TokensCommand::Revoke { id } => {
+            app.revoke_token(id).await?;
+            println!("token {id} revoked");
+        }
+    }
+    Ok(0)
+}
+
+/// `firebreak sign`.
+pub(crate) async fn sign(
+    cli: &Cli,
+    id: &str,
+    key: &Path,
+    reject: bool,
+    reason: &str,
+) -> CommandResult {
+    if reject && reason.trim().is_empty() {
+        return Err(Failure::new(2, anyhow!("a rejection needs --reason")));
+    }
+    let verdict = if reject {
+        Verdict::Reject
+    } else {
+        Verdict::Approve
+    };
+    let app = app(cli).await?;
+    let (by, signature) = app.sign_decision(id, key, verdict, reason).await?;
+    println!("{signature}");
+    eprintln!(
+        "{by}'s signature of '{}' on request {id}{}: paste it with the name {by}",
+        verdict.as_str(),
+        if reason.is_empty() {
+            String::new()
+        } else {
+            format!(" (reason: {reason})")
+        }
+    );
+    Ok(0)
+}

@@ -1,0 +1,271 @@
+//! firebreak's HTTP face: `firebreak serve`. A JSON API under `/api/v1` with
+//! its OpenAPI document at `/api/v1/openapi.json` (derived from the handlers'
+//! types), live ledger events over server-sent events at `/api/v1/events`, and
+//! the dashboard at `/`: campaigns, plots, trials, the ledger, and the
+//! approvals inbox where people sign decisions in their browser.
+//!
+//! Principal items: [`serve`] (bind, TLS, run until Ctrl-C), [`router`] (the
+//! whole application as an axum `Router`, for tests and embedding),
+//! [`Options`], [`ServerError`].
+//!
+//! Boundaries: this crate is the only one that speaks HTTP, and it holds no
+//! rule: every handler authenticates the caller, checks their role where the
+//! call changes something, makes one call into [`firebreak_app::App`] and
+//! renders what comes back. A token lets a caller in; it never decides a
+//! change request: a decision carries the approver's Ed25519 signature over
+//! the bytes `docs/ledger-format.md` gives, checked by the application layer
+//! exactly as for the CLI. The server never prints: failures whose detail must
+//! not reach a caller go to the [`Log`] the face gives.
+//!
+//! Bounds: request bodies to 64 KiB, event clients to [`Options::max_event_clients`],
+//! a trial page to 1,000 trials, a ledger page to 1,000 entries.
+
+mod api;
+mod auth;
+mod dashboard;
+mod error;
+mod events;
+mod jobs;
+mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use firebreak_app::{App, Trials};
+use firebreak_store::Store;
+use tokio::sync::{Semaphore, watch};
+
+pub use error::ServerError;
+
+use crate::error::{ApiError, Incident};
+
+/// Where the server's log lines go (the CLI prints them to stderr).
+pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The address to listen on (`127.0.0.1:8650` by default in the CLI).
+    pub bind: SocketAddr,
+    /// A certificate chain and private key (PEM files) to serve HTTPS with.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Serve plain HTTP on a non-loopback address anyway.
+    pub insecure_bind: bool,
+    /// Event-stream clients connected at once, at most.
+    pub max_event_clients: usize,
+}
+
+impl Options {
+    /// Plain HTTP on `bind`, defaults otherwise.
+    pub fn new(bind: SocketAddr) -> Self {
+        Options {
+            bind,
+            tls: None,
+            insecure_bind: false,
+            max_event_clients: 256,
+        }
+    }
+}
+
+/// What every handler shares.
+pub(crate) struct Shared<S> {
+    app: App<S>,
+    sessions: Arc<auth::Sessions>,
+    jobs: jobs::Jobs,
+    ledger: watch::Receiver<Arc<events::Recent>>,
+    event_slots: Arc<Semaphore>,
+    /// Each campaign's trials as of a ledger size: every change to a trial is
+    /// a ledger entry, so an unchanged size means unchanged trials.
+    trials: Arc<Mutex<HashMap<String, (u64, Arc<Trials>)>>>,
+    /// Whether cookies are marked `Secure` (under TLS).
+    secure: bool,
+    log: Log,
+}
+
+impl<S: Clone> Clone for Shared<S> {
+    fn clone(&self) -> Self {
+        Shared {
+            app: self.app.clone(),
+            sessions: self.sessions.clone(),
+            jobs: self.jobs.clone(),
+            ledger: self.ledger.clone(),
+            event_slots: self.event_slots.clone(),
+            trials: self.trials.clone(),
+            secure: self.secure,
+            log: self.log.clone(),
+        }
+    }
+}
+
+impl<S: Store + Clone> Shared<S> {
+    /// A campaign's trials, from the cache while the ledger has not grown.
+    async fn trials(&self, campaign: &str) -> Result<Arc<Trials>, ApiError> {
+        let size = self.app.store().ledger_size().await?;
+        let cached = self
+            .trials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(campaign)
+            .filter(|(at, _)| *at == size)
+            .map(|(_, t)| t.clone());
+        if let Some(trials) = cached {
+            return Ok(trials);
+        }
+        let trials = Arc::new(self.app.trials(campaign, None).await?);
+        let mut cache = self.trials.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 64 {
+            cache.clear();
+        }
+        cache.insert(campaign.to_string(), (size, trials.clone()));
+        Ok(trials)
+    }
+}
+
+/// The whole application: the API, the events, the dashboard.
+pub async fn router<S: Store + Clone>(
+    app: App<S>,
+    options: &Options,
+    log: Log,
+) -> Result<Router, ServerError> {
+    let ledger = events::watch_ledger(app.store().clone())
+        .await
+        .map_err(|e| ServerError::Start(format!("{:?}", e)))?;
+    let shared = Shared {
+        app,
+        sessions: Arc::default(),
+        jobs: jobs::Jobs::default(),
+        ledger,
+        event_slots: Arc::new(Semaphore::new(options.max_event_clients)),
+        trials: Arc::default(),
+        secure: options.tls.is_some(),
+        log,
+    };
+    let api = Router::new()
+        .route("/health", get(api::health))
+        .route("/me", get(api::whoami))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(api::openapi_json()) }),
+        )
+        .route("/campaigns", get(api::campaigns::<S>))
+        .route("/campaigns/{name}", get(api::campaign::<S>))
+        .route("/campaigns/{name}/trials", get(api::trials::<S>))
+        .route("/campaigns/{name}/trials/{number}", get(api::trial::<S>))
+        .route(
+            "/campaigns/{name}/trials/{number}/log",
+            get(api::trial_log::<S>),
+        )
+        .route("/campaigns/{name}/enqueue", post(api::enqueue::<S>))
+        .route("/campaigns/{name}/lineage", get(api::lineage::<S>))
+        .route("/ledger", get(api::ledger::<S>))
+        .route("/ledger/{seq}/proof", get(api::proof::<S>))
+        .route("/checkpoints", get(api::checkpoints::<S>))
+        .route("/requests", get(api::requests::<S>))
+        .route("/requests/{id}", get(api::request::<S>))
+        .route("/requests/{id}/decision", post(api::decide::<S>))
+        .route("/verify", post(api::start_verify::<S>))
+        .route("/verify/{job}", get(api::verify_job::<S>))
+        .route("/events", get(events::events::<S>))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) });
+    let log_layer = {
+        let log = shared.log.clone();
+        axum::middleware::from_fn(move |request: Request, next: Next| {
+            let log = log.clone();
+            async move {
+                let mut response: Response = next.run(request).await;
+                if let Some(Incident(line)) = response.extensions_mut().remove::<Incident>() {
+                    log(&line);
+                }
+                harden(&mut response);
+                response
+            }
+        })
+    };
+    Ok(Router::new()
+        .nest("/api/v1", api)
+        .merge(dashboard::routes::<S>())
+        .layer(log_layer)
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .with_state(shared))
+}
+
+/// Headers every answer carries: no framing, no sniffing, and a content
+/// security policy that lets pages run only the server's own scripts.
+fn harden(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+}
+
+/// Serves `app` until Ctrl-C: refuses a non-loopback address without TLS
+/// (unless `insecure_bind`), binds, calls `ready` with the bound address,
+/// then answers requests.
+pub async fn serve<S: Store + Clone>(
+    app: App<S>,
+    options: Options,
+    log: Log,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServerError> {
+    if !options.bind.ip().is_loopback() && options.tls.is_none() && !options.insecure_bind {
+        return Err(ServerError::InsecureBind(options.bind));
+    }
+    let tls = options
+        .tls
+        .as_ref()
+        .map(|(cert, key)| tls::acceptor(cert, key))
+        .transpose()?;
+    let router = router(app, &options, log).await?;
+    let listener = tokio::net::TcpListener::bind(options.bind)
+        .await
+        .map_err(|source| ServerError::Io {
+            context: format!("binding {}", options.bind),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| ServerError::Io {
+        context: "reading the bound address".into(),
+        source,
+    })?;
+    ready(local);
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let served = match tls {
+        None => {
+            tokio::select! {
+                r = axum::serve(listener, router) => r,
+                () = stop => Ok(()),
+            }
+        }
+        Some(acceptor) => {
+            tokio::select! {
+                r = axum::serve(tls::Listener::new(listener, acceptor), router) => r,
+                () = stop => Ok(()),
+            }
+        }
+    };
+    served.map_err(|source| ServerError::Io {
+        context: format!("serving on {local}"),
+        source,
+    })
+}
