@@ -23,13 +23,22 @@ pub(crate) async fn serve(
     tls: Option<(PathBuf, PathBuf)>,
     insecure_bind: bool,
 ) -> CommandResult {
-    let app = app(cli).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let options = firebreak_server::Options {
         tls,
         insecure_bind,
         ..firebreak_server::Options::new(bind)
     };
+    let refused = |e: firebreak_server::ServerError| {
+        let code = if matches!(e, firebreak_server::ServerError::InsecureBind(_)) {
+            2
+        } else {
+            1
+        };
+        Failure::new(code, e)
+    };
+    options.check().map_err(refused)?;
+    let app = app(cli).await?;
     let log: firebreak_server::Log = Arc::new(|line: &str| eprintln!("firebreak serve: {line}"));
     let quiet = cli.quiet;
     firebreak_server::serve(app, options, log, move |at| {
@@ -43,14 +52,7 @@ pub(crate) async fn serve(
         println!("{scheme}://{at}");
     })
     .await
-    .map_err(|e| {
-        let code = if matches!(e, firebreak_server::ServerError::InsecureBind(_)) {
-            2
-        } else {
-            1
-        };
-        Failure::new(code, e)
-    })?;
+    .map_err(refused)?;
     Ok(0)
 }
 

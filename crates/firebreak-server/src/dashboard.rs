@@ -88,6 +88,7 @@ fn page(title: &str, auth: &Auth, body: &str) -> Html<String> {
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="csrf-token" content="{csrf}">
+<link rel="icon" href="data:,">
 <title>{title} · firebreak</title>
 <link rel="stylesheet" href="/assets/uPlot.min.css">
 <link rel="stylesheet" href="/assets/dashboard.css">
@@ -156,6 +157,7 @@ macro_rules! tri {
 async fn login_form() -> Html<String> {
     Html(
         r##"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign in · firebreak</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/assets/dashboard.css"></head><body class="login">
 <main><h1>firebreak</h1>
 <form method="post" action="/login">
@@ -317,7 +319,7 @@ async fn campaign<S: Store + Clone>(
 </section>
 <h2>Trials</h2>
 <form id="trial-filter" hx-get="/campaigns/{link}/table" hx-target="#trial-table" hx-trigger="change, submit, refresh">
-<label>State <select name="state"><option value="">any</option><option>complete</option><option>pruned</option><option>failed</option><option>running</option><option>queued</option></select></label>
+<label>State <select name="state"><option value="">any</option><option value="complete">complete</option><option value="pruned">pruned</option><option value="failed">failed</option><option value="running">running</option><option value="queued">queued</option></select></label>
 <label>Sort <select name="sort"><option value="number">number</option><option value="value">{metric}</option><option value="wall_seconds">wall time</option></select></label>
 <label><input type="checkbox" name="desc" value="true"> descending</label>
 <label>Parameter <input name="param" placeholder="name=value" size="14"></label>

@@ -64,6 +64,14 @@ pub struct Options {
 }
 
 impl Options {
+    /// Refuses a non-loopback address without TLS, unless `insecure_bind`.
+    pub fn check(&self) -> Result<(), ServerError> {
+        if !self.bind.ip().is_loopback() && self.tls.is_none() && !self.insecure_bind {
+            return Err(ServerError::InsecureBind(self.bind));
+        }
+        Ok(())
+    }
+
     /// Plain HTTP on `bind`, defaults otherwise.
     pub fn new(bind: SocketAddr) -> Self {
         Options {
@@ -227,9 +235,7 @@ pub async fn serve<S: Store + Clone>(
     log: Log,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ServerError> {
-    if !options.bind.ip().is_loopback() && options.tls.is_none() && !options.insecure_bind {
-        return Err(ServerError::InsecureBind(options.bind));
-    }
+    options.check()?;
     let tls = options
         .tls
         .as_ref()
