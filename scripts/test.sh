@@ -4,7 +4,8 @@
 # `cryptography` package (trial programs of the end-to-end tests, and the
 # independent ledger verifier), PostgreSQL's server programs (initdb, pg_ctl)
 # and Slurm (slurmctld, slurmd, munge; `scripts/slurm.sh install`), which the
-# tests start and stop themselves; `.ci/run` installs all of it. No network.
+# tests start and stop themselves, and Chromium with ChromeDriver (the
+# dashboard's browser tests); `.ci/run` installs all of it. No network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all --check

@@ -206,6 +206,7 @@ function numeric(values) {
 function drawParallel() {
   const canvas = document.getElementById("plot-parallel");
   if (!canvas) return;
+  canvas.width = Math.max(300, canvas.parentElement.clientWidth - 16);
   const ctx = canvas.getContext("2d");
   const done = data.trials.filter((t) => typeof t.v === "number");
   const axes = [...data.params, data.metric];

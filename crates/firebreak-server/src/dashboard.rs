@@ -656,8 +656,29 @@ async fn inbox<S: Store + Clone>(
     let requests = tri!(shared.app.requests(None).await);
     let may_decide = auth.caller.role.may_decide();
     let mut cards = String::new();
+    let campaigns = tri!(campaign_items(&shared).await);
     for r in requests.iter().filter(|r| r.state == RequestState::Pending) {
-        let diff = diff_rows(&r.body.diff);
+        let record = tri!(shared.app.store().campaign(&r.body.campaign).await);
+        let diff = diff_rows(&r.body.diff, record.as_ref().map(|c| &c.spec));
+        let spent = campaigns
+            .iter()
+            .find(|c| c.name == r.body.campaign)
+            .map(|c| {
+                format!(
+                    "{} of {} trials finished; campaign {}",
+                    c.counts.complete + c.counts.pruned + c.counts.failed,
+                    c.n_trials,
+                    c.state
+                )
+            })
+            .unwrap_or_default();
+        let evidence = match r.body.evidence.as_ref().filter(|e| !e.is_null()) {
+            None => String::new(),
+            Some(evidence) => format!(
+                "<details open><summary>Evidence</summary><pre>{}</pre></details>",
+                esc(&serde_json::to_string_pretty(evidence).unwrap_or_default())
+            ),
+        };
         let form = if may_decide {
             format!(
                 r##"<form class=decide data-request="{id}" data-hash="{hash}">
@@ -681,7 +702,8 @@ async fn inbox<S: Store + Clone>(
 <p>Asked by <b>{by}</b> at {at}; expires {expires}. Approvals so far: {approvals}</p>
 <p class=reason>{reason}</p>
 <table class=diff><thead><tr><th>setting</th><th>before</th><th>after</th></tr></thead><tbody>{diff}</tbody></table>
-<details open><summary>Evidence</summary><pre>{evidence}</pre></details>
+<p class=spent>Spent so far: {spent}</p>
+{evidence}
 <p class=hash>request hash <code>{hash}</code></p>
 {form}</article>"##,
             id = esc(&r.body.id),
@@ -693,7 +715,7 @@ async fn inbox<S: Store + Clone>(
             expires = esc(&r.body.expires_at),
             approvals = esc(&r.approvals().join(", ")),
             reason = esc(&r.body.reason),
-            evidence = esc(&serde_json::to_string_pretty(&r.body.evidence).unwrap_or_default()),
+            spent = esc(&spent),
             hash = esc(&r.hash),
         );
     }
@@ -704,27 +726,27 @@ async fn inbox<S: Store + Clone>(
     page("Approvals", &auth, &body).into_response()
 }
 
-/// A request's diff as rows of setting, before and after.
-fn diff_rows(diff: &Value) -> String {
-    let ops = diff
-        .as_array()
-        .cloned()
-        .or_else(|| diff.get("changes").and_then(Value::as_array).cloned())
-        .unwrap_or_default();
+/// A request's diff (an RFC 6902 patch) as rows of setting, the value in
+/// effect now (read from `spec`, the campaign's canonical spec) and the value
+/// asked for.
+fn diff_rows(diff: &Value, spec: Option<&Value>) -> String {
+    let ops = diff.as_array().cloned().unwrap_or_default();
     if ops.is_empty() {
-        return format!(
-            "<tr><td colspan=3><pre>{}</pre></td></tr>",
-            esc(&diff.to_string())
-        );
+        return "<tr><td colspan=3>no setting changes: approving lets the campaign go on</td></tr>"
+            .into();
     }
+    let show = |v: Option<&Value>| v.map_or("–".to_string(), |v| esc(&v.to_string()));
     ops.iter()
         .map(|op| {
-            let show = |v: Option<&Value>| v.map_or("–".to_string(), |v| esc(&v.to_string()));
+            let path = op.get("path").and_then(Value::as_str).unwrap_or("");
+            let after = match op.get("op").and_then(Value::as_str) {
+                Some("remove") => "(removed)".to_string(),
+                _ => show(op.get("value")),
+            };
             format!(
-                "<tr><td><code>{}</code></td><td class=before>{}</td><td class=after>{}</td></tr>",
-                esc(op.get("path").and_then(Value::as_str).unwrap_or("")),
-                show(op.get("before").or_else(|| op.get("old"))),
-                show(op.get("after").or_else(|| op.get("value"))),
+                "<tr><td><code>{}</code></td><td class=before>{}</td><td class=after>{after}</td></tr>",
+                esc(path),
+                show(spec.and_then(|s| s.pointer(path))),
             )
         })
         .collect()

@@ -83,6 +83,9 @@ impl Options {
     }
 }
 
+/// Each campaign's trials, with the ledger size they were read at.
+type TrialCache = HashMap<String, (u64, Arc<Trials>)>;
+
 /// What every handler shares.
 pub(crate) struct Shared<S> {
     app: App<S>,
@@ -92,7 +95,7 @@ pub(crate) struct Shared<S> {
     event_slots: Arc<Semaphore>,
     /// Each campaign's trials as of a ledger size: every change to a trial is
     /// a ledger entry, so an unchanged size means unchanged trials.
-    trials: Arc<Mutex<HashMap<String, (u64, Arc<Trials>)>>>,
+    trials: Arc<Mutex<TrialCache>>,
     /// Whether cookies are marked `Secure` (under TLS).
     secure: bool,
     log: Log,
