@@ -250,6 +250,87 @@ fn a_public_address_needs_tls() {
     assert!(stderr.contains("without TLS"), "{stderr}");
 }
 
+/// The Schemathesis program `scripts/schemathesis.sh install` made.
+fn schemathesis() -> std::path::PathBuf {
+    let venv = std::env::var_os("FIREBREAK_SCHEMATHESIS_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/firebreak/schemathesis")
+        });
+    let program = venv.join("bin/schemathesis");
+    assert!(
+        program.exists(),
+        "{} is missing: run scripts/schemathesis.sh install",
+        program.display()
+    );
+    program
+}
+
+#[test]
+fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
+    let project = Project::new();
+    halted_campaign(&project);
+    let admin = token(&project, "fuzzer", "admin");
+    let server = Server::start(&project);
+
+    // Without a token every operation but the health check answers 401.
+    let (_, doc) = get(&server, "/api/v1/openapi.json", None);
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, operations) in paths {
+        let concrete = path
+            .replace("{name}", "governed")
+            .replace("{number}", "0")
+            .replace("{seq}", "0")
+            .replace("{id}", "R1")
+            .replace("{job}", "1");
+        for method in operations.as_object().expect("operations").keys() {
+            let response = match method.as_str() {
+                "get" => agent().get(format!("{}{concrete}", server.url)).call(),
+                _ => agent()
+                    .post(format!("{}{concrete}", server.url))
+                    .header("Content-Type", "application/json")
+                    .send("{}"),
+            }
+            .expect("answered");
+            let expected = if path == "/api/v1/health" { 200 } else { 401 };
+            assert_eq!(response.status().as_u16(), expected, "{method} {path}");
+        }
+    }
+
+    // With one: no 5xx, and every answer's type and shape as documented.
+    let out = std::process::Command::new(schemathesis())
+        .args([
+            "run",
+            &format!("{}/api/v1/openapi.json", server.url),
+            "-H",
+            &format!("Authorization: Bearer {admin}"),
+            "--checks",
+            "not_a_server_error,response_schema_conformance,content_type_conformance",
+            // The event stream never ends; the API test reads it.
+            "--exclude-path",
+            "/api/v1/events",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--max-examples",
+            "25",
+            "--workers",
+            "1",
+            "--seed",
+            "1",
+        ])
+        .env("SCHEMATHESIS_TELEMETRY", "false")
+        .output()
+        .expect("schemathesis ran");
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("Tested: 17"),
+        "every operation but the stream: {report}"
+    );
+}
+
 // ---- the dashboard in a real browser ------------------------------------
 
 /// `chromedriver` on a free port, killed on drop.

@@ -673,8 +673,9 @@ pub(crate) struct RequestJson {
     pub(crate) kind: String,
     /// `pending`, `approved`, `rejected`, `expired` or `superseded`.
     pub(crate) state: String,
-    /// The change, as an RFC 6902 patch with before and after values.
-    #[schema(value_type = Object)]
+    /// The change, as an RFC 6902 patch (`op`, `path`, `value`) against the
+    /// campaign's canonical spec; empty for a tripwire's request.
+    #[schema(value_type = Vec<Object>)]
     pub(crate) diff: Value,
     pub(crate) requested_by: String,
     pub(crate) approvals: Vec<String>,

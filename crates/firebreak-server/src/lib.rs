@@ -37,7 +37,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use firebreak_app::{App, Trials};
 use firebreak_store::Store;
@@ -191,9 +191,13 @@ pub async fn router<S: Store + Clone>(
         axum::middleware::from_fn(move |request: Request, next: Next| {
             let log = log.clone();
             async move {
+                let api = request.uri().path().starts_with("/api/");
                 let mut response: Response = next.run(request).await;
                 if let Some(Incident(line)) = response.extensions_mut().remove::<Incident>() {
                     log(&line);
+                }
+                if api {
+                    response = as_json_error(response).await;
                 }
                 harden(&mut response);
                 response
@@ -206,6 +210,40 @@ pub async fn router<S: Store + Clone>(
         .layer(log_layer)
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(shared))
+}
+
+/// An API error answered in plain text by axum itself (a body, path or query
+/// that does not parse, a method the path does not take) in the API's JSON
+/// error shape, so every API answer is what the OpenAPI document says.
+async fn as_json_error(response: Response) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !status.is_client_error() || json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("bad request")
+            .to_string()
+    } else {
+        text
+    };
+    let mut answer = (status, axum::Json(error::ErrorBody { error: message })).into_response();
+    for name in [header::ALLOW, header::WWW_AUTHENTICATE] {
+        if let Some(value) = parts.headers.get(&name) {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    answer
 }
 
 /// Headers every answer carries: no framing, no sniffing, and a content
