@@ -51,7 +51,7 @@ mod verify;
 
 use std::path::PathBuf;
 
-pub use campaigns::{Best, CampaignListing, CampaignStatus, Trials, validate};
+pub use campaigns::{Best, CampaignListing, CampaignStatus, Trials, importance, validate};
 pub use checkpoints::{CHECKPOINT_DIR_ENV, Signed, checkpoint_folder, pretty as checkpoint_text};
 pub use error::{AppError, ErrorKind};
 pub use explain::Explanation;

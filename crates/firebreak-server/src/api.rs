@@ -33,13 +33,13 @@ use crate::jobs::{Job, JobState};
 #[openapi(
     info(title = "firebreak", description = "firebreak's HTTP API: campaigns, trials, the tamper-evident ledger, change requests and signed decisions."),
     paths(
-        health, campaigns, campaign, trials, trial, trial_log, enqueue, lineage, ledger, proof,
+        health, campaigns, campaign, trials, trial, trial_log, enqueue, lineage, importance, ledger, proof,
         checkpoints, requests, request, decide, start_verify, verify_job, whoami,
         crate::events::events
     ),
     components(schemas(
         ErrorBody, Health, Counts, CampaignItem, CampaignState, TrialJson, Report, TrialPage,
-        EnqueueBody, Enqueued, LedgerEntry, LedgerPage, RequestJson, DecisionJson, DecisionBody,
+        EnqueueBody, Enqueued, Importance, LedgerEntry, LedgerPage, RequestJson, DecisionJson, DecisionBody,
         JobJson, Me
     )),
     modifiers(&BearerToken),
@@ -512,6 +512,38 @@ pub(crate) async fn enqueue<S: Store + Clone>(
     };
     let number = shared.app.enqueue(&name, &person, body.params).await?;
     Ok(Json(Enqueued { number }))
+}
+
+/// A parameter's importance.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Importance {
+    /// The parameter.
+    pub(crate) param: String,
+    /// Its share of the importance (all parameters sum to 1).
+    pub(crate) importance: f64,
+}
+
+/// Each parameter's importance for the first objective (PED-ANOVA: the best
+/// 10 % of complete trials against all of them), largest first.
+#[utoipa::path(get, path = "/api/v1/campaigns/{name}/importance", tag = "campaigns", params(("name" = String, Path, description = "The campaign")), responses((status = 200, body = [Importance]), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)), security(("token" = [])))]
+pub(crate) async fn importance<S: Store + Clone>(
+    State(shared): State<Shared<S>>,
+    _auth: Auth,
+    Path(name): Path<String>,
+) -> Answer<Vec<Importance>> {
+    Ok(Json(importances(&shared, &name).await?))
+}
+
+pub(crate) async fn importances<S: Store + Clone>(
+    shared: &Shared<S>,
+    name: &str,
+) -> Result<Vec<Importance>, ApiError> {
+    let spec = shared.app.spec(name).await?;
+    let trials = shared.trials(name).await?;
+    Ok(firebreak_app::importance(&spec.space, &trials)
+        .into_iter()
+        .map(|(param, importance)| Importance { param, importance })
+        .collect())
 }
 
 /// A campaign's generations.

@@ -302,6 +302,17 @@ async fn campaign<S: Store + Clone>(
     let data = tri!(campaign_data(&shared, &name).await);
     let metric = data["metric"].as_str().unwrap_or_default().to_string();
     let params: Vec<String> = serde_json::from_value(data["params"].clone()).unwrap_or_default();
+    let importance: String = tri!(crate::api::importances(&shared, &name).await)
+        .iter()
+        .map(|i| {
+            format!(
+                "<tr><th>{}</th><td><div class=bar style=\"width:{:.1}%\"></div> {:.3}</td></tr>",
+                esc(&i.param),
+                i.importance * 100.0,
+                i.importance
+            )
+        })
+        .collect();
     let filter_options: String = params
         .iter()
         .map(|p| format!("<option value=\"{0}\">{0}</option>", esc(p)))
@@ -315,6 +326,7 @@ async fn campaign<S: Store + Clone>(
 <figure><figcaption>Optimization history ({metric}, best so far)</figcaption><div id="plot-history"></div></figure>
 <figure><figcaption>Intermediate values (pruned trials dashed)</figcaption><div id="plot-curves"></div></figure>
 <figure><figcaption>Parallel coordinates</figcaption><canvas id="plot-parallel" width="900" height="320"></canvas></figure>
+<figure><figcaption>Hyperparameter importance (PED-ANOVA: the best 10 % of complete trials against all)</figcaption><table id="importance">{importance}</table></figure>
 <figure><figcaption>Slice: {metric} against <select id="slice-param">{filter_options}</select></figcaption><div id="plot-slice"></div></figure>
 </section>
 <h2>Trials</h2>

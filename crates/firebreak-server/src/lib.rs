@@ -176,6 +176,7 @@ pub async fn router<S: Store + Clone>(
         )
         .route("/campaigns/{name}/enqueue", post(api::enqueue::<S>))
         .route("/campaigns/{name}/lineage", get(api::lineage::<S>))
+        .route("/campaigns/{name}/importance", get(api::importance::<S>))
         .route("/ledger", get(api::ledger::<S>))
         .route("/ledger/{seq}/proof", get(api::proof::<S>))
         .route("/checkpoints", get(api::checkpoints::<S>))
