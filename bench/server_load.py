@@ -10,6 +10,7 @@ status counts. Standard library only."""
 import argparse
 import http.client
 import json
+import re
 import threading
 import time
 import urllib.parse
@@ -23,12 +24,17 @@ def sse_client(host, port, token, start, stop, result):
     response = conn.getresponse()
     result.update(status=response.status, events=0, gaps=0, first=None, last=None)
     expected = start
+    tail = b""
+    # Whole chunks scanned with one regular expression (C speed), so a hundred
+    # clients keep up with the stream; a line cut by a chunk's end waits in `tail`.
     while not stop.is_set():
-        line = response.fp.readline()
-        if not line:
+        chunk = response.read1(1 << 16)
+        if not chunk:
             break
-        if line.startswith(b"id: "):
-            seq = int(line[4:])
+        data = tail + chunk
+        cut = data.rfind(b"\n") + 1
+        data, tail = data[:cut], data[cut:]
+        for seq in map(int, IDS.findall(data)):
             if result["first"] is None:
                 result["first"] = seq
             if seq != expected:
@@ -37,6 +43,9 @@ def sse_client(host, port, token, start, stop, result):
             result["events"] += 1
             result["last"] = seq
     conn.close()
+
+
+IDS = re.compile(rb"^id: (\d+)$", re.M)
 
 
 PATHS = [
@@ -49,8 +58,6 @@ PATHS = [
 
 
 def one_request(host, port, token, path, due, latencies, statuses, lock):
-    local = threading.local()
-    conn = getattr(local, "conn", None)
     conn = http.client.HTTPConnection(host, port, timeout=30)
     try:
         conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})

@@ -2,8 +2,8 @@
 # The server under bounded load (issue 19), in one invocation; writes
 # bench/results/server-load.md.
 #
-# A campaign at full speed (the NAS-Bench-201 table task, N_TRIALS trials, no
-# trial program to start) runs twice on a fresh SQLite database each time:
+# A campaign at full speed (N_TRIALS command trials of a `printf` program, two
+# at a time: the engine, not the program, bounds its rate) runs twice on a fresh SQLite database each time:
 # alone, and with `firebreak serve` on the same database while
 # bench/server_load.py keeps CLIENTS SSE clients connected (each checking that
 # the sequence numbers it receives are contiguous and reach the ledger's end)
@@ -33,8 +33,30 @@ cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$wor
 trap cleanup EXIT
 
 spec="$work/load.toml"
-sed -e "s/^n_trials = .*/n_trials = $N_TRIALS/" -e 's/^name = .*/name = "load"/' \
-  -e "s|^path = \"tables/|path = \"$PWD/examples/tables/|" examples/nasbench201.toml > "$spec"
+cat > "$work/template.toml" <<'TOML'
+[campaign]
+name = "NAME"
+seed = 1
+
+[objective]
+metric = "y"
+direction = "minimize"
+
+[space]
+x = { type = "float", low = 0.0, high = 1.0 }
+
+[search]
+sampler = "random"
+n_trials = N
+parallelism = 2
+
+[task]
+kind = "command"
+command = ["printf", "\\173\"final\": true, \"y\": {x}\\175\\n"]
+TOML
+sed -e "s/NAME/load/" -e "s/^n_trials = N/n_trials = $N_TRIALS/" "$work/template.toml" > "$spec"
+# A one-trial campaign creates the served database before the measured one starts.
+sed -e "s/NAME/warmup/" -e "s/^n_trials = N/n_trials = 1/" "$work/template.toml" > "$work/warmup.toml"
 
 rate() {  # trials/s of the campaign in database $1 (first to last finish)
   "$FB" --storage "sqlite://$1" trials load --format json | python3 -c '
@@ -51,17 +73,13 @@ for round in $(seq 1 "$REPEATS"); do
   alone_rate=$(rate "$alone")
 
   served="$work/served-$round.db"
-  # The campaign exists (and the server can start) before the load begins.
-  FIREBREAK_ENGINE_KEY="$work/engine.key" "$FB" --quiet --storage "sqlite://$served" validate "$spec" >/dev/null
-  sed -e "s/^n_trials = .*/n_trials = 1/" "$spec" > "$work/one.toml"
-  FIREBREAK_ENGINE_KEY="$work/engine.key" "$FB" --quiet --storage "sqlite://$served" run "$work/one.toml" >/dev/null
+  FIREBREAK_ENGINE_KEY="$work/engine.key" "$FB" --quiet --storage "sqlite://$served" run "$work/warmup.toml" >/dev/null
   token=$("$FB" --storage "sqlite://$served" tokens new load --role auditor 2>/dev/null)
   "$FB" --quiet --storage "sqlite://$served" serve --bind 127.0.0.1:0 > "$work/url" 2>"$work/serve.log" &
   server_pid=$!
   for _ in $(seq 50); do [ -s "$work/url" ] && break; sleep 0.1; done
   url=$(head -1 "$work/url")
   start=$(curl -s -H "Authorization: Bearer $token" "$url/api/v1/ledger?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["size"])')
-  # The edited spec raises n_trials from 1 (a setting outside governance here).
   FIREBREAK_ENGINE_KEY="$work/engine.key" "$FB" --quiet --storage "sqlite://$served" run "$spec" >/dev/null &
   run_pid=$!
   python3 bench/server_load.py "$url" "$token" --campaign load --clients "$CLIENTS" --rate "$RATE" \
