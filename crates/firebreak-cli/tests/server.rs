@@ -453,6 +453,29 @@ async fn text_of(client: &fantoccini::Client, css: &str) -> String {
     }
 }
 
+/// Types `text` into the element `css` finds.
+async fn type_into(client: &fantoccini::Client, css: &str, text: &str) {
+    let element = client
+        .find(fantoccini::Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"));
+    element.clear().await.expect("cleared");
+    element.send_keys(text).await.expect("typed");
+}
+
+/// Signs in at `login` with `token`.
+async fn sign_in(client: &fantoccini::Client, login: &str, token: &str) {
+    client.goto(login).await.expect("login page");
+    type_into(client, "#token", token).await;
+    client
+        .find(fantoccini::Locator::Id("sign-in"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("clicked");
+}
+
 #[test]
 fn the_dashboard_works_in_a_real_browser() {
     let project = Project::new();
@@ -501,17 +524,13 @@ fn the_dashboard_works_in_a_real_browser() {
             }
         };
 
-        // Signing in: a wrong token is refused, the approver's lets them in.
+        // Signing in: a page sends a stranger to the sign-in form; a wrong token
+        // is refused, the approver's lets them in.
         client.goto(&url("/")).await.expect("home");
         assert!(client.current_url().await.expect("url").path().ends_with("/login"));
-        let form = client.find(fantoccini::Locator::Id("token")).await.expect("token field");
-        form.send_keys("fbt_nope_nope").await.expect("typed");
-        client.find(fantoccini::Locator::Id("sign-in")).await.expect("button").click().await.expect("clicked");
+        sign_in(&client, &url("/login"), "fbt_nope_nope").await;
         assert!(text_of(&client, "#refused").await.contains("not valid"));
-        client.goto(&url("/login")).await.expect("login");
-        let form = client.find(fantoccini::Locator::Id("token")).await.expect("token field");
-        form.send_keys(&approver).await.expect("typed");
-        client.find(fantoccini::Locator::Id("sign-in")).await.expect("button").click().await.expect("clicked");
+        sign_in(&client, &url("/login"), &approver).await;
         wait_for("the campaign list", 10, || async { text_of(&client, "#campaigns").await.contains("mixed") }).await;
         shoot("campaigns").await;
         // The refused sign-in above logged its 401: that one was expected.
@@ -590,8 +609,7 @@ fn the_dashboard_works_in_a_real_browser() {
         client.goto(&url("/inbox")).await.expect("inbox");
         shoot("inbox").await;
         let card = format!("#request-{budget} form.decide");
-        client.find(fantoccini::Locator::Css(&format!("{card} input[name=by]"))).await.expect("by").clear().await.expect("cleared");
-        client.find(fantoccini::Locator::Css(&format!("{card} input[name=by]"))).await.expect("by").send_keys("bob").await.expect("typed");
+        type_into(&client, &format!("{card} input[name=by]"), "bob").await;
         client.find(fantoccini::Locator::Css(&format!("{card} input[name=key]"))).await.expect("key input").send_keys(&bob_key).await.expect("file chosen");
         client.find(fantoccini::Locator::Css(&format!("{card} button.approve"))).await.expect("approve").click().await.expect("clicked");
         wait_for("the decision", 20, || async { text_of(&client, &format!("{card} output")).await.contains("recorded") }).await;
@@ -603,9 +621,7 @@ fn the_dashboard_works_in_a_real_browser() {
 
         // An auditor's session shows no decision buttons.
         client.delete_all_cookies().await.expect("signed out");
-        client.goto(&url("/login")).await.expect("login");
-        client.find(fantoccini::Locator::Id("token")).await.expect("field").send_keys(&auditor).await.expect("typed");
-        client.find(fantoccini::Locator::Id("sign-in")).await.expect("button").click().await.expect("clicked");
+        sign_in(&client, &url("/login"), &auditor).await;
         wait_for("signed in", 10, || async { text_of(&client, "#campaigns").await.contains("mixed") }).await;
         client.goto(&url("/inbox")).await.expect("inbox");
         assert!(client.find(fantoccini::Locator::Css("button.approve")).await.is_err());

@@ -111,7 +111,7 @@ pub(crate) async fn whoami(auth: Auth) -> Json<Me> {
 }
 
 /// Trials by state.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct Counts {
     pub(crate) queued: u64,
     pub(crate) running: u64,
@@ -121,7 +121,7 @@ pub(crate) struct Counts {
 }
 
 /// One campaign in the list.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct CampaignItem {
     /// Its name.
     pub(crate) name: String,
@@ -164,6 +164,15 @@ pub(crate) async fn campaigns<S: Store + Clone>(
 pub(crate) async fn campaign_items<S: Store + Clone>(
     shared: &Shared<S>,
 ) -> Result<Vec<CampaignItem>, ApiError> {
+    let items = shared
+        .kept("campaigns".into(), || read_campaign_items(shared))
+        .await?;
+    Ok(items.as_ref().clone())
+}
+
+async fn read_campaign_items<S: Store + Clone>(
+    shared: &Shared<S>,
+) -> Result<Vec<CampaignItem>, ApiError> {
     let app = &shared.app;
     let pending = app.requests(None).await?;
     let mut items = Vec::new();
@@ -193,7 +202,7 @@ pub(crate) async fn campaign_items<S: Store + Clone>(
 }
 
 /// One campaign's state.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct CampaignState {
     /// Its name.
     pub(crate) campaign: String,
@@ -232,6 +241,18 @@ pub(crate) async fn campaign_state<S: Store + Clone>(
     shared: &Shared<S>,
     name: &str,
 ) -> Result<CampaignState, ApiError> {
+    let state = shared
+        .kept(format!("state/{name}"), || {
+            read_campaign_state(shared, name)
+        })
+        .await?;
+    Ok(state.as_ref().clone())
+}
+
+async fn read_campaign_state<S: Store + Clone>(
+    shared: &Shared<S>,
+    name: &str,
+) -> Result<CampaignState, ApiError> {
     let status = shared.app.status(name).await?;
     let spec = shared.app.spec(name).await?;
     Ok(CampaignState {
@@ -259,7 +280,7 @@ pub(crate) async fn campaign_state<S: Store + Clone>(
 }
 
 /// An intermediate report.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub(crate) struct Report {
     /// The step (epoch, budget) it was made at.
     pub(crate) step: u64,
@@ -269,7 +290,7 @@ pub(crate) struct Report {
 }
 
 /// A trial: `contract.md`'s Trial JSON.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub(crate) struct TrialJson {
     pub(crate) number: u64,
     /// `queued`, `running`, `pruned`, `complete` or `failed`.

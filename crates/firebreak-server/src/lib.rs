@@ -83,8 +83,19 @@ impl Options {
     }
 }
 
-/// Each campaign's trials, with the ledger size they were read at.
-type TrialCache = HashMap<String, (u64, Arc<Trials>)>;
+/// How long a value read from the store is served after the ledger has grown.
+/// Every change the pages and the API show is a ledger entry, so an unchanged
+/// ledger means an unchanged value; while a campaign runs at full speed the
+/// ledger grows every millisecond, and without this bound every request would
+/// re-read every trial. The event stream is never delayed by it.
+const FRESH: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A value kept by [`Shared::kept`]: the ledger size and the time it was read at.
+type KeptValue = (
+    u64,
+    std::time::Instant,
+    Arc<dyn std::any::Any + Send + Sync>,
+);
 
 /// What every handler shares.
 pub(crate) struct Shared<S> {
@@ -93,9 +104,9 @@ pub(crate) struct Shared<S> {
     jobs: jobs::Jobs,
     ledger: watch::Receiver<Arc<events::Recent>>,
     event_slots: Arc<Semaphore>,
-    /// Each campaign's trials as of a ledger size: every change to a trial is
-    /// a ledger entry, so an unchanged size means unchanged trials.
-    trials: Arc<Mutex<TrialCache>>,
+    /// Values read from the store (a campaign's trials, the campaign list, a
+    /// campaign's state), by what they are.
+    kept: Arc<Mutex<HashMap<String, KeptValue>>>,
     /// Whether cookies are marked `Secure` (under TLS).
     secure: bool,
     log: Log,
@@ -109,7 +120,7 @@ impl<S: Clone> Clone for Shared<S> {
             jobs: self.jobs.clone(),
             ledger: self.ledger.clone(),
             event_slots: self.event_slots.clone(),
-            trials: self.trials.clone(),
+            kept: self.kept.clone(),
             secure: self.secure,
             log: self.log.clone(),
         }
@@ -117,26 +128,40 @@ impl<S: Clone> Clone for Shared<S> {
 }
 
 impl<S: Store + Clone> Shared<S> {
-    /// A campaign's trials, from the cache while the ledger has not grown.
-    async fn trials(&self, campaign: &str) -> Result<Arc<Trials>, ApiError> {
+    /// The value kept under `key`, read again with `read` when the ledger has
+    /// grown since it was read and it is older than [`FRESH`].
+    async fn kept<T, Fut>(
+        &self,
+        key: String,
+        read: impl FnOnce() -> Fut,
+    ) -> Result<Arc<T>, ApiError>
+    where
+        T: Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
+    {
         let size = self.app.store().ledger_size().await?;
-        let cached = self
-            .trials
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(campaign)
-            .filter(|(at, _)| *at == size)
-            .map(|(_, t)| t.clone());
-        if let Some(trials) = cached {
-            return Ok(trials);
+        let lock = || self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let found = lock().get(&key).and_then(|(at, when, value)| {
+            (*at == size || when.elapsed() < FRESH).then(|| value.clone())
+        });
+        if let Some(value) = found.and_then(|v| v.downcast::<T>().ok()) {
+            return Ok(value);
         }
-        let trials = Arc::new(self.app.trials(campaign, None).await?);
-        let mut cache = self.trials.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() > 64 {
-            cache.clear();
+        let value = Arc::new(read().await?);
+        let mut kept = lock();
+        if kept.len() > 256 {
+            kept.clear();
         }
-        cache.insert(campaign.to_string(), (size, trials.clone()));
-        Ok(trials)
+        kept.insert(key, (size, std::time::Instant::now(), value.clone()));
+        Ok(value)
+    }
+
+    /// A campaign's trials, with their test results.
+    async fn trials(&self, campaign: &str) -> Result<Arc<Trials>, ApiError> {
+        self.kept(format!("trials/{campaign}"), || async {
+            Ok(self.app.trials(campaign, None).await?)
+        })
+        .await
     }
 }
 
@@ -155,7 +180,7 @@ pub async fn router<S: Store + Clone>(
         jobs: jobs::Jobs::default(),
         ledger,
         event_slots: Arc::new(Semaphore::new(options.max_event_clients)),
-        trials: Arc::default(),
+        kept: Arc::default(),
         secure: options.tls.is_some(),
         log,
     };

@@ -1,5 +1,6 @@
 //! How both stores turn values into columns and back: JSON text, SHA-256,
-//! 32-byte hashes, and metrics without the non-finite values no column holds.
+//! 32-byte hashes, metrics without the non-finite values no column holds, and
+//! API token rows.
 
 use firebreak_core::Metrics;
 use firebreak_ledger::Hash;
@@ -39,4 +40,24 @@ pub(crate) fn finite_metrics(metrics: &Metrics) -> Metrics {
         .filter(|(_, v)| v.is_finite())
         .map(|(k, v)| (k.clone(), *v))
         .collect()
+}
+
+/// A token row read by either store (`SELECT id, name, role, hash, created_at,
+/// expires_at, revoked_at`).
+pub(crate) fn token_from_row<'r, R>(row: &'r R) -> Result<crate::TokenRecord, crate::StoreError>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(crate::TokenRecord {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        role: row.try_get(2)?,
+        hash: row.try_get(3)?,
+        created_at: row.try_get(4)?,
+        expires_at: row.try_get(5)?,
+        revoked_at: row.try_get(6)?,
+    })
 }

@@ -798,18 +798,6 @@ fn campaign_from_row(row: &PgRow) -> Result<CampaignRecord, StoreError> {
     })
 }
 
-fn token_from_row(row: &PgRow) -> Result<TokenRecord, StoreError> {
-    Ok(TokenRecord {
-        id: row.try_get(0)?,
-        name: row.try_get(1)?,
-        role: row.try_get(2)?,
-        hash: row.try_get(3)?,
-        created_at: row.try_get(4)?,
-        expires_at: row.try_get(5)?,
-        revoked_at: row.try_get(6)?,
-    })
-}
-
 impl Store for PgStore {
     async fn trial(&self, campaign: &str, number: u64) -> Result<Trial, StoreError> {
         PgStore::trial(self, campaign, number).await
@@ -1328,13 +1316,12 @@ impl Store for PgStore {
 
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, role, hash, created_at, expires_at, revoked_at \
-             FROM api_tokens WHERE id = $1",
+            "SELECT id, name, role, hash, created_at, expires_at, revoked_at FROM api_tokens WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.inner.pool)
         .await?;
-        row.as_ref().map(token_from_row).transpose()
+        row.as_ref().map(crate::codec::token_from_row).transpose()
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
@@ -1344,7 +1331,7 @@ impl Store for PgStore {
         )
         .fetch_all(&self.inner.pool)
         .await?;
-        rows.iter().map(token_from_row).collect()
+        rows.iter().map(crate::codec::token_from_row).collect()
     }
 
     async fn revoke_token(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {

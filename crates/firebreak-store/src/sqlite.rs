@@ -770,18 +770,6 @@ fn trial_from_row(row: &SqliteRow) -> Result<Trial, StoreError> {
     })
 }
 
-fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
-    Ok(TokenRecord {
-        id: row.try_get(0)?,
-        name: row.try_get(1)?,
-        role: row.try_get(2)?,
-        hash: row.try_get(3)?,
-        created_at: row.try_get(4)?,
-        expires_at: row.try_get(5)?,
-        revoked_at: row.try_get(6)?,
-    })
-}
-
 impl Store for SqliteStore {
     async fn trial(&self, campaign: &str, number: u64) -> Result<Trial, StoreError> {
         SqliteStore::trial(self, campaign, number).await
@@ -1224,13 +1212,12 @@ impl Store for SqliteStore {
 
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, role, hash, created_at, expires_at, revoked_at \
-             FROM api_tokens WHERE id = ?",
+            "SELECT id, name, role, hash, created_at, expires_at, revoked_at FROM api_tokens WHERE id = ?",
         )
         .bind(id)
         .fetch_optional(&self.inner.readers)
         .await?;
-        row.as_ref().map(token_from_row).transpose()
+        row.as_ref().map(crate::codec::token_from_row).transpose()
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
@@ -1240,7 +1227,7 @@ impl Store for SqliteStore {
         )
         .fetch_all(&self.inner.readers)
         .await?;
-        rows.iter().map(token_from_row).collect()
+        rows.iter().map(crate::codec::token_from_row).collect()
     }
 
     async fn revoke_token(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {

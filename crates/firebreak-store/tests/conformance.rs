@@ -14,7 +14,7 @@ use firebreak_ledger::{
 };
 use firebreak_store::{
     Closing, NewTrial, Outcome, PgStore, ProcessInfo, RequestDraft, RunInfo, SpecUpdate,
-    SqliteStore, Start, Store, StoreError,
+    SqliteStore, Start, Store, StoreError, TokenRecord,
 };
 
 fn new_trial(x: i64, priority: i64) -> NewTrial {
@@ -432,6 +432,56 @@ async fn checkpoints_round_trip<S: Store>(store: &S) {
     assert_eq!(
         store.checkpoints().await.expect("read").last(),
         Some(&checkpoint)
+    );
+}
+
+async fn tokens_are_stored_hashed_and_revoked_once<S: Store>(store: &S) {
+    let token = TokenRecord {
+        id: "a1b2c3".into(),
+        name: "audrey".into(),
+        role: "auditor".into(),
+        hash: "ab".repeat(32),
+        created_at: 1_000,
+        expires_at: Some(2_000),
+        revoked_at: None,
+    };
+    store.add_token(&token).await.expect("stored");
+    assert!(
+        store.add_token(&token).await.is_err(),
+        "an id is issued once"
+    );
+    assert_eq!(
+        store.token("a1b2c3").await.expect("read"),
+        Some(token.clone())
+    );
+    assert_eq!(store.token("nope").await.expect("read"), None);
+    assert!(store.revoke_token("a1b2c3", 1_500).await.expect("revoked"));
+    assert!(!store.revoke_token("a1b2c3", 1_600).await.expect("once"));
+    assert!(!store.revoke_token("nope", 1_600).await.expect("unknown"));
+    let listed = store.tokens().await.expect("listed");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].revoked_at, Some(1_500));
+    // Tokens are not ledgered state: issuing one leaves the audit as it was.
+    audited(store).await;
+}
+
+/// The ledger read a page at a time: from any seq, at most a limit, in order.
+async fn ledger_pages_match_the_whole_ledger<S: Store>(store: &S) {
+    let whole = store.ledger().await.expect("ledger");
+    assert!(whole.len() > 10, "the suite has written entries by now");
+    let page = store.ledger_range(3, 5).await.expect("page");
+    assert_eq!(page, whole[3..8].to_vec());
+    let tail = store
+        .ledger_range(whole.len() as u64 - 2, 100)
+        .await
+        .expect("tail");
+    assert_eq!(tail, whole[whole.len() - 2..].to_vec());
+    assert!(
+        store
+            .ledger_range(whole.len() as u64, 10)
+            .await
+            .expect("end")
+            .is_empty()
     );
 }
 
@@ -900,6 +950,8 @@ async fn suite<S: Store + Clone>(store: S) {
     an_ended_runs_trials_are_requeued(&store).await;
     every_other_method_round_trips_and_audits(&store).await;
     campaign_locks_are_exclusive(&store).await;
+    tokens_are_stored_hashed_and_revoked_once(&store).await;
+    ledger_pages_match_the_whole_ledger(&store).await;
 }
 
 fn sqlite_url(dir: &tempfile::TempDir) -> String {
