@@ -10,6 +10,7 @@ status counts. Standard library only."""
 import argparse
 import http.client
 import json
+import multiprocessing
 import re
 import threading
 import time
@@ -46,6 +47,26 @@ def sse_client(host, port, token, start, stop, result):
 
 
 IDS = re.compile(rb"^id: (\d+)$", re.M)
+
+
+def sse_main(host, port, token, start, count, until, started, requests_done, results):
+    """The event clients: connected at once; when the requests are done, given
+    up to 60 s to reach entry `until - 1` (when given), then stopped."""
+    stop = threading.Event()
+    clients = [dict() for _ in range(count)]
+    threads = [threading.Thread(target=sse_client, args=(host, port, token, start, stop, r), daemon=True)
+               for r in clients]
+    for t in threads:
+        t.start()
+    started.set()
+    requests_done.wait()
+    deadline = time.monotonic() + 60
+    while until and time.monotonic() < deadline:
+        if all(c.get("last") is not None and c["last"] >= until - 1 for c in clients):
+            break
+        time.sleep(0.2)
+    stop.set()
+    results.put(clients)
 
 
 PATHS = [
@@ -88,12 +109,15 @@ def main():
     parsed = urllib.parse.urlparse(args.url)
     host, port = parsed.hostname, parsed.port
 
-    stop = threading.Event()
-    clients = [dict() for _ in range(args.clients)]
-    threads = [threading.Thread(target=sse_client, args=(host, port, args.token, args.start, stop, r),
-                                daemon=True) for r in clients]
-    for t in threads:
-        t.start()
+    # The event clients run in a process of their own, so that reading the
+    # stream never starves the request loop of the interpreter (and its timing).
+    results = multiprocessing.Queue()
+    started = multiprocessing.Event()
+    requests_done = multiprocessing.Event()
+    sse = multiprocessing.Process(target=sse_main, args=(
+        host, port, args.token, args.start, args.clients, args.until, started, requests_done, results))
+    sse.start()
+    started.wait(30)
 
     latencies, statuses, lock = [], {}, threading.Lock()
     paths = [p.replace("{c}", urllib.parse.quote(args.campaign)) for p in PATHS]
@@ -110,13 +134,9 @@ def main():
             pool.submit(one_request, host, port, args.token, paths[sent % len(paths)], due,
                         latencies, statuses, lock)
             sent += 1
-    # Let the clients catch up with the ledger's end, then stop them.
-    deadline = time.monotonic() + 60
-    while args.until and time.monotonic() < deadline:
-        if all(c.get("last") is not None and c["last"] >= args.until - 1 for c in clients):
-            break
-        time.sleep(0.2)
-    stop.set()
+    requests_done.set()
+    clients = results.get(timeout=600)
+    sse.join(30)
     latencies.sort()
 
     def pct(q):

@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use crate::Shared;
 use crate::api::{LedgerQuery, TrialQuery, campaign_items, ledger_page, trial_page};
 use crate::auth::{Auth, COOKIE};
-use crate::error::ApiError;
+use crate::error::{ApiError, Incident};
 
 /// The dashboard's routes.
 pub(crate) fn routes<S: Store + Clone>() -> Router<Shared<S>> {
@@ -121,19 +121,22 @@ async fn session<S: Store + Clone>(
         .map_err(|_| Redirect::to("/login").into_response())
 }
 
-/// Renders an error inside the page frame (or as a bare message).
+/// An error as a small HTML page (or fragment, for htmx), its detail kept for
+/// the log when it is an internal failure.
 fn failure(error: ApiError) -> Response {
-    let (response, log) = error.answer();
-    let status = response.status();
-    let _ = log;
-    (
+    let (status, message, log) = error.explain();
+    let mut page = (
         status,
         Html(format!(
-            "<!doctype html><title>error</title><p class=error>{}</p><p><a href=\"/\">back</a></p>",
-            esc(&format!("{status}"))
+            "<p class=error id=error>{}</p><p><a href=\"/\">back</a></p>",
+            esc(&message)
         )),
     )
-        .into_response()
+        .into_response();
+    if let Some(line) = log {
+        page.extensions_mut().insert(Incident(line));
+    }
+    page
 }
 
 macro_rules! authed {
@@ -218,7 +221,7 @@ async fn logout<S: Store + Clone>(
     let form: Option<LogoutForm> = axum::body::to_bytes(body, 4096)
         .await
         .ok()
-        .and_then(|b| serde_urlencoded_form(&b));
+        .and_then(|b| logout_form(&b));
     // The form carries the CSRF token (a plain form cannot set the header).
     if let (Some(id), Some(form)) = (crate::auth::cookie(&parts, COOKIE), form) {
         let id = id.to_string();
@@ -240,7 +243,7 @@ async fn logout<S: Store + Clone>(
     response
 }
 
-fn serde_urlencoded_form(body: &[u8]) -> Option<LogoutForm> {
+fn logout_form(body: &[u8]) -> Option<LogoutForm> {
     let text = std::str::from_utf8(body).ok()?;
     let csrf = text
         .split('&')
@@ -437,20 +440,7 @@ async fn table<S: Store + Clone>(
     let (mut parts, _) = request.into_parts();
     let _auth = authed!(shared, parts);
     let query = TrialQuery::new(&q.state, &q.sort, q.desc.is_some(), &q.param, q.offset, 50);
-    let trials_page = match trial_page(&shared, &name, &query).await {
-        Ok(p) => p,
-        Err(e) => {
-            let (response, _) = e.answer();
-            return (
-                response.status(),
-                Html(format!(
-                    "<p class=error id=table-error>{}</p>",
-                    esc(&format!("{}", response.status()))
-                )),
-            )
-                .into_response();
-        }
-    };
+    let trials_page = tri!(trial_page(&shared, &name, &query).await);
     let all = tri!(shared.trials(&name).await);
     let metric = all.objectives.metrics.first().cloned().unwrap_or_default();
     let mut rows = String::new();

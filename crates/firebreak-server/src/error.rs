@@ -98,11 +98,12 @@ impl ApiError {
         }
     }
 
-    /// The answer, and for an internal failure the line the log keeps.
-    pub(crate) fn answer(self) -> (Response, Option<String>) {
+    /// The status, the message a caller sees, and for an internal failure the
+    /// line the log keeps (the message then names only its incident number).
+    pub(crate) fn explain(self) -> (StatusCode, String, Option<String>) {
         let (status, message) = self.classify();
-        let (message, log) = match message {
-            Some(m) => (m, None),
+        match message {
+            Some(m) => (status, m, None),
             None => {
                 let id = INCIDENTS.fetch_add(1, Ordering::Relaxed);
                 let detail = match &self {
@@ -110,11 +111,17 @@ impl ApiError {
                     other => format!("{other:?}"),
                 };
                 (
+                    status,
                     format!("internal error (incident {id}; the server's log has the detail)"),
                     Some(format!("incident {id}: {detail}")),
                 )
             }
-        };
+        }
+    }
+
+    /// The JSON answer, and for an internal failure the line the log keeps.
+    pub(crate) fn answer(self) -> (Response, Option<String>) {
+        let (status, message, log) = self.explain();
         let mut response = (status, Json(ErrorBody { error: message })).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
