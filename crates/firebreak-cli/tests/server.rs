@@ -320,6 +320,8 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
             "1",
         ])
         .env("SCHEMATHESIS_TELEMETRY", "false")
+        // Its cache of findings goes to the project's folder, not the repository.
+        .current_dir(project.path())
         .output()
         .expect("schemathesis ran");
     let report =

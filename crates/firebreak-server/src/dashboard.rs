@@ -339,7 +339,7 @@ async fn campaign<S: Store + Clone>(
 <label><input type="checkbox" name="desc" value="true"> descending</label>
 <label>Parameter <input name="param" placeholder="name=value" size="14"></label>
 </form>
-<div id="trial-table" hx-get="/campaigns/{link}/table" hx-trigger="load">{table}</div>"##,
+<div id="trial-table" hx-get="/campaigns/{link}/table" hx-trigger="load"></div>"##,
         title = esc(&name),
         st = esc(&state.state),
         finished = state.counts.complete + state.counts.pruned + state.counts.failed,
@@ -351,7 +351,6 @@ async fn campaign<S: Store + Clone>(
         data = data_json(&data),
         metric = esc(&metric),
         link = seg(&name),
-        table = "",
     );
     page(&name, &auth, &body).into_response()
 }
