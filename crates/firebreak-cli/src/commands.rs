@@ -142,6 +142,10 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
             let tls = tls_cert.clone().zip(tls_key.clone());
             crate::serve::serve(&cli, *bind, tls, *insecure_bind).await
         }
+        Command::ServeOptuna {
+            bind,
+            require_token,
+        } => crate::serve::serve_optuna(&cli, *bind, *require_token).await,
         Command::Tokens(command) => crate::serve::tokens(&cli, command).await,
         Command::Sign {
             id,

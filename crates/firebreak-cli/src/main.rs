@@ -210,6 +210,18 @@ enum Command {
         #[arg(long)]
         insecure_bind: bool,
     },
+    /// Serve Optuna's gRPC storage API (`optuna.storages.GrpcStorageProxy`)
+    /// over this database, until Ctrl-C: each study a campaign of kind
+    /// `optuna`, every call ledgered and checked (docs/optuna.md).
+    ServeOptuna {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:13000")]
+        bind: std::net::SocketAddr,
+        /// Refuse calls without `authorization: Bearer TOKEN` (needed to
+        /// listen beyond loopback); without it, calls act as the local user.
+        #[arg(long)]
+        require_token: bool,
+    },
     /// API tokens of the server (shown once, stored hashed).
     #[command(subcommand)]
     Tokens(TokensCommand),

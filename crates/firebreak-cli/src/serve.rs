@@ -1,5 +1,6 @@
 //! The server's faces on the command line: `serve` (the HTTP API and the
-//! dashboard, `firebreak_server`), `tokens new|list|revoke` (its API tokens)
+//! dashboard, `firebreak_server`), `serve-optuna` (Optuna's storage API,
+//! `firebreak_optuna`), `tokens new|list|revoke` (its API tokens)
 //! and `sign` (a decision's signature, to paste into the dashboard or the API).
 
 use std::net::SocketAddr;
@@ -10,6 +11,7 @@ use anyhow::anyhow;
 use firebreak_app::Role;
 use firebreak_core::format_rfc3339;
 use firebreak_ledger::Verdict;
+use firebreak_store::AnyStore;
 use serde_json::json;
 
 use crate::commands::app;
@@ -53,6 +55,37 @@ pub(crate) async fn serve(
     })
     .await
     .map_err(refused)?;
+    Ok(0)
+}
+
+/// `firebreak serve-optuna`.
+pub(crate) async fn serve_optuna(
+    cli: &Cli,
+    bind: SocketAddr,
+    require_token: bool,
+) -> CommandResult {
+    let options = firebreak_optuna::Options {
+        bind,
+        local: (!require_token).then(|| format!("local:{}", firebreak_runner::os_user())),
+    };
+    options.check().map_err(|e| Failure::new(2, e))?;
+    // An Optuna user starts with no database: make one, as `run` does.
+    let app = crate::commands::app_of(AnyStore::open(&cli.storage).await?);
+    let quiet = cli.quiet;
+    firebreak_optuna::serve(app, options, move |at| {
+        if !quiet {
+            eprintln!(
+                "serving Optuna's storage API at {at} (Ctrl-C stops); in Python:\n  \
+                 optuna.storages.GrpcStorageProxy(host=\"{}\", port={})",
+                at.ip(),
+                at.port()
+            );
+        }
+        // The bound address on stdout, for scripts that asked for port 0.
+        println!("{at}");
+    })
+    .await
+    .map_err(|e| Failure::new(1, e))?;
     Ok(0)
 }
 

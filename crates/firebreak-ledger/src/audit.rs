@@ -273,6 +273,8 @@ pub struct Replayed {
     pub entries: u64,
     /// Each campaign by name.
     pub campaigns: BTreeMap<String, ReplayedCampaign>,
+    /// The Optuna studies, as `serve-optuna` acts on them.
+    pub optuna: crate::optuna::Studies,
 }
 
 /// One campaign as its ledger entries describe it.
@@ -321,7 +323,11 @@ pub fn audit(rows: &[Entry], state: &StateSnapshot) -> Result<Replayed, Violatio
             c.wall_seconds += (end - run.started_at).max(0) as f64 / 1000.0;
         }
     }
-    Ok(Replayed { entries, campaigns })
+    Ok(Replayed {
+        entries,
+        campaigns,
+        optuna: replay.optuna,
+    })
 }
 
 /// The chain checked and every event replayed, before any comparison.

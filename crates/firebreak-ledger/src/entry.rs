@@ -335,6 +335,14 @@ pub enum Event {
         /// Why, in words.
         reason: String,
     },
+    /// An operation of Optuna's storage API on the campaign's study
+    /// (`firebreak serve-optuna`; the rules are in [`crate::optuna`]).
+    Optuna {
+        /// Who called (`token:ID` or `local:USER`).
+        principal: String,
+        /// The operation.
+        op: crate::optuna::OptunaOp,
+    },
     /// An action was refused: by policy, or because a proposal was out of the space.
     Denied {
         /// The action (`propose_trial`, `request_change`, …).
@@ -375,6 +383,7 @@ impl Event {
             Event::GenerationStarted { .. } => "generation_started",
             Event::GenerationGated { .. } => "generation_gated",
             Event::GenerationClosed { .. } => "generation_closed",
+            Event::Optuna { .. } => "optuna",
             Event::Denied { .. } => "denied",
         }
     }

@@ -24,6 +24,7 @@ mod entry;
 mod error;
 mod jcs;
 mod merkle;
+pub mod optuna;
 mod patch;
 mod request;
 

@@ -523,7 +523,8 @@ pub trait Store: Send + Sync + 'static {
         update: &SpecUpdate,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Records an event beside the trials' own: a refused action
-    /// ([`Event::Denied`]), a re-evaluation ([`Event::TrialReevaluated`]), or a
+    /// ([`Event::Denied`]), an operation on an Optuna study ([`Event::Optuna`]),
+    /// a re-evaluation ([`Event::TrialReevaluated`]), or a
     /// generation's start, gate verdict or close (`generation_*`; a start also
     /// sets the campaign's current generation, which the trials started after
     /// it carry).

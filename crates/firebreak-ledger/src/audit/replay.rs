@@ -92,6 +92,8 @@ pub(super) struct Replay {
     pub tests: BTreeMap<(String, u64), (Metrics, u64)>,
     /// Every hash of an agent's request or answer, with the entry naming it.
     pub agent_texts: Vec<(u64, String)>,
+    /// The Optuna studies (`optuna` entries), under the server's own rules.
+    pub optuna: crate::optuna::Studies,
 }
 
 fn sha256_hex(text: &str) -> String {
@@ -181,6 +183,30 @@ impl Replay {
                 format!("campaign {campaign:?} was never created"),
             ));
         };
+        if current.spec["kind"] == "optuna" {
+            // An Optuna study's campaign is driven by `serve-optuna` alone: its
+            // operations, and the refusals of its constraints. Its spec never
+            // changes (no `spec_changed`), so its constraints are those it was
+            // created with.
+            return match event {
+                Event::Optuna { op, .. } => {
+                    let spec = &current.spec;
+                    self.optuna
+                        .check(campaign, spec, at, &op)
+                        .map_err(|e| violation(seq, format!("optuna: {e}")))?;
+                    self.optuna.apply(campaign, spec, op);
+                    Ok(())
+                }
+                Event::Denied { .. } => Ok(()),
+                other => Err(violation(
+                    seq,
+                    format!(
+                        "campaign {campaign:?} is an Optuna study, which records no `{}` entry",
+                        other.kind()
+                    ),
+                )),
+            };
+        }
         if let Some(run) = current.current_run
             && let Some(expected) = self.runs.get_mut(&(campaign.to_string(), run))
         {
@@ -191,6 +217,10 @@ impl Replay {
             Event::RunStarted { run, .. } => self.run_started(seq, campaign, at, run),
             Event::RunEnded { run, reason } => self.run_ended(seq, campaign, at, run, reason),
             Event::Denied { .. } => Ok(()),
+            Event::Optuna { .. } => Err(violation(
+                seq,
+                format!("campaign {campaign:?} is not an Optuna study"),
+            )),
             Event::AgentAnswered {
                 request_sha256,
                 response_sha256,

@@ -234,13 +234,14 @@ impl SqliteStore {
         if !matches!(
             note,
             Event::Denied { .. }
+                | Event::Optuna { .. }
                 | Event::TrialReevaluated { .. }
                 | Event::GenerationStarted { .. }
                 | Event::GenerationGated { .. }
                 | Event::GenerationClosed { .. }
         ) {
             return Err(StoreError::Corrupt(format!(
-                "record_note takes a `denied`, `trial_reevaluated` or `generation_*` event, not {}",
+                "record_note takes a `denied`, `optuna`, `trial_reevaluated` or `generation_*` event, not {}",
                 note.kind()
             )));
         }
