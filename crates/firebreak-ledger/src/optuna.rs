@@ -127,9 +127,31 @@ pub struct OptunaTrial {
     /// System attributes: JSON texts by key.
     #[serde(default)]
     pub system_attrs: BTreeMap<String, String>,
-    /// Intermediate values by step.
-    #[serde(default)]
+    /// Intermediate values by step (written as `[step, value]` pairs: JSON
+    /// keys are strings).
+    #[serde(default, with = "steps")]
     pub intermediate: BTreeMap<i64, F64>,
+}
+
+mod steps {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::F64;
+
+    pub(super) fn serialize<S: Serializer>(
+        map: &BTreeMap<i64, F64>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<i64, F64>, D::Error> {
+        Ok(Vec::<(i64, F64)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 /// One operation of Optuna's storage API, the `op` of an `optuna` entry.
@@ -368,8 +390,40 @@ fn recent(made: Timestamp, at: Timestamp) -> Result<(), OptunaError> {
     Ok(())
 }
 
+/// Reads JSON as Python's `json.dumps` writes it: standard JSON, where the bare
+/// words `NaN`, `Infinity` and `-Infinity` may stand for numbers (read here as
+/// the strings `"NaN"`, `"Infinity"` and `"-Infinity"`, which is enough to
+/// compare two texts).
+fn python_json(text: &str) -> Result<serde_json::Value, serde_json::Error> {
+    let first = match serde_json::from_str(text) {
+        Ok(value) => return Ok(value),
+        Err(e) => e,
+    };
+    let mut standard = String::with_capacity(text.len() + 8);
+    let (mut in_string, mut escaped) = (false, false);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            in_string = !(c == '"' && !escaped);
+            escaped = c == '\\' && !escaped;
+        } else if c == '"' {
+            in_string = true;
+        } else if let Some(word) = ["NaN", "Infinity", "-Infinity"]
+            .into_iter()
+            .find(|w| rest.starts_with(w))
+        {
+            standard.push_str(&format!("\"{word}\""));
+            rest = &rest[word.len()..];
+            continue;
+        }
+        standard.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    serde_json::from_str(&standard).map_err(|_| first)
+}
+
 fn json_text(what: &str, text: &str) -> Result<(), OptunaError> {
-    serde_json::from_str::<serde_json::Value>(text)
+    python_json(text)
         .map(|_| ())
         .map_err(|e| OptunaError::Invalid(format!("{what} is not JSON: {e}")))
 }
@@ -378,7 +432,7 @@ fn json_text(what: &str, text: &str) -> Result<(), OptunaError> {
 /// for numeric ones, the same choices for categorical ones.
 fn compatible(old: &str, new: &str) -> Result<(), OptunaError> {
     let parse = |t: &str| {
-        serde_json::from_str::<serde_json::Value>(t)
+        python_json(t)
             .map_err(|e| OptunaError::Invalid(format!("distribution {t:?} is not JSON: {e}")))
     };
     let (old, new) = (parse(old)?, parse(new)?);
@@ -424,8 +478,7 @@ fn admit_param(
             }
         }
         Bound::Choices(allowed) => {
-            let dist: serde_json::Value =
-                serde_json::from_str(&param.distribution).unwrap_or_default();
+            let dist = python_json(&param.distribution).unwrap_or_default();
             let choice = (value >= 0.0 && value.fract() == 0.0)
                 .then(|| dist["attributes"]["choices"].get(value as usize))
                 .flatten();
@@ -830,6 +883,21 @@ mod tests {
         let nan: F64 = serde_json::from_str("\"nan\"").expect("nan");
         assert!(nan.0.is_nan());
         assert!(serde_json::from_str::<F64>("\"1.5\"").is_err());
+    }
+
+    #[test]
+    fn attribute_values_are_json_as_python_writes_it() {
+        for ok in [
+            "NaN",
+            "-Infinity",
+            "[1, Infinity, \"NaN\"]",
+            "{\"a\": \"x\\\"NaN\"}",
+        ] {
+            assert_eq!(json_text("v", ok), Ok(()), "{ok}");
+        }
+        for bad in ["nan", "[1,", "\"open", "Infinit"] {
+            assert!(json_text("v", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
