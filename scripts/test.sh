@@ -5,7 +5,8 @@
 # independent ledger verifier), PostgreSQL's server programs (initdb, pg_ctl)
 # and Slurm (slurmctld, slurmd, munge; `scripts/slurm.sh install`), which the
 # tests start and stop themselves, and Chromium with ChromeDriver (the
-# dashboard's browser tests); `.ci/run` installs all of it. No network.
+# dashboard's browser tests), and Optuna 5.1.0 with its own storage tests in a
+# venv (`scripts/optuna.sh install`); `.ci/run` installs all of it. No network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all --check

@@ -146,6 +146,7 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
             bind,
             require_token,
         } => crate::serve::serve_optuna(&cli, *bind, *require_token).await,
+        Command::Govern { study, spec } => crate::serve::govern(&cli, study, spec).await,
         Command::Tokens(command) => crate::serve::tokens(&cli, command).await,
         Command::Sign {
             id,

@@ -222,6 +222,16 @@ enum Command {
         #[arg(long)]
         require_token: bool,
     },
+    /// Give an Optuna study constraints before it opens: a trial budget, a time
+    /// budget, approved parameter ranges (docs/optuna.md). Its campaign is
+    /// created with them; Optuna's `create_study` then opens it.
+    Govern {
+        /// The Optuna study name (also the campaign's).
+        study: String,
+        /// The constraints file (TOML).
+        #[arg(long)]
+        spec: PathBuf,
+    },
     /// API tokens of the server (shown once, stored hashed).
     #[command(subcommand)]
     Tokens(TokensCommand),

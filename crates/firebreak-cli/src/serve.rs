@@ -11,7 +11,7 @@ use anyhow::anyhow;
 use firebreak_app::Role;
 use firebreak_core::format_rfc3339;
 use firebreak_ledger::Verdict;
-use firebreak_store::AnyStore;
+use firebreak_store::{AnyStore, Store};
 use serde_json::json;
 
 use crate::commands::app;
@@ -87,6 +87,33 @@ pub(crate) async fn serve_optuna(
     .await
     .map_err(|e| Failure::new(1, e))?;
     Ok(0)
+}
+
+/// `firebreak govern STUDY --spec FILE`.
+pub(crate) async fn govern(cli: &Cli, study: &str, file: &Path) -> CommandResult {
+    let shown = file.display().to_string();
+    let source = std::fs::read_to_string(file)
+        .map_err(|e| Failure::new(2, anyhow!("{shown}: cannot read the constraints file: {e}")))?;
+    let spec =
+        firebreak_optuna::governed_spec(study, &source, &shown).map_err(|e| Failure::new(2, e))?;
+    let store = AnyStore::open(&cli.storage).await?;
+    match store.create_campaign(study, &spec).await {
+        Ok(_) => {
+            if !cli.quiet {
+                eprintln!(
+                    "study {study:?} is governed: `optuna.create_study(study_name=\"{study}\", storage=GrpcStorageProxy(...))` opens it under these constraints"
+                );
+            }
+            Ok(0)
+        }
+        Err(firebreak_store::StoreError::CampaignExists(_)) => Err(Failure::new(
+            2,
+            anyhow!(
+                "campaign {study:?} exists already\nhint: constraints are fixed when a study's campaign is created; govern a new study name"
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `firebreak tokens …`.

@@ -3,7 +3,8 @@
 //! script keeps its samplers and pruners while every call is ledgered, checked
 //! against the study's constraints, and verifiable with `audit verify`.
 //!
-//! Principal items: [`Options`], [`serve`], [`OptunaError`].
+//! Principal items: [`Options`], [`serve`], [`governed_spec`] (the constraints
+//! file of `firebreak govern`), [`OptunaError`].
 //!
 //! The ledger is the study's only record. At start the server audits the whole
 //! ledger (refusing to serve a ledger that fails) and takes its Optuna studies
@@ -17,6 +18,7 @@
 //! build time. `docs/optuna.md` is the outside description.
 
 mod convert;
+mod govern;
 #[allow(
     missing_docs,
     missing_debug_implementations,
@@ -32,6 +34,7 @@ use std::sync::Arc;
 
 use firebreak_app::App;
 use firebreak_store::Store;
+pub use govern::governed_spec;
 use proto::storage_service_server::StorageServiceServer;
 
 /// Why the Optuna server cannot start or stopped.
@@ -51,6 +54,18 @@ pub enum OptunaError {
     /// The address could not be bound or served.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A constraints file is wrong.
+    #[error("{file}: {key}{}{message}\nhint: {hint}", if key.is_empty() { "" } else { ": " })]
+    Spec {
+        /// The file, with the line where known.
+        file: String,
+        /// The key (`space.lr`), when one is at fault.
+        key: String,
+        /// What is wrong.
+        message: String,
+        /// What would be right.
+        hint: String,
+    },
     /// The gRPC server failed.
     #[error("gRPC: {0}")]
     Transport(String),

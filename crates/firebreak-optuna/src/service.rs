@@ -58,7 +58,7 @@ fn id(value: i64, what: &str) -> Result<u64, Status> {
 }
 
 /// True for a name `firebreak` accepts as a campaign's (as `[campaign] name`).
-fn campaign_name_ok(name: &str) -> bool {
+pub(crate) fn campaign_name_ok(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
@@ -87,7 +87,17 @@ impl<S: Store> Storage<S> {
         app: Arc<App<S>>,
         local: Option<String>,
     ) -> Result<Self, crate::OptunaError> {
-        let (rows, snapshot) = app.store().ledger_and_snapshot().await?;
+        let state = Self::replayed(app.store()).await?;
+        Ok(Storage {
+            app,
+            state: Mutex::new(state),
+            local,
+        })
+    }
+
+    /// The studies and Optuna campaigns a verified ledger describes.
+    async fn replayed(store: &S) -> Result<State, crate::OptunaError> {
+        let (rows, snapshot) = store.ledger_and_snapshot().await?;
         let replayed = firebreak_ledger::audit(&rows, &snapshot)
             .map_err(|v| crate::OptunaError::Ledger(v.to_string()))?;
         let specs = replayed
@@ -96,13 +106,9 @@ impl<S: Store> Storage<S> {
             .filter(|(_, c)| c.spec["kind"] == "optuna")
             .map(|(name, c)| (name, c.spec))
             .collect();
-        Ok(Storage {
-            app,
-            state: Mutex::new(State {
-                studies: replayed.optuna,
-                specs,
-            }),
-            local,
+        Ok(State {
+            studies: replayed.optuna,
+            specs,
         })
     }
 
@@ -208,17 +214,42 @@ impl<S: Store> Storage<S> {
         Ok((trial, campaign))
     }
 
+    /// The campaign `firebreak govern` prepared for a study called `name`.
+    fn prepared(state: &State, name: &str) -> Option<String> {
+        state
+            .specs
+            .iter()
+            .find(|(campaign, spec)| {
+                spec["study"] == name
+                    && !state.studies.by_campaign.contains_key(*campaign)
+                    && !state.studies.deleted.contains(*campaign)
+            })
+            .map(|(campaign, _)| campaign.clone())
+    }
+
     /// A campaign for a new study called `name`: the one `firebreak govern`
     /// prepared for it, or a new one named after it where that name is free
     /// and allowed, else `optuna-ID`.
     async fn campaign_for(&self, state: &mut State, name: &str) -> Result<String, Status> {
-        let prepared = state.specs.iter().find(|(campaign, spec)| {
-            spec["study"] == name
-                && !state.studies.by_campaign.contains_key(*campaign)
-                && !state.studies.deleted.contains(*campaign)
-        });
-        if let Some((campaign, _)) = prepared {
-            return Ok(campaign.clone());
+        if let Some(campaign) = Self::prepared(state, name) {
+            return Ok(campaign);
+        }
+        if campaign_name_ok(name)
+            && !state.specs.contains_key(name)
+            && self
+                .app
+                .store()
+                .campaign(name)
+                .await
+                .map_err(internal)?
+                .is_some()
+        {
+            // Prepared since this server started, or another campaign: only
+            // the ledger says which.
+            *state = Self::replayed(self.app.store()).await.map_err(internal)?;
+            if let Some(campaign) = Self::prepared(state, name) {
+                return Ok(campaign);
+            }
         }
         let store = self.app.store();
         let mut candidates = Vec::new();
