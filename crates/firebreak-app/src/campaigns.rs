@@ -100,7 +100,33 @@ impl<S: Store> App<S> {
             .campaign(campaign)
             .await?
             .ok_or_else(|| StoreError::NoCampaign(campaign.to_string()))?;
+        if record.spec["kind"] == "optuna" {
+            return Err(AppError::Invalid(format!(
+                "campaign {campaign} is an Optuna study: Optuna drives it through `firebreak serve-optuna` (docs/optuna.md); `status`, `trials`, `best` and the `audit` commands read it"
+            )));
+        }
         Ok(CampaignSpec::from_canonical(&record.spec, campaign)?)
+    }
+
+    /// An error naming `campaign` when there is none.
+    pub(crate) async fn exists(&self, campaign: &str) -> Result<(), AppError> {
+        self.store
+            .campaign(campaign)
+            .await?
+            .ok_or_else(|| StoreError::NoCampaign(campaign.to_string()))?;
+        Ok(())
+    }
+
+    /// The search space of `campaign`; `None` for an Optuna study, whose
+    /// script defines the space as it samples.
+    pub async fn space(
+        &self,
+        campaign: &str,
+    ) -> Result<Option<firebreak_core::SearchSpace>, AppError> {
+        if self.optuna_study(campaign).await?.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(self.spec(campaign).await?.space))
     }
 
     async fn campaign_state(
@@ -157,6 +183,16 @@ impl<S: Store> App<S> {
         let mut list = Vec::new();
         for summary in self.store.campaigns().await? {
             let name = summary.campaign.name.clone();
+            if let Some(study) = self.optuna_study(&name).await? {
+                list.push(CampaignListing {
+                    name,
+                    state: study.state,
+                    n_trials: study.n_trials,
+                    counts: crate::optuna::counts(&study.trials),
+                    created_at: format_rfc3339(summary.campaign.created_at),
+                });
+                continue;
+            }
             let n_trials = summary.campaign.spec["search"]["n_trials"]
                 .as_u64()
                 .unwrap_or(0);
@@ -180,6 +216,10 @@ impl<S: Store> App<S> {
     pub async fn unfinished(&self) -> Result<Vec<String>, AppError> {
         let mut open = Vec::new();
         for summary in self.store.campaigns().await? {
+            if summary.campaign.spec["kind"] == "optuna" {
+                // Optuna drives its studies; no worker runs them.
+                continue;
+            }
             let spec =
                 CampaignSpec::from_canonical(&summary.campaign.spec, &summary.campaign.name)?;
             if summary.counts.finished() < spec.spec.search.n_trials {
@@ -191,6 +231,25 @@ impl<S: Store> App<S> {
 
     /// One campaign's state, progress, best so far, generations and agent tokens.
     pub async fn status(&self, name: &str) -> Result<CampaignStatus, AppError> {
+        if let Some(study) = self.optuna_study(name).await? {
+            let best = study
+                .objectives
+                .best(&study.trials)
+                .into_iter()
+                .cloned()
+                .collect();
+            return Ok(CampaignStatus {
+                campaign: name.to_string(),
+                state: study.state,
+                n_trials: study.n_trials,
+                counts: crate::optuna::counts(&study.trials),
+                generations: None,
+                llm_tokens: None,
+                best,
+                metric: study.objectives.metrics[0].clone(),
+                max_llm_tokens: None,
+            });
+        }
         let spec = self.spec(name).await?;
         let trials = self.with_tests(name).await?;
         let counts = self.store.counts(name).await?;
@@ -256,6 +315,17 @@ impl<S: Store> App<S> {
         campaign: &str,
         generation: Option<u32>,
     ) -> Result<Trials, AppError> {
+        if let Some(study) = self.optuna_study(campaign).await? {
+            if generation.is_some() {
+                return Err(AppError::Invalid(format!(
+                    "campaign {campaign} is an Optuna study, so no trial has a generation"
+                )));
+            }
+            return Ok(Trials {
+                objectives: study.objectives,
+                trials: study.trials,
+            });
+        }
         let spec = self.spec(campaign).await?;
         let mut trials = self.with_tests(campaign).await?;
         if let Some(generation) = generation {

@@ -42,6 +42,9 @@ pub struct Explanation {
 impl<S: Store> App<S> {
     /// Explains trial `number` of `campaign`.
     pub async fn explain(&self, campaign: &str, number: u64) -> Result<Explanation, AppError> {
+        if let Some(study) = self.optuna_study(campaign).await? {
+            return self.explain_optuna(campaign, number, study).await;
+        }
         self.spec(campaign).await?;
         let trial = self.store.trial(campaign, number).await?;
         let rows = self.store.ledger().await?;

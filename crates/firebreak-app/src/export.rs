@@ -50,7 +50,7 @@ impl<S: Store> App<S> {
     /// exist, only its entries in full).
     pub async fn export(&self, campaign: Option<&str>) -> Result<Export, AppError> {
         if let Some(name) = campaign {
-            self.spec(name).await?;
+            self.exists(name).await?;
         }
         Ok(Export {
             campaign: campaign.map(str::to_string),

@@ -42,6 +42,7 @@ mod export;
 mod format;
 mod keys;
 mod lineage;
+mod optuna;
 mod proofs;
 mod report;
 mod requests;

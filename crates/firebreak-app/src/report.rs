@@ -15,6 +15,21 @@ use serde_json::Value;
 use crate::format::format_number;
 use crate::{App, AppError};
 
+/// The ledger's verification, in words.
+pub(crate) fn verdict(rows: &[Entry], state: &firebreak_ledger::StateSnapshot) -> String {
+    match audit(rows, state) {
+        Ok(replayed) => format!(
+            "passed ({} entries; chain, canonical form, governance rules and state agree)",
+            replayed.entries
+        ),
+        Err(v) => format!(
+            "**FAILED** at seq {}: {}",
+            v.seq.map_or("-".into(), |s| s.to_string()),
+            v.reason
+        ),
+    }
+}
+
 impl<S: Store> App<S> {
     /// The Markdown audit report of `campaign`: its spec, verification, governance
     /// (constraint history, firebreaks, tripwires, refusals), generations,
@@ -26,21 +41,14 @@ impl<S: Store> App<S> {
             .campaign(campaign)
             .await?
             .ok_or_else(|| StoreError::NoCampaign(campaign.to_string()))?;
+        if let Some(study) = self.optuna_study(campaign).await? {
+            return self.report_optuna(&record, study).await;
+        }
         let spec = CampaignSpec::from_canonical(&record.spec, campaign)?;
         let trials = store.trials(campaign).await?;
         let runs = store.runs(campaign).await?;
         let (rows, state) = store.ledger_and_snapshot().await?;
-        let verdict = match audit(&rows, &state) {
-            Ok(replayed) => format!(
-                "passed ({} entries; chain, canonical form, governance rules and state agree)",
-                replayed.entries
-            ),
-            Err(v) => format!(
-                "**FAILED** at seq {}: {}",
-                v.seq.map_or("-".into(), |s| s.to_string()),
-                v.reason
-            ),
-        };
+        let verdict = verdict(&rows, &state);
         let mut out = String::new();
         let c = &spec.spec.constraints;
         // `+ 0.0` turns the empty sum's -0.0 into 0.0.

@@ -49,7 +49,7 @@ impl<S: Store> App<S> {
         trusted: Option<&str>,
     ) -> Result<Verification, AppError> {
         if let Some(name) = campaign {
-            self.spec(name).await?;
+            self.exists(name).await?;
         }
         let (rows, state) = self.store.ledger_and_snapshot().await?;
         // Every subtree hashed once (on every core): each checkpoint's root is

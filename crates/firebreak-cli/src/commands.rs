@@ -147,6 +147,12 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
             require_token,
         } => crate::serve::serve_optuna(&cli, *bind, *require_token).await,
         Command::Govern { study, spec } => crate::serve::govern(&cli, study, spec).await,
+        Command::Import(crate::ImportCommand::Optuna { from, study }) => {
+            crate::serve::import_optuna(&cli, from, study.as_deref()).await
+        }
+        Command::Export(crate::ExportCommand::Optuna { campaign, out }) => {
+            crate::serve::export_optuna(&cli, campaign, out).await
+        }
         Command::Tokens(command) => crate::serve::tokens(&cli, command).await,
         Command::Sign {
             id,

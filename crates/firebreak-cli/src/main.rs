@@ -232,6 +232,12 @@ enum Command {
         #[arg(long)]
         spec: PathBuf,
     },
+    /// Copy another tool's history into a new campaign.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Write a campaign in another tool's format.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// API tokens of the server (shown once, stored hashed).
     #[command(subcommand)]
     Tokens(TokensCommand),
@@ -249,6 +255,34 @@ enum Command {
         /// Why (required to reject; signed with the verdict).
         #[arg(long, default_value = "")]
         reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// An Optuna study (trials, values, intermediate values, attributes), each
+    /// trial ledgered as imported; the campaign's spec names the source and
+    /// its SHA-256.
+    Optuna {
+        /// `sqlite:///PATH` (Optuna's RDB storage) or a journal file.
+        #[arg(long)]
+        from: String,
+        /// The study to copy (needed when the source holds several).
+        #[arg(long)]
+        study: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExportCommand {
+    /// An Optuna study's campaign as an Optuna journal file
+    /// (`JournalStorage(JournalFileBackend(FILE))` loads it).
+    Optuna {
+        /// The campaign.
+        campaign: String,
+        /// Where to write the journal.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 

@@ -116,6 +116,37 @@ pub(crate) async fn govern(cli: &Cli, study: &str, file: &Path) -> CommandResult
     }
 }
 
+/// `firebreak import optuna --from SOURCE [--study NAME]`.
+pub(crate) async fn import_optuna(cli: &Cli, from: &str, study: Option<&str>) -> CommandResult {
+    let app = crate::commands::app_of(AnyStore::open(&cli.storage).await?);
+    let principal = format!("local:{}", firebreak_runner::os_user());
+    let done = firebreak_optuna::import(&app, from, study, &principal)
+        .await
+        .map_err(|e| Failure::new(1, e))?;
+    if !cli.quiet {
+        eprintln!(
+            "imported study {:?} ({} trials, source sha256 {}) as campaign {:?}",
+            done.study, done.trials, done.sha256, done.campaign
+        );
+    }
+    println!("{}", done.campaign);
+    Ok(0)
+}
+
+/// `firebreak export optuna CAMPAIGN --out FILE`.
+pub(crate) async fn export_optuna(cli: &Cli, campaign: &str, out: &Path) -> CommandResult {
+    let app = app(cli).await?;
+    let journal = firebreak_optuna::export_journal(app.store(), campaign)
+        .await
+        .map_err(|e| Failure::new(1, e))?;
+    std::fs::write(out, journal)
+        .map_err(|e| Failure::new(1, anyhow!("{}: cannot write: {e}", out.display())))?;
+    if !cli.quiet {
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(0)
+}
+
 /// `firebreak tokens …`.
 pub(crate) async fn tokens(cli: &Cli, command: &TokensCommand) -> CommandResult {
     let app = app(cli).await?;

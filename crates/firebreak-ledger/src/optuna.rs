@@ -264,6 +264,8 @@ impl std::fmt::Display for OptunaError {
     }
 }
 
+impl std::error::Error for OptunaError {}
+
 /// A study's constraints, read from its campaign spec.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Constraints {
@@ -394,7 +396,7 @@ fn recent(made: Timestamp, at: Timestamp) -> Result<(), OptunaError> {
 /// words `NaN`, `Infinity` and `-Infinity` may stand for numbers (read here as
 /// the strings `"NaN"`, `"Infinity"` and `"-Infinity"`, which is enough to
 /// compare two texts).
-fn python_json(text: &str) -> Result<serde_json::Value, serde_json::Error> {
+pub fn python_json(text: &str) -> Result<serde_json::Value, serde_json::Error> {
     let first = match serde_json::from_str(text) {
         Ok(value) => return Ok(value),
         Err(e) => e,
@@ -811,6 +813,41 @@ impl Studies {
             }
         }
     }
+}
+
+/// The studies `rows` describe, for display: every `optuna` entry applied in
+/// order, without the rules (the audit is what checks them); an entry that
+/// cannot be read is skipped.
+pub fn studies_from(rows: &[crate::Entry]) -> Studies {
+    #[derive(Deserialize)]
+    struct Row {
+        #[serde(default)]
+        data: serde_json::Value,
+    }
+    let mut studies = Studies::default();
+    let mut specs: HashMap<&str, serde_json::Value> = HashMap::new();
+    for row in rows {
+        if row.kind != "campaign_created" && row.kind != "optuna" {
+            continue;
+        }
+        let Ok(op) = serde_json::from_str::<Row>(&row.payload) else {
+            continue;
+        };
+        if row.kind == "campaign_created" {
+            if op.data["spec"]["kind"] == "optuna" {
+                specs.insert(&row.campaign, op.data["spec"].clone());
+            }
+            continue;
+        }
+        let (Some(spec), Ok(op)) = (
+            specs.get(row.campaign.as_str()),
+            serde_json::from_value::<OptunaOp>(op.data["op"].clone()),
+        ) else {
+            continue;
+        };
+        studies.apply(&row.campaign, spec, op);
+    }
+    studies
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ mod govern;
 )]
 mod proto;
 mod service;
+mod transfer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ use firebreak_app::App;
 use firebreak_store::Store;
 pub use govern::governed_spec;
 use proto::storage_service_server::StorageServiceServer;
+pub use transfer::{Imported, export_journal, import};
 
 /// Why the Optuna server cannot start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -66,10 +68,21 @@ pub enum OptunaError {
         /// What would be right.
         hint: String,
     },
+    /// An operation broke a rule of the study (see `firebreak_ledger::optuna`).
+    #[error("{0}")]
+    Refused(#[from] firebreak_ledger::optuna::OptunaError),
+    /// An import's source could not be read or ledgered.
+    #[error("{0}")]
+    Import(String),
     /// The gRPC server failed.
     #[error("gRPC: {0}")]
     Transport(String),
 }
+
+/// The lock (beside the campaigns' run locks) that one writer of Optuna
+/// studies holds: a server, or an import. Not a campaign name (those never
+/// start with `.`).
+pub const WRITER_LOCK: &str = ".optuna";
 
 /// How to serve.
 #[derive(Debug, Clone)]
@@ -99,6 +112,10 @@ pub async fn serve<S: Store>(
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), OptunaError> {
     options.check()?;
+    let _writer = app
+        .store()
+        .lock_campaign(WRITER_LOCK, "firebreak serve-optuna")
+        .await?;
     let service = service::Storage::open(Arc::new(app), options.local.clone()).await?;
     let listener = tokio::net::TcpListener::bind(options.bind).await?;
     let bound = listener.local_addr()?;

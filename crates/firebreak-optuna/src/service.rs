@@ -21,9 +21,65 @@ use crate::proto::*;
 
 /// What the server acts on: the studies, and the spec of every Optuna campaign.
 #[derive(Debug, Default)]
-struct State {
-    studies: Studies,
-    specs: HashMap<String, serde_json::Value>,
+pub(crate) struct State {
+    pub(crate) studies: Studies,
+    pub(crate) specs: HashMap<String, serde_json::Value>,
+}
+
+/// The studies and Optuna campaigns a verified ledger describes.
+pub(crate) async fn replayed<S: Store>(store: &S) -> Result<State, crate::OptunaError> {
+    let (rows, snapshot) = store.ledger_and_snapshot().await?;
+    let replayed = firebreak_ledger::audit(&rows, &snapshot)
+        .map_err(|v| crate::OptunaError::Ledger(v.to_string()))?;
+    let specs = replayed
+        .campaigns
+        .into_iter()
+        .filter(|(_, c)| c.spec["kind"] == "optuna")
+        .map(|(name, c)| (name, c.spec))
+        .collect();
+    Ok(State {
+        studies: replayed.optuna,
+        specs,
+    })
+}
+
+/// Checks `op` on `campaign` by the replay's rules, appends it (one
+/// transaction), then applies it. A refusal by the study's constraints is
+/// ledgered too (`denied`), then returned.
+pub(crate) async fn commit_as<S: Store>(
+    store: &S,
+    state: &mut State,
+    campaign: &str,
+    principal: &str,
+    op: OptunaOp,
+) -> Result<(), crate::OptunaError> {
+    let spec = state
+        .specs
+        .get(campaign)
+        .ok_or_else(|| OptunaError::NotFound(format!("no Optuna campaign {campaign:?}")))?;
+    if let Err(e) = state.studies.check(campaign, spec, SystemClock.now(), &op) {
+        if let OptunaError::Refused { policy, .. } = &e {
+            let denied = Event::Denied {
+                action: action(&op).to_string(),
+                principal: principal.to_string(),
+                reason: e.to_string(),
+                policy: Some(Authorization {
+                    decision: "deny".into(),
+                    policies: vec![policy.clone()],
+                }),
+                subject: serde_json::to_value(&op).ok(),
+            };
+            store.record_note(campaign, &denied).await?;
+        }
+        return Err(e.into());
+    }
+    let event = Event::Optuna {
+        principal: principal.to_string(),
+        op: op.clone(),
+    };
+    store.record_note(campaign, &event).await?;
+    state.studies.apply(campaign, spec, op);
+    Ok(())
 }
 
 /// The service.
@@ -87,28 +143,11 @@ impl<S: Store> Storage<S> {
         app: Arc<App<S>>,
         local: Option<String>,
     ) -> Result<Self, crate::OptunaError> {
-        let state = Self::replayed(app.store()).await?;
+        let state = replayed(app.store()).await?;
         Ok(Storage {
             app,
             state: Mutex::new(state),
             local,
-        })
-    }
-
-    /// The studies and Optuna campaigns a verified ledger describes.
-    async fn replayed(store: &S) -> Result<State, crate::OptunaError> {
-        let (rows, snapshot) = store.ledger_and_snapshot().await?;
-        let replayed = firebreak_ledger::audit(&rows, &snapshot)
-            .map_err(|v| crate::OptunaError::Ledger(v.to_string()))?;
-        let specs = replayed
-            .campaigns
-            .into_iter()
-            .filter(|(_, c)| c.spec["kind"] == "optuna")
-            .map(|(name, c)| (name, c.spec))
-            .collect();
-        Ok(State {
-            studies: replayed.optuna,
-            specs,
         })
     }
 
@@ -146,8 +185,7 @@ impl<S: Store> Storage<S> {
         Ok(format!("token:{}", caller.token))
     }
 
-    /// Checks `op` on `campaign`, appends it, then applies it. A refusal by the
-    /// study's constraints is ledgered too (`denied`), then answered.
+    /// [`commit_as`], answered as gRPC.
     async fn commit(
         &self,
         state: &mut State,
@@ -155,41 +193,12 @@ impl<S: Store> Storage<S> {
         principal: String,
         op: OptunaOp,
     ) -> Result<(), Status> {
-        let spec = state
-            .specs
-            .get(campaign)
-            .ok_or_else(|| Status::not_found(format!("no Optuna campaign {campaign:?}")))?;
-        if let Err(e) = state.studies.check(campaign, spec, Self::now(), &op) {
-            if let OptunaError::Refused { policy, .. } = &e {
-                let denied = Event::Denied {
-                    action: action(&op).to_string(),
-                    principal,
-                    reason: e.to_string(),
-                    policy: Some(Authorization {
-                        decision: "deny".into(),
-                        policies: vec![policy.clone()],
-                    }),
-                    subject: serde_json::to_value(&op).ok(),
-                };
-                self.app
-                    .store()
-                    .record_note(campaign, &denied)
-                    .await
-                    .map_err(internal)?;
-            }
-            return Err(status(&e));
-        }
-        let event = Event::Optuna {
-            principal,
-            op: op.clone(),
-        };
-        self.app
-            .store()
-            .record_note(campaign, &event)
+        commit_as(self.app.store(), state, campaign, &principal, op)
             .await
-            .map_err(internal)?;
-        state.studies.apply(campaign, spec, op);
-        Ok(())
+            .map_err(|e| match e {
+                crate::OptunaError::Refused(rule) => status(&rule),
+                other => internal(other),
+            })
     }
 
     /// The campaign of study `study_id`.
@@ -246,7 +255,7 @@ impl<S: Store> Storage<S> {
         {
             // Prepared since this server started, or another campaign: only
             // the ledger says which.
-            *state = Self::replayed(self.app.store()).await.map_err(internal)?;
+            *state = replayed(self.app.store()).await.map_err(internal)?;
             if let Some(campaign) = Self::prepared(state, name) {
                 return Ok(campaign);
             }

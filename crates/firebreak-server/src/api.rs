@@ -254,7 +254,7 @@ async fn read_campaign_state<S: Store + Clone>(
     name: &str,
 ) -> Result<CampaignState, ApiError> {
     let status = shared.app.status(name).await?;
-    let spec = shared.app.spec(name).await?;
+    let objectives = shared.trials(name).await?.objectives.clone();
     Ok(CampaignState {
         campaign: status.campaign,
         state: status.state,
@@ -262,8 +262,7 @@ async fn read_campaign_state<S: Store + Clone>(
         counts: counts(&status.counts),
         best: status.best.iter().map(TrialJson::of).collect(),
         metric: status.metric,
-        directions: spec
-            .objectives
+        directions: objectives
             .directions
             .iter()
             .map(|d| {
@@ -273,7 +272,7 @@ async fn read_campaign_state<S: Store + Clone>(
                     .unwrap_or_default()
             })
             .collect(),
-        metrics: spec.objectives.metrics.clone(),
+        metrics: objectives.metrics.clone(),
         generations: status.generations,
         llm_tokens: status.llm_tokens,
     })
@@ -559,9 +558,12 @@ pub(crate) async fn importances<S: Store + Clone>(
     shared: &Shared<S>,
     name: &str,
 ) -> Result<Vec<Importance>, ApiError> {
-    let spec = shared.app.spec(name).await?;
+    // An Optuna study's space is its script's: nothing to rank against.
+    let Some(space) = shared.app.space(name).await? else {
+        return Ok(Vec::new());
+    };
     let trials = shared.trials(name).await?;
-    Ok(firebreak_app::importance(&spec.space, &trials)
+    Ok(firebreak_app::importance(&space, &trials)
         .into_iter()
         .map(|(param, importance)| Importance { param, importance })
         .collect())

@@ -362,7 +362,6 @@ async fn campaign_data<S: Store + Clone>(
     name: &str,
 ) -> Result<Value, ApiError> {
     let trials = shared.trials(name).await?;
-    let spec = shared.app.spec(name).await?;
     let metric = trials
         .objectives
         .metrics
@@ -387,7 +386,7 @@ async fn campaign_data<S: Store + Clone>(
     Ok(json!({
         "campaign": name,
         "metric": metric,
-        "direction": spec.objectives.directions.first(),
+        "direction": trials.objectives.directions.first(),
         "params": params,
         "trials": points,
     }))
