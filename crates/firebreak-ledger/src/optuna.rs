@@ -406,7 +406,7 @@ pub fn python_json(text: &str) -> Result<serde_json::Value, serde_json::Error> {
     let mut rest = text;
     while let Some(c) = rest.chars().next() {
         if in_string {
-            in_string = !(c == '"' && !escaped);
+            in_string = c != '"' || escaped;
             escaped = c == '\\' && !escaped;
         } else if c == '"' {
             in_string = true;

@@ -538,15 +538,24 @@ pub async fn import<S: Store>(
         "study": source.name,
         "imported_from": {"source": from, "sha256": sha256},
     });
-    let campaign = [
+    let mut campaign = None;
+    let candidates = [
         source.name.clone(),
         format!("optuna-{}", state.studies.next_study),
-    ]
-    .into_iter()
-    .filter(|c| campaign_name_ok(c) && !state.specs.contains_key(c))
-    .next()
-    .ok_or_else(|| OptunaError::Import(format!("no free campaign name for {:?}", source.name)))?;
-    app.store().create_campaign(&campaign, &spec).await?;
+    ];
+    for name in candidates.into_iter().filter(|c| campaign_name_ok(c)) {
+        match app.store().create_campaign(&name, &spec).await {
+            Ok(_) => {
+                campaign = Some(name);
+                break;
+            }
+            Err(firebreak_store::StoreError::CampaignExists(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let campaign = campaign.ok_or_else(|| {
+        OptunaError::Import(format!("no free campaign name for {:?}", source.name))
+    })?;
     state.specs.insert(campaign.clone(), spec);
     let now = firebreak_core::Clock::now(&firebreak_core::SystemClock);
     let mut ops = vec![OptunaOp::StudyOpened {
