@@ -47,6 +47,7 @@ KINDS = {
     "trial_reported", "trial_finished", "trial_requeued", "trial_resumed", "request_filed",
     "request_decided", "request_closed", "spec_changed", "trial_reevaluated", "trial_tested",
     "denied", "agent_answered", "generation_started", "generation_gated", "generation_closed",
+    "optuna",
 }
 REQUEST_MEMBERS = {"v", "id", "campaign", "kind", "diff", "base_spec_hash", "requested_by",
                    "reason", "created_at", "expires_at"}
@@ -425,6 +426,8 @@ class Campaign:
         self.spec = spec
         self.halted = None  # (seq, request id) of the tripwire request that halted it
         self.gated = {}  # generation -> whether its gates passed
+        self.study = None  # an Optuna study's: {"opened_at", "trials": [{"id", "finished"}]}
+        self.deleted = False
 
 
 class Request:
@@ -446,6 +449,11 @@ class Governance:
         self.campaigns = {}
         self.requests = {}
         self.runs = {}  # (campaign, run id) -> seq of its latest run_started
+        # Optuna studies: ids are global, in ledger order.
+        self.next_study = 0
+        self.next_trial = 0
+        self.optuna_trials = {}  # trial id -> (campaign name, its record in the study)
+        self.study_names = {}  # open study name -> campaign name
 
     # The spec in effect --------------------------------------------------------
 
@@ -494,9 +502,106 @@ class Governance:
         campaign = self.campaigns.get(name)
         if campaign is None:
             raise Rejected(seq, "campaign", "campaign %r was never created" % name)
+        if campaign.spec.get("kind") == "optuna" and kind not in ("optuna", "denied"):
+            raise Rejected(seq, "optuna", "campaign %r is an Optuna study, which records no %r entry"
+                           % (name, kind))
         handler = getattr(self, kind, None)
         if handler is not None:
             handler(seq, at, campaign, name, data)
+
+    def optuna(self, seq, at, campaign, name, data):
+        """An Optuna study's operation (docs/optuna.md): ids and numbers in order,
+        nothing after a trial finished, its budget and governed space."""
+        spec = campaign.spec
+        if spec.get("kind") != "optuna":
+            raise Rejected(seq, "optuna", "campaign %r is not an Optuna study" % name)
+        op = need(data, "op", "object", seq, "data")
+        what = need(op, "op", "string", seq, "data.op")
+
+        def recent(where):
+            made = Fraction(need(op, "at", "integer", seq, "data.op"), 1000)
+            if made > at or at - made > 60:
+                raise Rejected(seq, "optuna", "%s: the operation's time is not within a minute "
+                               "before its entry's" % where)
+            return made
+
+        if what == "study_opened":
+            made = recent("study_opened")
+            if campaign.study is not None or campaign.deleted:
+                raise Rejected(seq, "optuna", "campaign %r opens a second study" % name)
+            study_name = spec.get("study")
+            if study_name in self.study_names:
+                raise Rejected(seq, "optuna", "a study called %r is open already" % study_name)
+            if op.get("study_id") != self.next_study:
+                raise Rejected(seq, "optuna", "study id %r is not the next one (%d)" % (
+                    op.get("study_id"), self.next_study))
+            self.next_study += 1
+            self.study_names[study_name] = name
+            campaign.study = {"opened_at": made, "trials": []}
+            return
+        study = campaign.study
+        if study is None:
+            raise Rejected(seq, "optuna", "campaign %r has no open study" % name)
+        limits = spec.get("constraints") or {}
+        space = spec.get("space") or {}
+
+        def governed(param_name, param):
+            bound = space.get(param_name)
+            if bound is None:
+                return
+            value = param["value"]
+            if "choices" in bound:
+                distribution = json.loads(param["distribution"].replace("NaN", "null")
+                                          .replace("-Infinity", "null").replace("Infinity", "null"))
+                choices = distribution.get("attributes", {}).get("choices", [])
+                ok = (isinstance(value, (int, float)) and value == int(value)
+                      and 0 <= value < len(choices) and choices[int(value)] in bound["choices"])
+            else:
+                ok = isinstance(value, (int, float)) and bound["low"] <= value <= bound["high"]
+            if not ok:
+                raise Rejected(seq, "optuna", "parameter %s = %r is outside the governed space "
+                               "(space.%s)" % (param_name, value, param_name))
+
+        if what == "study_deleted":
+            campaign.study, campaign.deleted = None, True
+            self.study_names.pop(spec.get("study"), None)
+        elif what == "study_attr":
+            pass
+        elif what == "trial_created":
+            made = recent("trial_created")
+            trial = need(op, "trial", "object", seq, "data.op")
+            if trial.get("trial_id") != self.next_trial:
+                raise Rejected(seq, "optuna", "trial id %r is not the next one (%d)" % (
+                    trial.get("trial_id"), self.next_trial))
+            if trial.get("number") != len(study["trials"]):
+                raise Rejected(seq, "optuna", "trial number %r is not the study's next (%d)" % (
+                    trial.get("number"), len(study["trials"])))
+            if "max_trials" in limits and len(study["trials"]) >= limits["max_trials"]:
+                raise Rejected(seq, "optuna", "a trial past the budget constraints.max_trials = %s"
+                               % limits["max_trials"])
+            if ("max_wall_seconds" in limits
+                    and made - study["opened_at"] > Fraction(limits["max_wall_seconds"])):
+                raise Rejected(seq, "optuna", "a trial past constraints.max_wall_seconds")
+            for param_name, param in (trial.get("params") or {}).items():
+                governed(param_name, param)
+            record = {"id": trial["trial_id"],
+                      "finished": trial.get("state") in ("complete", "pruned", "fail")}
+            self.next_trial += 1
+            study["trials"].append(record)
+            self.optuna_trials[record["id"]] = (name, record)
+        elif what in ("trial_param", "trial_state", "trial_intermediate", "trial_attr"):
+            owner, record = self.optuna_trials.get(op.get("trial_id"), (None, None))
+            if owner != name or record not in study["trials"]:
+                raise Rejected(seq, "optuna", "trial %r is not a trial of this study" % op.get("trial_id"))
+            if record["finished"]:
+                raise Rejected(seq, "optuna", "trial %r changed after it finished" % op.get("trial_id"))
+            if what == "trial_param":
+                governed(need(op, "name", "string", seq, "data.op"),
+                         need(op, "param", "object", seq, "data.op"))
+            if what == "trial_state" and op.get("state") in ("complete", "pruned", "fail"):
+                record["finished"] = True
+        else:
+            raise Rejected(seq, "optuna", "unknown Optuna operation %r" % what)
 
     def campaign_created(self, seq, name, data):
         spec = need(data, "spec", "object", seq, "data")

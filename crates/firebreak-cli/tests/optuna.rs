@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{Project, append_forged};
+use common::{Project, append_forged, independent_verifier};
 use serde_json::Value;
 
 /// The venv's python, with Optuna's tests unpacked beside it.
@@ -243,6 +243,9 @@ fn optunas_samplers_and_pruners_give_the_same_trials_through_firebreak() {
         .count();
     assert_eq!(completed, 60);
     verified(&project);
+    let (ok, said) =
+        independent_verifier(&project, &project.exec(&["audit", "export"]).1, "s.jsonl");
+    assert!(ok, "{said}");
 }
 
 /// A study governed before it opens: trials past its budget and parameters
@@ -323,6 +326,9 @@ fn a_governed_study_refuses_outside_its_space_and_past_its_budget_and_a_forged_t
         "{denied:?}"
     );
     verified(&project);
+    let (ok, said) =
+        independent_verifier(&project, &project.exec(&["audit", "export"]).1, "g.jsonl");
+    assert!(ok, "{said}");
 
     // Behind the server's back: a sixth trial, correctly chained.
     let forged = firebreak_ledger::Event::Optuna {
@@ -340,6 +346,14 @@ fn a_governed_study_refuses_outside_its_space_and_past_its_budget_and_a_forged_t
     let said = format!("{stdout}{stderr}");
     assert!(
         said.contains(&format!("seq {seq}")) && said.contains("constraints.max_trials"),
+        "{said}"
+    );
+    // The independent verifier, which shares no code with firebreak, agrees.
+    let (ok, said) =
+        independent_verifier(&project, &project.exec(&["audit", "export"]).1, "f.jsonl");
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains(&format!("REJECTED seq {seq}: optuna")) && said.contains("max_trials"),
         "{said}"
     );
     // And the server refuses to serve from that ledger.

@@ -1,5 +1,6 @@
 //! Group commit for the hot path: starting a proposed trial, recording a report,
-//! finishing a trial.
+//! finishing a trial, and appending an entry that changes no table (an Optuna
+//! study's operation, whose ledger entry is its only record).
 //!
 //! Why: the driver runs SQLite on its own thread, so every statement costs thread
 //! hand-offs that dwarf SQLite's own work on a trivial trial. These operations are
@@ -80,6 +81,12 @@ pub(super) enum Op {
         campaign: String,
         number: u64,
         process: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    Note {
+        campaign: String,
+        /// Boxed: events are far larger than the other variants' fields.
+        event: Box<Event>,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
 }
@@ -306,6 +313,16 @@ impl SqliteStore {
             reply,
         })
         .await
+    }
+
+    pub(super) async fn fast_note(&self, campaign: &str, event: &Event) -> Result<(), StoreError> {
+        self.submit(|reply| Op::Note {
+            campaign: campaign.to_string(),
+            event: Box::new(event.clone()),
+            reply,
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn commit_batch(&self, batch: Vec<Op>) {
@@ -559,6 +576,15 @@ impl SqliteStore {
                     ]);
                     done.push(Done::Won);
                 }
+                Op::Note {
+                    campaign, event, ..
+                } => {
+                    let entry = self
+                        .seal(&mut cursor, campaign, event)
+                        .map_err(Failure::Other)?;
+                    script.entry(&entry, false);
+                    done.push(Done::Won);
+                }
             }
         }
         script.sql.push_str("COMMIT;\n");
@@ -621,7 +647,10 @@ fn reply_done(batch: Vec<Op>, done: Vec<Done>) {
                 let _ = reply.send(Ok(*trial));
             }
             (
-                Op::Finish { reply, .. } | Op::Report { reply, .. } | Op::Process { reply, .. },
+                Op::Finish { reply, .. }
+                | Op::Report { reply, .. }
+                | Op::Process { reply, .. }
+                | Op::Note { reply, .. },
                 _,
             ) => {
                 let _ = reply.send(Ok(true));
@@ -655,7 +684,10 @@ fn reply_all(batch: Vec<Op>, failure: impl Fn(&Op) -> Failure) {
                     other => error(other),
                 }));
             }
-            Op::Finish { reply, .. } | Op::Report { reply, .. } | Op::Process { reply, .. } => {
+            Op::Finish { reply, .. }
+            | Op::Report { reply, .. }
+            | Op::Process { reply, .. }
+            | Op::Note { reply, .. } => {
                 let _ = reply.send(match f {
                     Failure::Lost => Ok(false),
                     other => Err(error(other)),
