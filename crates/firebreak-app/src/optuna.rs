@@ -238,14 +238,7 @@ impl<S: Store> App<S> {
         let _ = writeln!(
             out,
             "- objectives: {}",
-            study
-                .objectives
-                .metrics
-                .iter()
-                .zip(&study.objectives.directions)
-                .map(|(m, d)| format!("{m} ({})", format!("{d:?}").to_lowercase()))
-                .collect::<Vec<_>>()
-                .join(", ")
+            crate::report::objectives_text(&study.objectives)
         );
         let _ = writeln!(
             out,

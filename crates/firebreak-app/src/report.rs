@@ -15,6 +15,17 @@ use serde_json::Value;
 use crate::format::format_number;
 use crate::{App, AppError};
 
+/// Objectives in words: `loss (minimize), accuracy (maximize)`.
+pub(crate) fn objectives_text(objectives: &firebreak_core::Objectives) -> String {
+    objectives
+        .metrics
+        .iter()
+        .zip(&objectives.directions)
+        .map(|(m, d)| format!("{m} ({})", format!("{d:?}").to_lowercase()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The ledger's verification, in words.
 pub(crate) fn verdict(rows: &[Entry], state: &firebreak_ledger::StateSnapshot) -> String {
     match audit(rows, state) {
@@ -65,17 +76,7 @@ impl<S: Store> App<S> {
             format_rfc3339(record.created_at),
             record.spec_hash
         );
-        let _ = writeln!(
-            out,
-            "- objective: {}",
-            spec.objectives
-                .metrics
-                .iter()
-                .zip(&spec.objectives.directions)
-                .map(|(m, d)| format!("{m} ({})", format!("{d:?}").to_lowercase()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let _ = writeln!(out, "- objective: {}", objectives_text(&spec.objectives));
         let _ = writeln!(
             out,
             "- proposer `{}`, scheduler `{}`, n_trials {}, parallelism {}",

@@ -167,7 +167,12 @@ fn optunas_own_storage_tests_pass_for_firebreak_wherever_they_pass_for_optunas_g
         compared >= 59 && passed >= 57,
         "{compared} compared, {passed} passed\n{log}"
     );
-    let failed: Vec<_> = outcomes.iter().filter(|(_, o)| *o == "failed").collect();
+    // Cases of Optuna's own storages (and its timing-based heartbeat tests)
+    // may fail for their own reasons on a loaded machine; none of ours may.
+    let failed: Vec<_> = outcomes
+        .iter()
+        .filter(|(t, o)| t.contains("firebreak") && *o == "failed")
+        .collect();
     assert!(failed.is_empty(), "{failed:?}\n{log}");
 }
 

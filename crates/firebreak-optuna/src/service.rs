@@ -201,6 +201,61 @@ impl<S: Store> Storage<S> {
             })
     }
 
+    /// Makes the change `op` to study `study_id`, as the caller of `request`.
+    async fn change_study<T>(
+        &self,
+        request: &Request<T>,
+        study_id: i64,
+        op: OptunaOp,
+    ) -> Result<(), Status> {
+        let principal = self.principal(request, true).await?;
+        let mut state = self.state.lock().await;
+        let campaign = Self::campaign_of(&state, study_id)?;
+        self.commit(&mut state, &campaign, principal, op).await
+    }
+
+    /// Makes the change `op` builds (from the trial's id) to trial `trial_id`,
+    /// as the caller of `request`.
+    async fn change_trial<T>(
+        &self,
+        request: &Request<T>,
+        trial_id: i64,
+        op: impl FnOnce(u64) -> OptunaOp,
+    ) -> Result<(), Status> {
+        let principal = self.principal(request, true).await?;
+        let mut state = self.state.lock().await;
+        let (trial_id, campaign) = Self::campaign_of_trial(&state, trial_id)?;
+        self.commit(&mut state, &campaign, principal, op(trial_id))
+            .await
+    }
+
+    /// Setting a trial attribute, once the trial's id is known.
+    fn trial_attr(system: bool, key: &str, value: &str) -> impl FnOnce(u64) -> OptunaOp {
+        let (key, value) = (key.to_string(), value.to_string());
+        move |trial_id| OptunaOp::TrialAttr {
+            trial_id,
+            system,
+            key,
+            value,
+        }
+    }
+
+    /// Answers `read` of study `study_id`, for the caller of `request`.
+    async fn read_study<T, R>(
+        &self,
+        request: &Request<T>,
+        study_id: i64,
+        read: impl FnOnce(&firebreak_ledger::optuna::Study) -> R,
+    ) -> Answer<R> {
+        self.principal(request, false).await?;
+        let state = self.state.lock().await;
+        let study = state
+            .studies
+            .study(id(study_id, "study")?)
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(read(study)))
+    }
+
     /// The campaign of study `study_id`.
     fn campaign_of(state: &State, study_id: i64) -> Result<String, Status> {
         let study = state
@@ -315,10 +370,8 @@ impl<S: Store> StorageService for Storage<S> {
     }
 
     async fn delete_study(&self, request: Request<DeleteStudyRequest>) -> Answer<DeleteStudyReply> {
-        let principal = self.principal(&request, true).await?;
-        let mut state = self.state.lock().await;
-        let campaign = Self::campaign_of(&state, request.get_ref().study_id)?;
-        self.commit(&mut state, &campaign, principal, OptunaOp::StudyDeleted)
+        let study_id = request.get_ref().study_id;
+        self.change_study(&request, study_id, OptunaOp::StudyDeleted)
             .await?;
         Ok(Response::new(DeleteStudyReply {}))
     }
@@ -327,16 +380,13 @@ impl<S: Store> StorageService for Storage<S> {
         &self,
         request: Request<SetStudyUserAttributeRequest>,
     ) -> Answer<SetStudyUserAttributeReply> {
-        let principal = self.principal(&request, true).await?;
-        let r = request.into_inner();
-        let mut state = self.state.lock().await;
-        let campaign = Self::campaign_of(&state, r.study_id)?;
+        let r = request.get_ref();
         let op = OptunaOp::StudyAttr {
             system: false,
-            key: r.key,
-            value: r.value,
+            key: r.key.clone(),
+            value: r.value.clone(),
         };
-        self.commit(&mut state, &campaign, principal, op).await?;
+        self.change_study(&request, r.study_id, op).await?;
         Ok(Response::new(SetStudyUserAttributeReply {}))
     }
 
@@ -344,16 +394,13 @@ impl<S: Store> StorageService for Storage<S> {
         &self,
         request: Request<SetStudySystemAttributeRequest>,
     ) -> Answer<SetStudySystemAttributeReply> {
-        let principal = self.principal(&request, true).await?;
-        let r = request.into_inner();
-        let mut state = self.state.lock().await;
-        let campaign = Self::campaign_of(&state, r.study_id)?;
+        let r = request.get_ref();
         let op = OptunaOp::StudyAttr {
             system: true,
-            key: r.key,
-            value: r.value,
+            key: r.key.clone(),
+            value: r.value.clone(),
         };
-        self.commit(&mut state, &campaign, principal, op).await?;
+        self.change_study(&request, r.study_id, op).await?;
         Ok(Response::new(SetStudySystemAttributeReply {}))
     }
 
@@ -378,60 +425,44 @@ impl<S: Store> StorageService for Storage<S> {
         &self,
         request: Request<GetStudyNameFromIdRequest>,
     ) -> Answer<GetStudyNameFromIdReply> {
-        self.principal(&request, false).await?;
-        let state = self.state.lock().await;
-        let study = state
-            .studies
-            .study(id(request.get_ref().study_id, "study")?)
-            .map_err(|e| status(&e))?;
-        Ok(Response::new(GetStudyNameFromIdReply {
-            study_name: study.name.clone(),
-        }))
+        let study_id = request.get_ref().study_id;
+        self.read_study(&request, study_id, |s| GetStudyNameFromIdReply {
+            study_name: s.name.clone(),
+        })
+        .await
     }
 
     async fn get_study_directions(
         &self,
         request: Request<GetStudyDirectionsRequest>,
     ) -> Answer<GetStudyDirectionsReply> {
-        self.principal(&request, false).await?;
-        let state = self.state.lock().await;
-        let study = state
-            .studies
-            .study(id(request.get_ref().study_id, "study")?)
-            .map_err(|e| status(&e))?;
-        Ok(Response::new(GetStudyDirectionsReply {
-            directions: directions_to_wire(&study.directions),
-        }))
+        let study_id = request.get_ref().study_id;
+        self.read_study(&request, study_id, |s| GetStudyDirectionsReply {
+            directions: directions_to_wire(&s.directions),
+        })
+        .await
     }
 
     async fn get_study_user_attributes(
         &self,
         request: Request<GetStudyUserAttributesRequest>,
     ) -> Answer<GetStudyUserAttributesReply> {
-        self.principal(&request, false).await?;
-        let state = self.state.lock().await;
-        let study = state
-            .studies
-            .study(id(request.get_ref().study_id, "study")?)
-            .map_err(|e| status(&e))?;
-        Ok(Response::new(GetStudyUserAttributesReply {
-            user_attributes: study_to_wire(study).user_attributes,
-        }))
+        let study_id = request.get_ref().study_id;
+        self.read_study(&request, study_id, |s| GetStudyUserAttributesReply {
+            user_attributes: study_to_wire(s).user_attributes,
+        })
+        .await
     }
 
     async fn get_study_system_attributes(
         &self,
         request: Request<GetStudySystemAttributesRequest>,
     ) -> Answer<GetStudySystemAttributesReply> {
-        self.principal(&request, false).await?;
-        let state = self.state.lock().await;
-        let study = state
-            .studies
-            .study(id(request.get_ref().study_id, "study")?)
-            .map_err(|e| status(&e))?;
-        Ok(Response::new(GetStudySystemAttributesReply {
-            system_attributes: study_to_wire(study).system_attributes,
-        }))
+        let study_id = request.get_ref().study_id;
+        self.read_study(&request, study_id, |s| GetStudySystemAttributesReply {
+            system_attributes: study_to_wire(s).system_attributes,
+        })
+        .await
     }
 
     async fn get_all_studies(
@@ -485,19 +516,18 @@ impl<S: Store> StorageService for Storage<S> {
         &self,
         request: Request<SetTrialParameterRequest>,
     ) -> Answer<SetTrialParameterReply> {
-        let principal = self.principal(&request, true).await?;
-        let r = request.into_inner();
-        let mut state = self.state.lock().await;
-        let (trial_id, campaign) = Self::campaign_of_trial(&state, r.trial_id)?;
-        let op = OptunaOp::TrialParam {
-            trial_id,
-            name: r.param_name,
-            param: OptunaParam {
-                value: F64(r.param_value_internal),
-                distribution: r.distribution,
-            },
+        let r = request.get_ref();
+        let param = OptunaParam {
+            value: F64(r.param_value_internal),
+            distribution: r.distribution.clone(),
         };
-        self.commit(&mut state, &campaign, principal, op).await?;
+        let name = r.param_name.clone();
+        self.change_trial(&request, r.trial_id, |trial_id| OptunaOp::TrialParam {
+            trial_id,
+            name,
+            param,
+        })
+        .await?;
         Ok(Response::new(SetTrialParameterReply {}))
     }
 
@@ -565,16 +595,16 @@ impl<S: Store> StorageService for Storage<S> {
         &self,
         request: Request<SetTrialIntermediateValueRequest>,
     ) -> Answer<SetTrialIntermediateValueReply> {
-        let principal = self.principal(&request, true).await?;
-        let r = request.into_inner();
-        let mut state = self.state.lock().await;
-        let (trial_id, campaign) = Self::campaign_of_trial(&state, r.trial_id)?;
-        let op = OptunaOp::TrialIntermediate {
-            trial_id,
-            step: r.step,
-            value: F64(r.intermediate_value),
-        };
-        self.commit(&mut state, &campaign, principal, op).await?;
+        let r = request.get_ref();
+        let (step, value) = (r.step, F64(r.intermediate_value));
+        self.change_trial(&request, r.trial_id, |trial_id| {
+            OptunaOp::TrialIntermediate {
+                trial_id,
+                step,
+                value,
+            }
+        })
+        .await?;
         Ok(Response::new(SetTrialIntermediateValueReply {}))
     }
 
@@ -582,17 +612,9 @@ impl<S: Store> StorageService for Storage<S> {
         &self,
         request: Request<SetTrialUserAttributeRequest>,
     ) -> Answer<SetTrialUserAttributeReply> {
-        let principal = self.principal(&request, true).await?;
-        let r = request.into_inner();
-        let mut state = self.state.lock().await;
-        let (trial_id, campaign) = Self::campaign_of_trial(&state, r.trial_id)?;
-        let op = OptunaOp::TrialAttr {
-            trial_id,
-            system: false,
-            key: r.key,
-            value: r.value,
-        };
-        self.commit(&mut state, &campaign, principal, op).await?;
+        let r = request.get_ref();
+        let op = Self::trial_attr(false, &r.key, &r.value);
+        self.change_trial(&request, r.trial_id, op).await?;
         Ok(Response::new(SetTrialUserAttributeReply {}))
     }
 
@@ -600,17 +622,9 @@ impl<S: Store> StorageService for Storage<S> {
         &self,
         request: Request<SetTrialSystemAttributeRequest>,
     ) -> Answer<SetTrialSystemAttributeReply> {
-        let principal = self.principal(&request, true).await?;
-        let r = request.into_inner();
-        let mut state = self.state.lock().await;
-        let (trial_id, campaign) = Self::campaign_of_trial(&state, r.trial_id)?;
-        let op = OptunaOp::TrialAttr {
-            trial_id,
-            system: true,
-            key: r.key,
-            value: r.value,
-        };
-        self.commit(&mut state, &campaign, principal, op).await?;
+        let r = request.get_ref();
+        let op = Self::trial_attr(true, &r.key, &r.value);
+        self.change_trial(&request, r.trial_id, op).await?;
         Ok(Response::new(SetTrialSystemAttributeReply {}))
     }
 
