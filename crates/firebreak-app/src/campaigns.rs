@@ -181,9 +181,19 @@ impl<S: Store> App<S> {
     /// Every campaign with its state and progress, by name.
     pub async fn campaigns(&self) -> Result<Vec<CampaignListing>, AppError> {
         let mut list = Vec::new();
+        // Optuna studies live in the ledger alone: read it once for all.
+        let mut studies = None;
         for summary in self.store.campaigns().await? {
             let name = summary.campaign.name.clone();
-            if let Some(study) = self.optuna_study(&name).await? {
+            if summary.campaign.spec["kind"] == "optuna" {
+                if studies.is_none() {
+                    let ledger = self.store.ledger().await?;
+                    studies = Some(firebreak_ledger::optuna::studies_from(&ledger));
+                }
+                let Some(all) = studies.as_ref() else {
+                    continue;
+                };
+                let study = crate::optuna::view(&name, &summary.campaign.spec, all);
                 list.push(CampaignListing {
                     name,
                     state: study.state,

@@ -6,7 +6,9 @@
 use firebreak_core::{
     Direction, Metrics, Objectives, ParamValue, Params, Report, Trial, TrialState, parse_rfc3339,
 };
-use firebreak_ledger::optuna::{OptunaParam, OptunaState, OptunaTrial, python_json, studies_from};
+use firebreak_ledger::optuna::{
+    OptunaParam, OptunaState, OptunaTrial, Studies, python_json, studies_from,
+};
 use firebreak_store::{Counts, Store};
 
 use crate::{App, AppError};
@@ -118,6 +120,54 @@ fn trial(t: &OptunaTrial, names: &[String]) -> Trial {
     }
 }
 
+/// The study of `campaign` (whose spec is `spec`) among `studies`.
+pub(crate) fn view(campaign: &str, spec: &serde_json::Value, studies: &Studies) -> StudyView {
+    let name = spec["study"].as_str().unwrap_or_default().to_string();
+    let max_trials = spec["constraints"]["max_trials"].as_u64();
+    let Some(study) = studies.of_campaign(campaign) else {
+        let why = if studies.deleted.contains(campaign) {
+            "deleted"
+        } else {
+            "governed, not opened yet"
+        };
+        return StudyView {
+            state: format!("optuna study {name:?} ({why})"),
+            objectives: Objectives::single("value", Direction::Minimize),
+            trials: Vec::new(),
+            ids: Vec::new(),
+            n_trials: max_trials.unwrap_or(0),
+        };
+    };
+    let names = metric_names(study.directions.len());
+    let objectives = Objectives {
+        metrics: names.clone(),
+        directions: study
+            .directions
+            .iter()
+            .map(|d| {
+                if d == "maximize" {
+                    Direction::Maximize
+                } else {
+                    Direction::Minimize
+                }
+            })
+            .collect(),
+    };
+    let trials: Vec<Trial> = study
+        .trials
+        .iter()
+        .filter_map(|id| studies.trials.get(id))
+        .map(|(_, t)| trial(t, &names))
+        .collect();
+    StudyView {
+        state: format!("optuna study {name:?}"),
+        objectives,
+        ids: study.trials.clone(),
+        n_trials: max_trials.unwrap_or(trials.len() as u64),
+        trials,
+    }
+}
+
 /// A spec section for people: `none` when absent or empty.
 fn shown(section: &serde_json::Value) -> String {
     if section.as_object().is_some_and(|o| !o.is_empty()) {
@@ -151,54 +201,8 @@ impl<S: Store> App<S> {
         if record.spec["kind"] != "optuna" {
             return Ok(None);
         }
-        let name = record.spec["study"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let max_trials = record.spec["constraints"]["max_trials"].as_u64();
         let studies = studies_from(&self.store.ledger().await?);
-        let Some(study) = studies.of_campaign(campaign) else {
-            let why = if studies.deleted.contains(campaign) {
-                "deleted"
-            } else {
-                "governed, not opened yet"
-            };
-            return Ok(Some(StudyView {
-                state: format!("optuna study {name:?} ({why})"),
-                objectives: Objectives::single("value", Direction::Minimize),
-                trials: Vec::new(),
-                ids: Vec::new(),
-                n_trials: max_trials.unwrap_or(0),
-            }));
-        };
-        let names = metric_names(study.directions.len());
-        let objectives = Objectives {
-            metrics: names.clone(),
-            directions: study
-                .directions
-                .iter()
-                .map(|d| {
-                    if d == "maximize" {
-                        Direction::Maximize
-                    } else {
-                        Direction::Minimize
-                    }
-                })
-                .collect(),
-        };
-        let trials: Vec<Trial> = study
-            .trials
-            .iter()
-            .filter_map(|id| studies.trials.get(id))
-            .map(|(_, t)| trial(t, &names))
-            .collect();
-        Ok(Some(StudyView {
-            state: format!("optuna study {name:?}"),
-            objectives,
-            ids: study.trials.clone(),
-            n_trials: max_trials.unwrap_or(trials.len() as u64),
-            trials,
-        }))
+        Ok(Some(view(campaign, &record.spec, &studies)))
     }
 }
 
