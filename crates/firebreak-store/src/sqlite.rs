@@ -1358,10 +1358,6 @@ impl Store for SqliteStore {
     }
 
     async fn record_note(&self, campaign: &str, note: &Event) -> Result<(), StoreError> {
-        if matches!(note, Event::Optuna { .. }) {
-            // The hot path of `serve-optuna`: group-committed, one round trip.
-            return self.fast_note(campaign, note).await;
-        }
         self.gov_record_note(campaign, note).await
     }
 

@@ -1,6 +1,6 @@
 //! Group commit for the hot path: starting a proposed trial, recording a report,
-//! finishing a trial, and appending an entry that changes no table (an Optuna
-//! study's operation, whose ledger entry is its only record).
+//! finishing a trial, and appending a note that changes no table (a refusal, a
+//! re-evaluation, a gate verdict, an Optuna study's operation).
 //!
 //! Why: the driver runs SQLite on its own thread, so every statement costs thread
 //! hand-offs that dwarf SQLite's own work on a trivial trial. These operations are

@@ -245,15 +245,19 @@ impl SqliteStore {
                 note.kind()
             )));
         }
+        let Event::GenerationStarted { generation, .. } = note else {
+            // A note that changes no table is one ledger row: group-committed
+            // with the hot path's other writes, one round trip (what
+            // `serve-optuna` appends on every Optuna call).
+            return self.fast_note(campaign, note).await;
+        };
+        // Trials started from now on are this generation's.
         let mut w = self.begin().await?;
-        if let Event::GenerationStarted { generation, .. } = note {
-            // Trials started from now on are this generation's.
-            sqlx::query("UPDATE campaigns SET generation = ? WHERE name = ?")
-                .bind(i64::from(*generation))
-                .bind(campaign)
-                .execute(&mut *w.tx)
-                .await?;
-        }
+        sqlx::query("UPDATE campaigns SET generation = ? WHERE name = ?")
+            .bind(i64::from(*generation))
+            .bind(campaign)
+            .execute(&mut *w.tx)
+            .await?;
         self.append(&mut w, campaign, note).await?;
         self.commit(w).await
     }
