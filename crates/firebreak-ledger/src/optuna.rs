@@ -672,7 +672,7 @@ impl Studies {
                 param,
             } => {
                 of_this_study(*trial_id)?;
-                compatible(&param.distribution, &param.distribution)?;
+                json_text("the distribution", &param.distribution)?;
                 if let Some(old) = study.distributions.get(name) {
                     compatible(old, &param.distribution)?;
                 }

@@ -9,21 +9,22 @@ use tonic::Status;
 
 use crate::proto;
 
-/// An Optuna trial state from its wire number.
-pub(crate) fn state_from_wire(state: i32) -> Result<OptunaState, Status> {
-    match proto::TrialState::try_from(state) {
-        Ok(proto::TrialState::Running) => Ok(OptunaState::Running),
-        Ok(proto::TrialState::Complete) => Ok(OptunaState::Complete),
-        Ok(proto::TrialState::Pruned) => Ok(OptunaState::Pruned),
-        Ok(proto::TrialState::Fail) => Ok(OptunaState::Fail),
-        Ok(proto::TrialState::Waiting) => Ok(OptunaState::Waiting),
-        Err(_) => Err(Status::invalid_argument(format!(
-            "unknown trial state {state}"
-        ))),
-    }
+/// An Optuna trial state from its number: the wire's, which is also Optuna's
+/// own `TrialState` (RUNNING 0, COMPLETE 1, PRUNED 2, FAIL 3, WAITING 4), as
+/// its journal files write it.
+pub(crate) fn state_of_number(state: i64) -> Option<OptunaState> {
+    let wire = proto::TrialState::try_from(i32::try_from(state).ok()?).ok()?;
+    Some(match wire {
+        proto::TrialState::Running => OptunaState::Running,
+        proto::TrialState::Complete => OptunaState::Complete,
+        proto::TrialState::Pruned => OptunaState::Pruned,
+        proto::TrialState::Fail => OptunaState::Fail,
+        proto::TrialState::Waiting => OptunaState::Waiting,
+    })
 }
 
-fn state_to_wire(state: OptunaState) -> i32 {
+/// The number of a trial state (see [`state_of_number`]).
+pub(crate) fn state_number(state: OptunaState) -> i32 {
     let wire = match state {
         OptunaState::Running => proto::TrialState::Running,
         OptunaState::Complete => proto::TrialState::Complete,
@@ -32,6 +33,12 @@ fn state_to_wire(state: OptunaState) -> i32 {
         OptunaState::Waiting => proto::TrialState::Waiting,
     };
     wire as i32
+}
+
+/// An Optuna trial state from its wire number.
+pub(crate) fn state_from_wire(state: i32) -> Result<OptunaState, Status> {
+    state_of_number(i64::from(state))
+        .ok_or_else(|| Status::invalid_argument(format!("unknown trial state {state}")))
 }
 
 /// Directions as the ledger names them.
@@ -83,7 +90,7 @@ pub(crate) fn trial_to_wire(trial: &OptunaTrial) -> proto::Trial {
     proto::Trial {
         trial_id: trial.trial_id as i64,
         number: trial.number as i64,
-        state: state_to_wire(trial.state),
+        state: state_number(trial.state),
         values: trial.values.iter().map(|v| v.0).collect(),
         datetime_start: trial.datetime_start.clone(),
         datetime_complete: trial.datetime_complete.clone(),

@@ -59,10 +59,10 @@ pub fn governed_spec(
         message,
         hint: hint.to_string(),
     };
-    if !crate::service::campaign_name_ok(study) {
+    if let Some(problem) = firebreak_spec::campaign_name_problem(study) {
         return Err(bad(
             "study",
-            format!("{study:?} cannot name the study's campaign"),
+            format!("{study:?} cannot name the study's campaign: it {problem}"),
             "a governed study's name is 1 to 64 letters, digits, `-`, `_` or `.`, not starting with `.`",
         ));
     }

@@ -113,14 +113,38 @@ fn id(value: i64, what: &str) -> Result<u64, Status> {
         .map_err(|_| Status::not_found(format!("No {what} with {what}_id {value} exists.")))
 }
 
-/// True for a name `firebreak` accepts as a campaign's (as `[campaign] name`).
-pub(crate) fn campaign_name_ok(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+/// True for a name `firebreak` accepts as a campaign's.
+fn campaign_name_ok(name: &str) -> bool {
+    firebreak_spec::campaign_name_problem(name).is_none()
+}
+
+/// Creates the campaign of a new study called `name` with `spec`: named after
+/// the study where that name is allowed and free, else `optuna-ID` (the id the
+/// study will get), `optuna-ID-K` after that.
+pub(crate) async fn new_campaign<S: Store>(
+    store: &S,
+    state: &mut State,
+    name: &str,
+    spec: serde_json::Value,
+) -> Result<String, crate::OptunaError> {
+    let next = state.studies.next_study;
+    let candidates = std::iter::once(name.to_string())
+        .filter(|n| campaign_name_ok(n))
+        .chain(std::iter::once(format!("optuna-{next}")))
+        .chain((1..100).map(|k| format!("optuna-{next}-{k}")));
+    for campaign in candidates {
+        match store.create_campaign(&campaign, &spec).await {
+            Ok(_) => {
+                state.specs.insert(campaign.clone(), spec);
+                return Ok(campaign);
+            }
+            Err(StoreError::CampaignExists(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(crate::OptunaError::Import(format!(
+        "no free campaign name for study {name:?}"
+    )))
 }
 
 /// The name of the operation, as a refusal records it.
@@ -315,28 +339,10 @@ impl<S: Store> Storage<S> {
                 return Ok(campaign);
             }
         }
-        let store = self.app.store();
-        let mut candidates = Vec::new();
-        if campaign_name_ok(name) {
-            candidates.push(name.to_string());
-        }
-        let next = state.studies.next_study;
-        candidates.push(format!("optuna-{next}"));
-        candidates.extend((1..100).map(|k| format!("optuna-{next}-{k}")));
         let spec = serde_json::json!({"kind": "optuna", "study": name});
-        for campaign in candidates {
-            match store.create_campaign(&campaign, &spec).await {
-                Ok(_) => {
-                    state.specs.insert(campaign.clone(), spec);
-                    return Ok(campaign);
-                }
-                Err(StoreError::CampaignExists(_)) => continue,
-                Err(e) => return Err(internal(e)),
-            }
-        }
-        Err(Status::resource_exhausted(format!(
-            "no free campaign name for study {name:?}"
-        )))
+        new_campaign(self.app.store(), state, name, spec)
+            .await
+            .map_err(internal)
     }
 }
 

@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::OptunaError;
-use crate::service::{State, campaign_name_ok, commit_as, replayed};
+use crate::convert::{state_number, state_of_number};
+use crate::service::{State, commit_as, new_campaign, replayed};
 
 /// A study read from an Optuna storage, before it is ledgered.
 #[derive(Debug, Default)]
@@ -52,28 +53,6 @@ fn direction_name(optuna_enum: i64) -> Option<String> {
         1 => Some("minimize".into()),
         2 => Some("maximize".into()),
         _ => None,
-    }
-}
-
-fn state_of_number(state: i64) -> Option<OptunaState> {
-    // Optuna's `TrialState`: RUNNING 0, COMPLETE 1, PRUNED 2, FAIL 3, WAITING 4.
-    Some(match state {
-        0 => OptunaState::Running,
-        1 => OptunaState::Complete,
-        2 => OptunaState::Pruned,
-        3 => OptunaState::Fail,
-        4 => OptunaState::Waiting,
-        _ => return None,
-    })
-}
-
-fn state_number(state: OptunaState) -> u8 {
-    match state {
-        OptunaState::Running => 0,
-        OptunaState::Complete => 1,
-        OptunaState::Pruned => 2,
-        OptunaState::Fail => 3,
-        OptunaState::Waiting => 4,
     }
 }
 
@@ -538,25 +517,7 @@ pub async fn import<S: Store>(
         "study": source.name,
         "imported_from": {"source": from, "sha256": sha256},
     });
-    let mut campaign = None;
-    let candidates = [
-        source.name.clone(),
-        format!("optuna-{}", state.studies.next_study),
-    ];
-    for name in candidates.into_iter().filter(|c| campaign_name_ok(c)) {
-        match app.store().create_campaign(&name, &spec).await {
-            Ok(_) => {
-                campaign = Some(name);
-                break;
-            }
-            Err(firebreak_store::StoreError::CampaignExists(_)) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let campaign = campaign.ok_or_else(|| {
-        OptunaError::Import(format!("no free campaign name for {:?}", source.name))
-    })?;
-    state.specs.insert(campaign.clone(), spec);
+    let campaign = new_campaign(app.store(), &mut state, &source.name, spec).await?;
     let now = firebreak_core::Clock::now(&firebreak_core::SystemClock);
     let mut ops = vec![OptunaOp::StudyOpened {
         study_id: state.studies.next_study,

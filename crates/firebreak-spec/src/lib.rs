@@ -39,7 +39,7 @@ pub use schema::{
 };
 pub use validate::{
     CampaignSpec, MAX_EPOCHS, MAX_NAME_LEN, MAX_PARALLELISM, MAX_REQUEST_TTL, MAX_TRIAL_TIMEOUT,
-    MAX_TRIALS,
+    MAX_TRIALS, campaign_name_problem,
 };
 
 /// A commented example spec, written by `firebreak init`.

@@ -42,6 +42,30 @@ pub const MAX_REQUEST_TTL: u64 = 3650 * 86_400;
 /// The most epochs of a built-in trial (`[task] max_epochs`).
 pub const MAX_EPOCHS: u32 = 100_000;
 
+/// What is wrong with `name` as a campaign's name, if anything: it names a
+/// folder under the database's trial folder, so it must be one plain path
+/// component of 1 to [`MAX_NAME_LEN`] letters, digits, `-`, `_` or `.`, not
+/// starting with `.`.
+pub fn campaign_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("is empty".to_string())
+    } else if name.len() > MAX_NAME_LEN {
+        Some(format!("is {} bytes long, over {MAX_NAME_LEN}", name.len()))
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        Some(format!("holds the character {c:?}"))
+    } else if name.starts_with('.') {
+        Some(
+            "starts with `.` (as a folder name, `.` and `..` point outside the campaign's own)"
+                .to_string(),
+        )
+    } else {
+        None
+    }
+}
+
 impl CampaignSpec {
     /// Parses and validates `source`; `file` is the name used in error messages.
     pub fn parse(source: &str, file: &str) -> Result<Self, SpecError> {
@@ -136,24 +160,7 @@ impl CampaignSpec {
     /// it must be one plain path component: no separator, not `.` or `..`.
     fn check_campaign(&self) -> Result<(), SpecError> {
         let name = &self.spec.campaign.name;
-        let problem = if name.is_empty() {
-            Some("is empty".to_string())
-        } else if name.len() > MAX_NAME_LEN {
-            Some(format!("is {} bytes long, over {MAX_NAME_LEN}", name.len()))
-        } else if let Some(c) = name
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-        {
-            Some(format!("holds the character {c:?}"))
-        } else if name.starts_with('.') {
-            Some(
-                "starts with `.` (as a folder name, `.` and `..` point outside the campaign's own)"
-                    .to_string(),
-            )
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
+        if let Some(problem) = campaign_name_problem(name) {
             return Err(self.error_at(
                 &["campaign", "name"],
                 format!("campaign name {name:?} is not allowed: it {problem}"),
