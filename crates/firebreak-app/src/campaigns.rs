@@ -108,6 +108,12 @@ impl<S: Store> App<S> {
         Ok(CampaignSpec::from_canonical(&record.spec, campaign)?)
     }
 
+    /// True when `campaign` is an Optuna study's.
+    async fn is_optuna(&self, campaign: &str) -> Result<bool, AppError> {
+        let record = self.store.campaign(campaign).await?;
+        Ok(record.is_some_and(|r| r.spec["kind"] == "optuna"))
+    }
+
     /// An error naming `campaign` when there is none.
     pub(crate) async fn exists(&self, campaign: &str) -> Result<(), AppError> {
         self.store
@@ -123,10 +129,11 @@ impl<S: Store> App<S> {
         &self,
         campaign: &str,
     ) -> Result<Option<firebreak_core::SearchSpace>, AppError> {
-        if self.optuna_study(campaign).await?.is_some() {
-            return Ok(None);
+        match self.spec(campaign).await {
+            Ok(spec) => Ok(Some(spec.space)),
+            Err(_) if self.is_optuna(campaign).await? => Ok(None),
+            Err(e) => Err(e),
         }
-        Ok(Some(self.spec(campaign).await?.space))
     }
 
     async fn campaign_state(

@@ -42,8 +42,9 @@ pub struct Explanation {
 impl<S: Store> App<S> {
     /// Explains trial `number` of `campaign`.
     pub async fn explain(&self, campaign: &str, number: u64) -> Result<Explanation, AppError> {
-        if let Some(study) = self.optuna_study(campaign).await? {
-            return self.explain_optuna(campaign, number, study).await;
+        let record = self.store.campaign(campaign).await?;
+        if let Some(record) = record.filter(|r| r.spec["kind"] == "optuna") {
+            return self.explain_optuna(&record, number).await;
         }
         self.spec(campaign).await?;
         let trial = self.store.trial(campaign, number).await?;

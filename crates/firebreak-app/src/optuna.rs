@@ -212,12 +212,12 @@ impl<S: Store> App<S> {
     pub(crate) async fn report_optuna(
         &self,
         record: &firebreak_store::CampaignRecord,
-        study: StudyView,
     ) -> Result<String, AppError> {
         use std::collections::BTreeMap;
         use std::fmt::Write as _;
         let campaign = &record.name;
         let (rows, state) = self.store.ledger_and_snapshot().await?;
+        let study = view(campaign, &record.spec, &studies_from(&rows));
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -329,10 +329,12 @@ impl<S: Store> App<S> {
     /// creation.
     pub(crate) async fn explain_optuna(
         &self,
-        campaign: &str,
+        record: &firebreak_store::CampaignRecord,
         number: u64,
-        study: StudyView,
     ) -> Result<crate::Explanation, AppError> {
+        let campaign = record.name.as_str();
+        let rows = self.store.ledger().await?;
+        let study = view(campaign, &record.spec, &studies_from(&rows));
         let index = usize::try_from(number).unwrap_or(usize::MAX);
         let (Some(trial), Some(id)) = (study.trials.get(index), study.ids.get(index)) else {
             return Err(firebreak_store::StoreError::NoTrial {
@@ -341,7 +343,6 @@ impl<S: Store> App<S> {
             }
             .into());
         };
-        let rows = self.store.ledger().await?;
         let mut created = None;
         let history: Vec<serde_json::Value> = rows
             .iter()
@@ -361,17 +362,11 @@ impl<S: Store> App<S> {
             })
             .collect();
         let (seq, principal) = created.ok_or(AppError::NoProposal(number))?;
-        let record = self.store.campaign(campaign).await?;
-        let section = |key: &str| {
-            record
-                .as_ref()
-                .map_or("none".to_string(), |r| shown(&r.spec[key]))
-        };
         let policy = format!(
             "created by {} through serve-optuna; checked by the rules the audit replays, against the study's constraints ({}) and governed space ({})",
             principal.as_str().unwrap_or("?"),
-            section("constraints"),
-            section("space"),
+            shown(&record.spec["constraints"]),
+            shown(&record.spec["space"]),
         );
         Ok(crate::Explanation {
             campaign: campaign.to_string(),

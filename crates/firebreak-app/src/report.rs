@@ -52,8 +52,8 @@ impl<S: Store> App<S> {
             .campaign(campaign)
             .await?
             .ok_or_else(|| StoreError::NoCampaign(campaign.to_string()))?;
-        if let Some(study) = self.optuna_study(campaign).await? {
-            return self.report_optuna(&record, study).await;
+        if record.spec["kind"] == "optuna" {
+            return self.report_optuna(&record).await;
         }
         let spec = CampaignSpec::from_canonical(&record.spec, campaign)?;
         let trials = store.trials(campaign).await?;
