@@ -205,7 +205,7 @@ impl<S: Store> App<S> {
                     name,
                     state: study.state,
                     n_trials: study.n_trials,
-                    counts: crate::optuna::counts(&study.trials),
+                    counts: firebreak_runner::counts_of(&study.trials),
                     created_at: format_rfc3339(summary.campaign.created_at),
                 });
                 continue;
@@ -259,7 +259,7 @@ impl<S: Store> App<S> {
                 campaign: name.to_string(),
                 state: study.state,
                 n_trials: study.n_trials,
-                counts: crate::optuna::counts(&study.trials),
+                counts: firebreak_runner::counts_of(&study.trials),
                 generations: None,
                 llm_tokens: None,
                 best,

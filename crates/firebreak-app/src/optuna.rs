@@ -9,7 +9,7 @@ use firebreak_core::{
 use firebreak_ledger::optuna::{
     OptunaParam, OptunaState, OptunaTrial, Studies, python_json, studies_from,
 };
-use firebreak_store::{Counts, Store};
+use firebreak_store::Store;
 
 use crate::{App, AppError};
 
@@ -177,21 +177,6 @@ fn shown(section: &serde_json::Value) -> String {
     }
 }
 
-/// Trials counted by state.
-pub(crate) fn counts(trials: &[Trial]) -> Counts {
-    let mut c = Counts::default();
-    for t in trials {
-        match t.state {
-            TrialState::Queued => c.queued += 1,
-            TrialState::Running => c.running += 1,
-            TrialState::Complete => c.complete += 1,
-            TrialState::Pruned => c.pruned += 1,
-            TrialState::Failed => c.failed += 1,
-        }
-    }
-    c
-}
-
 impl<S: Store> App<S> {
     /// The Optuna study of `campaign`, when the campaign is one.
     pub(crate) async fn optuna_study(&self, campaign: &str) -> Result<Option<StudyView>, AppError> {
@@ -298,7 +283,7 @@ impl<S: Store> App<S> {
         for line in &refusals {
             let _ = writeln!(out, "{line}");
         }
-        let c = counts(&study.trials);
+        let c = firebreak_runner::counts_of(&study.trials);
         let _ = writeln!(
             out,
             "\n## Trials\n\n{} trials: {} complete, {} pruned, {} failed, {} running, {} waiting",
